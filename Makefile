@@ -1,0 +1,36 @@
+# The README's two commands: `make demo` and `make test`.
+PY := .venv/bin/python
+MODELS ?= mlp cnn
+
+.PHONY: setup demo train test test-fast lint format schema clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup train
+
+train: setup
+	@for model in $(MODELS); do \
+		$(PY) -m trainers --framework both --model $$model --runs-dir runs || exit $$?; \
+	done
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest tests/unit
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: setup
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+schema: setup
+	$(PY) -c "from trainers.manifest import manifest_json_schema as s; print(s(), end='')" > model_store/manifest.schema.json
+
+clean:
+	rm -rf model_store/tensorflow model_store/torch model_store/torchserve model_store/reports \
+		model_store/manifest.json model_store/.lock runs reports .pytest_cache

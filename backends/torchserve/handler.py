@@ -1,0 +1,225 @@
+"""TorchServe handler packed into every dualserve .mar.
+
+It speaks TF Serving's REST bodies so that one request works for both frameworks:
+row (`{"instances": ...}` -> `{"predictions": ...}`) and columnar
+(`{"inputs": ...}` -> `{"outputs": ...}`), plus a binary numpy body
+(`application/x-npy`) for clients that want to skip JSON. Every request of a server-side
+batch is decoded, validated and answered on its own: a bad request gets a 400 with a
+message naming the problem, and never fails its neighbours.
+
+This file runs inside TorchServe's worker, so it imports nothing from the dualserve
+packages; the model's signature travels in the archive as `signature.json`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from ts.torch_handler.base_handler import BaseHandler
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_FILE = "signature.json"
+NPY_CONTENT_TYPE = "application/x-npy"
+JSON_CONTENT_TYPE = "application/json"
+
+
+class InputError(ValueError):
+    """A request the handler rejects with HTTP 400; the message names the problem."""
+
+
+class Signature:
+    """The model's input contract: one tensor `name`, float32, per-example `shape`."""
+
+    def __init__(self, name: str, shape: list[int], dtype: str = "float32") -> None:
+        self.name = name
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+
+    @classmethod
+    def from_file(cls, path: str) -> Signature:
+        with open(path, encoding="utf-8") as handle:
+            spec = json.load(handle)["inputs"][0]
+        return cls(spec["name"], spec["shape"][1:], spec.get("dtype", "float32"))
+
+    def check(self, array: np.ndarray) -> np.ndarray:
+        if array.ndim != len(self.shape) + 1 or tuple(array.shape[1:]) != self.shape:
+            expected = [-1, *self.shape]
+            raise InputError(f"{self.name}: expected shape {expected}, got {list(array.shape)}")
+        return array
+
+
+def decode_request(body: Any, content_type: str, signature: Signature) -> tuple[np.ndarray, str]:
+    """Turn one request body into a float32 batch and the response format to answer in."""
+    if content_type.startswith(NPY_CONTENT_TYPE):
+        return signature.check(_decode_npy(body, signature)), "npy"
+    payload = _as_json(body)
+    if not isinstance(payload, dict):
+        raise InputError("request body must be a JSON object with 'instances' or 'inputs'")
+    if "instances" in payload and "inputs" in payload:
+        raise InputError("request has both 'instances' and 'inputs'; send exactly one")
+    if "instances" in payload:
+        return signature.check(_rows(payload["instances"], signature)), "row"
+    if "inputs" in payload:
+        return signature.check(_columns(payload["inputs"], signature)), "columnar"
+    raise InputError("request body is missing 'instances' (row format) or 'inputs' (columnar)")
+
+
+def _as_json(body: Any) -> Any:
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            return json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"malformed JSON body: {exc}") from exc
+    if isinstance(body, str):
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"malformed JSON body: {exc}") from exc
+    return body
+
+
+def _decode_npy(body: Any, signature: Signature) -> np.ndarray:
+    if not isinstance(body, (bytes, bytearray)):
+        raise InputError(f"{NPY_CONTENT_TYPE} body must be binary")
+    try:
+        array = np.load(io.BytesIO(bytes(body)), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"body is not a valid .npy array: {exc}") from exc
+    if array.dtype != signature.dtype:
+        raise InputError(
+            f"{signature.name}: expected dtype {signature.dtype.name}, got {array.dtype.name}"
+        )
+    return array
+
+
+def _rows(instances: Any, signature: Signature) -> np.ndarray:
+    if not isinstance(instances, list) or not instances:
+        raise InputError("'instances' must be a non-empty list")
+    if all(isinstance(row, dict) for row in instances):
+        missing = [i for i, row in enumerate(instances) if signature.name not in row]
+        if missing:
+            raise InputError(f"instances[{missing[0]}] has no input named '{signature.name}'")
+        instances = [row[signature.name] for row in instances]
+    return _to_array(instances, f"instances ({signature.name})")
+
+
+def _columns(inputs: Any, signature: Signature) -> np.ndarray:
+    if isinstance(inputs, dict):
+        unknown = sorted(set(inputs) - {signature.name})
+        if unknown:
+            raise InputError(f"unknown input '{unknown[0]}'; the model takes '{signature.name}'")
+        if signature.name not in inputs:
+            raise InputError(f"'inputs' has no tensor named '{signature.name}'")
+        inputs = inputs[signature.name]
+    return _to_array(inputs, f"inputs ({signature.name})")
+
+
+def _to_array(values: Any, field: str) -> np.ndarray:
+    try:
+        array = np.asarray(values)
+    except ValueError as exc:  # ragged nesting
+        raise InputError(f"{field}: ragged or malformed tensor ({exc})") from exc
+    if array.dtype.kind not in "iuf":
+        raise InputError(f"{field}: expected numbers (float32), got {array.dtype.name} values")
+    return array.astype(np.float32, copy=False)
+
+
+def encode_response(outputs: dict[str, np.ndarray], fmt: str) -> Any:
+    """TF Serving's response shapes: row -> predictions, columnar -> outputs."""
+    if fmt == "npy":
+        return _encode_npz(outputs)
+    if fmt == "columnar":
+        return json.dumps({"outputs": {k: v.tolist() for k, v in outputs.items()}})
+    names = list(outputs)
+    predictions = [
+        {name: outputs[name][i].tolist() for name in names} for i in range(len(outputs[names[0]]))
+    ]
+    return json.dumps({"predictions": predictions})
+
+
+def _encode_npz(outputs: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **outputs)
+    return buffer.getvalue()
+
+
+class DualserveHandler(BaseHandler):
+    """Decode every request of a batch, run one forward pass, answer each request."""
+
+    def initialize(self, context: Any) -> None:
+        threads = int(os.environ.get("DUALSERVE_TORCH_THREADS", "0"))
+        if threads > 0:
+            torch.set_num_threads(threads)
+        super().initialize(context)
+        model_dir = context.system_properties.get("model_dir")
+        self.signature = Signature.from_file(os.path.join(model_dir, SIGNATURE_FILE))
+
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+        decoded: list[tuple[int, np.ndarray, str]] = []
+        responses: list[Any] = [None] * len(data)
+        for idx, request in enumerate(data):
+            try:
+                batch, fmt = decode_request(
+                    _body(request), _content_type(context, idx), self.signature
+                )
+            except InputError as exc:
+                responses[idx] = _error(context, idx, 400, str(exc))
+                continue
+            decoded.append((idx, batch, fmt))
+        if decoded:
+            self._infer_and_split(decoded, responses, context)
+        return responses
+
+    def _infer_and_split(
+        self, decoded: list[tuple[int, np.ndarray, str]], responses: list[Any], context: Any
+    ) -> None:
+        merged = np.concatenate([batch for _, batch, _ in decoded])
+        with torch.inference_mode():
+            outputs = self.model(torch.from_numpy(merged).to(self.device))
+        arrays = {name: tensor.cpu().numpy() for name, tensor in outputs.items()}
+        start = 0
+        for idx, batch, fmt in decoded:
+            part = {name: value[start : start + len(batch)] for name, value in arrays.items()}
+            start += len(batch)
+            if fmt == "npy":
+                context.set_response_content_type(idx, "application/x-npz")
+            else:
+                context.set_response_content_type(idx, JSON_CONTENT_TYPE)
+            responses[idx] = encode_response(part, fmt)
+
+
+def _body(request: dict[str, Any]) -> Any:
+    body = request.get("body")
+    return request.get("data") if body is None else body
+
+
+def _content_type(context: Any, idx: int) -> str:
+    value = context.get_request_header(idx, "Content-Type") or context.get_request_header(
+        idx, "content-type"
+    )
+    return (value or JSON_CONTENT_TYPE).lower()
+
+
+def _error(context: Any, idx: int, status: int, message: str) -> str:
+    context.set_response_status(status, message, idx)
+    context.set_response_content_type(idx, JSON_CONTENT_TYPE)
+    return json.dumps({"error": message})
+
+
+_service = DualserveHandler()
+
+
+def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
+    """TorchServe's module-level entry point."""
+    if not _service.initialized:
+        _service.initialize(context)
+    if data is None:
+        return None
+    return _service.handle(data, context)
