@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -199,7 +198,7 @@ def _tensorboard(
 ) -> Callable[[int, dict[str, float]], None] | None:
     if config.runs_dir is None:
         return None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    # One folder per version, one sub-folder per framework: one TensorBoard compares both.
     return fw.tensorboard_writer(
-        Path(config.runs_dir) / f"{config.model_name}-v{version}-{stamp}" / fw.FRAMEWORK
+        Path(config.runs_dir) / f"{config.model_name}-v{version}" / fw.FRAMEWORK
     )
