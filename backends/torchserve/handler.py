@@ -7,6 +7,22 @@ row (`{"instances": ...}` -> `{"predictions": ...}`) and columnar
 batch is decoded, validated and answered on its own: a bad request gets a 400 with a
 message naming the problem, and never fails its neighbours.
 
+Transports:
+
+- REST `POST /predictions/{model}[/{version}]`: the body, its Content-Type decides the
+  codec. Every response carries `X-Batch-Size`, the number of requests TorchServe put
+  in the server-side batch that answered it (so batching can be observed).
+- gRPC `Predictions`: `PredictionsRequest.input` is a `map<string, bytes>`; dualserve
+  clients put the body under the key `data` (`body` is accepted too). gRPC carries no
+  Content-Type, so the body is sniffed: the `\x93NUMPY` magic means npy, else JSON.
+
+Errors: TorchServe 0.12 returns a per-request status on REST only; its gRPC path
+answers every request of a batch with OK. So a request that is alone in its batch and
+fails is raised as a batch error with code 400, which reaches REST clients as HTTP 400
+and gRPC clients as INVALID_ARGUMENT, each with the message. A bad request inside a
+larger batch gets HTTP 400 on REST, and on gRPC an OK reply whose body is the error
+object (`{"error": ..., "code": 400, ...}`), which gRPC clients must check.
+
 This file runs inside TorchServe's worker, so it imports nothing from the dualserve
 packages; the model's signature travels in the archive as `signature.json`.
 """
@@ -22,12 +38,18 @@ from typing import Any
 import numpy as np
 import torch
 from ts.torch_handler.base_handler import BaseHandler
+from ts.utils.util import PredictionException
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_FILE = "signature.json"
 NPY_CONTENT_TYPE = "application/x-npy"
 JSON_CONTENT_TYPE = "application/json"
+NPY_MAGIC = b"\x93NUMPY"
+BODY_KEYS = ("body", "data")
+"""Where the request body travels: REST puts it under "body" (or "data" for forms);
+gRPC clients put it under "data" in `PredictionsRequest.input` ("body" works too)."""
+BATCH_SIZE_HEADER = "X-Batch-Size"
 
 
 class InputError(ValueError):
@@ -56,8 +78,12 @@ class Signature:
 
 
 def decode_request(body: Any, content_type: str, signature: Signature) -> tuple[np.ndarray, str]:
-    """Turn one request body into a float32 batch and the response format to answer in."""
-    if content_type.startswith(NPY_CONTENT_TYPE):
+    """Turn one request body into a float32 batch and the response format to answer in.
+
+    A body that starts with the npy magic is npy whatever its Content-Type (gRPC sends
+    none, and no JSON text can start with that byte).
+    """
+    if content_type.startswith(NPY_CONTENT_TYPE) or _is_npy(body):
         return signature.check(_decode_npy(body, signature)), "npy"
     payload = _as_json(body)
     if not isinstance(payload, dict):
@@ -69,6 +95,10 @@ def decode_request(body: Any, content_type: str, signature: Signature) -> tuple[
     if "inputs" in payload:
         return signature.check(_columns(payload["inputs"], signature)), "columnar"
     raise InputError("request body is missing 'instances' (row format) or 'inputs' (columnar)")
+
+
+def _is_npy(body: Any) -> bool:
+    return isinstance(body, (bytes, bytearray)) and bytes(body[: len(NPY_MAGIC)]) == NPY_MAGIC
 
 
 def _as_json(body: Any) -> Any:
@@ -165,11 +195,15 @@ class DualserveHandler(BaseHandler):
         decoded: list[tuple[int, np.ndarray, str]] = []
         responses: list[Any] = [None] * len(data)
         for idx, request in enumerate(data):
+            _set_header(context, idx, BATCH_SIZE_HEADER, str(len(data)))
             try:
                 batch, fmt = decode_request(
                     _body(request), _content_type(context, idx), self.signature
                 )
             except InputError as exc:
+                if len(data) == 1:
+                    # Alone in its batch: a batch error is the only 4xx gRPC can carry.
+                    raise PredictionException(str(exc), 400) from exc
                 responses[idx] = _error(context, idx, 400, str(exc))
                 continue
             decoded.append((idx, batch, fmt))
@@ -196,8 +230,11 @@ class DualserveHandler(BaseHandler):
 
 
 def _body(request: dict[str, Any]) -> Any:
-    body = request.get("body")
-    return request.get("data") if body is None else body
+    for key in BODY_KEYS:
+        if request.get(key) is not None:
+            return request[key]
+    names = sorted(str(key) for key in request)
+    raise InputError(f"request has no body; send it under 'data' (gRPC input keys: {names})")
 
 
 def _content_type(context: Any, idx: int) -> str:
@@ -207,10 +244,23 @@ def _content_type(context: Any, idx: int) -> str:
     return (value or JSON_CONTENT_TYPE).lower()
 
 
+def _set_header(context: Any, idx: int, key: str, value: str) -> None:
+    setter = getattr(context, "set_response_header", None)
+    if setter is not None:  # fakes in unit tests may not have it
+        setter(idx, key, value)
+
+
 def _error(context: Any, idx: int, status: int, message: str) -> str:
-    context.set_response_status(status, message, idx)
+    """A per-request error: TorchServe's error shape plus TF Serving's `error` key."""
+    context.set_response_status(status, _reason_phrase(message), idx)
     context.set_response_content_type(idx, JSON_CONTENT_TYPE)
-    return json.dumps({"error": message})
+    return json.dumps({"code": status, "type": "InputError", "message": message, "error": message})
+
+
+def _reason_phrase(message: str, limit: int = 200) -> str:
+    """The HTTP status line carries the message too: one printable ASCII line."""
+    text = "".join(ch if " " <= ch <= "~" else " " for ch in message)
+    return text[:limit]
 
 
 _service = DualserveHandler()

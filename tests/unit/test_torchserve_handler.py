@@ -129,3 +129,62 @@ def test_batch_of_requests_is_answered_one_by_one() -> None:
     assert context.status[1][0] == 400 and "malformed JSON" in json.loads(responses[1])["error"]
     assert json.loads(responses[2])["outputs"]["class"] == [0, 1]
     assert 0 not in context.status and 2 not in context.status
+
+
+class HeaderContext(FakeContext):
+    """FakeContext plus response headers, as TorchServe 0.12's Context has."""
+
+    def __init__(self, content_types: list[str]) -> None:
+        super().__init__(content_types)
+        self.headers: dict[int, dict[str, str]] = {}
+
+    def set_response_header(self, idx: int, key: str, value: str) -> None:
+        self.headers.setdefault(idx, {})[key] = value
+
+
+def _service() -> ts_handler.DualserveHandler:
+    service = ts_handler.DualserveHandler()
+    service.model, service.device = Doubler(), torch.device("cpu")
+    service.signature = Signature("input", [2])
+    return service
+
+
+def test_grpc_body_without_content_type_is_sniffed() -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ones((2, 64), dtype=np.float32))
+    batch, fmt = decode_request(buffer.getvalue(), "", SIG)
+    assert fmt == "npy" and batch.shape == (2, 64)
+    _, fmt = decode_request(b'{"instances": [[0]]}', "", Signature("input", [1]))
+    assert fmt == "row"
+
+
+def test_grpc_map_keys_data_and_body_are_accepted() -> None:
+    body = b'{"instances": [[0.0, 1.0]]}'
+    context = HeaderContext(["", ""])
+    responses = _service().handle([{"data": body}, {"body": body}], context)
+    assert [json.loads(r)["predictions"][0]["class"] for r in responses] == [1, 1]
+
+
+def test_missing_body_names_the_expected_key() -> None:
+    context = HeaderContext(["", ""])
+    responses = _service().handle([{"input": b"{}"}, {"data": b'{"inputs": [[1, 0]]}'}], context)
+    assert context.status[0][0] == 400
+    assert "send it under 'data'" in json.loads(responses[0])["message"]
+
+
+def test_every_response_reports_its_batch_size() -> None:
+    context = HeaderContext(["application/json"] * 2)
+    _service().handle([{"body": {"instances": [[0, 1]]}}, {"body": b"{bad"}], context)
+    assert [context.headers[i][ts_handler.BATCH_SIZE_HEADER] for i in (0, 1)] == ["2", "2"]
+
+
+def test_lone_bad_request_fails_the_batch_with_400() -> None:
+    # gRPC only carries a status for batch errors, so a request alone in its batch
+    # is answered that way (REST 400 / gRPC INVALID_ARGUMENT).
+    with pytest.raises(ts_handler.PredictionException) as caught:
+        _service().handle([{"body": b"{bad"}], HeaderContext(["application/json"]))
+    assert caught.value.error_code == 400 and "malformed JSON" in caught.value.message
+
+
+def test_error_reason_phrase_is_one_ascii_line() -> None:
+    assert ts_handler._reason_phrase("bad\nvalue é", limit=8) == "bad valu"

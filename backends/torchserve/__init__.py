@@ -1,0 +1,1 @@
+"""TorchServe backend: the handler packed into every .mar, config, launcher, gRPC stubs."""
