@@ -1,0 +1,1 @@
+"""Protocol buffer definitions the gateway speaks, loaded without their heavy packages."""

@@ -1,0 +1,112 @@
+"""`create_app(settings)`: wires the gateway; nothing happens at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway import admin
+from gateway.auth import Authenticator
+from gateway.catalog import Catalog
+from gateway.context import GatewayContext
+from gateway.dataplane import DataPlane
+from gateway.errors import GatewayError, NotFound
+from gateway.experiments.stats import ExperimentStats
+from gateway.metrics import GatewayMetrics
+from gateway.protocols import tfserving_rest, v2_rest
+from gateway.protocols.http import (
+    gateway_error_handler,
+    json_response,
+    unexpected_error_handler,
+)
+from gateway.routing.router import Router
+from gateway.settings import GatewaySettings
+from gateway.types import Framework
+from gateway.upstreams.base import Upstream
+
+
+def build_context(
+    settings: GatewaySettings, upstreams: Mapping[Framework, Upstream] | None = None
+) -> GatewayContext:
+    """Every object of one gateway; upstreams are injectable for tests."""
+    catalog = Catalog.from_store(settings.model_store)
+    if upstreams is None:
+        from gateway.upstreams.factory import build_upstreams
+
+        upstreams = build_upstreams(settings, catalog.latest_versions())
+    metrics = GatewayMetrics()
+    router = Router(catalog, upstreams, settings, ExperimentStats(), metrics)
+    return GatewayContext(
+        settings=settings,
+        catalog=catalog,
+        router=router,
+        dataplane=DataPlane(router, metrics),
+        metrics=metrics,
+        auth=Authenticator(settings.auth),
+    )
+
+
+def create_app(
+    settings: GatewaySettings, upstreams: Mapping[Framework, Upstream] | None = None
+) -> FastAPI:
+    ctx = build_context(settings, upstreams)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx.router.shadow.start()
+        try:
+            yield
+        finally:
+            await ctx.router.shadow.aclose()
+            for upstream in ctx.router.upstreams.values():
+                await upstream.aclose()
+
+    app = FastAPI(title="dualserve gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.gateway = ctx
+    app.state.readiness = lambda: _all_models_ready(ctx)
+    app.include_router(tfserving_rest.router)
+    app.include_router(v2_rest.router)
+    app.include_router(admin.router)
+    _add_operations_routes(app, ctx)
+    app.add_exception_handler(GatewayError, gateway_error_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)
+    return app
+
+
+async def _all_models_ready(ctx: GatewayContext) -> bool:
+    """Ready when every configured model has at least one ready arm."""
+    for model in ctx.catalog.names:
+        if not any((await ctx.router.ready(model)).values()):
+            return False
+    return bool(ctx.catalog.names)
+
+
+def _add_operations_routes(app: FastAPI, ctx: GatewayContext) -> None:
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "alive"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        models = {m: await ctx.router.ready(m) for m in ctx.catalog.names}
+        ok = bool(models) and all(any(arms.values()) for arms in models.values())
+        return json_response({"ready": ok, "models": models}, status=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def _http_error_handler(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods answer in the same `{"error": ...}` form."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return await gateway_error_handler(request, NotFound(f"no route for {request.url.path}"))
+    error = GatewayError(str(exc.detail))
+    error.status = exc.status_code  # type: ignore[assignment]
+    return await gateway_error_handler(request, error)

@@ -1,0 +1,140 @@
+"""What the gateway knows about models: versions and signatures, from the manifest.
+
+Requests are checked here, before anything leaves the gateway: an unknown model or
+version is a 404, a wrong tensor name, dtype or shape a 400 naming the problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gateway.errors import BadRequest, NotFound
+from gateway.types import Framework, InferRequest
+from trainers.manifest import Manifest, load_manifest
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One named tensor of a signature; `shape[0]` is the batch dimension (-1)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    versions: dict[int, tuple[Framework, ...]]
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+
+    @property
+    def latest(self) -> int:
+        return max(self.versions)
+
+    def resolve_version(self, version: int | None, label: str | None) -> int:
+        """A concrete version: the given one, a label (`latest`), or the latest."""
+        if label is not None:
+            if label != "latest":
+                raise NotFound(f"model {self.name} has no version label '{label}'")
+            return self.latest
+        if version is None:
+            return self.latest
+        if version not in self.versions:
+            raise NotFound(f"model {self.name} has no version {version}")
+        return version
+
+
+class Catalog:
+    """Models by name, built once from the manifest at start-up."""
+
+    def __init__(self, models: dict[str, ModelInfo]) -> None:
+        self._models = models
+
+    @classmethod
+    def from_store(cls, store: Path) -> Catalog:
+        return cls.from_manifest(load_manifest(store))
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> Catalog:
+        models = {}
+        for name, entry in manifest.models.items():
+            if not entry.versions:
+                continue
+            latest = entry.versions[str(entry.latest)]
+            models[name] = ModelInfo(
+                name=name,
+                versions={int(v): tuple(e.frameworks) for v, e in entry.versions.items()},
+                inputs=tuple(_tensor(t.name, t.dtype, t.shape) for t in latest.signature.inputs),
+                outputs=tuple(_tensor(t.name, t.dtype, t.shape) for t in latest.signature.outputs),
+            )
+        return cls(models)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def get(self, model: str) -> ModelInfo:
+        try:
+            return self._models[model]
+        except KeyError:
+            raise NotFound(f"unknown model '{model}'") from None
+
+    def latest_versions(self) -> dict[str, int]:
+        return {name: info.latest for name, info in self._models.items()}
+
+
+def _tensor(name: str, dtype: str, shape: list[int]) -> TensorInfo:
+    return TensorInfo(name, np.dtype(dtype), tuple(shape))
+
+
+def validate(request: InferRequest, info: ModelInfo, strict_dtype: bool) -> None:
+    """Check names, dtypes and shapes in place; JSON numbers are cast unless `strict_dtype`.
+
+    `strict_dtype` is for protocols that state a dtype (OIP `datatype`, TensorProto):
+    there a mismatch is the client's error, as in Triton and TF Serving.
+    """
+    expected = {t.name: t for t in info.inputs}
+    unknown = sorted(set(request.inputs) - set(expected))
+    if unknown:
+        raise BadRequest(f"unknown input '{unknown[0]}'; {info.name} takes {_names(expected)}")
+    missing = sorted(set(expected) - set(request.inputs))
+    if missing:
+        raise BadRequest(f"missing input '{missing[0]}'; {info.name} takes {_names(expected)}")
+    for name, spec in expected.items():
+        request.inputs[name] = _conform(request.inputs[name], spec, strict_dtype)
+    known_outputs = {t.name for t in info.outputs}
+    for output in request.outputs:
+        if output not in known_outputs:
+            raise BadRequest(
+                f"unknown output '{output}'; {info.name} returns {sorted(known_outputs)}"
+            )
+
+
+def _conform(array: np.ndarray, spec: TensorInfo, strict_dtype: bool) -> np.ndarray:
+    if array.dtype != spec.dtype:
+        castable = array.dtype.kind in "iuf" and spec.dtype.kind in "iuf"
+        if strict_dtype or not castable:
+            raise BadRequest(
+                f"input '{spec.name}': expected dtype {spec.dtype.name}, got {_dtype_name(array)}"
+            )
+        array = array.astype(spec.dtype)
+    if array.ndim != len(spec.shape) or array.shape[1:] != spec.shape[1:] or array.shape[0] < 1:
+        raise BadRequest(
+            f"input '{spec.name}': expected shape {list(spec.shape)}, got {list(array.shape)}"
+        )
+    return array
+
+
+def _dtype_name(array: np.ndarray) -> str:
+    return {"U": "string", "S": "bytes", "O": "object", "b": "bool"}.get(
+        array.dtype.kind, array.dtype.name
+    )
+
+
+def _names(expected: dict[str, TensorInfo]) -> str:
+    return ", ".join(f"'{n}'" for n in sorted(expected))

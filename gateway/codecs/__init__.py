@@ -1,0 +1,1 @@
+"""Tensor codecs shared by the gateway's ingress protocols and upstream clients."""

@@ -1,0 +1,43 @@
+"""The transport-free data plane: every ingress calls this, and it records the metrics.
+
+REST and gRPC routes only decode, call `DataPlane.infer`, and encode.
+"""
+
+from __future__ import annotations
+
+import time
+
+from gateway.errors import GatewayError
+from gateway.metrics import GatewayMetrics
+from gateway.routing.router import Router
+from gateway.types import InferRequest, InferResponse
+
+
+class DataPlane:
+    def __init__(self, router: Router, metrics: GatewayMetrics) -> None:
+        self.router = router
+        self.metrics = metrics
+
+    async def infer(
+        self, request: InferRequest, protocol: str, strict_dtype: bool = False
+    ) -> InferResponse:
+        """Route one request; count it and time the gateway's own share of it.
+
+        Failures are counted by each transport's error handler (`count_error`), which
+        also sees the errors raised while decoding, before this is called."""
+        started = time.perf_counter()
+        response = await self.router.infer(request, strict_dtype)
+        total = time.perf_counter() - started
+        response.timings["total"] = total
+        response.request_id = request.request_id
+        model = request.model
+        self.metrics.requests.labels(model, response.backend, protocol, "200").inc()
+        self.metrics.latency.labels(model, response.backend, protocol).observe(total)
+        upstream = response.timings.get("upstream", 0.0)
+        self.metrics.overhead.labels(protocol).observe(max(total - upstream, 0.0))
+        return response
+
+    def count_error(self, protocol: str, model: str | None, exc: GatewayError) -> None:
+        known = model if model is not None and model in self.router.policies else "unknown"
+        arm = getattr(exc, "backend", "none")
+        self.metrics.requests.labels(known, arm, protocol, str(int(exc.status))).inc()

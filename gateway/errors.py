@@ -1,0 +1,90 @@
+"""One error tree: every failure carries its HTTP status, its gRPC code and a sentence.
+
+Protocols translate these into their own error form with one handler per transport;
+nothing else decides a status.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import grpc
+
+
+class GatewayError(Exception):
+    """Base: `status` for HTTP, `grpc_code` for gRPC, the message names the problem."""
+
+    status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
+    grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(GatewayError):
+    """Malformed body, wrong tensor name, shape or dtype."""
+
+    status = HTTPStatus.BAD_REQUEST
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class Unauthorized(GatewayError):
+    status = HTTPStatus.UNAUTHORIZED
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class Forbidden(GatewayError):
+    """The request is understood but the model's policy does not allow it (e.g. pinning)."""
+
+    status = HTTPStatus.FORBIDDEN
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class NotFound(GatewayError):
+    """Unknown model, version or label."""
+
+    status = HTTPStatus.NOT_FOUND
+    grpc_code = grpc.StatusCode.NOT_FOUND
+
+
+class PayloadTooLarge(GatewayError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Overloaded(GatewayError):
+    """Shed load: a queue or concurrency limit is full."""
+
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class UpstreamError(GatewayError):
+    """A backend answered with an error the client did not cause."""
+
+    status = HTTPStatus.BAD_GATEWAY
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(self, backend: str, message: str) -> None:
+        super().__init__(f"{backend}: {message}")
+        self.backend = backend
+
+
+class UpstreamUnavailable(UpstreamError):
+    """No ready replica, connection refused, or the circuit breaker is open."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class UpstreamTimeout(UpstreamError):
+    status = HTTPStatus.GATEWAY_TIMEOUT
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class UpstreamRejected(UpstreamError):
+    """The backend refused the request as bad input (a 4xx that passed our validation)."""
+
+    status = HTTPStatus.BAD_REQUEST
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT

@@ -1,0 +1,89 @@
+"""Live per-model, per-arm statistics: counts, errors by kind, latency, shadow agreement."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.experiments.histogram import LatencyHistogram
+from gateway.types import Framework
+
+
+@dataclass
+class ArmStats:
+    requests: int = 0
+    failovers_in: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def as_dict(self) -> dict[str, Any]:
+        errors = sum(self.errors.values())
+        return {
+            "requests": self.requests,
+            "errors": dict(self.errors),
+            "error_rate": round(errors / self.requests, 6) if self.requests else 0.0,
+            "answered_after_failover": self.failovers_in,
+            "latency_ms": self.latency.summary_ms(),
+        }
+
+
+@dataclass
+class ShadowStats:
+    compared: int = 0
+    agreed: int = 0
+    max_abs_diff: float = 0.0
+    errors: int = 0
+    dropped: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "compared": self.compared,
+            "top1_agreement": round(self.agreed / self.compared, 6) if self.compared else None,
+            "max_abs_diff": self.max_abs_diff,
+            "errors": self.errors,
+            "dropped": self.dropped,
+        }
+
+
+class ExperimentStats:
+    """All arms of all models; single-threaded (the event loop), so no locks."""
+
+    def __init__(self) -> None:
+        self._arms: dict[tuple[str, Framework], ArmStats] = {}
+        self._shadow: dict[str, ShadowStats] = {}
+
+    def reset(self) -> None:
+        self._arms.clear()
+        self._shadow.clear()
+
+    def arm(self, model: str, framework: Framework) -> ArmStats:
+        return self._arms.setdefault((model, framework), ArmStats())
+
+    def shadow(self, model: str) -> ShadowStats:
+        return self._shadow.setdefault(model, ShadowStats())
+
+    def record_success(self, model: str, framework: Framework, seconds: float) -> None:
+        stats = self.arm(model, framework)
+        stats.requests += 1
+        stats.latency.record(seconds)
+
+    def record_error(self, model: str, framework: Framework, kind: str) -> None:
+        stats = self.arm(model, framework)
+        stats.requests += 1
+        stats.errors[kind] += 1
+
+    def record_shadow(self, model: str, agreed: bool, max_abs_diff: float) -> None:
+        stats = self.shadow(model)
+        stats.compared += 1
+        stats.agreed += int(agreed)
+        stats.max_abs_diff = max(stats.max_abs_diff, max_abs_diff)
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON for `GET /admin/experiments`."""
+        models: dict[str, Any] = {}
+        for (model, framework), stats in sorted(self._arms.items()):
+            models.setdefault(model, {"arms": {}})["arms"][framework] = stats.as_dict()
+        for model, shadow in sorted(self._shadow.items()):
+            models.setdefault(model, {"arms": {}})["shadow"] = shadow.as_dict()
+        return models

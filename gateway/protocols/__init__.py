@@ -1,0 +1,1 @@
+"""Ingress protocols: wire format <-> InferRequest/InferResponse, nothing about frameworks."""

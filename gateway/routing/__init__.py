@@ -1,0 +1,1 @@
+"""Routing: which framework answers, what is mirrored, and what happens on failure."""

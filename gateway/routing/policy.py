@@ -1,0 +1,46 @@
+"""Turn a model's policy and a request into a routing decision."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from gateway.errors import Forbidden
+from gateway.routing.split import choose_arm
+from gateway.settings import ModelPolicy
+from gateway.types import Framework, InferRequest, other
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Who answers, who takes over on failure, who gets a mirrored copy."""
+
+    primary: Framework
+    fallback: Framework | None
+    shadow: Framework | None
+
+
+def decide(policy: ModelPolicy, request: InferRequest, rng: random.Random) -> Decision:
+    """Pinning by the client first (if allowed), then the policy's mode."""
+    if request.pinned is not None:
+        if not policy.allow_pinning:
+            raise Forbidden(f"model {request.model} does not allow pinning a framework")
+        primary = request.pinned
+    elif policy.mode == "weighted":
+        primary = choose_arm(policy.weights, request.routing_key, policy.sticky, rng)
+    else:
+        primary = policy.primary
+    mirrored = policy.mode == "shadow" and request.pinned is None
+    shadow = other(primary) if mirrored and rng.random() < policy.shadow_sample_rate else None
+    fallback = other(primary) if policy.failover else None
+    return Decision(primary=primary, fallback=fallback, shadow=shadow)
+
+
+def routing_key(request: InferRequest, policy: ModelPolicy) -> str | None:
+    """The header key, else the configured request field, else none."""
+    if request.routing_key:
+        return request.routing_key
+    if policy.routing_field:
+        value = request.parameters.get(policy.routing_field)
+        return None if value is None else str(value)
+    return None

@@ -1,0 +1,142 @@
+"""Gateway settings: a YAML file plus `DUALSERVE_*` environment overrides.
+
+Nested fields use `__` in the environment, e.g. `DUALSERVE_PYTORCH__TRANSPORT=rest`.
+Tests build `GatewaySettings(...)` explicitly and never depend on the environment.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from gateway.types import Framework
+
+Transport = Literal["grpc", "rest"]
+_YAML_FILE: ContextVar[Path | None] = ContextVar("dualserve_yaml_file", default=None)
+
+
+class UpstreamSettings(BaseModel):
+    """How the gateway reaches one backend kind (all its replicas)."""
+
+    transport: Transport = Field("grpc", description="gRPC (default, binary tensors) or REST")
+    grpc: list[str] = Field(default_factory=list, description="replica addresses, host:port")
+    rest: list[str] = Field(default_factory=list, description="replica base URLs, http://host:port")
+    timeout_s: float = Field(5.0, gt=0, description="per-call deadline")
+    max_connections: int = Field(64, ge=1, description="pooled connections per replica (REST)")
+    unhealthy_for_s: float = Field(2.0, ge=0, description="skip a failing replica this long")
+
+    @property
+    def addresses(self) -> list[str]:
+        return self.grpc if self.transport == "grpc" else self.rest
+
+
+class TorchServeSettings(UpstreamSettings):
+    """TorchServe adds its inference token (read from the key file TorchServe writes)."""
+
+    token_file: Path | None = Field(None, description="TorchServe's key_file.json")
+    token: SecretStr | None = Field(None, description="the inference key, overrides token_file")
+
+
+class BreakerSettings(BaseModel):
+    """A circuit breaker per backend: open after consecutive failures, probe after a pause."""
+
+    failure_threshold: int = Field(5, ge=1, description="consecutive failures that open it")
+    reset_after_s: float = Field(5.0, gt=0, description="open time before a half-open probe")
+
+
+class ModelPolicy(BaseModel):
+    """How one model's traffic is routed between the two frameworks."""
+
+    mode: Literal["pinned", "weighted", "shadow"] = Field(
+        "weighted", description="pinned: one framework; weighted: split; shadow: mirror"
+    )
+    primary: Framework = Field("tensorflow", description="the answering arm for pinned/shadow")
+    weights: dict[Framework, float] = Field(
+        default_factory=lambda: {"tensorflow": 50.0, "pytorch": 50.0},
+        description="relative traffic shares for weighted mode",
+    )
+    sticky: bool = Field(True, description="the same routing key always lands on the same arm")
+    routing_field: str | None = Field(
+        None, description="request parameter used as routing key when no X-Routing-Key header"
+    )
+    shadow_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests mirrored")
+    failover: bool = Field(True, description="answer from the other framework when one fails")
+    allow_pinning: bool = Field(True, description="clients may pin a framework with X-Backend")
+
+    @model_validator(mode="after")
+    def _weights_are_usable(self) -> ModelPolicy:
+        if any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
+            raise ValueError("weights must be non-negative and not all zero")
+        return self
+
+
+class AuthSettings(BaseModel):
+    admin_token: SecretStr | None = Field(None, description="admin bearer token")
+    admin_token_file: Path | None = Field(
+        None, description="where the admin token is read, or generated at first start"
+    )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="prediction API keys; empty = predictions are open"
+    )
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the gateway needs; `create_app(settings)` wires it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DUALSERVE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    host: str = Field("127.0.0.1", description="REST bind address")
+    port: int = Field(8080, ge=0, description="REST port (0 = any free port)")
+    grpc_port: int | None = Field(None, description="gRPC ingress port; None = no gRPC ingress")
+    model_store: Path = Field(Path("model_store"), description="for the manifest (signatures)")
+    tensorflow: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    pytorch: TorchServeSettings = Field(default_factory=TorchServeSettings)
+    models: dict[str, ModelPolicy] = Field(
+        default_factory=dict, description="per-model policies; others get default_policy"
+    )
+    default_policy: ModelPolicy = Field(default_factory=ModelPolicy)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1, description="larger bodies get 413")
+    shadow_queue_size: int = Field(1000, ge=1, description="mirrored calls waiting; full = drop")
+    config_file: Path | None = Field(None, description="the YAML file these came from")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments win over the environment, which wins over the YAML file.
+        yaml_file = _YAML_FILE.get()
+        if yaml_file is None:
+            return init_settings, env_settings
+        return init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file)
+
+    def policy(self, model: str) -> ModelPolicy:
+        return self.models.get(model, self.default_policy)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> GatewaySettings:
+    """Explicit overrides > environment (`DUALSERVE_*`) > the YAML file at `path`."""
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(f"gateway config {path} does not exist")
+    token = _YAML_FILE.set(Path(path) if path is not None else None)
+    try:
+        return GatewaySettings(**overrides, config_file=path)
+    finally:
+        _YAML_FILE.reset(token)

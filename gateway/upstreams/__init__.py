@@ -1,0 +1,1 @@
+"""Backend clients: one per backend kind and transport, all behind the `Upstream` protocol."""

@@ -1,0 +1,89 @@
+"""Round-robin over one backend's replicas, skipping the ones that just failed.
+
+A replica is marked unhealthy for `unhealthy_for_s` when a call to it fails at the
+connection level (`UpstreamUnavailable`: refused, reset, gRPC UNAVAILABLE); the same call
+then moves on to the next healthy replica within what is left of its deadline. Anything
+else (a timeout, a rejected request, a backend error) is raised at once: a request that
+may have reached a backend is never sent twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+
+T = TypeVar("T")
+R = TypeVar("R")
+Clock = Callable[[], float]
+
+
+class ReplicaPool(Generic[T]):
+    """Pick replicas of one backend in turn; `call` retries only connection failures.
+
+    Args:
+        backend: the framework name, used in error messages.
+        replicas: per-replica clients (channels, base URLs, ...), at least one.
+        unhealthy_for_s: how long a replica is skipped after a connection failure.
+        clock: a monotonic clock, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        backend: str,
+        replicas: Sequence[T],
+        unhealthy_for_s: float,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if not replicas:
+            raise ValueError(f"{backend}: no replica addresses configured")
+        self.backend = backend
+        self.replicas = list(replicas)
+        self.unhealthy_for_s = unhealthy_for_s
+        self._clock = clock
+        self._next = 0
+        self._down_until = [0.0] * len(self.replicas)
+
+    def healthy(self) -> list[T]:
+        """Healthy replicas in the order the next call tries them (advances the rotation)."""
+        start, count = self._next, len(self.replicas)
+        self._next = (start + 1) % count
+        now = self._clock()
+        order = [(start + i) % count for i in range(count)]
+        return [self.replicas[i] for i in order if self._down_until[i] <= now]
+
+    def mark_unhealthy(self, replica: T) -> None:
+        self._down_until[self.replicas.index(replica)] = self._clock() + self.unhealthy_for_s
+
+    async def call(self, attempt: Callable[[T, float], Awaitable[R]], timeout: float) -> R:
+        """`attempt(replica, seconds_left)` on healthy replicas until one answers.
+
+        Raises:
+            UpstreamUnavailable: no replica is healthy, or every one failed to connect.
+            UpstreamTimeout: the deadline passed while moving between replicas.
+            GatewayError: whatever a replica's attempt raised, other than unavailability.
+        """
+        deadline = self._clock() + timeout
+        last: UpstreamUnavailable | None = None
+        candidates = self.healthy()
+        for replica in candidates:
+            left = deadline - self._clock()
+            if left <= 0:
+                raise UpstreamTimeout(self.backend, f"no answer within {timeout:g} s") from last
+            try:
+                return await attempt(replica, left)
+            except UpstreamUnavailable as exc:
+                self.mark_unhealthy(replica)
+                last = exc
+        raise self._none_left(len(candidates), last) from last
+
+    def _none_left(self, tried: int, last: UpstreamUnavailable | None) -> UpstreamUnavailable:
+        total = len(self.replicas)
+        if last is None:
+            detail = f"all {total} marked unhealthy for up to {self.unhealthy_for_s:g} s"
+        else:
+            reason = last.message.removeprefix(f"{self.backend}: ")
+            detail = f"{tried} of {total} tried, last: {reason}"
+        return UpstreamUnavailable(self.backend, f"no healthy replica ({detail})")

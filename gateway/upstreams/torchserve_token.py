@@ -1,0 +1,59 @@
+"""TorchServe's inference key, given directly or read from the key file TorchServe writes.
+
+TorchServe 0.12 rewrites `key_file.json` when it restarts or a key is replaced, so the
+file is read again whenever its modification time changes (one `stat` per call).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backends.torchserve.tokens import TokenError, read_token
+from gateway.errors import UpstreamError, UpstreamUnavailable
+
+BACKEND = "pytorch"
+
+
+class TokenSource:
+    """Where the `Authorization: Bearer` key comes from; neither given = no header.
+
+    Args:
+        token: the inference key itself (wins over `token_file`).
+        token_file: TorchServe's `key_file.json`, read for its `inference` key.
+    """
+
+    def __init__(self, token: str | None = None, token_file: Path | None = None) -> None:
+        self.token = token
+        self.token_file = Path(token_file) if token_file is not None else None
+        self._cached: tuple[int, str] | None = None
+
+    def key(self) -> str | None:
+        """The current key, or None when TorchServe runs without token authorization."""
+        if self.token:
+            return self.token
+        if self.token_file is None:
+            return None
+        return self._from_file(self.token_file)
+
+    def headers(self) -> dict[str, str]:
+        key = self.key()
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        key = self.key()
+        return (("authorization", f"Bearer {key}"),) if key else ()
+
+    def _from_file(self, path: Path) -> str:
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError as exc:
+            if self._cached is not None:  # a stopped server removes it; the call will say so
+                return self._cached[1]
+            message = f"no token file at {path}; is TorchServe running?"
+            raise UpstreamUnavailable(BACKEND, message) from exc
+        if self._cached is None or self._cached[0] != mtime:
+            try:
+                self._cached = (mtime, read_token(path, "inference"))
+            except TokenError as exc:
+                raise UpstreamError(BACKEND, str(exc)) from exc
+        return self._cached[1]

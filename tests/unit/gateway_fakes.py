@@ -1,0 +1,107 @@
+"""Fakes for the gateway's unit tests: a model store with one manifest, fake upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+
+from gateway.errors import GatewayError
+from gateway.settings import GatewaySettings
+from gateway.types import Framework, InferRequest, InferResponse
+from trainers.manifest import (
+    DatasetInfo,
+    FrameworkArtifact,
+    Hyperparameters,
+    Manifest,
+    ModelEntry,
+    Signature,
+    TensorSpec,
+    VersionEntry,
+    write_manifest,
+)
+
+FEATURES = 4
+CLASSES = 3
+
+
+def _artifact(path: str) -> FrameworkArtifact:
+    return FrameworkArtifact(
+        artifact=path, sha256="0", size_bytes=1, test_accuracy=1.0, train_seconds=0.0,
+        param_count=1, framework_version="x", device="CPU",
+    )  # fmt: skip
+
+
+def _version(version: int) -> VersionEntry:
+    return VersionEntry(
+        version=version,
+        created="2026-01-01T00:00:00+00:00",
+        arch="mlp",
+        dataset=DatasetInfo(name="toy", fingerprint="0", train=1, val=1, test=1, mean=0, std=1),
+        classes=list(range(CLASSES)),
+        signature=Signature(
+            inputs=[TensorSpec(name="input", dtype="float32", shape=[-1, FEATURES])],
+            outputs=[
+                TensorSpec(name="probabilities", dtype="float32", shape=[-1, CLASSES]),
+                TensorSpec(name="class", dtype="int64", shape=[-1]),
+            ],
+        ),
+        hyperparameters=Hyperparameters(epochs=1, batch_size=1, lr=0.1, seed=0),
+        frameworks={"tensorflow": _artifact("tf"), "pytorch": _artifact("pt")},
+    )
+
+
+def make_store(root: Path, versions: tuple[int, ...] = (1, 2)) -> Path:
+    entry = ModelEntry(versions={str(v): _version(v) for v in versions})
+    write_manifest(root, Manifest(models={"toy": entry}))
+    return root
+
+
+def toy_outputs(x: np.ndarray) -> dict[str, np.ndarray]:
+    logits = x[:, :CLASSES].astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return {
+        "probabilities": probs.astype(np.float32),
+        "class": probs.argmax(axis=1).astype(np.int64),
+    }
+
+
+class FakeUpstream:
+    """Answers like a model would; can be told to fail or to be slow; counts calls."""
+
+    def __init__(self, framework: Framework) -> None:
+        self.framework = framework
+        self.calls: list[InferRequest] = []
+        self.fail_with: GatewayError | None = None
+        self.delay = 0.0
+        self.closed = False
+
+    async def infer(self, request: InferRequest, timeout: float) -> InferResponse:
+        self.calls.append(request)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_with is not None:
+            raise self.fail_with
+        return InferResponse(
+            model=request.model,
+            version=request.version or 0,
+            backend=self.framework,
+            outputs=toy_outputs(request.inputs["input"]),
+            timings={"upstream": 0.0001},
+        )
+
+    async def ready(self, model: str) -> bool:
+        return self.fail_with is None
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def settings_for(store: Path, **overrides: object) -> GatewaySettings:
+    base: dict[str, object] = {
+        "model_store": store,
+        "auth": {"admin_token": "admin-secret"},
+    }
+    base.update(overrides)
+    return GatewaySettings(**base)  # type: ignore[arg-type]

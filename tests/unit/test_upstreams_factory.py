@@ -1,0 +1,125 @@
+"""Settings reach the clients: transport, replicas, timeout, limits and the TorchServe token."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.settings import GatewaySettings
+from gateway.types import InferRequest
+from gateway.upstreams.base import Upstream
+from gateway.upstreams.factory import build_upstreams
+from gateway.upstreams.tfserving_grpc import TFServingGrpcUpstream
+from gateway.upstreams.tfserving_rest import TFServingRestUpstream
+from gateway.upstreams.torchserve_grpc import TorchServeGrpcUpstream
+from gateway.upstreams.torchserve_rest import TorchServeRestUpstream
+from gateway.upstreams.torchserve_token import TokenSource
+from tests.unit.test_upstreams_clients import TOKEN, Seen, rest_backend
+
+VERSIONS = {"digits-mlp": 4}
+
+
+def key_file(path: Path, key: str) -> Path:
+    path.write_text(json.dumps({"inference": {"key": key}, "management": {"key": "m"}}))
+    return path
+
+
+def test_grpc_settings_reach_the_grpc_clients() -> None:
+    settings = GatewaySettings(
+        tensorflow={"grpc": ["10.0.0.1:8500", "10.0.0.2:8500"], "timeout_s": 1.5},
+        pytorch={"grpc": ["10.0.0.3:7070"], "unhealthy_for_s": 9.0, "token": "abc"},
+    )
+    upstreams = build_upstreams(settings, VERSIONS)
+    tf, torch = upstreams["tensorflow"], upstreams["pytorch"]
+    assert isinstance(tf, TFServingGrpcUpstream)
+    assert isinstance(torch, TorchServeGrpcUpstream)
+    assert tf.channels.addresses == ["10.0.0.1:8500", "10.0.0.2:8500"]
+    assert tf.timeout_s == 1.5
+    assert torch.channels.unhealthy_for_s == 9.0
+    assert torch.token.metadata() == (("authorization", "Bearer abc"),)
+    assert tf.default_versions == torch.default_versions == VERSIONS
+    assert all(isinstance(u, Upstream) for u in upstreams.values())
+
+
+def test_rest_settings_reach_the_rest_clients(tmp_path: Path) -> None:
+    settings = GatewaySettings(
+        tensorflow={"transport": "rest", "rest": ["http://a:8501/"], "max_connections": 7},
+        pytorch={
+            "transport": "rest",
+            "rest": ["http://b:8080", "http://c:8080"],
+            "timeout_s": 0.25,
+            "token_file": key_file(tmp_path / "key_file.json", "from-file"),
+        },
+    )
+    upstreams = build_upstreams(settings, VERSIONS)
+    tf, torch = upstreams["tensorflow"], upstreams["pytorch"]
+    assert isinstance(tf, TFServingRestUpstream)
+    assert isinstance(torch, TorchServeRestUpstream)
+    assert tf.replicas.replicas == ["http://a:8501"]
+    assert tf.session.max_connections == 7
+    assert torch.replicas.replicas == ["http://b:8080", "http://c:8080"]
+    assert torch.timeout_s == 0.25
+    assert torch.token.headers() == {"Authorization": "Bearer from-file"}
+
+
+def test_missing_addresses_fail_fast() -> None:
+    with pytest.raises(ValueError, match=r"settings\.pytorch\.grpc lists no replica"):
+        build_upstreams(GatewaySettings(tensorflow={"grpc": ["h:1"]}), VERSIONS)
+
+
+def test_token_and_timeout_from_settings_reach_the_wire(tmp_path: Path) -> None:
+    seen = Seen()
+
+    async def go(model: str) -> int:
+        async with rest_backend(seen) as url:
+            settings = GatewaySettings(
+                tensorflow={"grpc": ["h:1"]},
+                pytorch={
+                    "transport": "rest",
+                    "rest": [url],
+                    "timeout_s": 0.3,
+                    "token_file": key_file(tmp_path / "key_file.json", TOKEN),
+                },
+            )
+            client = build_upstreams(settings, VERSIONS)["pytorch"]
+            try:
+                request = InferRequest(model=model, inputs={"input": np.ones((1, 4), np.float32)})
+                return (await client.infer(request, 30.0)).version
+            finally:
+                await client.aclose()
+
+    assert asyncio.run(go("digits-mlp")) == 4
+    assert seen.auth == [f"Bearer {TOKEN}"]
+    with pytest.raises(UpstreamTimeout):  # 0.3 s from settings beats the caller's 30 s
+        asyncio.run(go("slow"))
+
+
+def test_token_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
+    path = key_file(tmp_path / "key_file.json", "first")
+    source = TokenSource(token_file=path)
+    assert source.key() == "first"
+    key_file(path, "second")
+    os.utime(path, ns=(1, 10**18))  # a different mtime, whatever the file system's resolution
+    assert source.key() == "second"
+    path.unlink()  # a stopped TorchServe removes it: keep the last key, the call will fail
+    assert source.key() == "second"
+
+
+def test_token_file_problems() -> None:
+    with pytest.raises(UpstreamUnavailable, match="no token file"):
+        TokenSource(token_file=Path("/nonexistent/key_file.json")).key()
+    assert TokenSource().headers() == {}
+    assert TokenSource("direct", Path("/nonexistent")).key() == "direct"
+
+
+def test_malformed_token_file_is_a_gateway_error(tmp_path: Path) -> None:
+    path = tmp_path / "key_file.json"
+    path.write_text("{}")
+    with pytest.raises(UpstreamError, match="no 'inference' key"):
+        TokenSource(token_file=path).key()
