@@ -1,0 +1,5 @@
+"""`python -m dualserve` is the `dualserve` command."""
+
+from dualserve.cli import main
+
+main()
