@@ -11,6 +11,7 @@ Works on any TensorProto class with TF's field layout: the gateway's private one
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -98,7 +99,7 @@ def _from_content(content: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np
     if dtype == np.dtype(object):
         raise TensorCodecError("DT_STRING tensors carry their values in string_val")
     flat = np.frombuffer(content, dtype=dtype.newbyteorder("<"))
-    expected = int(np.prod(shape, dtype=np.int64))
+    expected = math.prod(shape)
     if flat.size != expected:
         raise TensorCodecError(
             f"tensor_content holds {flat.size} values, shape {list(shape)} needs {expected}"
@@ -113,7 +114,7 @@ def _from_typed_field(
         flat = np.asarray(values, dtype=np.uint16).view(np.float16)
     else:
         flat = np.asarray(values, dtype=dtype)
-    expected = int(np.prod(shape, dtype=np.int64))
+    expected = math.prod(shape)
     if flat.size == expected:
         return flat.reshape(shape)
     # TF's own rule: one value (or none) fills the whole tensor, e.g. tf.fill results.

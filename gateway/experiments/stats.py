@@ -58,10 +58,16 @@ class ExperimentStats:
         self._shadow.clear()
 
     def arm(self, model: str, framework: Framework) -> ArmStats:
-        return self._arms.setdefault((model, framework), ArmStats())
+        stats = self._arms.get((model, framework))
+        if stats is None:  # not setdefault: that would build a histogram per call
+            stats = self._arms[(model, framework)] = ArmStats()
+        return stats
 
     def shadow(self, model: str) -> ShadowStats:
-        return self._shadow.setdefault(model, ShadowStats())
+        stats = self._shadow.get(model)
+        if stats is None:
+            stats = self._shadow[model] = ShadowStats()
+        return stats
 
     def record_success(self, model: str, framework: Framework, seconds: float) -> None:
         stats = self.arm(model, framework)

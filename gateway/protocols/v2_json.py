@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -59,9 +60,9 @@ def _tensor(spec: Any, index: int) -> tuple[str, np.ndarray]:
         flat = np.asarray(spec["data"], dtype=DATATYPES[datatype]).reshape(-1)
     except (ValueError, TypeError):
         raise BadRequest(f"input '{name}': 'data' is not a {datatype} tensor") from None
-    if flat.size != int(np.prod(shape)):
+    if flat.size != math.prod(shape):
         raise BadRequest(
-            f"input '{name}': shape {shape} needs {int(np.prod(shape))} values, got {flat.size}"
+            f"input '{name}': shape {shape} needs {math.prod(shape)} values, got {flat.size}"
         )
     return name, flat.reshape(shape)
 

@@ -83,9 +83,9 @@ async def model_ready(request: Request, model: str, version: str | None = None) 
     return json_response({"name": model, "ready": ok}, status=200 if ok else 503)
 
 
-@router.post("/v2/models/{model}/infer")
-@router.post("/v2/models/{model}/versions/{version}/infer")
-async def infer(request: Request, model: str, version: str | None = None) -> Response:
+async def infer(request: Request) -> Response:
+    """A plain Starlette endpoint, like TF Serving's predict routes (no FastAPI DI cost)."""
+    model, version = request.path_params["model"], request.path_params.get("version")
     ctx = _ctx(request)
     rid = begin(request, PROTOCOL)
     ctx.auth.check_predict(request.headers)
@@ -108,3 +108,7 @@ async def infer(request: Request, model: str, version: str | None = None) -> Res
         strict_dtype=True,
     )
     return json_response(encode_infer(model, answer.version, rid, answer.outputs), answer)
+
+
+router.add_route("/v2/models/{model}/infer", infer, methods=["POST"])
+router.add_route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"])
