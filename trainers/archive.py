@@ -12,7 +12,10 @@ from pathlib import Path
 from trainers.errors import ExportError
 from trainers.manifest import Signature
 
-HANDLER = Path(__file__).resolve().parent.parent / "backends" / "torchserve" / "handler.py"
+HANDLER_DIR = Path(__file__).resolve().parent.parent / "backends" / "torchserve"
+HANDLER = HANDLER_DIR / "handler.py"
+# Modules the handler imports from its own folder inside the archive.
+HANDLER_MODULES = (HANDLER_DIR / "tensor_frames.py",)
 SIGNATURE_FILE = "signature.json"
 
 
@@ -31,7 +34,7 @@ def build_mar(
             "--version", str(version),
             "--serialized-file", str(model_pt),
             "--handler", str(HANDLER),
-            "--extra-files", str(signature_file),
+            "--extra-files", ",".join([str(signature_file), *map(str, HANDLER_MODULES)]),
             "--export-path", str(staging),
             "--force",
         ]  # fmt: skip

@@ -3,7 +3,9 @@
 It speaks TF Serving's REST bodies so that one request works for both frameworks:
 row (`{"instances": ...}` -> `{"predictions": ...}`) and columnar
 (`{"inputs": ...}` -> `{"outputs": ...}`), plus a binary numpy body
-(`application/x-npy`) for clients that want to skip JSON. Every request of a server-side
+(`application/x-npy`, answered as `.npz`) for clients that want to skip JSON, and the
+gateway's tensor frames (`tensor_frames.py`, packed next to this file, recognised by
+their magic). Every request of a server-side
 batch is decoded, validated and answered on its own: a bad request gets a 400 with a
 message naming the problem, and never fails its neighbours.
 
@@ -24,7 +26,8 @@ larger batch gets HTTP 400 on REST, and on gRPC an OK reply whose body is the er
 object (`{"error": ..., "code": 400, ...}`), which gRPC clients must check.
 
 This file runs inside TorchServe's worker, so it imports nothing from the dualserve
-packages; the model's signature travels in the archive as `signature.json`.
+packages; the model's signature travels in the archive as `signature.json`, and
+`tensor_frames.py` as a sibling module.
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ import torch
 from ts.torch_handler.base_handler import BaseHandler
 from ts.utils.util import PredictionException
 
+try:  # inside a .mar: packed next to this file, and TorchServe puts it on sys.path
+    from tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
+    from tensor_frames import FrameError, decode_frame, encode_frame, is_frame
+except ImportError:  # imported from the source tree (tests)
+    from backends.torchserve.tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
+    from backends.torchserve.tensor_frames import FrameError, decode_frame, encode_frame, is_frame
+
 logger = logging.getLogger(__name__)
 
 SIGNATURE_FILE = "signature.json"
@@ -50,6 +60,12 @@ BODY_KEYS = ("body", "data")
 """Where the request body travels: REST puts it under "body" (or "data" for forms);
 gRPC clients put it under "data" in `PredictionsRequest.input` ("body" works too)."""
 BATCH_SIZE_HEADER = "X-Batch-Size"
+_RESPONSE_TYPES = {
+    "frame": FRAME_CONTENT_TYPE,
+    "npy": "application/x-npz",
+    "row": JSON_CONTENT_TYPE,
+    "columnar": JSON_CONTENT_TYPE,
+}
 
 
 class InputError(ValueError):
@@ -83,6 +99,8 @@ def decode_request(body: Any, content_type: str, signature: Signature) -> tuple[
     A body that starts with the npy magic is npy whatever its Content-Type (gRPC sends
     none, and no JSON text can start with that byte).
     """
+    if isinstance(body, (bytes, bytearray)) and is_frame(body):
+        return signature.check(_decode_frame(body, signature)), "frame"
     if content_type.startswith(NPY_CONTENT_TYPE) or _is_npy(body):
         return signature.check(_decode_npy(body, signature)), "npy"
     payload = _as_json(body)
@@ -115,6 +133,24 @@ def _as_json(body: Any) -> Any:
     return body
 
 
+def _decode_frame(body: bytes | bytearray, signature: Signature) -> np.ndarray:
+    try:
+        tensors = decode_frame(body)
+    except FrameError as exc:
+        raise InputError(str(exc)) from exc
+    if signature.name not in tensors:
+        raise InputError(f"the frame has no tensor named '{signature.name}'")
+    return _check_dtype(tensors[signature.name], signature)
+
+
+def _check_dtype(array: np.ndarray, signature: Signature) -> np.ndarray:
+    if array.dtype != signature.dtype:
+        raise InputError(
+            f"{signature.name}: expected dtype {signature.dtype.name}, got {array.dtype.name}"
+        )
+    return array
+
+
 def _decode_npy(body: Any, signature: Signature) -> np.ndarray:
     if not isinstance(body, (bytes, bytearray)):
         raise InputError(f"{NPY_CONTENT_TYPE} body must be binary")
@@ -122,11 +158,7 @@ def _decode_npy(body: Any, signature: Signature) -> np.ndarray:
         array = np.load(io.BytesIO(bytes(body)), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"body is not a valid .npy array: {exc}") from exc
-    if array.dtype != signature.dtype:
-        raise InputError(
-            f"{signature.name}: expected dtype {signature.dtype.name}, got {array.dtype.name}"
-        )
-    return array
+    return _check_dtype(array, signature)
 
 
 def _rows(instances: Any, signature: Signature) -> np.ndarray:
@@ -163,6 +195,8 @@ def _to_array(values: Any, field: str) -> np.ndarray:
 
 def encode_response(outputs: dict[str, np.ndarray], fmt: str) -> Any:
     """TF Serving's response shapes: row -> predictions, columnar -> outputs."""
+    if fmt == "frame":
+        return encode_frame(outputs)
     if fmt == "npy":
         return _encode_npz(outputs)
     if fmt == "columnar":
@@ -222,10 +256,7 @@ class DualserveHandler(BaseHandler):
         for idx, batch, fmt in decoded:
             part = {name: value[start : start + len(batch)] for name, value in arrays.items()}
             start += len(batch)
-            if fmt == "npy":
-                context.set_response_content_type(idx, "application/x-npz")
-            else:
-                context.set_response_content_type(idx, JSON_CONTENT_TYPE)
+            context.set_response_content_type(idx, _RESPONSE_TYPES[fmt])
             responses[idx] = encode_response(part, fmt)
 
 

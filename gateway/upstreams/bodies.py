@@ -1,4 +1,4 @@
-"""Request and answer bodies of the REST-style backends: numpy files and columnar JSON.
+"""Request and answer bodies of the REST-style backends: tensor frames and columnar JSON.
 
 Decoding problems become `UpstreamError`: a backend that answers 200 with a body we
 cannot read is the backend's (or the gateway's) fault, never the client's.
@@ -6,43 +6,30 @@ cannot read is the backend's (or the gateway's) fault, never the client's.
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import orjson
 
-from gateway.errors import BadRequest, UpstreamError, UpstreamRejected
+from backends.torchserve.tensor_frames import FrameError, decode_frame, encode_frame
+from gateway.errors import UpstreamError, UpstreamRejected
 from gateway.types import InferRequest
 from gateway.upstreams.failures import Target
 
-NPY = "application/x-npy"
+
+def frame_body(request: InferRequest) -> bytes:
+    """The request's named tensors as one tensor frame (what the dualserve handler reads
+    fastest; see backends/torchserve/tensor_frames.py)."""
+    return encode_frame(request.inputs)
 
 
-def npy_body(array: np.ndarray) -> bytes:
-    """One array as an `.npy` file (what the dualserve TorchServe handler reads)."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def single_input(request: InferRequest) -> np.ndarray:
-    """The one input tensor the dualserve handler takes (the serving contract's `input`)."""
-    if len(request.inputs) != 1:
-        names = ", ".join(sorted(request.inputs)) or "none"
-        raise BadRequest(f"the pytorch backend takes exactly one input tensor, got {names}")
-    return next(iter(request.inputs.values()))
-
-
-def npz_outputs(body: bytes, target: Target) -> dict[str, np.ndarray]:
-    """The named arrays of an `.npz` answer."""
+def frame_outputs(body: bytes, target: Target) -> dict[str, np.ndarray]:
+    """The named arrays of a tensor-frame answer."""
     try:
-        with np.load(io.BytesIO(body), allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise UpstreamError(target.backend, f"{target}: unreadable .npz answer ({exc})") from exc
+        return decode_frame(body)
+    except FrameError as exc:
+        raise UpstreamError(target.backend, f"{target}: unreadable answer ({exc})") from exc
 
 
 def columnar_json(inputs: Mapping[str, np.ndarray], signature_name: str | None = None) -> bytes:

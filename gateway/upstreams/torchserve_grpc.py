@@ -1,9 +1,9 @@
 """TorchServe over gRPC (the default PyTorch transport): `InferenceAPIsService/Predictions`.
 
-The input tensor travels as an `.npy` file under the `data` key of the request's input
-map and the outputs come back as an `.npz`. TorchServe's gRPC frontend passes no
-Content-Type to the handler, so the handler recognises `.npy` by its magic bytes
-(backends/torchserve/handler.py).
+The input tensors travel as a tensor frame (backends/torchserve/tensor_frames.py) under
+the `data` key of the request's input map and the outputs come back as one. TorchServe's
+gRPC frontend passes no Content-Type to the handler, so the handler recognises the frame
+by its magic bytes.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from backends.torchserve._proto.inference_pb2 import (
     PredictionsRequest,
     TorchServeHealthResponse,
 )
+from backends.torchserve.tensor_frames import is_frame
 from gateway.errors import GatewayError
 from gateway.types import Framework, InferRequest, InferResponse
-from gateway.upstreams.bodies import npy_body, npz_outputs, select_outputs, single_input
+from gateway.upstreams.bodies import frame_body, frame_outputs, select_outputs
 from gateway.upstreams.calls import call_timeout, version_for
 from gateway.upstreams.failures import Target, from_http
 from gateway.upstreams.grpc_channels import ChannelPool, Replica
@@ -32,7 +33,6 @@ from gateway.upstreams.torchserve_token import TokenSource
 _SERVICE = "/org.pytorch.serve.grpc.inference.InferenceAPIsService"
 PREDICTIONS = f"{_SERVICE}/Predictions"
 PING = f"{_SERVICE}/Ping"
-_ZIP_MAGIC = b"PK"  # an .npz is a zip file
 INPUT_KEY = "data"  # the handler reads the "body" or "data" entry of the input map
 
 
@@ -105,8 +105,8 @@ class TorchServeGrpcUpstream:
 
 
 def predictions_request(request: InferRequest) -> PredictionsRequest:
-    """The `PredictionsRequest` for an `InferRequest`: the input as `.npy` under `data`."""
-    body = npy_body(single_input(request))
+    """The `PredictionsRequest` for an `InferRequest`: a tensor frame under `data`."""
+    body = frame_body(request)
     version = "" if request.version is None else str(request.version)
     return PredictionsRequest(
         model_name=request.model, model_version=version, input={INPUT_KEY: body}
@@ -114,11 +114,11 @@ def predictions_request(request: InferRequest) -> PredictionsRequest:
 
 
 def _outputs(body: bytes, target: Target) -> dict[str, np.ndarray]:
-    """The `.npz` answer; TorchServe's gRPC path answers OK with an error body when the
-    failing request shared its server-side batch with others, so that is checked first."""
-    if not body.startswith(_ZIP_MAGIC):
+    """The tensor-frame answer; TorchServe's gRPC path answers OK with an error body when
+    the failing request shared its server-side batch with others, so that is checked first."""
+    if not is_frame(body):
         raise from_http(_error_code(body), body, target)
-    return npz_outputs(body, target)
+    return frame_outputs(body, target)
 
 
 def _error_code(body: bytes) -> int:

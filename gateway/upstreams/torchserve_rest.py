@@ -1,7 +1,7 @@
-"""TorchServe over REST: `POST /predictions/{model}[/{version}]` with an `.npy` body.
+"""TorchServe over REST: `POST /predictions/{model}[/{version}]` with a tensor frame.
 
-The dualserve handler answers an `application/x-npy` request with an `.npz` of the named
-outputs, so tensors cross without JSON. TorchServe does not report the version that ran.
+The dualserve handler answers a tensor frame with one of the named outputs, so tensors
+cross without JSON. TorchServe does not report the version that ran.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import time
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
+from backends.torchserve.tensor_frames import CONTENT_TYPE as FRAME
 from gateway.errors import GatewayError
 from gateway.types import Framework, InferRequest, InferResponse
-from gateway.upstreams.bodies import NPY, npy_body, npz_outputs, select_outputs, single_input
+from gateway.upstreams.bodies import frame_body, frame_outputs, select_outputs
 from gateway.upstreams.calls import call_timeout, version_for
 from gateway.upstreams.failures import Target
 from gateway.upstreams.replicas import ReplicaPool
@@ -53,9 +54,13 @@ class TorchServeRestUpstream:
 
     async def infer(self, request: InferRequest, timeout: float) -> InferResponse:
         target = Target(self.framework, request.model, request.version, request.version_label)
-        body = npy_body(single_input(request))
+        body = frame_body(request)
         path = predictions_path(request.model, request.version)
-        headers = {"Content-Type": NPY, "X-Request-Id": request.request_id, **self.token.headers()}
+        headers = {
+            "Content-Type": FRAME,
+            "X-Request-Id": request.request_id,
+            **self.token.headers(),
+        }
 
         async def attempt(base: str, left: float) -> bytes:
             return await fetch(self.session.get(), "POST", base + path, target, left, body, headers)
@@ -63,7 +68,7 @@ class TorchServeRestUpstream:
         started = time.perf_counter()
         answer = await self.replicas.call(attempt, call_timeout(timeout, self.timeout_s))
         elapsed = time.perf_counter() - started
-        outputs = npz_outputs(answer, target)
+        outputs = frame_outputs(answer, target)
         return InferResponse(
             model=request.model,
             version=version_for(request, self.default_versions),

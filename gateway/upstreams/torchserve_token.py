@@ -1,11 +1,13 @@
 """TorchServe's inference key, given directly or read from the key file TorchServe writes.
 
 TorchServe 0.12 rewrites `key_file.json` when it restarts or a key is replaced, so the
-file is read again whenever its modification time changes (one `stat` per call).
+file is read again whenever its modification time changes, checked at most once per
+`recheck_s` (a `stat` per request is a measurable cost at thousands of requests/s).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from backends.torchserve.tokens import TokenError, read_token
@@ -22,10 +24,14 @@ class TokenSource:
         token_file: TorchServe's `key_file.json`, read for its `inference` key.
     """
 
-    def __init__(self, token: str | None = None, token_file: Path | None = None) -> None:
+    def __init__(
+        self, token: str | None = None, token_file: Path | None = None, recheck_s: float = 1.0
+    ) -> None:
         self.token = token
         self.token_file = Path(token_file) if token_file is not None else None
+        self.recheck_s = recheck_s
         self._cached: tuple[int, str] | None = None
+        self._checked_at = float("-inf")
 
     def key(self) -> str | None:
         """The current key, or None when TorchServe runs without token authorization."""
@@ -44,6 +50,10 @@ class TokenSource:
         return (("authorization", f"Bearer {key}"),) if key else ()
 
     def _from_file(self, path: Path) -> str:
+        now = time.monotonic()
+        if self._cached is not None and now - self._checked_at < self.recheck_s:
+            return self._cached[1]
+        self._checked_at = now
         try:
             mtime = path.stat().st_mtime_ns
         except FileNotFoundError as exc:

@@ -188,3 +188,37 @@ def test_lone_bad_request_fails_the_batch_with_400() -> None:
 
 def test_error_reason_phrase_is_one_ascii_line() -> None:
     assert ts_handler._reason_phrase("bad\nvalue é", limit=8) == "bad valu"
+
+
+def test_tensor_frames_in_and_out() -> None:
+    from backends.torchserve.tensor_frames import decode_frame, encode_frame
+
+    body = encode_frame({"input": np.ones((2, 64), dtype=np.float32)})
+    batch, fmt = decode_request(body, "application/octet-stream", SIG)
+    assert fmt == "frame" and batch.shape == (2, 64)
+    outputs = {"probabilities": np.array([[0.5, 0.5]], np.float32), "class": np.array([0])}
+    answer = decode_frame(encode_response(outputs, "frame"))
+    assert answer["class"].tolist() == [0] and answer["probabilities"].dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("tensors", "message"),
+    [
+        ({"input": np.ones((1, 64), dtype=np.float64)}, "input: expected dtype float32, got float64"),
+        ({"pixels": np.ones((1, 64), dtype=np.float32)}, "no tensor named 'input'"),
+        ({"input": np.ones((1, 8), dtype=np.float32)}, r"expected shape \[-1, 64\], got \[1, 8\]"),
+    ],
+)
+def test_bad_frames_name_the_problem(tensors: dict[str, np.ndarray], message: str) -> None:
+    from backends.torchserve.tensor_frames import encode_frame
+
+    with pytest.raises(InputError, match=message):
+        decode_request(encode_frame(tensors), "", SIG)
+
+
+def test_truncated_frame_is_rejected() -> None:
+    from backends.torchserve.tensor_frames import encode_frame
+
+    body = encode_frame({"input": np.ones((1, 64), dtype=np.float32)})[:-10]
+    with pytest.raises(InputError, match="runs past the end"):
+        decode_request(body, "", SIG)

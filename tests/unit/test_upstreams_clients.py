@@ -7,7 +7,6 @@ REST with the dualserve handler's bodies) and record what they received.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +25,8 @@ from backends.torchserve._proto.inference_pb2 import (
     PredictionsRequest,
     TorchServeHealthResponse,
 )
+from backends.torchserve.tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
+from backends.torchserve.tensor_frames import decode_frame, encode_frame
 from gateway._proto.tfserving import (
     GetModelStatusRequest,
     GetModelStatusResponse,
@@ -113,9 +114,8 @@ def ts_grpc_handlers(seen: Seen) -> tuple[grpc.GenericRpcHandler, ...]:
         await maybe_slow(request.model_name)
         if request.model_name == "nope":
             await context.abort(grpc.StatusCode.NOT_FOUND, "Model not found: nope\norg.x.Exc")
-        buffer = io.BytesIO()
-        np.savez(buffer, **model_outputs(np.load(io.BytesIO(request.input["data"]))))
-        return PredictionResponse(prediction=buffer.getvalue())
+        inputs = decode_frame(request.input["data"])
+        return PredictionResponse(prediction=encode_frame(model_outputs(inputs["input"])))
 
     async def ping(request: Any, context: grpc.aio.ServicerContext) -> Any:
         return TorchServeHealthResponse(health='{"status": "Healthy"}')
@@ -175,9 +175,9 @@ def rest_app(seen: Seen) -> web.Application:
         if model == "bad":
             return web.json_response({"error": "input: expected shape [-1, 4]"}, status=400)
         await maybe_slow(model)
-        buffer = io.BytesIO()
-        np.savez(buffer, **model_outputs(np.load(io.BytesIO(await request.read()))))
-        return web.Response(body=buffer.getvalue(), content_type="application/x-npz")
+        inputs = decode_frame(await request.read())
+        body = encode_frame(model_outputs(inputs["input"]))
+        return web.Response(body=body, content_type=FRAME_CONTENT_TYPE)
 
     async def tf_status(request: web.Request) -> web.Response:
         if request.match_info["model"] != "digits-mlp":
@@ -305,7 +305,7 @@ def test_torchserve_clients_send_the_token_and_the_version() -> None:
     request = InferRequest(model="digits-mlp", inputs={"input": PIXELS}, version=2)
     _, rest = infer("ts-rest", request)
     _, grpc_seen = infer("ts-grpc", request)
-    assert rest.requests[0] == ("/predictions/digits-mlp/2", "application/x-npy")
+    assert rest.requests[0] == ("/predictions/digits-mlp/2", FRAME_CONTENT_TYPE)
     assert rest.auth == grpc_seen.auth == [f"Bearer {TOKEN}"]
     assert grpc_seen.requests[0].model_version == "2"
 

@@ -102,13 +102,22 @@ def test_token_and_timeout_from_settings_reach_the_wire(tmp_path: Path) -> None:
 
 def test_token_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
     path = key_file(tmp_path / "key_file.json", "first")
-    source = TokenSource(token_file=path)
+    source = TokenSource(token_file=path, recheck_s=0)
     assert source.key() == "first"
     key_file(path, "second")
     os.utime(path, ns=(1, 10**18))  # a different mtime, whatever the file system's resolution
     assert source.key() == "second"
     path.unlink()  # a stopped TorchServe removes it: keep the last key, the call will fail
     assert source.key() == "second"
+
+
+def test_token_file_is_checked_at_most_once_per_interval(tmp_path: Path) -> None:
+    path = key_file(tmp_path / "key_file.json", "first")
+    source = TokenSource(token_file=path, recheck_s=3600)
+    assert source.key() == "first"
+    key_file(path, "second")
+    os.utime(path, ns=(1, 10**18))
+    assert source.key() == "first"  # within the interval: no stat, the cached key
 
 
 def test_token_file_problems() -> None:
