@@ -2,17 +2,32 @@
 PY := .venv/bin/python
 MODELS ?= mlp cnn
 
-.PHONY: setup demo train test test-fast lint format schema clean
+.PHONY: setup demo train up down status bench test test-fast lint format schema clean
 
 setup:
 	@bash scripts/setup.sh
 
+# Train both frameworks, bring both backends and the gateway up, measure direct vs
+# through the gateway, bring everything down.
 demo: setup train
+	$(PY) -m loadtest.bench_gateway --duration 3 --rounds 1 --output model_store/reports/bench_gateway.json
 
 train: setup
 	@for model in $(MODELS); do \
 		$(PY) -m trainers --framework both --model $$model --runs-dir runs || exit $$?; \
 	done
+
+up: setup
+	$(PY) -m dualserve up
+
+down: setup
+	$(PY) -m dualserve down
+
+status: setup
+	$(PY) -m dualserve status
+
+bench: setup
+	$(PY) -m loadtest.bench_gateway
 
 test: setup
 	$(PY) -m pytest
