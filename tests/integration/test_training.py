@@ -82,7 +82,13 @@ def test_mar_holds_torchscript_handler_and_manifest(trained_store: Path) -> None
     assert (trained_store / "torchserve" / "digits-mlp.mar").read_bytes() == mar.read_bytes()
     with zipfile.ZipFile(mar) as archive:
         names = set(archive.namelist())
-        assert {"model.pt", "handler.py", "tensor_frames.py", "signature.json", "MAR-INF/MANIFEST.json"} <= names
+        assert {
+            "model.pt",
+            "handler.py",
+            "tensor_frames.py",
+            "signature.json",
+            "MAR-INF/MANIFEST.json",
+        } <= names
         manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
         signature = json.loads(archive.read("signature.json"))
     assert manifest["model"]["modelName"] == "digits-mlp"

@@ -204,7 +204,10 @@ def test_tensor_frames_in_and_out() -> None:
 @pytest.mark.parametrize(
     ("tensors", "message"),
     [
-        ({"input": np.ones((1, 64), dtype=np.float64)}, "input: expected dtype float32, got float64"),
+        (
+            {"input": np.ones((1, 64), dtype=np.float64)},
+            "input: expected dtype float32, got float64",
+        ),
         ({"pixels": np.ones((1, 64), dtype=np.float32)}, "no tensor named 'input'"),
         ({"input": np.ones((1, 8), dtype=np.float32)}, r"expected shape \[-1, 64\], got \[1, 8\]"),
     ],
