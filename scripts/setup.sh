@@ -23,6 +23,11 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install "${pip_args[@]}" -e '.[all,dev]' 2>&1 \
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "setup: pip install failed" >&2; exit 1; }
+  # Test clients for the v2 ingress. tritonclient pins protobuf<7 and greenlet<3.4, which
+  # clash with grpcio-tools and locust; the parts the tests use run on the newer ones.
+  "$VENV/bin/python" -m pip install "${pip_args[@]}" --no-deps \
+    'tritonclient[grpc,http]==2.73.0' 'python-rapidjson==1.25' \
+    || { echo "setup: pip install tritonclient failed" >&2; exit 1; }
   rm -f "$VENV"/.dualserve-setup-*
   touch "$stamp"
 fi
@@ -37,4 +42,26 @@ if ! java_ok; then
   fi
 fi
 java_ok || echo "setup: warning: Java 17+ not found; TorchServe will not start" >&2
+
+# The load tests' nginx baseline and the report's headless-browser check (Debian packages).
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] || ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing nginx and chromium for the load tests (apt-get install nginx chromium)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx chromium >/dev/null
+  else
+    echo "setup: the load tests want nginx (baseline) and chromium (report check); install them" \
+      "(e.g. 'sudo apt-get install nginx chromium'); without them those parts are skipped" >&2
+  fi
+fi
+# PostgreSQL for the prediction log's PostgreSQL tests (they start a throwaway cluster).
+pg_ok() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
+if ! pg_ok; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing PostgreSQL for the prediction log tests (apt-get install postgresql)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "setup: the PostgreSQL tests need Debian's postgresql (e.g. 'sudo apt-get install postgresql')" >&2
+  fi
+fi
+pg_ok || echo "setup: warning: PostgreSQL (initdb) not found; its tests will fail" >&2
 echo "setup: ready ($VENV, $("$VENV/bin/python" -V))"
