@@ -25,14 +25,15 @@ class GatewayEndpoints:
 
 
 def gateway_config(
-    state: dict[str, Any], model_store: Path, run_dir: Path, port: int
+    state: dict[str, Any], model_store: Path, run_dir: Path, port: int, grpc_port: int | None = None
 ) -> dict[str, Any]:
     """The local default: both backends over gRPC, every model 50/50 sticky with failover
-    and client pinning allowed (the `ModelPolicy` defaults)."""
+    and client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`."""
     tf, torch = state["tensorflow"], state["pytorch"]
     return {
         "host": LOOPBACK,
         "port": port,
+        "grpc_port": grpc_port,
         "model_store": str(Path(model_store).resolve()),
         "tensorflow": {"transport": "grpc", "grpc": [tf["grpc"]], "rest": [tf["rest"]]},
         "pytorch": {
@@ -48,10 +49,12 @@ def gateway_config(
 def start_gateway(
     state: dict[str, Any], model_store: Path, run_dir: Path, timeout: float = 60.0
 ) -> GatewayEndpoints:
-    """Write run_dir/gateway.yaml, start `python -m gateway`, wait for /readyz."""
+    """Write run_dir/gateway.yaml, start `python -m gateway`, wait for /readyz (the
+    gRPC ingress is started before the REST one answers)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    config = gateway_config(state, model_store, run_dir, port)
+    grpc_port = next(p for p in iter(free_port, None) if p != port)
+    config = gateway_config(state, model_store, run_dir, port, grpc_port)
     config_file = run_dir / "gateway.yaml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "gateway", "--config", str(config_file)]
@@ -60,7 +63,7 @@ def start_gateway(
     wait_until(proc, lambda: httpx.get(f"{rest}/readyz", timeout=2).status_code == 200, timeout)
     return GatewayEndpoints(
         rest=rest,
-        grpc=None,
+        grpc=f"{LOOPBACK}:{grpc_port}",
         admin_token_file=str(run_dir / "admin_token"),
         config_file=str(config_file),
         pid=proc.pid() or 0,

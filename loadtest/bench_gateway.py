@@ -1,5 +1,8 @@
 """Gateway overhead benchmark: the same load directly at each backend and through the
-gateway pinned to it, interleaved in one run, with exact per-request latencies.
+gateway pinned to it, interleaved in one run, with exact per-request latencies. When the
+gateway has a gRPC ingress, TF Serving's `Predict` over gRPC joins in (straight at TF
+Serving and through the gateway pinned to each backend) and gRPC / REST through the
+gateway is printed as ratios.
 
     python -m loadtest.bench_gateway [--model digits-mlp] [--duration 5] [--rounds 2]
 
@@ -12,13 +15,16 @@ whole milliseconds, which hides sub-millisecond overhead: this uses its own clie
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import aiohttp
+import grpc
 import numpy as np
 import psutil
 import typer
@@ -28,6 +34,8 @@ from rich.table import Table
 
 from backends.torchserve.launcher import read_token
 from dualserve.stack import StackPaths, down, read_state, up
+from gateway._proto.tfserving import PREDICT, PredictRequest
+from gateway.codecs.tensorproto import to_tensor_proto
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
@@ -36,8 +44,17 @@ from trainers.data import load_dataset
 class Target:
     name: str
     url: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # REST headers, or gRPC metadata
     via_gateway: bool
+    grpc: bool = False  # `url` is then host:port and the call TF Serving's Predict
+
+
+@dataclass(frozen=True)
+class Payloads:
+    """The same examples as REST bodies and as serialized gRPC `PredictRequest`s."""
+
+    rest: list[bytes]
+    grpc: list[bytes]
 
 
 @dataclass
@@ -73,11 +90,31 @@ def targets(state: dict[str, Any], model: str) -> list[Target]:
     ]
 
 
-def bodies(model: str, count: int = 64) -> list[bytes]:
+def grpc_targets(state: dict[str, Any]) -> list[Target]:
+    """gRPC rows: direct TF Serving, and the gateway's gRPC ingress pinned to each arm."""
+    gw = state["gateway"].get("grpc")
+    if not gw:
+        return []
+    return [
+        Target("tf-direct-grpc", state["tensorflow"]["grpc"], {}, False, grpc=True),
+        Target("gateway-grpc->tf", gw, {"x-backend": "tensorflow"}, True, grpc=True),
+        Target("gateway-grpc->torch", gw, {"x-backend": "pytorch"}, True, grpc=True),
+    ]
+
+
+def _predict_bytes(model: str, x: np.ndarray) -> bytes:
+    request = PredictRequest()
+    request.model_spec.name = model
+    to_tensor_proto(x.astype(np.float32), request.inputs["input"])
+    return bytes(request.SerializeToString())
+
+
+def bodies(model: str, count: int = 64) -> Payloads:
     """Single-example requests drawn from the model's test set, not constants."""
     arch = model.rsplit("-", 1)[-1]
     x = to_model_input(load_dataset("digits").test.x[:count], arch)
-    return [json.dumps({"instances": x[i : i + 1].tolist()}).encode() for i in range(len(x))]
+    rest = [json.dumps({"instances": x[i : i + 1].tolist()}).encode() for i in range(len(x))]
+    return Payloads(rest, [_predict_bytes(model, x[i : i + 1]) for i in range(len(x))])
 
 
 async def _worker(
@@ -98,34 +135,59 @@ async def _worker(
         i += 1
 
 
+async def _grpc_worker(
+    method: grpc.aio.UnaryUnaryMultiCallable, target: Target, payloads: list[bytes],
+    deadline: float, latencies: list[float], errors: list[int], offset: int,
+) -> None:  # fmt: skip
+    metadata = tuple(target.headers.items())
+    i = offset
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        try:  # pre-serialized requests, raw replies: the client does no protobuf work
+            await method(payloads[i % len(payloads)], timeout=30, metadata=metadata)
+            latencies.append(time.perf_counter() - started)
+        except grpc.RpcError:
+            errors[0] += 1
+        i += 1
+
+
+Worker = Callable[[float, list[float], list[int], int], Awaitable[None]]
+
+
+async def _measure(
+    target: Target, concurrency: int, duration: float, worker: Worker, gateway: psutil.Process
+) -> Cell:
+    await worker(time.perf_counter() + 0.5, [], [0], 0)  # warm-up
+    latencies: list[float] = []
+    errors = [0]
+    cpu_before = sum(gateway.cpu_times()[:2])
+    started = time.perf_counter()
+    deadline = started + duration
+    await asyncio.gather(*(worker(deadline, latencies, errors, k * 7) for k in range(concurrency)))
+    seconds = time.perf_counter() - started
+    cpu = sum(gateway.cpu_times()[:2]) - cpu_before
+    return Cell(
+        target.name, concurrency, latencies, errors[0], seconds, cpu if target.via_gateway else 0.0
+    )
+
+
 async def run_cell(
     target: Target,
     concurrency: int,
     duration: float,
-    payloads: list[bytes],
+    payloads: Payloads,
     gateway: psutil.Process,
 ) -> Cell:
+    if target.grpc:
+        async with grpc.aio.insecure_channel(target.url) as channel:
+            method = channel.unary_unary(PREDICT)  # bytes in, bytes out
+            worker = functools.partial(_grpc_worker, method, target, payloads.grpc)
+            return await _measure(target, concurrency, duration, worker, gateway)
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        warm: list[float] = []
-        await _worker(session, target, payloads, time.perf_counter() + 0.5, warm, [0], 0)
-        latencies: list[float] = []
-        errors = [0]
-        cpu_before = sum(gateway.cpu_times()[:2])
-        started = time.perf_counter()
-        deadline = started + duration
-        await asyncio.gather(
-            *(
-                _worker(session, target, payloads, deadline, latencies, errors, k * 7)
-                for k in range(concurrency)
-            )
-        )
-        seconds = time.perf_counter() - started
-        cpu = sum(gateway.cpu_times()[:2]) - cpu_before
-    return Cell(
-        target.name, concurrency, latencies, errors[0], seconds, cpu if target.via_gateway else 0.0
-    )
+        rest = functools.partial(_worker, session, target, payloads.rest)
+        return await _measure(target, concurrency, duration, rest, gateway)
 
 
 def summarise(cells: list[Cell]) -> dict[tuple[str, int], dict[str, float]]:
@@ -161,12 +223,49 @@ def ratios(rows: dict[tuple[str, int], dict[str, float]]) -> list[dict[str, Any]
     return out
 
 
+def grpc_ratios(rows: dict[tuple[str, int], dict[str, float]]) -> list[dict[str, Any]]:
+    """gRPC / REST through the gateway per backend, and the gateway's gRPC ingress / a
+    direct TF Serving gRPC call (`via`)."""
+    out = []
+    for (name, conc), row in rows.items():
+        if not name.startswith("gateway-grpc->"):
+            continue
+        backend = name.split("->")[1]
+        pairs = [("gw REST", rows.get((f"gateway->{backend}", conc)))]
+        if backend == "tf":
+            pairs.append(("direct gRPC", rows.get(("tf-direct-grpc", conc))))
+        for versus, other in pairs:
+            if other is None:
+                continue
+            out.append({
+                "backend": backend, "concurrency": conc, "versus": versus,
+                "throughput_ratio": row["throughput"] / other["throughput"],
+                "p50_ratio": row["p50_ms"] / other["p50_ms"],
+                "p99_ratio": row["p99_ms"] / other["p99_ms"],
+                "gateway_cpu_ms_per_req": row["gateway_cpu_ms_per_req"],
+            })  # fmt: skip
+    return out
+
+
+def print_grpc_ratios(console: Console, comparisons: list[dict[str, Any]]) -> None:
+    table = Table(title="gateway gRPC ingress / (gateway REST | direct TF Serving gRPC)")
+    for col in ("backend", "conc", "versus", "throughput ratio", "p50 ratio", "p99 ratio",
+                "gRPC gw CPU ms/req"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for r in comparisons:
+        ratios_ = (r["throughput_ratio"], r["p50_ratio"], r["p99_ratio"])
+        cells = [f"{value:.2f}x" for value in ratios_]
+        cpu = f"{r['gateway_cpu_ms_per_req']:.3f}"
+        table.add_row(r["backend"], str(r["concurrency"]), r["versus"], *cells, cpu)
+    console.print(table)
+
+
 def print_results(
     console: Console,
     rows: dict[tuple[str, int], dict[str, float]],
     comparisons: list[dict[str, Any]],
 ) -> None:
-    table = Table(title="direct vs through the gateway (REST, exact latencies)")
+    table = Table(title="direct vs through the gateway (REST and gRPC, exact latencies)")
     for col in ("target", "conc", "req/s", "p50 ms", "p99 ms", "errors", "gw CPU ms/req"):
         table.add_column(col, justify="right")
     for (name, conc), row in rows.items():
@@ -216,7 +315,8 @@ def main(
         gateway = psutil.Process(state["gateway"]["pid"])
         payloads = bodies(model)
         cells: list[Cell] = []
-        plan = [(t, c) for _ in range(rounds) for c in concurrency for t in targets(state, model)]
+        every = targets(state, model) + grpc_targets(state)
+        plan = [(t, c) for _ in range(rounds) for c in concurrency for t in every]
         with Progress(console=console) as progress:
             task = progress.add_task("benchmark", total=len(plan))
             for target, conc in plan:
@@ -229,9 +329,13 @@ def main(
     rows = summarise(cells)
     comparisons = ratios(rows)
     print_results(console, rows, comparisons)
+    versus_rest = grpc_ratios(rows)
+    if versus_rest:
+        print_grpc_ratios(console, versus_rest)
     if output is not None:
         serial = {f"{name}@{conc}": row for (name, conc), row in rows.items()}
-        output.write_text(json.dumps({"rows": serial, "ratios": comparisons}, indent=2))
+        report = {"rows": serial, "ratios": comparisons, "grpc_ratios": versus_rest}
+        output.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -35,3 +35,17 @@ cat > "$OUT/__init__.py" <<'PY'
 """Generated TorchServe 0.12 gRPC stubs (scripts/gen_protos.sh); do not edit by hand."""
 PY
 echo "wrote $(ls "$OUT" | tr '\n' ' ')"
+
+# The Open Inference Protocol's gRPC API for the gateway's ingress, as a descriptor set
+# (gateway/_proto/oip.desc) loaded into the gateway's private pool (gateway/_proto/oip.py).
+# A descriptor set, not _pb2 modules: tritonclient registers the same `inference.*` names
+# in protobuf's default pool, and two registrations of one name clash in one process.
+# TorchServe ships the proto under package org.pytorch.serve.grpc.openinference; clients
+# (tritonclient, KServe) call `inference.GRPCInferenceService`, so the package is renamed.
+GW_OUT="$ROOT/gateway/_proto"
+unzip -q -o "$JAR" 'proto/open_inference_grpc.proto' -d "$WORK"
+sed -i -E 's/^package org\.pytorch\.serve\.grpc\.openinference;/package inference;/; /^option java_/d' \
+  "$WORK/proto/open_inference_grpc.proto"
+"$PY" -m grpc_tools.protoc -I "$WORK/proto" \
+  --descriptor_set_out="$GW_OUT/oip.desc" "$WORK/proto/open_inference_grpc.proto"
+echo "wrote $GW_OUT/oip.desc"

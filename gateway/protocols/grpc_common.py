@@ -1,0 +1,133 @@
+"""What every gRPC ingress shares: call metadata, trailing metadata, the error boundary.
+
+Servicer methods are plain coroutines `(message, Call) -> reply`; `unary` wraps each one
+into a gRPC method handler with the one error boundary: a `GatewayError` aborts the call
+with its own gRPC code and message (and is counted, for prediction methods, exactly like
+a REST error), anything else is logged and becomes INTERNAL without a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from gateway.context import GatewayContext
+from gateway.errors import BadRequest, GatewayError
+from gateway.types import FRAMEWORKS, Framework, InferResponse, new_request_id
+
+logger = logging.getLogger(__name__)
+
+# gRPC metadata keys are lower case; the same names as the REST headers.
+KEY_BACKEND = "x-backend"
+KEY_VERSION = "x-model-version"
+KEY_REQUEST_ID = "x-request-id"
+KEY_ROUTING_KEY = "x-routing-key"
+KEY_FAILOVER = "x-failover"
+
+
+@dataclass
+class Call:
+    """One incoming call: its metadata (text keys only) and its request id."""
+
+    context: grpc.aio.ServicerContext
+    headers: dict[str, str]
+    request_id: str
+
+    @classmethod
+    def of(cls, context: grpc.aio.ServicerContext) -> Call:
+        headers = {
+            key.lower(): value
+            for key, value in context.invocation_metadata() or ()
+            if isinstance(value, str)  # `-bin` keys carry bytes; none of ours does
+        }
+        return cls(context, headers, headers.get(KEY_REQUEST_ID) or new_request_id())
+
+    @property
+    def routing_key(self) -> str | None:
+        return self.headers.get(KEY_ROUTING_KEY)
+
+    def pinned(self) -> Framework | None:
+        """The framework pinned by `x-backend`, if any (a BadRequest names the choices)."""
+        value = self.headers.get(KEY_BACKEND)
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if value not in FRAMEWORKS:
+            raise BadRequest(f"metadata {KEY_BACKEND} must be one of {', '.join(FRAMEWORKS)}")
+        return value  # type: ignore[return-value]
+
+    def answered(self, answer: InferResponse) -> None:
+        """Trailing metadata naming who answered: framework, version, request id, failover."""
+        trailing = [
+            (KEY_BACKEND, answer.backend),
+            (KEY_VERSION, str(answer.version)),
+            (KEY_REQUEST_ID, self.request_id),
+        ]
+        if answer.failover:
+            trailing.append((KEY_FAILOVER, "true"))
+        self.context.set_trailing_metadata(tuple(trailing))
+
+
+Method = Callable[[Any, Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """The error boundary of one ingress protocol.
+
+    Args:
+        ctx: the gateway's shared objects (the data plane counts errors).
+        protocol: the metrics label, e.g. `tfserving-grpc`.
+    """
+
+    ctx: GatewayContext
+    protocol: str
+
+    def unary(
+        self,
+        method: Method,
+        request_type: Any,
+        response_type: Any,
+        model_of: Callable[[Any], str] | None = None,
+    ) -> grpc.RpcMethodHandler:
+        """A unary handler for `method`; `model_of` marks a prediction method whose
+        errors are counted under the model the request names."""
+
+        async def behaviour(message: Any, context: grpc.aio.ServicerContext) -> Any:
+            call = Call.of(context)
+            try:
+                return await method(message, call)
+            except GatewayError as exc:
+                if model_of is not None:
+                    self.ctx.dataplane.count_error(self.protocol, model_of(message), exc)
+                await abort(call, exc)
+            except Exception:
+                logger.exception("unexpected error in %s", self.protocol)
+                await context.abort(
+                    grpc.StatusCode.INTERNAL, "internal error in the gateway; see its log"
+                )
+
+        return grpc.unary_unary_rpc_method_handler(
+            behaviour,
+            request_deserializer=request_type.FromString,
+            response_serializer=response_type.SerializeToString,
+        )
+
+
+async def abort(call: Call, exc: GatewayError) -> None:
+    """End the call with the error's gRPC code and sentence; the request id trails."""
+    trailing = ((KEY_REQUEST_ID, call.request_id),)
+    await call.context.abort(exc.grpc_code, exc.message, trailing_metadata=trailing)
+
+
+def positive_version(text: str) -> int | None:
+    """A version given as text ('' = none), as OIP requests carry it."""
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise BadRequest(f"version must be a positive integer, got '{text}'")
+    return int(text)

@@ -1,0 +1,121 @@
+"""Open Inference Protocol gRPC tensors <-> numpy, without a Python loop per element.
+
+Inputs come either as `raw_input_contents` (one little-endian byte string per input, what
+tritonclient sends) read with `np.frombuffer`, or in the typed `contents` field named by
+the datatype, read with `np.fromiter`. Answers use `raw_output_contents` when the request
+used raw inputs (as Triton does), typed contents otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from gateway.errors import BadRequest
+from gateway.protocols.v2_json import DATATYPES, datatype_of
+
+# The typed `InferTensorContents` field holding each datatype (FP16 travels raw only).
+CONTENTS_FIELD: dict[str, str] = {
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+}
+_RAW_DTYPES = {
+    **DATATYPES,
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+}
+
+
+def _dtype(spec: Any) -> np.dtype:
+    try:
+        return _RAW_DTYPES[spec.datatype]
+    except KeyError:
+        raise BadRequest(f"input '{spec.name}': unsupported datatype '{spec.datatype}'") from None
+
+
+def _shape(spec: Any) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in spec.shape)
+    if any(d < 0 for d in shape):
+        raise BadRequest(f"input '{spec.name}': shape {list(shape)} has a negative dimension")
+    return shape
+
+
+def _sized(spec: Any, flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if flat.size != math.prod(shape):
+        raise BadRequest(
+            f"input '{spec.name}': shape {list(shape)} needs {math.prod(shape)} values, "
+            f"got {flat.size}"
+        )
+    return flat.reshape(shape)
+
+
+def from_raw(spec: Any, raw: bytes) -> np.ndarray:
+    """One input from its raw bytes (read-only view on the message's buffer)."""
+    dtype = _dtype(spec)
+    if len(raw) % dtype.itemsize:
+        raise BadRequest(
+            f"input '{spec.name}': {len(raw)} raw bytes is not a {spec.datatype} tensor"
+        )
+    flat = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
+    return _sized(spec, flat, _shape(spec))
+
+
+def from_contents(spec: Any) -> np.ndarray:
+    """One input from the typed contents field its datatype names."""
+    dtype = _dtype(spec)
+    field = CONTENTS_FIELD.get(spec.datatype)
+    if field is None:
+        raise BadRequest(f"input '{spec.name}': {spec.datatype} data must be raw_input_contents")
+    values = getattr(spec.contents, field)
+    flat = np.fromiter(values, dtype=dtype, count=len(values))
+    return _sized(spec, flat, _shape(spec))
+
+
+def decode_inputs(request: Any) -> tuple[dict[str, np.ndarray], bool]:
+    """(named inputs, whether they came raw) from a `ModelInferRequest`."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise BadRequest(
+            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs"
+        )
+    if not request.inputs:
+        raise BadRequest("ModelInferRequest has no inputs")
+    if raw:
+        return {s.name: from_raw(s, raw[i]) for i, s in enumerate(request.inputs)}, True
+    return {s.name: from_contents(s) for s in request.inputs}, False
+
+
+def encode_outputs(response: Any, outputs: dict[str, np.ndarray], raw: bool) -> None:
+    """Append every output tensor to a `ModelInferResponse` (raw for all of them when
+    asked, or when a datatype has no typed field: Triton does not mix the two)."""
+    raw = raw or any(datatype_of(v.dtype) not in CONTENTS_FIELD for v in outputs.values())
+    for name, value in outputs.items():
+        datatype = datatype_of(value.dtype)
+        tensor = response.outputs.add(name=name, datatype=datatype, shape=value.shape)
+        if raw:
+            little = value.astype(value.dtype.newbyteorder("<"), copy=False)
+            response.raw_output_contents.append(np.ascontiguousarray(little).tobytes())
+        else:
+            getattr(tensor.contents, CONTENTS_FIELD[datatype]).extend(value.ravel().tolist())
+
+
+def parameters(request: Any) -> dict[str, Any]:
+    """The request's parameters as plain values (routing may read one)."""
+    out = {}
+    for key, param in request.parameters.items():
+        choice = param.WhichOneof("parameter_choice")
+        if choice is not None:
+            out[key] = getattr(param, choice)
+    return out

@@ -1,0 +1,212 @@
+"""Locust users over gRPC: the gateway (TF Serving and Open Inference Protocol) and each
+backend directly, with exact per-call timings reported through Locust's `request` event.
+
+    locust -f loadtest/grpc_users.py --headless -u 4 -r 4 -t 30s GatewayTFServingUser
+
+Targets come from `run/state.json` (`dualserve up`; another run directory with
+DUALSERVE_RUN_DIR) or from DUALSERVE_GATEWAY_GRPC, DUALSERVE_TFSERVING_GRPC,
+DUALSERVE_TORCHSERVE_GRPC and DUALSERVE_TORCHSERVE_TOKEN_FILE; Locust's `--host` (host:port)
+overrides them. Each call fires Locust's `request` event (type `grpc`), so the runner's
+recorder sees gRPC cells like HTTP ones. DUALSERVE_MODEL picks the
+model (digits-mlp) and DUALSERVE_PIN pins the gateway's users to one framework. Payloads
+are single examples from the digits test set.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.experimental.gevent as grpc_gevent
+import numpy as np
+from locust import User, constant, task
+from locust.env import Environment
+
+from backends.torchserve._proto.inference_pb2 import PredictionResponse, PredictionsRequest
+from backends.torchserve.launcher import read_token
+from backends.torchserve.tensor_frames import encode_frame
+from dualserve.stack import read_state
+from gateway._proto import oip
+from gateway._proto.tfserving import PREDICT, PredictRequest, PredictResponse
+from gateway.codecs.tensorproto import to_tensor_proto
+from trainers.architecture import to_model_input
+from trainers.data import load_dataset
+
+# Locust runs users as greenlets; grpc must cooperate with gevent before any channel exists.
+grpc_gevent.init_gevent()
+
+MODEL = os.environ.get("DUALSERVE_MODEL", "digits-mlp")
+TORCHSERVE_PREDICTIONS = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
+
+
+@functools.cache
+def _state() -> dict[str, Any]:
+    return read_state(Path(os.environ.get("DUALSERVE_RUN_DIR", "run")))
+
+
+def address(env_var: str, *keys: str) -> str:
+    """An address from the environment variable, else from the stack's state file."""
+    value: Any = os.environ.get(env_var)
+    if value:
+        return str(value)
+    value = _state()
+    for key in keys:
+        value = value[key]
+    return str(value)
+
+
+@functools.cache
+def examples(count: int = 64) -> np.ndarray:
+    arch = MODEL.rsplit("-", 1)[-1]
+    return to_model_input(load_dataset("digits").test.x[:count], arch).astype(np.float32)
+
+
+_user_ids = itertools.count()
+
+
+class GrpcClient:
+    """One channel and one unary method; each call fires Locust's `request` event."""
+
+    def __init__(
+        self, environment: Environment, target: str, path: str, decode: Callable[[bytes], Any]
+    ) -> None:
+        self.environment = environment
+        self.channel = grpc.insecure_channel(target)
+        self.method = self.channel.unary_unary(
+            path, request_serializer=lambda m: m.SerializeToString(), response_deserializer=decode
+        )
+
+    def call(self, name: str, request: Any, metadata: tuple[tuple[str, str], ...] = ()) -> Any:
+        started = time.perf_counter()
+        reply, exception = None, None
+        try:
+            reply = self.method(request, timeout=30, metadata=metadata)
+        except grpc.RpcError as exc:
+            exception = exc
+        self.environment.events.request.fire(
+            request_type="grpc", name=name,
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=0 if reply is None else reply.ByteSize(),
+            exception=exception, context={},
+        )  # fmt: skip
+        return reply
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class GrpcUser(User):
+    """Base: one prepared request per test example, sent round-robin without pause."""
+
+    abstract = True
+    wait_time = constant(0)
+    label = "grpc"
+    path = ""
+    decode: Callable[[bytes], Any] = staticmethod(lambda b: b)  # type: ignore[assignment]
+
+    def target(self) -> str:
+        raise NotImplementedError
+
+    def build(self, x: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        pin = os.environ.get("DUALSERVE_PIN")
+        if pin:
+            return (("x-backend", pin),)
+        if os.environ.get("DUALSERVE_STICKY"):
+            # one routing key per simulated user, as the REST users send X-Routing-Key
+            return (("x-routing-key", f"user-{os.getpid()}-{next(_user_ids)}"),)
+        return ()
+
+    def on_start(self) -> None:
+        # Locust's --host (host:port, optionally grpc://) wins over the state file.
+        target = self.host.removeprefix("grpc://") if self.host else self.target()
+        self.client = GrpcClient(self.environment, target, self.path, self.decode)
+        self.requests = [self.build(x[None]) for x in examples()]
+        self.sent_metadata = self.metadata()
+        self.turn = 0
+
+    def on_stop(self) -> None:
+        self.client.close()
+
+    @task
+    def infer(self) -> None:
+        request = self.requests[self.turn % len(self.requests)]
+        self.turn += 1
+        self.client.call(self.label, request, self.sent_metadata)
+
+
+def predict_request(x: np.ndarray) -> Any:
+    request = PredictRequest()
+    request.model_spec.name = MODEL
+    to_tensor_proto(x, request.inputs["input"])
+    return request
+
+
+class GatewayTFServingUser(GrpcUser):
+    """TF Serving's `Predict` through the gateway."""
+
+    label = "gateway tfserving-grpc Predict"
+    path = PREDICT
+    decode = staticmethod(PredictResponse.FromString)
+
+    def target(self) -> str:
+        return address("DUALSERVE_GATEWAY_GRPC", "gateway", "grpc")
+
+    def build(self, x: np.ndarray) -> Any:
+        return predict_request(x)
+
+
+class GatewayOipUser(GrpcUser):
+    """The Open Inference Protocol's `ModelInfer` through the gateway (raw contents)."""
+
+    label = "gateway v2-grpc ModelInfer"
+    path = f"/{oip.SERVICE}/ModelInfer"
+    decode = staticmethod(oip.ModelInferResponse.FromString)
+
+    def target(self) -> str:
+        return address("DUALSERVE_GATEWAY_GRPC", "gateway", "grpc")
+
+    def build(self, x: np.ndarray) -> Any:
+        request = oip.ModelInferRequest(model_name=MODEL)
+        request.inputs.add(name="input", datatype="FP32", shape=x.shape)
+        request.raw_input_contents.append(x.tobytes())
+        return request
+
+
+class TFServingDirectUser(GatewayTFServingUser):
+    """TF Serving's `Predict` straight at the TensorFlow backend (no gateway pin)."""
+
+    label = "tfserving direct Predict"
+
+    def target(self) -> str:
+        return address("DUALSERVE_TFSERVING_GRPC", "tensorflow", "grpc")
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+
+class TorchServeDirectUser(GrpcUser):
+    """TorchServe's `Predictions` straight at the PyTorch backend: a tensor frame body
+    and the inference token."""
+
+    label = "torchserve direct Predictions"
+    path = TORCHSERVE_PREDICTIONS
+    decode = staticmethod(PredictionResponse.FromString)
+
+    def target(self) -> str:
+        return address("DUALSERVE_TORCHSERVE_GRPC", "pytorch", "grpc")
+
+    def build(self, x: np.ndarray) -> Any:
+        return PredictionsRequest(model_name=MODEL, input={"data": encode_frame({"input": x})})
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        token_file = address("DUALSERVE_TORCHSERVE_TOKEN_FILE", "pytorch", "token_file")
+        return (("authorization", f"Bearer {read_token(Path(token_file), 'inference')}"),)
