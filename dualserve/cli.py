@@ -94,6 +94,59 @@ def status(
     _print_status(console, state)
 
 
+experiment_app = typer.Typer(help="A/B experiments: reports from the prediction log.")
+app.add_typer(experiment_app, name="experiment")
+
+
+def _log_url(run_dir: Path) -> str:
+    """The gateway's log: its configured database_url, else its SQLite file."""
+    import yaml
+
+    config_file = run_dir / "gateway" / "gateway.yaml"
+    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    section = (config or {}).get("experiments") or {}
+    if section.get("database_url"):
+        return str(section["database_url"])
+    data_dir = Path(section.get("data_dir") or run_dir / "gateway" / "data")
+    return f"sqlite:///{(data_dir / 'predictions.sqlite3').resolve()}"
+
+
+@experiment_app.command("report")
+def experiment_report(
+    experiment: Annotated[str, typer.Argument(help="experiment id, e.g. digits-mlp-ab")],
+    db: Annotated[str | None, typer.Option(help="sqlite:///PATH or postgresql://...")] = None,
+    run_dir: RunDirOption = Path("run"),
+    out: Annotated[Path, typer.Option(help="reports folder")] = Path("reports/experiments"),
+) -> None:
+    """Write the experiment's analysis as Markdown and HTML with plots."""
+    from gateway.experiments.report import write_report
+    from gateway.experiments.store import open_store
+
+    console = Console()
+    url = db or _log_url(run_dir)
+    store = open_store(url, None)
+    try:
+        rows, events = store.records(experiment), store.events(experiment)
+    finally:
+        store.close()
+    if not rows and not events:
+        console.print(f"[red]error:[/] no experiment '{experiment}' in {url}", soft_wrap=True)
+        raise typer.Exit(code=1)
+    md, html = write_report(rows, events, experiment, out / experiment)
+    console.print(f"{len(rows)} log records -> {md} and {html}")
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def loadtest(ctx: typer.Context) -> None:
+    """The Locust sweep and its report (`python -m loadtest --help` lists the options)."""
+    from loadtest.__main__ import app as loadtest_app
+
+    loadtest_app(args=ctx.args, prog_name="dualserve loadtest")
+
+
 def _print_status(console: Console, state: dict[str, Any]) -> None:
     table = Table(title="dualserve")
     for column in ("backend", "pid", "endpoint", "address"):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
 from gateway.context import GatewayContext
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, NotFound
 from gateway.protocols.http import json_body, json_response
 from gateway.settings import ModelPolicy
+
+if TYPE_CHECKING:
+    from gateway.experiments.service import ExperimentService
 
 router = APIRouter(prefix="/admin")
 
@@ -67,7 +70,52 @@ def experiments_snapshot(ctx: GatewayContext) -> dict[str, Any]:
 
 @router.get("/experiments")
 async def experiments(request: Request) -> Response:
-    return json_response(experiments_snapshot(_ctx(request)))
+    """Per-model live statistics, plus every experiment with its live per-arm figures."""
+    ctx = _ctx(request)
+    snapshot = experiments_snapshot(ctx)
+    if ctx.experiments is not None:
+        snapshot["experiments"] = await ctx.experiments.summaries()
+        snapshot["prediction_log"] = ctx.experiments.log_counters()
+    return json_response(snapshot)
+
+
+def _service(ctx: GatewayContext) -> ExperimentService:
+    if ctx.experiments is None:
+        raise NotFound("this gateway runs no experiments")
+    return ctx.experiments
+
+
+async def _change(request: Request, ctx: GatewayContext) -> dict[str, Any]:
+    body = await json_body(request, ctx.settings.max_body_bytes)
+    if not isinstance(body, dict) or not isinstance(body.get("reason"), str):
+        raise BadRequest("reason: every experiment change needs a reason (a string)")
+    return body
+
+
+@router.get("/experiments/{experiment}")
+async def experiment_analysis(request: Request, experiment: str) -> Response:
+    """The full analysis: per-arm figures with intervals, tests, verdict, events."""
+    ctx = _ctx(request)
+    return json_response(await _service(ctx).analysis(experiment))
+
+
+@router.post("/experiments/{experiment}/{action}")
+async def experiment_action(request: Request, experiment: str, action: str) -> Response:
+    """`start` (or resume), `pause`, `end`; body `{"reason": "..."}`, recorded as an event."""
+    ctx = _ctx(request)
+    body = await _change(request, ctx)
+    return json_response(await _service(ctx).transition(experiment, action, body["reason"]))
+
+
+@router.patch("/experiments/{experiment}")
+async def experiment_split(request: Request, experiment: str) -> Response:
+    """Change the split: `{"split": {"tensorflow": 90, "pytorch": 10}, "reason": "..."}`."""
+    ctx = _ctx(request)
+    body = await _change(request, ctx)
+    split = body.get("split")
+    if not isinstance(split, dict):
+        raise BadRequest("split: must be an object of framework -> share")
+    return json_response(await _service(ctx).change_split(experiment, split, body["reason"]))
 
 
 @router.post("/experiments/reset")

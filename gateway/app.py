@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -15,9 +16,10 @@ from gateway.catalog import Catalog
 from gateway.context import GatewayContext
 from gateway.dataplane import DataPlane
 from gateway.errors import GatewayError, NotFound
+from gateway.experiments.service import ExperimentService
 from gateway.experiments.stats import ExperimentStats
 from gateway.metrics import GatewayMetrics
-from gateway.protocols import tfserving_rest, v2_rest
+from gateway.protocols import feedback_rest, tfserving_rest, v2_rest
 from gateway.protocols.http import (
     gateway_error_handler,
     json_response,
@@ -27,6 +29,9 @@ from gateway.routing.router import Router
 from gateway.settings import GatewaySettings
 from gateway.types import Framework
 from gateway.upstreams.base import Upstream
+
+if TYPE_CHECKING:
+    from gateway.grpc_server import GrpcIngress
 
 
 def build_context(
@@ -40,13 +45,16 @@ def build_context(
         upstreams = build_upstreams(settings, catalog.latest_versions())
     metrics = GatewayMetrics()
     router = Router(catalog, upstreams, settings, ExperimentStats(), metrics)
+    experiments = ExperimentService(settings.experiments, catalog, router, settings.config_file)
+    router.shadow.on_call = experiments.observe_shadow
     return GatewayContext(
         settings=settings,
         catalog=catalog,
         router=router,
-        dataplane=DataPlane(router, metrics),
+        dataplane=DataPlane(router, metrics, experiments),
         metrics=metrics,
         auth=Authenticator(settings.auth),
+        experiments=experiments,
     )
 
 
@@ -58,10 +66,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx.router.shadow.start()
+        assert ctx.experiments is not None
+        await ctx.experiments.start()
+        grpc_ingress = await _start_grpc(app, ctx)
         try:
             yield
         finally:
+            if grpc_ingress is not None:  # first: no new calls while the rest closes
+                await grpc_ingress.stop()
             await ctx.router.shadow.aclose()
+            await ctx.experiments.aclose()  # after the mirror: its last records are logged
             for upstream in ctx.router.upstreams.values():
                 await upstream.aclose()
 
@@ -71,11 +85,25 @@ def create_app(
     app.include_router(tfserving_rest.router)
     app.include_router(v2_rest.router)
     app.include_router(admin.router)
+    app.include_router(feedback_rest.router)
     _add_operations_routes(app, ctx)
     app.add_exception_handler(GatewayError, gateway_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     return app
+
+
+async def _start_grpc(app: FastAPI, ctx: GatewayContext) -> GrpcIngress | None:
+    """The gRPC ingress when `settings.grpc_port` is set; its bound port goes on
+    `app.state.grpc_port` (None without one)."""
+    app.state.grpc_port = None
+    if ctx.settings.grpc_port is None:
+        return None
+    from gateway.grpc_server import start_grpc_ingress  # grpc server code only when used
+
+    ingress = await start_grpc_ingress(ctx, lambda: _all_models_ready(ctx))
+    app.state.grpc_port = ingress.port
+    return ingress
 
 
 async def _all_models_ready(ctx: GatewayContext) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.auth import Authenticator
 from gateway.catalog import Catalog
@@ -10,6 +11,9 @@ from gateway.dataplane import DataPlane
 from gateway.metrics import GatewayMetrics
 from gateway.routing.router import Router
 from gateway.settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from gateway.experiments.service import ExperimentService
 
 
 @dataclass
@@ -20,3 +24,4 @@ class GatewayContext:
     dataplane: DataPlane
     metrics: GatewayMetrics
     auth: Authenticator
+    experiments: ExperimentService | None = None

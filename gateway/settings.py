@@ -7,6 +7,7 @@ Tests build `GatewaySettings(...)` explicitly and never depend on the environmen
 from __future__ import annotations
 
 from contextvars import ContextVar
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,12 +72,82 @@ class ModelPolicy(BaseModel):
     shadow_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests mirrored")
     failover: bool = Field(True, description="answer from the other framework when one fails")
     allow_pinning: bool = Field(True, description="clients may pin a framework with X-Backend")
+    mirror: bool = Field(
+        False, description="weighted mode: also mirror shadow_sample_rate to the other arm"
+    )
+    arm_versions: dict[Framework, int] = Field(
+        default_factory=dict, description="version per arm for requests that name none"
+    )
 
     @model_validator(mode="after")
     def _weights_are_usable(self) -> ModelPolicy:
         if any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
             raise ValueError("weights must be non-negative and not all zero")
         return self
+
+
+class ArmSpec(BaseModel):
+    """One arm of an experiment: a framework and (optionally) a version of the model."""
+
+    framework: Framework
+    version: int | None = Field(None, ge=1, description="None = the latest version")
+
+
+class StopRule(BaseModel):
+    """When an experiment has enough data: a sample size per arm, a date, or both."""
+
+    sample_size_per_arm: int | None = Field(None, ge=1, description="served requests per arm")
+    end_at: datetime | None = Field(None, description="end the experiment at this time")
+
+
+class ExperimentSpec(BaseModel):
+    """An A/B experiment on one model: arms, split, stickiness, shadow sampling, stop rule."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="unique experiment id")
+    model: str = Field(description="the model under test")
+    arms: list[ArmSpec] = Field(
+        default_factory=lambda: [ArmSpec(framework="tensorflow"), ArmSpec(framework="pytorch")]
+    )
+    split: dict[Framework, float] = Field(
+        default_factory=lambda: {"tensorflow": 50.0, "pytorch": 50.0},
+        description="relative traffic shares per arm",
+    )
+    sticky: bool = Field(True, description="the same routing key always lands on the same arm")
+    shadow_sample_rate: float = Field(0.0, ge=0, le=1, description="share also mirrored")
+    start_at: datetime | None = Field(None, description="None = when the gateway starts")
+    stop: StopRule = Field(default_factory=StopRule)
+
+    @model_validator(mode="after")
+    def _arms_match_split(self) -> ExperimentSpec:
+        frameworks = [arm.framework for arm in self.arms]
+        if len(set(frameworks)) != 2 or len(frameworks) != 2:
+            raise ValueError("an experiment has exactly two arms, one per framework")
+        if set(self.split) != set(frameworks) or sum(self.split.values()) <= 0:
+            raise ValueError("split must give a non-negative share to each arm")
+        if any(share < 0 for share in self.split.values()):
+            raise ValueError("split shares must be non-negative")
+        return self
+
+
+class ExperimentsSettings(BaseModel):
+    """Experiments and the prediction log (see `gateway.experiments`)."""
+
+    experiments: list[ExperimentSpec] | None = Field(
+        None, description="None = one 50/50 sticky experiment per weighted model"
+    )
+    log_enabled: bool = Field(True, description="write the prediction log")
+    data_dir: Path | None = Field(
+        None,
+        description="the SQLite log's folder; None = `data/` next to the config file, or in"
+        " memory (not kept) when settings come from no file",
+    )
+    database_url: str | None = Field(
+        None, description="postgresql://... to log to PostgreSQL; None = SQLite in data_dir"
+    )
+    retention_days: float | None = Field(30.0, gt=0, description="older records are deleted")
+    queue_size: int = Field(10_000, ge=1, description="records waiting; full = drop and count")
+    batch_size: int = Field(500, ge=1, description="records per write")
+    flush_interval_s: float = Field(0.2, gt=0, description="longest wait before a write")
 
 
 class AuthSettings(BaseModel):
@@ -111,6 +182,7 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1, description="larger bodies get 413")
     shadow_queue_size: int = Field(1000, ge=1, description="mirrored calls waiting; full = drop")
     config_file: Path | None = Field(None, description="the YAML file these came from")
+    experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,10 @@ from gateway.types import Framework, InferRequest, InferResponse
 logger = logging.getLogger(__name__)
 
 ShadowCall = Callable[[Framework, InferRequest], Awaitable[InferResponse]]
+# (shadow arm, request, shadow answer or None on error, seconds, comparison or None)
+ShadowObserver = Callable[
+    [Framework, InferRequest, "InferResponse | GatewayError", float, "Comparison | None"], None
+]
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class ShadowMirror:
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
         self._on_result = on_result
+        self.on_call: ShadowObserver | None = None  # set by the experiments room
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work()) for _ in range(self._workers)]
@@ -98,15 +104,29 @@ class ShadowMirror:
                 self._queue.task_done()
 
     async def _mirror(self, arm: Framework, request: InferRequest, answer: InferResponse) -> None:
+        started = time.perf_counter()
         try:
             shadow = await self._call(arm, request)
         except GatewayError as exc:
             self._stats.shadow(request.model).errors += 1
             logger.debug("shadow call to %s failed: %s", arm, exc)
+            self._observe(arm, request, exc, started, None)
             return
         result = compare(answer.outputs, shadow.outputs)
         self._stats.record_shadow(request.model, result.agreed, result.max_abs_diff)
         self._report(request.model, result)
+        self._observe(arm, request, shadow, started, result)
+
+    def _observe(
+        self,
+        arm: Framework,
+        request: InferRequest,
+        shadow: InferResponse | GatewayError,
+        started: float,
+        result: Comparison | None,
+    ) -> None:
+        if self.on_call is not None:
+            self.on_call(arm, request, shadow, time.perf_counter() - started, result)
 
     def _report(self, model: str, result: Comparison | None) -> None:
         if self._on_result is not None:

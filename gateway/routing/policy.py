@@ -30,7 +30,8 @@ def decide(policy: ModelPolicy, request: InferRequest, rng: random.Random) -> De
         primary = choose_arm(policy.weights, request.routing_key, policy.sticky, rng)
     else:
         primary = policy.primary
-    mirrored = policy.mode == "shadow" and request.pinned is None
+    # An experiment may mirror a sample of its weighted traffic too (`policy.mirror`).
+    mirrored = (policy.mode == "shadow" or policy.mirror) and request.pinned is None
     shadow = other(primary) if mirrored and rng.random() < policy.shadow_sample_rate else None
     fallback = other(primary) if policy.failover else None
     return Decision(primary=primary, fallback=fallback, shadow=shadow)

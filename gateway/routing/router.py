@@ -63,10 +63,13 @@ class Router:
 
     async def infer(self, request: InferRequest, strict_dtype: bool = False) -> InferResponse:
         """Answer `request` from the arm its model's policy picks (see `Decision`)."""
+        unversioned = request.version is None and request.version_label is None
         info = self.prepare(request, strict_dtype)
         policy = self.policies[request.model]
         request.routing_key = routing_key(request, policy)
         decision = decide(policy, request, self._rng)
+        if policy.arm_versions and unversioned:  # an experiment names each arm's version
+            request.version = policy.arm_versions.get(decision.primary, request.version)
         arms = info.versions[request.version or info.latest]
         response = await self._answer(request, decision, arms)
         if (

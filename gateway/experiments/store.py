@@ -1,0 +1,256 @@
+"""Where the prediction log is kept: SQLite (default) or PostgreSQL, one SQL dialect.
+
+Every method is synchronous and is called from one worker thread only (the log's
+executor), so connections are never shared between threads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.experiments.records import COLUMNS, Event, FeedbackResult, Row
+
+SQLITE_FILE = "predictions.sqlite3"
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS predictions (
+        request_id TEXT NOT NULL, kind TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL,
+        experiment TEXT, model TEXT NOT NULL, arm TEXT NOT NULL, version INTEGER,
+        key_hash TEXT, latency_ms DOUBLE PRECISION NOT NULL, status INTEGER NOT NULL,
+        top1 INTEGER, prob DOUBLE PRECISION, agreed INTEGER, failover INTEGER NOT NULL,
+        PRIMARY KEY (request_id, kind))""",
+    "CREATE INDEX IF NOT EXISTS predictions_by_experiment ON predictions (experiment, ts)",
+    "CREATE INDEX IF NOT EXISTS predictions_by_ts ON predictions (ts)",
+    """CREATE TABLE IF NOT EXISTS feedback (
+        request_id TEXT PRIMARY KEY, label INTEGER NOT NULL, ts DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS experiment_events (
+        experiment TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, action TEXT NOT NULL,
+        reason TEXT NOT NULL, details TEXT NOT NULL)""",
+)
+# One row of `records()`: the prediction columns, then the fed-back label (or None).
+RECORD_COLUMNS = (*COLUMNS, "label")
+_CHUNK = 500
+
+
+class LogStore(Protocol):
+    """A prediction log backend (implement this to log elsewhere)."""
+
+    def write_batch(self, rows: Sequence[Row]) -> None: ...
+    def add_feedback(self, items: Sequence[tuple[str, int]], ts: float) -> list[FeedbackResult]: ...
+    def records(self, experiment: str | None) -> list[Row]: ...
+    def add_event(self, event: Event) -> None: ...
+    def events(self, experiment: str | None = None) -> list[Event]: ...
+    def arm_counts(self) -> dict[tuple[str, str], int]: ...
+    def summary(self) -> dict[str, dict[str, dict[str, Any]]]: ...
+    def purge(self, before_ts: float) -> int: ...
+    def close(self) -> None: ...
+
+
+class SqlLogStore:
+    """The shared implementation; subclasses open the connection and name the placeholder."""
+
+    placeholder = "?"
+
+    def __init__(self, connection: Any) -> None:
+        self._conn = connection
+        for statement in _SCHEMA:
+            self._conn.execute(statement)
+        self._conn.commit()
+
+    def _marks(self, count: int) -> str:
+        return ", ".join([self.placeholder] * count)
+
+    def write_batch(self, rows: Sequence[Row]) -> None:
+        sql = (
+            f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({self._marks(len(COLUMNS))})"
+            " ON CONFLICT (request_id, kind) DO NOTHING"
+        )
+        with self._transaction() as cursor:
+            cursor.executemany(sql, rows)
+
+    def add_feedback(self, items: Sequence[tuple[str, int]], ts: float) -> list[FeedbackResult]:
+        """Join labels to served requests; the same label twice counts once."""
+        ids = [request_id for request_id, _ in items]
+        served = self._served(ids)
+        existing = self._labels(ids)
+        results, fresh = [], {}
+        for request_id, label in items:
+            outcome = _feedback_outcome(request_id, label, served, {**existing, **fresh})
+            if outcome == "recorded":
+                fresh[request_id] = label
+            results.append(FeedbackResult(request_id, outcome))
+        sql = f"INSERT INTO feedback VALUES ({self._marks(3)}) ON CONFLICT DO NOTHING"
+        with self._transaction() as cursor:
+            cursor.executemany(sql, [(rid, label, ts) for rid, label in fresh.items()])
+        return results
+
+    def records(self, experiment: str | None) -> list[Row]:
+        columns = ", ".join(f"p.{c}" for c in COLUMNS)
+        sql = (
+            f"SELECT {columns}, f.label FROM predictions p LEFT JOIN feedback f"
+            " ON f.request_id = p.request_id AND p.kind = 'serve'"
+        )
+        params: tuple[Any, ...] = ()
+        if experiment is not None:
+            sql += f" WHERE p.experiment = {self.placeholder}"
+            params = (experiment,)
+        return self._fetch(sql + " ORDER BY p.ts, p.request_id, p.kind", params)
+
+    def add_event(self, event: Event) -> None:
+        with self._transaction() as cursor:
+            cursor.execute(
+                f"INSERT INTO experiment_events VALUES ({self._marks(5)})", event.as_row()
+            )
+
+    def events(self, experiment: str | None = None) -> list[Event]:
+        sql = "SELECT experiment, ts, action, reason, details FROM experiment_events"
+        params: tuple[Any, ...] = ()
+        if experiment is not None:
+            sql, params = sql + f" WHERE experiment = {self.placeholder}", (experiment,)
+        return [Event.from_row(row) for row in self._fetch(sql + " ORDER BY ts", params)]
+
+    def arm_counts(self) -> dict[tuple[str, str], int]:
+        """Successful served requests per (experiment, arm)."""
+        sql = (
+            "SELECT experiment, arm, COUNT(*) FROM predictions WHERE kind = 'serve'"
+            " AND status = 200 AND experiment IS NOT NULL GROUP BY experiment, arm"
+        )
+        return {(row[0], row[1]): int(row[2]) for row in self._fetch(sql, ())}
+
+    def summary(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Live figures per experiment and arm, aggregated by the database."""
+        sql = (
+            "SELECT p.experiment, p.arm, COUNT(*),"
+            " SUM(CASE WHEN p.status <> 200 THEN 1 ELSE 0 END), AVG(p.latency_ms),"
+            " COUNT(f.label), SUM(CASE WHEN f.label = p.top1 THEN 1 ELSE 0 END)"
+            " FROM predictions p LEFT JOIN feedback f ON f.request_id = p.request_id"
+            " WHERE p.kind = 'serve' AND p.experiment IS NOT NULL GROUP BY p.experiment, p.arm"
+        )
+        result: dict[str, dict[str, dict[str, Any]]] = {}
+        for experiment, arm, n, errors, mean, labelled, correct in self._fetch(sql, ()):
+            result.setdefault(experiment, {})[arm] = _live_figures(
+                int(n), int(errors or 0), mean, int(labelled), int(correct or 0)
+            )
+        return result
+
+    def purge(self, before_ts: float) -> int:
+        """Retention: drop predictions older than `before_ts` and their feedback."""
+        with self._transaction() as cursor:
+            cursor.execute(f"DELETE FROM predictions WHERE ts < {self.placeholder}", (before_ts,))
+            deleted = int(cursor.rowcount or 0)
+            cursor.execute(
+                "DELETE FROM feedback WHERE request_id NOT IN (SELECT request_id FROM predictions)"
+            )
+        return deleted
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _served(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(ids):
+            sql = (
+                f"SELECT request_id FROM predictions WHERE kind = 'serve'"
+                f" AND request_id IN ({self._marks(len(chunk))})"
+            )
+            found.update(row[0] for row in self._fetch(sql, tuple(chunk)))
+        return found
+
+    def _labels(self, ids: list[str]) -> dict[str, int]:
+        labels: dict[str, int] = {}
+        for chunk in _chunks(ids):
+            marks = self._marks(len(chunk))
+            sql = f"SELECT request_id, label FROM feedback WHERE request_id IN ({marks})"
+            labels.update((row[0], int(row[1])) for row in self._fetch(sql, tuple(chunk)))
+        return labels
+
+    def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
+        cursor = self._conn.cursor()
+        try:
+            cursor.execute(sql, params)
+            rows = [tuple(row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+        self._conn.commit()  # end the read transaction (PostgreSQL keeps it open otherwise)
+        return rows
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+
+class _Transaction:
+    """A cursor that commits on success and rolls back on error."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> Any:
+        self._cursor = self._conn.cursor()
+        return self._cursor
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._cursor.close()
+        if exc_type is None:
+            self._conn.commit()
+        else:
+            self._conn.rollback()
+
+
+def _feedback_outcome(request_id: str, label: int, served: set[str], labels: dict[str, int]) -> str:
+    if request_id not in served:
+        return "unknown"
+    if request_id not in labels:
+        return "recorded"
+    return "duplicate" if labels[request_id] == label else "conflict"
+
+
+def _live_figures(n: int, errors: int, mean: Any, labelled: int, correct: int) -> dict[str, Any]:
+    return {
+        "requests": n,
+        "errors": errors,
+        "error_rate": round(errors / n, 6) if n else 0.0,
+        "mean_latency_ms": None if mean is None else round(float(mean), 4),
+        "labelled": labelled,
+        "accuracy": round(correct / labelled, 6) if labelled else None,
+    }
+
+
+def _chunks(items: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+class SqliteLogStore(SqlLogStore):
+    """A file in WAL mode: readers (reports, analysis) never block the writer."""
+
+    def __init__(self, path: Path | None) -> None:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        target = ":memory:" if path is None else path
+        conn = sqlite3.connect(target, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints
+        super().__init__(conn)
+
+
+class PostgresLogStore(SqlLogStore):
+    placeholder = "%s"
+
+    def __init__(self, url: str) -> None:
+        import psycopg  # only when PostgreSQL is configured
+
+        super().__init__(psycopg.connect(url))
+
+
+def open_store(database_url: str | None, data_dir: Path | None) -> LogStore:
+    """`sqlite:///path`, `postgresql://...`, or None for `data_dir/predictions.sqlite3`
+    (in memory, not kept, when `data_dir` is None too)."""
+    if database_url is None:
+        return SqliteLogStore(None if data_dir is None else data_dir / SQLITE_FILE)
+    if database_url.startswith("sqlite:///"):
+        return SqliteLogStore(Path(database_url.removeprefix("sqlite:///")))
+    if database_url.startswith(("postgresql://", "postgres://")):
+        return PostgresLogStore(database_url)
+    raise ValueError(f"database_url must be sqlite:///PATH or postgresql://..., got {database_url}")

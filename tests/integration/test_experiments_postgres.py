@@ -1,0 +1,127 @@
+"""The prediction log on PostgreSQL: the same log and analysis as SQLite.
+
+The fixture starts a throwaway cluster from Debian's `postgresql` package (initdb +
+pg_ctl, as the `postgres` user when run as root) on a free loopback port in a temp
+dir, and always stops it. If PostgreSQL is missing this fails; it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from backends.process import free_port
+from gateway.app import create_app
+from gateway.experiments.analysis import analyse
+from gateway.experiments.records import Event, Outcome, to_row
+from gateway.experiments.store import LogStore, PostgresLogStore, SqliteLogStore
+from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
+
+ADMIN = {"Authorization": "Bearer admin-secret"}
+
+
+def _pg_bin() -> Path:
+    roots = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not roots:
+        pytest.fail("PostgreSQL is not installed (scripts/setup.sh installs Debian's postgresql)")
+    return roots[-1].parent
+
+
+def _as_db_user(command: list[str]) -> list[str]:
+    # initdb refuses to run as root: use the package's `postgres` user then.
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+def _run(*command: str) -> None:
+    done = subprocess.run(_as_db_user(list(command)), capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed: {done.stderr or done.stdout}")
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    # Not under pytest's tmp dir: the `postgres` user cannot enter root's 0700 folders.
+    bin_dir, root = _pg_bin(), Path(tempfile.mkdtemp(prefix="dualserve-pg-"))
+    data, port = root / "data", free_port()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    try:
+        _run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust")
+        options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root}"
+        pg_ctl = str(bin_dir / "pg_ctl")
+        _run(pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "start")
+        try:
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            _run(pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _synthetic_log() -> tuple[list[tuple], list[tuple[str, int]], list[Event]]:
+    rng = np.random.default_rng(0)
+    rows, labels = [], []
+    for i in range(400):
+        arm = "tensorflow" if i % 2 else "pytorch"
+        probs = rng.dirichlet(np.ones(10))[None, :].astype(np.float32)
+        latency = rng.gamma(2, 0.002 if arm == "pytorch" else 0.003)
+        status = 200 if i % 37 else 503
+        outputs = {"probabilities": probs} if status == 200 else None
+        out = Outcome(f"r{i}", "exp", "m", arm, 1, f"u{i}", latency, status, outputs, ts=1e9 + i)
+        rows.append(to_row(out))
+        labels.append((f"r{i}", int(rng.integers(10)) if i % 3 else int(probs.argmax())))
+    spec = {"id": "exp", "model": "m", "arms": [{"framework": "tensorflow"}, {"framework": "pytorch"}],
+            "split": {"tensorflow": 50, "pytorch": 50}, "stop": {"sample_size_per_arm": 150}}  # fmt: skip
+    return (
+        rows,
+        labels,
+        [Event("exp", "define", "configured", spec, 1e9), Event("exp", "start", "go", {}, 1e9)],
+    )
+
+
+def _fill(store: LogStore) -> dict:
+    rows, labels, events = _synthetic_log()
+    store.write_batch(rows)
+    store.add_feedback(labels, 1e9)
+    store.add_feedback(labels[:10], 1e9)  # idempotent
+    for event in events:
+        store.add_event(event)
+    return analyse(store.records("exp"), store.events("exp"), "exp") | {"live": store.summary()}
+
+
+def test_same_log_same_analysis_as_sqlite(postgres_url: str, tmp_path: Path) -> None:
+    sqlite, pg = SqliteLogStore(tmp_path / "log.sqlite3"), PostgresLogStore(postgres_url)
+    try:
+        assert _fill(pg) == _fill(sqlite)
+        assert pg.records("exp") == sqlite.records("exp")
+    finally:
+        sqlite.close()
+        pg.close()
+
+
+def test_gateway_logs_feedback_and_analyses_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+    upstreams = {"tensorflow": FakeUpstream("tensorflow"), "pytorch": FakeUpstream("pytorch")}
+    settings = settings_for(make_store(tmp_path), experiments={"database_url": postgres_url})
+    with TestClient(create_app(settings, upstreams)) as client:  # type: ignore[arg-type]
+        for i in range(20):
+            headers = {"X-Request-Id": f"pg-{i}", "X-Routing-Key": f"k{i}"}
+            client.post(
+                "/v1/models/toy:predict", json={"instances": [[0, 0, 9, 0]]}, headers=headers
+            )
+        items = [{"request_id": f"pg-{i}", "label": 2} for i in range(20)] + [
+            {"request_id": "x", "label": 1}
+        ]
+        reply = client.post("/v1/feedback", json={"feedback": items})
+        assert reply.status_code == 207 and reply.json()["recorded"] == 20
+        analysis = client.get("/admin/experiments/toy-ab", headers=ADMIN).json()
+    arms = analysis["arms"].values()
+    assert sum(a["requests"] for a in arms) == 20
+    assert all(a["accuracy"]["value"] in (None, 1.0) for a in arms)
