@@ -2,15 +2,20 @@
 PY := .venv/bin/python
 MODELS ?= mlp cnn
 
-.PHONY: setup demo train up down status bench test test-fast lint format schema clean
+.PHONY: setup demo train up down status bench loadtest test test-fast lint format schema clean
 
 setup:
 	@bash scripts/setup.sh
 
-# Train both frameworks, bring both backends and the gateway up, measure direct vs
-# through the gateway, bring everything down.
+# Train both frameworks, then a short Locust sweep (it brings both backends, the gateway
+# and nginx up, measures, writes reports/<timestamp>/, prints the headline, stops all).
 demo: setup train
-	$(PY) -m loadtest.bench_gateway --duration 3 --rounds 1 --output model_store/reports/bench_gateway.json
+	$(PY) -m loadtest --models digits-mlp --concurrency 1,16 --repeats 1 --duration 3 --cap 4 --warmup 0.5
+
+# The full sweep; override e.g. LOADTEST_ARGS="--repeats 3 --workers 2 --pin-cpus auto".
+LOADTEST_ARGS ?= --models digits-mlp,digits-cnn --concurrency 1,4,16,64 --duration 10 --repeats 3
+loadtest: setup
+	$(PY) -m loadtest $(LOADTEST_ARGS)
 
 train: setup
 	@for model in $(MODELS); do \

@@ -1,0 +1,105 @@
+"""`python -m loadtest` (also `dualserve loadtest`): the Locust sweep and its report.
+
+python -m loadtest [--models digits-mlp,digits-cnn] [--concurrency 1,4,16,64]
+                   [--duration 10] [--repeats 3] [--protocols rest,grpc]
+                   [--workers 2] [--pin-cpus auto]
+python -m loadtest report reports/<timestamp>     # rebuild a report from its raw data
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@app.callback(invoke_without_command=True)
+def sweep(
+    ctx: typer.Context,
+    models: Annotated[str, typer.Option(help="comma-separated models")] = "digits-mlp",
+    concurrency: Annotated[str, typer.Option(help="comma-separated user counts")] = "1,16",
+    protocols: Annotated[str, typer.Option(help="rest and/or grpc")] = "rest,grpc",
+    targets: Annotated[str, typer.Option(help="comma-separated target names; default all")] = "",
+    duration: Annotated[float, typer.Option(help="minimum measured seconds per cell")] = 5.0,
+    cap: Annotated[
+        float, typer.Option(help="maximum measured seconds per cell (0: 2x duration)")
+    ] = 0.0,
+    warmup: Annotated[float, typer.Option(help="unmeasured seconds at the start of a cell")] = 1.0,
+    window: Annotated[float, typer.Option(help="stability window, seconds")] = 1.0,
+    repeats: Annotated[int, typer.Option(help="interleaved repeats of every cell")] = 1,
+    workers: Annotated[int, typer.Option(help="Locust processes per cell (distributed mode)")] = 1,
+    pin_cpus: Annotated[
+        str, typer.Option(help="none, auto or LOADGEN/SERVERS e.g. 3/0-2")
+    ] = "none",
+    fixed_concurrency: Annotated[
+        int | None, typer.Option(help="c for the headline's p50/p99")
+    ] = None,
+    model_store: Path = Path("model_store"),
+    run_dir: Annotated[
+        Path, typer.Option(help="the stack's run dir (a running stack is reused)")
+    ] = Path("run"),
+    reports: Annotated[Path, typer.Option(help="reports/<timestamp>/ goes here")] = Path("reports"),
+    output: Annotated[Path | None, typer.Option(help="exact report dir instead")] = None,
+) -> None:
+    """Bring the stack up (or use the running one), sweep, write the report, stop."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from loadtest.cells import Timing
+    from loadtest.runner import new_report_dir, sweep_and_report
+    from loadtest.sweep import SweepOptions
+    from loadtest.targets import ALL_TARGETS
+
+    timing = Timing(warmup_s=warmup, min_s=duration, cap_s=cap or 2 * duration, window_s=window)
+    options = SweepOptions(
+        models=_csv(models),
+        concurrency=tuple(int(c) for c in _csv(concurrency)),
+        protocols=_csv(protocols),
+        targets=_csv(targets) or ALL_TARGETS,
+        repeats=repeats,
+        timing=timing,
+        workers=workers,
+        pin_cpus=pin_cpus,
+        model_store=model_store,
+        run_dir=run_dir,
+    )
+    # a SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C: nginx and the stack are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    out = output or new_report_dir(reports)
+    out.mkdir(parents=True, exist_ok=True)
+    console = Console()
+    index = sweep_and_report(options, out, fixed_concurrency, console)
+    console.print(f"report: {index}")
+
+
+@app.command()
+def report(report_dir: Path) -> None:
+    """Rebuild index.html, report.md and summary.json from REPORT_DIR/raw."""
+    from loadtest import report as report_mod
+    from loadtest.runner import print_headline
+
+    console = Console()
+    print_headline(console, report_mod.build(report_dir))
+    console.print(f"report: {report_dir / 'index.html'}")
+
+
+@app.command()
+def screenshot(report_dir: Path, png: Path, height: int = 3000) -> None:
+    """Save a PNG of REPORT_DIR/index.html as headless Chromium renders it."""
+    from loadtest.browser import screenshot as shoot
+
+    shoot(report_dir / "index.html", png, height=height)
+    Console().print(f"screenshot: {png}")
+
+
+if __name__ == "__main__":
+    app()

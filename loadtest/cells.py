@@ -1,0 +1,212 @@
+"""Run one sweep cell: Locust headless in a subprocess, then read what it measured.
+
+A cell is (model, target, protocol, concurrency, repeat). Locust writes its own CSVs
+(`--csv`, kept as raw data); the numbers the report uses come from the exact
+histograms and CPU seconds each Locust process wrote (`loadtest.recorder`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtest.histogram import LatencyHistogram, merge_all
+from loadtest.stability import saturated
+from loadtest.targets import Target
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long a cell runs: warm-up, then at least `min_s`, at most `cap_s` seconds."""
+
+    warmup_s: float = 1.0
+    min_s: float = 5.0
+    cap_s: float = 10.0
+    window_s: float = 1.0
+    windows: int = 3
+    tolerance: float = 0.10
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    model: str
+    target: Target
+    concurrency: int
+    repeat: int
+    timing: Timing
+    workers: int = 1
+
+    @property
+    def key(self) -> str:
+        name = self.target.name.replace("->", "-to-").replace("/", "-")
+        return f"{self.model}_{name}_{self.target.protocol}_c{self.concurrency}_r{self.repeat}"
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One cell's numbers; this is one row of `cells.csv`."""
+
+    model: str
+    target: str
+    protocol: str
+    framework: str
+    route: str
+    concurrency: int
+    repeat: int
+    requests: int
+    errors: int
+    seconds: float
+    throughput: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_ms: float
+    loadgen_cpu: float
+    saturated: bool
+    verdict: str
+    locust_requests: int
+
+
+def locust_argv(spec: CellSpec, csv_prefix: Path) -> list[str]:
+    """The headless Locust command line of one cell."""
+    t = spec.timing
+    run_time = int(t.warmup_s + t.cap_s + 3 * t.window_s + 5)
+    argv = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "-u",
+        str(spec.concurrency),
+        "-r",
+        str(max(spec.concurrency * 10, 10)),
+        "-t",
+        f"{run_time}s",
+        "--host",
+        spec.target.host,
+        "--csv",
+        str(csv_prefix),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--stop-timeout",
+        "2",
+        "--exit-code-on-error",
+        "0",
+        "--skip-log-setup",
+    ]
+    if spec.workers > 1:
+        argv += ["--processes", str(spec.workers)]
+    return [*argv, spec.target.user_class]
+
+
+def cell_config(spec: CellSpec, out_dir: Path, payloads: Path) -> dict[str, Any]:
+    t, target = spec.timing, spec.target
+    return {
+        "path": target.path,
+        "headers": target.headers,
+        "sticky": target.sticky,
+        "payloads": str(payloads),
+        "out_dir": str(out_dir),
+        "model": spec.model,
+        "warmup_s": t.warmup_s,
+        "min_s": t.min_s,
+        "cap_s": t.cap_s,
+        "window_s": t.window_s,
+        "windows": t.windows,
+        "tolerance": t.tolerance,
+        "user_class": target.user_class,
+    }
+
+
+def run_cell(
+    spec: CellSpec, out_dir: Path, payloads: Path, cpus: set[int] | None = None
+) -> CellResult:
+    """Run Locust for one cell (bounded by its own run time plus a margin) and read it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_file = out_dir / "cell.json"
+    config_file.write_text(json.dumps(cell_config(spec, out_dir, payloads), indent=2))
+    env = {**os.environ, **spec.target.env, "DUALSERVE_LOADTEST_CELL": str(config_file)}
+    argv = locust_argv(spec, out_dir / "locust")
+    timeout = spec.timing.warmup_s + spec.timing.cap_s + 90
+    with (out_dir / "locust.log").open("wb") as log:
+        subprocess.run(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
+    return read_cell(spec, out_dir)
+
+
+def read_cell(spec: CellSpec, out_dir: Path) -> CellResult:
+    """Merge the per-process histograms and CPU records of a finished cell."""
+    records = [json.loads(p.read_text()) for p in sorted(out_dir.glob("process-*.json"))]
+    loaders = [r for r in records if r["role"] != "master"]
+    if not loaders:
+        log = (out_dir / "locust.log").read_text(errors="replace")[-1500:]
+        raise RuntimeError(f"cell {spec.key}: Locust wrote no measurements\n{log}")
+    hist = merge_all([LatencyHistogram.from_json(r["histogram"]) for r in loaders])
+    errors = sum(int(r["errors"]) for r in loaders)
+    seconds = max(float(r["wall_s"]) for r in loaders)
+    cpu = max(float(r["cpu_s"]) / float(r["wall_s"]) if r["wall_s"] else 0.0 for r in records)
+    controller = _read_json(out_dir / "controller.json")
+    return CellResult(
+        spec.model,
+        spec.target.name,
+        spec.target.protocol,
+        spec.target.framework,
+        spec.target.route,
+        spec.concurrency,
+        spec.repeat,
+        hist.count,
+        errors,
+        seconds,
+        hist.count / seconds if seconds > 0 else 0.0,
+        hist.percentile(50),
+        hist.percentile(90),
+        hist.percentile(99),
+        hist.max_ms if hist.count else float("nan"),
+        hist.mean_ms,
+        cpu,
+        any(saturated(r["cpu_s"], r["wall_s"]) for r in records),
+        controller.get("verdict", "unknown"),
+        _locust_count(out_dir / "locust_stats.csv"),
+    )
+
+
+def error_samples(out_dir: Path) -> list[str]:
+    samples: list[str] = []
+    for path in sorted(out_dir.glob("process-*.json")):
+        samples += json.loads(path.read_text()).get("error_samples", [])
+    return samples
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+
+def _locust_count(stats_csv: Path) -> int:
+    """Locust's own request count, kept as a rough cross-check of the histograms only: it
+    includes the warm-up, and its final CSV write can miss the last second."""
+    if not stats_csv.is_file():
+        return 0
+    with stats_csv.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("Name") == "Aggregated":
+                return int(row["Request Count"])
+    return 0

@@ -1,0 +1,135 @@
+"""Inside every Locust process: exact latencies after the warm-up, CPU, and the stop rule.
+
+`install(environment, config)` wires three things to Locust's events:
+
+- every process (standalone or worker) records each request's float `response_time`
+  into a `LatencyHistogram`, from `warmup_s` after the test started until it stops, and
+  writes it with its own CPU seconds to `<out_dir>/process-<pid>.json`;
+- the standalone or master process runs a controller that cuts the measurement into
+  windows (from Locust's aggregated totals), applies the stability rule, quits the run
+  when it is stable or capped, and writes `<out_dir>/controller.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gevent
+import locust.runners
+from locust.env import Environment
+from locust.runners import WorkerRunner
+
+from loadtest.histogram import LatencyHistogram
+from loadtest.stability import StabilityRule, Window, should_stop
+
+# workers report to the master every second (default 3 s), so windows stay short
+locust.runners.WORKER_REPORT_INTERVAL = 1.0
+MAX_ERROR_SAMPLES = 5
+
+
+@dataclass
+class ProcessRecord:
+    """What one Locust process measured after the warm-up."""
+
+    out_dir: Path
+    warmup_s: float
+    histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    measure_from: float | None = None
+    stopped_at: float | None = None
+    cpu_from: float = 0.0
+    cpu_s: float = 0.0
+    written: bool = False
+
+    def start(self) -> None:
+        gevent.spawn_later(self.warmup_s, self._open)
+
+    def _open(self) -> None:
+        self.measure_from, self.cpu_from = time.perf_counter(), time.process_time()
+
+    def on_request(self, response_time: float, exception: Any = None, **_: Any) -> None:
+        if self.measure_from is None or self.stopped_at is not None:
+            return
+        if exception is None:
+            self.histogram.record(float(response_time))
+            return
+        self.errors += 1
+        if len(self.error_samples) < MAX_ERROR_SAMPLES:
+            self.error_samples.append(str(exception)[:300])
+
+    def stop(self, **_: Any) -> None:
+        if self.stopped_at is None:
+            self.stopped_at = time.perf_counter()
+            self.cpu_s = time.process_time() - self.cpu_from
+
+    def write(self, role: str) -> None:
+        if self.written:
+            return
+        self.stop()
+        self.written = True
+        wall = (self.stopped_at or 0.0) - self.measure_from if self.measure_from else 0.0
+        record = {
+            "pid": os.getpid(),
+            "role": role,
+            "wall_s": wall,
+            "cpu_s": self.cpu_s,
+            "errors": self.errors,
+            "error_samples": self.error_samples,
+            "histogram": self.histogram.to_json(),
+        }
+        path = self.out_dir / f"process-{os.getpid()}.json"
+        path.write_text(json.dumps(record))
+
+
+def install(environment: Environment, config: dict[str, Any]) -> None:
+    """Attach the recorder (every process) and the controller (standalone or master)."""
+    out_dir = Path(config["out_dir"])
+    record = ProcessRecord(out_dir, float(config["warmup_s"]))
+    role = _role(environment)
+    events = environment.events
+    events.test_start.add_listener(lambda **_: record.start())
+    events.request.add_listener(record.on_request)
+    events.test_stopping.add_listener(record.stop)
+    events.test_stop.add_listener(lambda **_: record.write(role))
+    events.quitting.add_listener(lambda **_: record.write(role))
+    if role != "worker":
+        events.test_start.add_listener(lambda **_: gevent.spawn(_control, environment, config))
+
+
+def _role(environment: Environment) -> str:
+    if isinstance(environment.runner, WorkerRunner):
+        return "worker"
+    return "master" if isinstance(environment.runner, locust.runners.MasterRunner) else "local"
+
+
+def _control(environment: Environment, config: dict[str, Any]) -> None:
+    """Windows after the warm-up; quit at the first stable point past min_s, or at cap_s."""
+    rule = StabilityRule(config["window_s"], config["windows"], config["tolerance"])
+    gevent.sleep(config["warmup_s"])
+    started = time.perf_counter()
+    history: list[Window] = []
+    last = _totals(environment)
+    verdict = None
+    while verdict is None:  # bounded: should_stop answers "capped" at cap_s
+        gevent.sleep(rule.window_s)
+        now = _totals(environment)
+        history.append(Window(rule.window_s, now[0] - last[0], now[1] - last[1]))
+        last = now
+        measured = time.perf_counter() - started
+        verdict = should_stop(history, measured, config["min_s"], config["cap_s"], rule)
+    summary = {"verdict": verdict, "measured_s": measured, "windows": [asdict(w) for w in history]}
+    (Path(config["out_dir"]) / "controller.json").write_text(json.dumps(summary))
+    assert environment.runner is not None
+    environment.runner.quit()
+
+
+def _totals(environment: Environment) -> tuple[int, float]:
+    assert environment.runner is not None
+    total = environment.runner.stats.total
+    return total.num_requests, total.total_response_time

@@ -1,0 +1,101 @@
+"""`python -m loadtest`: run the sweep, write the report, print its path and headline."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from loadtest import report as report_mod
+from loadtest.environment import capture, model_quality
+from loadtest.sweep import Progress as ProgressFn
+from loadtest.sweep import SweepOptions, SweepRun, run_sweep
+from loadtest.tables import headline_cells
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def new_report_dir(reports: Path) -> Path:
+    path = reports / time.strftime("%Y%m%d-%H%M%S")
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+@contextmanager
+def progress_bar(console: Console) -> Iterator[ProgressFn]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("preparing", total=None)
+
+        def update(description: str, done: int, total: int) -> None:
+            progress.update(task, description=description, completed=done, total=total)
+
+        yield update
+
+
+def sweep_and_report(
+    options: SweepOptions, out_dir: Path, fixed: int | None, console: Console
+) -> Path:
+    """Run the sweep into `out_dir`, write meta.json and the report; return index.html."""
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    with progress_bar(console) as update:
+        run = run_sweep(options, out_dir, update)
+    meta = _meta(options, run, started, fixed)
+    (out_dir / "raw" / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    built = report_mod.build(out_dir)
+    print_headline(console, built)
+    return out_dir / "index.html"
+
+
+def _meta(options: SweepOptions, run: SweepRun, started: str, fixed: int | None) -> dict[str, Any]:
+    return {
+        "started": started,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "fixed_concurrency": fixed,
+        "environment": capture(run.state, REPO),
+        "quality": model_quality(options.model_store, options.models),
+        "backend_settings": run.settings,
+        "skipped": run.skipped,
+        "pids": {k: v["pid"] for k, v in run.state.items() if isinstance(v, dict) and v.get("pid")},
+        "locust": {
+            "users": "closed loop, one request in flight per user, no wait time",
+            "user_class": "FastHttpUser (REST); loadtest.grpc_users (gRPC)",
+            "concurrency": list(options.concurrency),
+            "repeats": options.repeats,
+            "processes": options.workers,
+            "timing": asdict(options.timing),
+            "cpu_pinning": run.pinning.describe(),
+            "models": list(options.models),
+            "protocols": list(options.protocols),
+            "targets": list(options.targets),
+        },
+    }
+
+
+CONSOLE_COLUMNS = ("model", "proto", "route", "framework", "best req/s", "at c", "p50 ms", "p99 ms")
+
+
+def print_headline(console: Console, built: report_mod.Report) -> None:
+    """The headline in the terminal: the report's cells, confidence left to the report."""
+    fixed = built.fixed_concurrency
+    table = Table(
+        title=f"headline (★ better of the pair; p50/p99 at c={fixed}; more in the report)"
+    )
+    for column in CONSOLE_COLUMNS:
+        table.add_column(column, justify="right")
+    for row in built.headline:
+        table.add_row(*headline_cells(row)[: len(CONSOLE_COLUMNS)])
+    console.print(table)

@@ -1,0 +1,208 @@
+"""The sweep: every (model, target, protocol, concurrency) cell, repeated and interleaved.
+
+`run_sweep` brings the stack up (or uses a running one), starts the nginx baseline,
+runs each cell through `loadtest.cells`, writes `raw/cells.csv` after every cell, and
+always puts things back: the gateway's policies, nginx, CPU affinity, the stack it
+started. Within a repeat, targets run back to back at each concurrency level, and their
+order rotates between repeats, so slow drift (heat, caches, other load) hits all alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from backends.torchserve.launcher import read_token
+from dualserve.stack import StackPaths, down, read_state, up
+from loadtest import nginx as nginx_mod
+from loadtest.cells import CellResult, CellSpec, Timing, run_cell
+from loadtest.pinning import Pinning, pin_servers, plan_pinning, restore
+from loadtest.results import write_cells_csv
+from loadtest.targets import (
+    ALL_TARGETS,
+    SPLIT_POLICY,
+    Target,
+    grpc_targets,
+    payload_bodies,
+    rest_targets,
+)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """What to measure; the defaults are `make demo`'s short sweep."""
+
+    models: tuple[str, ...] = ("digits-mlp",)
+    concurrency: tuple[int, ...] = (1, 16)
+    protocols: tuple[str, ...] = ("rest", "grpc")
+    targets: tuple[str, ...] = ALL_TARGETS
+    repeats: int = 1
+    timing: Timing = field(default_factory=Timing)
+    workers: int = 1
+    pin_cpus: str = "none"
+    model_store: Path = Path("model_store")
+    run_dir: Path = Path("run")
+
+
+@dataclass
+class SweepRun:
+    """What a sweep leaves for the report."""
+
+    cells: list[CellResult]
+    state: dict[str, Any]
+    pinning: Pinning
+    skipped: list[str]
+    settings: dict[str, Any]
+
+
+def plan(options: SweepOptions, targets: dict[str, list[Target]]) -> list[CellSpec]:
+    """The cells in run order: repeat > model > concurrency > targets (rotated per repeat)."""
+    cells = []
+    for repeat in range(1, options.repeats + 1):
+        for model in options.models:
+            chosen = targets[model]
+            shift = (repeat - 1) % max(len(chosen), 1)
+            for conc in options.concurrency:
+                for target in chosen[shift:] + chosen[:shift]:
+                    cells.append(
+                        CellSpec(model, target, conc, repeat, options.timing, options.workers)
+                    )
+    return cells
+
+
+def select_targets(
+    options: SweepOptions, state: dict[str, Any], model: str, nginx_url: str | None
+) -> list[Target]:
+    found = rest_targets(state, model, nginx_url) if "rest" in options.protocols else []
+    if "grpc" in options.protocols:
+        found += grpc_targets(state, model)
+    return [t for t in found if t.name in options.targets]
+
+
+def run_sweep(options: SweepOptions, out_dir: Path, progress: Progress) -> SweepRun:
+    """Run every cell; raw results go to `out_dir/raw`."""
+    raw = out_dir / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        state = stack.enter_context(_stack(options, progress))
+        nginx_url, skipped = _start_nginx(stack, options, state, raw / "nginx", progress)
+        pinning = plan_pinning(options.pin_cpus)
+        pin_servers(pinning, _server_pids(state, stack))
+        stack.callback(restore, pinning)
+        stack.callback(_reset_policies, state, options.models)
+        targets = {m: select_targets(options, state, m, nginx_url) for m in options.models}
+        cells = _run_cells(plan(options, targets), state, raw, pinning, progress)
+        settings = _backend_settings(options.run_dir)
+    return SweepRun(cells, state, pinning, skipped, settings)
+
+
+def _run_cells(
+    specs: list[CellSpec], state: dict[str, Any], raw: Path, pinning: Pinning, progress: Progress
+) -> list[CellResult]:
+    payloads = {m: _payload_file(raw, m) for m in {s.model for s in specs}}
+    cells: list[CellResult] = []
+    for index, spec in enumerate(specs):
+        target = spec.target
+        progress(
+            f"{spec.model} {target.name} {target.protocol} c={spec.concurrency} r{spec.repeat}",
+            index,
+            len(specs),
+        )
+        if spec.target.route == "gateway":
+            set_policy(state, spec.model, spec.target.policy)
+        cells.append(
+            run_cell(spec, raw / "cells" / spec.key, payloads[spec.model], pinning.loadgen)
+        )
+        write_cells_csv(raw / "cells.csv", cells)
+    progress("done", len(specs), len(specs))
+    return cells
+
+
+def set_policy(state: dict[str, Any], model: str, policy: dict[str, Any]) -> None:
+    """PATCH the model's routing policy through the gateway's admin API."""
+    token = Path(state["gateway"]["admin_token_file"]).read_text().strip()
+    reply = httpx.patch(
+        f"{state['gateway']['rest']}/admin/models/{model}/policy",
+        json=policy,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    if reply.status_code != 200:
+        raise RuntimeError(f"setting {model}'s policy failed: {reply.status_code} {reply.text}")
+
+
+def _reset_policies(state: dict[str, Any], models: tuple[str, ...]) -> None:
+    for model in models:
+        set_policy(state, model, dict(SPLIT_POLICY))
+
+
+@contextmanager
+def _stack(options: SweepOptions, progress: Progress) -> Iterator[dict[str, Any]]:
+    paths = StackPaths(options.model_store, options.run_dir.resolve())
+    started_here = not paths.state_file.is_file()
+    if started_here:
+        progress("starting the stack (dualserve up)", 0, 1)
+        up(paths)
+    try:
+        yield read_state(paths.run_dir)
+    finally:
+        if started_here:
+            progress("stopping the stack (dualserve down)", 0, 1)
+            down(paths)
+
+
+def _start_nginx(
+    stack: ExitStack,
+    options: SweepOptions,
+    state: dict[str, Any],
+    run_dir: Path,
+    progress: Progress,
+) -> tuple[str | None, list[str]]:
+    if not any(t.startswith("nginx") for t in options.targets):
+        return None, []
+    run_dir.mkdir(parents=True, exist_ok=True)
+    token = read_token(Path(state["pytorch"]["token_file"]), "inference")
+    try:
+        proxy = nginx_mod.start_nginx(
+            run_dir, state["tensorflow"]["rest"], state["pytorch"]["inference"], token
+        )
+    except nginx_mod.NginxError as exc:
+        progress(f"nginx baseline skipped: {exc}", 0, 1)
+        return None, [f"nginx baseline: {exc}"]
+    stack.callback(nginx_mod.stop_nginx, proxy)
+    stack.callback(lambda: None)
+    state.setdefault("nginx", {"rest": proxy.url, "pid": proxy.process.pid})
+    return proxy.url, []
+
+
+def _server_pids(state: dict[str, Any], _: ExitStack) -> list[int]:
+    return [int(v["pid"]) for v in state.values() if isinstance(v, dict) and v.get("pid")]
+
+
+def _payload_file(raw: Path, model: str) -> Path:
+    path = raw / f"payloads-{model}.json"
+    path.write_text(json.dumps(payload_bodies(model)))
+    return path
+
+
+def _backend_settings(run_dir: Path) -> dict[str, Any]:
+    """The servers' resource settings as they ran (config files in the run dir)."""
+    found: dict[str, Any] = {}
+    for name in (
+        "tfserving/batching_parameters.txt",
+        "tfserving/tfserving.json",
+        "torchserve/config.properties",
+        "gateway/gateway.yaml",
+    ):
+        path = run_dir / name
+        if path.is_file():
+            found[name] = path.read_text()[:4000]
+    return found
