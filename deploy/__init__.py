@@ -1,0 +1,1 @@
+"""Production deployment: compose, Kubernetes, images, and the renderer of their configs."""

@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# The trainers: the same model in TensorFlow and PyTorch, exported to a model store volume.
+#
+#   docker build -f deploy/docker/trainers.Dockerfile -t dualserve/trainers:0.1.0-cpu .
+#   docker build -f deploy/docker/trainers.Dockerfile --build-arg VARIANT=cuda \
+#       -t dualserve/trainers:0.1.0-cuda .
+#   docker run --rm --gpus all -v "$PWD/model_store:/models" dualserve/trainers:0.1.0-cuda \
+#       --framework both --model cnn
+#
+# VARIANT=cpu takes torch's CPU wheel from the PyTorch CPU index and plain TensorFlow;
+# VARIANT=cuda takes PyPI's torch (its Linux wheels bundle CUDA) and `tensorflow[and-cuda]`
+# (CUDA and cuDNN as pip packages), so one slim base serves both: the host only needs the
+# NVIDIA driver and the NVIDIA container toolkit.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
+ARG VARIANT=cpu
+ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    DUALSERVE_MODEL_STORE=/models
+WORKDIR /app
+# Sources before install: setuptools builds the package from them. The handler and tensor
+# frames under backends/torchserve are packed into every .mar, so backends/ comes along.
+COPY pyproject.toml README.md ./
+COPY trainers/ trainers/
+COPY backends/ backends/
+RUN set -eux; \
+    case "$VARIANT" in \
+      cpu)  pip install --no-cache-dir --extra-index-url "$TORCH_CPU_INDEX" ".[torch,tensorflow,torchserve]" ;; \
+      cuda) pip install --no-cache-dir ".[torch,tensorflow,torchserve]" "tensorflow[and-cuda]==2.21.*" ;; \
+      *)    echo "VARIANT must be cpu or cuda, got '$VARIANT'" >&2; exit 1 ;; \
+    esac; \
+    useradd --uid 10001 --create-home --shell /usr/sbin/nologin trainer; \
+    mkdir -p /models && chown trainer /models
+USER 10001
+VOLUME ["/models"]
+ENTRYPOINT ["python", "-m", "trainers"]
+CMD ["--framework", "both", "--model", "mlp"]
