@@ -11,9 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.errors import BadRequest, NotFound
+from gateway.errors import BadRequest, FailedPrecondition, NotFound
 from gateway.types import Framework, InferRequest
 from trainers.manifest import Manifest, load_manifest
+
+SERVING_SIGNATURE = "serving_default"
+"""The one signature both exports carry (TF Serving's default key)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,10 @@ def validate(request: InferRequest, info: ModelInfo, strict_dtype: bool) -> None
     `strict_dtype` is for protocols that state a dtype (OIP `datatype`, TensorProto):
     there a mismatch is the client's error, as in Triton and TF Serving.
     """
+    signature = request.parameters.get("signature_name")
+    if signature not in (None, "", SERVING_SIGNATURE):
+        # both exports carry one signature; TF Serving's words and code for any other
+        raise FailedPrecondition(f'Serving signature key "{signature}" not found.')
     expected = {t.name: t for t in info.inputs}
     unknown = sorted(set(request.inputs) - set(expected))
     if unknown:

@@ -29,6 +29,13 @@ class BadRequest(GatewayError):
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class FailedPrecondition(BadRequest):
+    """The request asks for something the model does not have in this state (TF Serving
+    uses it for an unknown `signature_name`); HTTP 400 as in TF Serving's REST API."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class Unauthorized(GatewayError):
     status = HTTPStatus.UNAUTHORIZED
     grpc_code = grpc.StatusCode.UNAUTHENTICATED

@@ -20,7 +20,7 @@ from gateway._proto.tfserving import (
     PredictResponse,
     SignatureDefMap,
 )
-from gateway.catalog import ModelInfo, TensorInfo
+from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
 from gateway.codecs.tensorproto import (
     TensorCodecError,
     dtype_enum,
@@ -35,7 +35,6 @@ from gateway.types import InferRequest
 PROTOCOL = "tfserving-grpc"
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
-DEFAULT_SIGNATURE = "serving_default"
 AVAILABLE = 30  # tensorflow.serving.ModelVersionStatus.State.AVAILABLE
 
 
@@ -101,7 +100,7 @@ def _tensor_info(target: Any, tensor: TensorInfo) -> None:
 def signature_map(info: ModelInfo) -> Any:
     """The model's `serving_default` signature, as TF Serving's metadata describes it."""
     signatures = SignatureDefMap()
-    signature = signatures.signature_def[DEFAULT_SIGNATURE]
+    signature = signatures.signature_def[SERVING_SIGNATURE]
     signature.method_name = "tensorflow/serving/predict"
     for tensor in info.inputs:
         _tensor_info(signature.inputs[tensor.name], tensor)
@@ -130,7 +129,7 @@ class TFServingServicer:
         infer = decode_predict(request, call)
         answer = await self.ctx.dataplane.infer(infer, PROTOCOL, strict_dtype=True)
         response = PredictResponse()
-        signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        signature = request.model_spec.signature_name or SERVING_SIGNATURE
         fill_spec(response.model_spec, answer.model, answer.version, signature)
         to_tensor_map(answer.outputs, response.outputs)
         call.answered(answer)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.catalog import ModelInfo, TensorInfo
+from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest
 from gateway.protocols.http import (
@@ -137,6 +137,6 @@ async def metadata(request: Request, model: str) -> Response:
     return json_response(
         {
             "model_spec": {"name": model, "signature_name": "", "version": str(info.latest)},
-            "metadata": {"signature_def": {"signature_def": {"serving_default": signature}}},
+            "metadata": {"signature_def": {"signature_def": {SERVING_SIGNATURE: signature}}},
         }
     )

@@ -188,6 +188,11 @@ BAD_DTYPE = np.zeros((2, 4), np.float64)
         (predict_request(model="nope"), Code.NOT_FOUND, "unknown model 'nope'"),
         (predict_request(version=9), Code.NOT_FOUND, "has no version 9"),
         (predict_request(version_label="canary"), Code.NOT_FOUND, "no version label 'canary'"),
+        (
+            predict_request(signature_name="classify"),
+            Code.FAILED_PRECONDITION,
+            'Serving signature key "classify" not found.',
+        ),
     ],
 )
 def test_predict_failures_have_tf_serving_codes(
