@@ -16,6 +16,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+
+def _console() -> Console:
+    """A terminal's own width; 120 columns when piped (make, CI logs), where rich's 80 would
+    cut the headline table's labels."""
+    return Console(width=None if sys.stdout.isatty() else 120)
+
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)
 
 
@@ -76,7 +83,7 @@ def sweep(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out = output or new_report_dir(reports)
     out.mkdir(parents=True, exist_ok=True)
-    console = Console()
+    console = _console()
     index = sweep_and_report(options, out, fixed_concurrency, console)
     console.print(f"report: {index}")
 
@@ -87,7 +94,7 @@ def report(report_dir: Path) -> None:
     from loadtest import report as report_mod
     from loadtest.runner import print_headline
 
-    console = Console()
+    console = _console()
     print_headline(console, report_mod.build(report_dir))
     console.print(f"report: {report_dir / 'index.html'}")
 
