@@ -17,7 +17,8 @@ import grpc
 
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest, GatewayError
-from gateway.types import FRAMEWORKS, Framework, InferResponse, new_request_id
+from gateway.routing.policy import parse_pin
+from gateway.types import Framework, InferResponse, new_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +53,7 @@ class Call:
 
     def pinned(self) -> Framework | None:
         """The framework pinned by `x-backend`, if any (a BadRequest names the choices)."""
-        value = self.headers.get(KEY_BACKEND)
-        if value is None:
-            return None
-        value = value.strip().lower()
-        if value not in FRAMEWORKS:
-            raise BadRequest(f"metadata {KEY_BACKEND} must be one of {', '.join(FRAMEWORKS)}")
-        return value  # type: ignore[return-value]
+        return parse_pin(self.headers.get(KEY_BACKEND), f"metadata {KEY_BACKEND}")
 
     def answered(self, answer: InferResponse) -> None:
         """Trailing metadata naming who answered: framework, version, request id, failover."""

@@ -10,7 +10,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
-from gateway.types import FRAMEWORKS, Framework, InferResponse, new_request_id
+from gateway.routing.policy import parse_pin
+from gateway.types import Framework, InferResponse, new_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +32,7 @@ def begin(request: Request, protocol: str) -> str:
 
 
 def pinned_backend(request: Request) -> Framework | None:
-    value = request.headers.get(HEADER_BACKEND)
-    if value is None:
-        return None
-    value = value.strip().lower()
-    if value not in FRAMEWORKS:
-        raise BadRequest(f"header {HEADER_BACKEND} must be one of {', '.join(FRAMEWORKS)}")
-    return value  # type: ignore[return-value]
+    return parse_pin(request.headers.get(HEADER_BACKEND), f"header {HEADER_BACKEND}")
 
 
 async def json_body(request: Request, limit: int) -> Any:

@@ -5,10 +5,21 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from gateway.errors import Forbidden
+from gateway.errors import BadRequest, Forbidden
 from gateway.routing.split import choose_arm
 from gateway.settings import ModelPolicy
-from gateway.types import Framework, InferRequest, other
+from gateway.types import FRAMEWORKS, Framework, InferRequest, other
+
+
+def parse_pin(value: str | None, where: str) -> Framework | None:
+    """A client's pin (`X-Backend` header or `x-backend` metadata, named by `where`), or None
+    when absent; anything but a framework name is the client's error."""
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value not in FRAMEWORKS:
+        raise BadRequest(f"{where} must be one of {', '.join(FRAMEWORKS)}")
+    return value  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

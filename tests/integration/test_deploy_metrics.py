@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import pytest
 
 from deploy.dashboard import queried_metrics
 from deploy.render import DEPLOY
-from dualserve.stack import StackPaths, down, up
 
 pytestmark = pytest.mark.slow
 
@@ -29,15 +27,6 @@ ONLY_ON_FAILURE = {"dualserve_failovers_total"}
 """Counters that get samples only when a backend fails: required to be declared, not sampled."""
 SUFFIXES = {"counter": ("", "_total"), "histogram": ("_bucket", "_sum", "_count")}
 SAMPLE = re.compile(r"([A-Za-z_:][\w:]*)")
-
-
-@pytest.fixture(scope="module")
-def stack(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    paths = StackPaths(trained_store, tmp_path_factory.mktemp("deploy-metrics"))
-    try:
-        yield up(paths)
-    finally:
-        down(paths)
 
 
 def _traffic(stack: dict[str, Any]) -> None:

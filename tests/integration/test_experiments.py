@@ -6,16 +6,13 @@ equal the exported models' offline accuracy on exactly the samples that arm serv
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-import pytest
 
 from dualserve.cli import _log_url
-from dualserve.stack import StackPaths, down, up
 from gateway.experiments.report import write_report
 from gateway.experiments.store import open_store
 from gateway.launcher import start_gateway, stop_gateway
@@ -24,19 +21,6 @@ from trainers.data import load_dataset
 from trainers.manifest import load_manifest
 
 MODEL, EXPERIMENT, N = "digits-mlp", "digits-mlp-ab", 160
-
-
-@pytest.fixture(scope="module")
-def stack(
-    trained_store: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Any]]:
-    paths = StackPaths(trained_store, tmp_path_factory.mktemp("experiments-run"))
-    try:
-        state = up(paths)
-        token = Path(state["gateway"]["admin_token_file"]).read_text().strip()
-        yield {**state, "paths": paths, "admin": {"Authorization": f"Bearer {token}"}}
-    finally:
-        down(paths)
 
 
 def _offline_classes(store: Path, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,28 +18,11 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from backends.torchserve.launcher import stop_torchserve
-from dualserve.stack import StackPaths, down, up
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
 MODEL = "digits-mlp"
 KEYS = [f"user-{i}" for i in range(1000)]
-
-
-@pytest.fixture(scope="module")
-def stack(
-    trained_store: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Any]]:
-    paths = StackPaths(trained_store, tmp_path_factory.mktemp("gateway-run"))
-    try:
-        state = up(paths)
-        state["paths"] = paths
-        state["admin"] = {
-            "Authorization": f"Bearer {Path(state['gateway']['admin_token_file']).read_text().strip()}"
-        }
-        yield state
-    finally:
-        down(paths)
 
 
 @pytest.fixture(scope="module")

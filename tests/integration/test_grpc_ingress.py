@@ -6,7 +6,6 @@ direct backend call, for both frameworks (pinned by metadata or header).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from tritonclient.utils import InferenceServerException
 
 from backends.process import free_port
 from backends.torchserve.launcher import read_token
-from dualserve.stack import StackPaths, down, up
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from trainers.architecture import to_model_input
@@ -33,17 +31,6 @@ from trainers.data import load_dataset
 pytestmark = pytest.mark.slow
 MODEL = "digits-mlp"
 ARMS = ("tensorflow", "pytorch")
-
-
-@pytest.fixture(scope="module")
-def stack(
-    trained_store: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Any]]:
-    paths = StackPaths(trained_store, tmp_path_factory.mktemp("grpc-run"))
-    try:
-        yield {**up(paths), "store": trained_store}
-    finally:
-        down(paths)
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,10 @@ import csv
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-from dualserve.stack import StackPaths, down, up
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,13 +24,8 @@ NAMES = (
 
 
 @pytest.fixture(scope="module")
-def run_dir(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    paths = StackPaths(trained_store, tmp_path_factory.mktemp("locust-run"))
-    try:
-        up(paths)
-        yield paths.run_dir
-    finally:
-        down(paths)
+def run_dir(stack: dict[str, Any]) -> Path:
+    return Path(stack["paths"].run_dir)
 
 
 def test_every_grpc_user_gets_answers_without_failures(run_dir: Path, tmp_path: Path) -> None:
