@@ -1,4 +1,5 @@
-"""A tiny sweep against the real stack: the runner brings it up, measures, reports, stops.
+"""The demo path end to end, in small: `python -m loadtest` brings the real stack up
+(both backends, the gateway, nginx), measures, writes the report, stops everything.
 
 Checks that the report shows exactly the numbers parsed from the runner's CSV, that the
 HTML renders in headless Chromium with its plots, and that no process is left behind.
