@@ -43,6 +43,7 @@ test-fast: setup
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy trainers backends gateway loadtest dualserve deploy
 
 format: setup
 	.venv/bin/ruff check --fix .

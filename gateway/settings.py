@@ -25,6 +25,10 @@ Transport = Literal["grpc", "rest"]
 _YAML_FILE: ContextVar[Path | None] = ContextVar("dualserve_yaml_file", default=None)
 
 
+def _even_split() -> dict[Framework, float]:
+    return {"tensorflow": 50.0, "pytorch": 50.0}
+
+
 class UpstreamSettings(BaseModel):
     """How the gateway reaches one backend kind (all its replicas)."""
 
@@ -62,7 +66,7 @@ class ModelPolicy(BaseModel):
     )
     primary: Framework = Field("tensorflow", description="the answering arm for pinned/shadow")
     weights: dict[Framework, float] = Field(
-        default_factory=lambda: {"tensorflow": 50.0, "pytorch": 50.0},
+        default_factory=_even_split,
         description="relative traffic shares for weighted mode",
     )
     sticky: bool = Field(True, description="the same routing key always lands on the same arm")
@@ -109,7 +113,7 @@ class ExperimentSpec(BaseModel):
         default_factory=lambda: [ArmSpec(framework="tensorflow"), ArmSpec(framework="pytorch")]
     )
     split: dict[Framework, float] = Field(
-        default_factory=lambda: {"tensorflow": 50.0, "pytorch": 50.0},
+        default_factory=_even_split,
         description="relative traffic shares per arm",
     )
     sticky: bool = Field(True, description="the same routing key always lands on the same arm")

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -26,7 +27,7 @@ IDX_DATASETS = ("mnist", "fashion-mnist")
 DATASETS = ("digits", *IDX_DATASETS)
 
 # IDX type codes (third byte of the magic number) -> numpy dtype, big-endian.
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

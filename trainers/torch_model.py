@@ -26,7 +26,9 @@ class Standardize(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+        # buffers read back as `Tensor | Module` to mypy; class-level annotations would
+        # fix that but TorchScript cannot resolve them under postponed annotations
+        return (x - self.mean) / self.std  # type: ignore[operator]
 
 
 class MLP(nn.Module):

@@ -210,7 +210,7 @@ def encode_response(outputs: dict[str, np.ndarray], fmt: str) -> Any:
 
 def _encode_npz(outputs: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **outputs)
+    np.savez(buffer, **outputs)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     return buffer.getvalue()
 
 

@@ -50,7 +50,9 @@ class Outcome:
 class OutcomeSink(Protocol):
     """Where the data plane hands outcomes: `submit` must never block or raise."""
 
-    active: Mapping[str, str]  # model -> running experiment id
+    @property
+    def active(self) -> Mapping[str, str]:  # model -> running experiment id
+        ...
 
     def submit(self, outcome: Outcome) -> None: ...
 

@@ -53,7 +53,9 @@ def plots(frame: LogFrame, result: dict[str, Any]) -> dict[str, str]:
 
 
 def _accuracy_plot(ax: Any, result: dict[str, Any]) -> None:
-    names, values, errors = [], [], [[], []]
+    names: list[str] = []
+    values: list[float] = []
+    errors: list[list[float]] = [[], []]
     for arm, figures in result["arms"].items():
         acc = figures["accuracy"]
         if acc["value"] is not None:

@@ -103,12 +103,14 @@ class ExperimentService:
         result: Comparison | None,
     ) -> None:
         """The shadow mirror's observer: one `kind="shadow"` record per mirrored call."""
-        failed = isinstance(shadow, GatewayError)
+        if isinstance(shadow, GatewayError):
+            version, status, outputs = None, int(shadow.status), None
+        else:
+            version, status, outputs = shadow.version, 200, shadow.outputs
         self.submit(
             Outcome(
                 request.request_id, self.active.get(request.model), request.model, arm,
-                None if failed else shadow.version, request.routing_key, seconds,
-                int(shadow.status) if failed else 200, None if failed else shadow.outputs,
+                version, request.routing_key, seconds, status, outputs,
                 kind="shadow", agreed=None if result is None else result.agreed,
             )
         )  # fmt: skip

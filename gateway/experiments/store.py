@@ -80,7 +80,8 @@ class SqlLogStore:
         ids = [request_id for request_id, _ in items]
         served = self._served(ids)
         existing = self._labels(ids)
-        results, fresh = [], {}
+        results: list[FeedbackResult] = []
+        fresh: dict[str, int] = {}
         for request_id, label in items:
             outcome = _feedback_outcome(request_id, label, served, {**existing, **fresh})
             if outcome == "recorded":
