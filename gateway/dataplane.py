@@ -54,7 +54,7 @@ class DataPlane:
         assert sink is not None
         sink.submit(
             Outcome(
-                request.request_id, sink.active.get(request.model), request.model,
+                request.request_id, _experiment(sink, request), request.model,
                 response.backend, response.version, request.routing_key, total, 200,
                 response.outputs, failover=response.failover,
             )
@@ -65,7 +65,7 @@ class DataPlane:
         assert sink is not None
         sink.submit(
             Outcome(
-                request.request_id, sink.active.get(request.model), request.model,
+                request.request_id, _experiment(sink, request), request.model,
                 exc.backend, request.version, request.routing_key, total, int(exc.status), None,
             )
         )  # fmt: skip
@@ -74,3 +74,10 @@ class DataPlane:
         known = model if model is not None and model in self.router.policies else "unknown"
         arm = getattr(exc, "backend", "none")
         self.metrics.requests.labels(known, arm, protocol, str(int(exc.status))).inc()
+
+
+def _experiment(sink: OutcomeSink, request: InferRequest) -> str | None:
+    """The running experiment this request belongs to. A client-pinned request (load
+    tests, debugging) was not randomised: it is logged, but outside the experiment, so it
+    cannot bias either arm's figures."""
+    return None if request.pinned else sink.active.get(request.model)

@@ -65,6 +65,20 @@ def test_default_experiment_runs_and_feedback_drives_accuracy(client: TestClient
     assert len(analysis["verdict"]) == 3
 
 
+def test_pinned_requests_are_logged_outside_the_experiment(client: TestClient) -> None:
+    served = _predict(client, 6)
+    for i in range(4):
+        headers = {"X-Request-Id": f"pin{i}", "X-Backend": "pytorch"}
+        reply = client.post(
+            "/v1/models/toy:predict", json={"instances": [ROWS[0]]}, headers=headers
+        )
+        assert reply.status_code == 200 and reply.headers["X-Backend"] == "pytorch"
+    analysis = client.get("/admin/experiments/toy-ab", headers=ADMIN).json()
+    assert sum(arm["requests"] for arm in analysis["arms"].values()) == len(served)
+    # still in the log: feedback on a pinned request is accepted, just not counted
+    assert client.post("/v1/feedback", json={"request_id": "pin0", "label": 0}).status_code == 201
+
+
 def test_feedback_outcomes_per_id(client: TestClient) -> None:
     (rid, _, cls), *_ = _predict(client, 1)
     assert client.post("/v1/feedback", json={"request_id": rid, "label": cls}).status_code == 201
