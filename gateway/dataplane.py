@@ -54,7 +54,7 @@ class DataPlane:
         assert sink is not None
         sink.submit(
             Outcome(
-                request.request_id, _experiment(sink, request), request.model,
+                request.request_id, self._experiment(sink, request), request.model,
                 response.backend, response.version, request.routing_key, total, 200,
                 response.outputs, failover=response.failover,
             )
@@ -65,19 +65,21 @@ class DataPlane:
         assert sink is not None
         sink.submit(
             Outcome(
-                request.request_id, _experiment(sink, request), request.model,
+                request.request_id, self._experiment(sink, request), request.model,
                 exc.backend, request.version, request.routing_key, total, int(exc.status), None,
             )
         )  # fmt: skip
+
+    def _experiment(self, sink: OutcomeSink, request: InferRequest) -> str | None:
+        """The running experiment this request belongs to, if its arm was drawn by the
+        weighted split. A client-pinned request (load tests, debugging) or one routed while
+        an admin holds the model in pinned or shadow mode was not randomised: it is logged,
+        but outside the experiment, so it cannot bias either arm's figures."""
+        if request.pinned is not None or self.router.policies[request.model].mode != "weighted":
+            return None
+        return sink.active.get(request.model)
 
     def count_error(self, protocol: str, model: str | None, exc: GatewayError) -> None:
         known = model if model is not None and model in self.router.policies else "unknown"
         arm = getattr(exc, "backend", "none")
         self.metrics.requests.labels(known, arm, protocol, str(int(exc.status))).inc()
-
-
-def _experiment(sink: OutcomeSink, request: InferRequest) -> str | None:
-    """The running experiment this request belongs to. A client-pinned request (load
-    tests, debugging) was not randomised: it is logged, but outside the experiment, so it
-    cannot bias either arm's figures."""
-    return None if request.pinned else sink.active.get(request.model)

@@ -65,7 +65,7 @@ def test_default_experiment_runs_and_feedback_drives_accuracy(client: TestClient
     assert len(analysis["verdict"]) == 3
 
 
-def test_pinned_requests_are_logged_outside_the_experiment(client: TestClient) -> None:
+def test_pinned_or_unsplit_requests_are_logged_outside_the_experiment(client: TestClient) -> None:
     served = _predict(client, 6)
     for i in range(4):
         headers = {"X-Request-Id": f"pin{i}", "X-Backend": "pytorch"}
@@ -73,6 +73,9 @@ def test_pinned_requests_are_logged_outside_the_experiment(client: TestClient) -
             "/v1/models/toy:predict", json={"instances": [ROWS[0]]}, headers=headers
         )
         assert reply.status_code == 200 and reply.headers["X-Backend"] == "pytorch"
+    shadow = {"mode": "shadow", "primary": "tensorflow", "shadow_sample_rate": 1.0}
+    assert client.patch("/admin/models/toy/policy", json=shadow, headers=ADMIN).status_code == 200
+    _predict(client, 3, prefix="shadowed")  # all answered by tensorflow: not randomised
     analysis = client.get("/admin/experiments/toy-ab", headers=ADMIN).json()
     assert sum(arm["requests"] for arm in analysis["arms"].values()) == len(served)
     # still in the log: feedback on a pinned request is accepted, just not counted
