@@ -18,6 +18,7 @@ from gateway.dataplane import DataPlane
 from gateway.errors import GatewayError, NotFound
 from gateway.experiments.service import ExperimentService
 from gateway.experiments.stats import ExperimentStats
+from gateway.fast_path import GatewayApp
 from gateway.metrics import GatewayMetrics
 from gateway.protocols import feedback_rest, tfserving_rest, v2_rest
 from gateway.protocols.http import (
@@ -79,13 +80,14 @@ def create_app(
             for upstream in ctx.router.upstreams.values():
                 await upstream.aclose()
 
-    app = FastAPI(title="dualserve gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = GatewayApp(title="dualserve gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = ctx
     app.state.readiness = lambda: _all_models_ready(ctx)
     app.include_router(tfserving_rest.router)
     app.include_router(v2_rest.router)
     app.include_router(admin.router)
     app.include_router(feedback_rest.router)
+    app.add_fast_routes([*tfserving_rest.router.routes, *v2_rest.router.routes])
     _add_operations_routes(app, ctx)
     app.add_exception_handler(GatewayError, gateway_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
