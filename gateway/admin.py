@@ -9,12 +9,12 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from gateway.context import GatewayContext
-from gateway.errors import BadRequest, NotFound
+from gateway.errors import BadRequest
 from gateway.protocols.http import json_body, json_response
 from gateway.settings import ModelPolicy
 
 if TYPE_CHECKING:
-    from gateway.experiments.service import ExperimentService
+    pass
 
 router = APIRouter(prefix="/admin")
 
@@ -73,16 +73,9 @@ async def experiments(request: Request) -> Response:
     """Per-model live statistics, plus every experiment with its live per-arm figures."""
     ctx = _ctx(request)
     snapshot = experiments_snapshot(ctx)
-    if ctx.experiments is not None:
-        snapshot["experiments"] = await ctx.experiments.summaries()
-        snapshot["prediction_log"] = ctx.experiments.log_counters()
+    snapshot["experiments"] = await ctx.experiments.summaries()
+    snapshot["prediction_log"] = ctx.experiments.log_counters()
     return json_response(snapshot)
-
-
-def _service(ctx: GatewayContext) -> ExperimentService:
-    if ctx.experiments is None:
-        raise NotFound("this gateway runs no experiments")
-    return ctx.experiments
 
 
 async def _change(request: Request, ctx: GatewayContext) -> dict[str, Any]:
@@ -96,7 +89,7 @@ async def _change(request: Request, ctx: GatewayContext) -> dict[str, Any]:
 async def experiment_analysis(request: Request, experiment: str) -> Response:
     """The full analysis: per-arm figures with intervals, tests, verdict, events."""
     ctx = _ctx(request)
-    return json_response(await _service(ctx).analysis(experiment))
+    return json_response(await ctx.experiments.analysis(experiment))
 
 
 @router.post("/experiments/{experiment}/{action}")
@@ -104,7 +97,7 @@ async def experiment_action(request: Request, experiment: str, action: str) -> R
     """`start` (or resume), `pause`, `end`; body `{"reason": "..."}`, recorded as an event."""
     ctx = _ctx(request)
     body = await _change(request, ctx)
-    return json_response(await _service(ctx).transition(experiment, action, body["reason"]))
+    return json_response(await ctx.experiments.transition(experiment, action, body["reason"]))
 
 
 @router.patch("/experiments/{experiment}")
@@ -115,7 +108,7 @@ async def experiment_split(request: Request, experiment: str) -> Response:
     split = body.get("split")
     if not isinstance(split, dict):
         raise BadRequest("split: must be an object of framework -> share")
-    return json_response(await _service(ctx).change_split(experiment, split, body["reason"]))
+    return json_response(await ctx.experiments.change_split(experiment, split, body["reason"]))
 
 
 @router.post("/experiments/reset")

@@ -67,7 +67,6 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx.router.shadow.start()
-        assert ctx.experiments is not None
         await ctx.experiments.start()
         grpc_ingress = await _start_grpc(app, ctx)
         try:

@@ -24,4 +24,4 @@ class GatewayContext:
     dataplane: DataPlane
     metrics: GatewayMetrics
     auth: Authenticator
-    experiments: ExperimentService | None = None
+    experiments: ExperimentService

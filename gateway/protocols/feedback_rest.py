@@ -57,7 +57,6 @@ async def feedback(request: Request) -> Response:
     ctx: GatewayContext = request.app.state.gateway
     ctx.auth.check_predict(request.headers)
     items = parse_feedback(await json_body(request, ctx.settings.max_body_bytes))
-    assert ctx.experiments is not None
     results = await ctx.experiments.feedback(items)
     body = {
         "results": [
