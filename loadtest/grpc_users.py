@@ -35,6 +35,7 @@ from dualserve.stack import read_state
 from gateway._proto import oip
 from gateway._proto.tfserving import PREDICT, PredictRequest, PredictResponse
 from gateway.codecs.tensorproto import to_tensor_proto
+from loadtest import openloop
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
@@ -82,7 +83,13 @@ class GrpcClient:
             path, request_serializer=lambda m: m.SerializeToString(), response_deserializer=decode
         )
 
-    def call(self, name: str, request: Any, metadata: tuple[tuple[str, str], ...] = ()) -> Any:
+    def call(
+        self,
+        name: str,
+        request: Any,
+        metadata: tuple[tuple[str, str], ...] = (),
+        context: dict[str, Any] | None = None,
+    ) -> Any:
         started = time.perf_counter()
         reply, exception = None, None
         try:
@@ -93,7 +100,7 @@ class GrpcClient:
             request_type="grpc", name=name,
             response_time=(time.perf_counter() - started) * 1000,
             response_length=0 if reply is None else reply.ByteSize(),
-            exception=exception, context={},
+            exception=exception, context=context or {},
         )  # fmt: skip
         return reply
 
@@ -138,9 +145,11 @@ class GrpcUser(User):
 
     @task
     def infer(self) -> None:
+        scheduled = openloop.wait_for_turn()  # None in a closed loop
         request = self.requests[self.turn % len(self.requests)]
         self.turn += 1
-        self.client.call(self.label, request, self.sent_metadata)
+        context = {} if scheduled is None else {"scheduled_at": scheduled}
+        self.client.call(self.label, request, self.sent_metadata, context)
 
 
 def predict_request(x: np.ndarray) -> Any:
