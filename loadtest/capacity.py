@@ -41,12 +41,22 @@ class Capacity:
 
 
 def saturation_reason(s: Summary, slo_ms: float | None) -> str:
-    """Why an open-loop cell counts as saturated, or "" if it does not."""
+    """Why an open-loop cell counts as saturated (`served 471/s`, `p99 37 ms`), or ""."""
     if s.offered_rate > 0 and s.throughput < FOLLOW * s.offered_rate:
-        return f"served {s.throughput:.0f} of {s.offered_rate:g} req/s offered"
+        return f"served {s.throughput:.0f}/s"
     if slo_ms and not math.isnan(s.p99_ms) and s.p99_ms > slo_ms:
-        return f"p99 {s.p99_ms:.1f} ms > objective {slo_ms:g} ms"
+        return f"p99 {s.p99_ms:.0f} ms"
     return ""
+
+
+def saturation(rows: list[Summary], slo_ms: float | None) -> tuple[Summary | None, float | None]:
+    """The first saturated open-loop row by offered rate, and the highest rate before it."""
+    sustained: float | None = None
+    for s in sorted((s for s in rows if s.open_loop), key=lambda s: s.offered_rate):
+        if saturation_reason(s, slo_ms):
+            return s, sustained
+        sustained = s.offered_rate
+    return None, sustained
 
 
 def capacity(rows: list[Summary], slo_ms: float | None) -> Capacity:
@@ -54,30 +64,16 @@ def capacity(rows: list[Summary], slo_ms: float | None) -> Capacity:
     first = rows[0]
     with_goodput = [s for s in rows if not math.isnan(s.goodput)]
     best = max(with_goodput, key=lambda s: s.goodput) if with_goodput else None
-    sustained: float | None = None
-    for s in sorted((s for s in rows if s.open_loop), key=lambda s: s.offered_rate):
-        reason = saturation_reason(s, slo_ms)
-        if reason:
-            return Capacity(
-                first.model,
-                first.protocol,
-                first.target,
-                best.goodput if best else math.nan,
-                best.load if best else "",
-                s.offered_rate,
-                sustained,
-                reason,
-            )
-        sustained = s.offered_rate
+    hit, sustained = saturation(rows, slo_ms)
     return Capacity(
-        first.model,
-        first.protocol,
-        first.target,
-        best.goodput if best else math.nan,
-        best.load if best else "",
-        None,
-        sustained,
-        "",
+        model=first.model,
+        protocol=first.protocol,
+        target=first.target,
+        best_goodput=best.goodput if best else math.nan,
+        best_goodput_load=best.load if best else "",
+        saturation_rate=hit.offered_rate if hit else None,
+        sustained_rate=sustained,
+        reason=saturation_reason(hit, slo_ms) if hit else "",
     )
 
 
@@ -90,8 +86,7 @@ def capacities(summaries: list[Summary], slo_ms: float | None) -> list[Capacity]
 
 
 def saturation_text(c: Capacity) -> str:
-    """`≤ 400 req/s (served 310 of 500 req/s offered at 500)` or `not reached`."""
+    """`500/s (served 310/s)`, `not by 400/s`, or `n/a` (no open-loop cell)."""
     if c.saturation_rate is None:
-        return "not reached" if c.sustained_rate is not None else "n/a (closed loop only)"
-    held = f"held {c.sustained_rate:g}/s; " if c.sustained_rate is not None else ""
-    return f"at {c.saturation_rate:g}/s ({held}{c.reason})"
+        return f"not by {c.sustained_rate:g}/s" if c.sustained_rate is not None else "n/a"
+    return f"{c.saturation_rate:g}/s ({c.reason})"

@@ -99,7 +99,8 @@ class CellResult:
 def locust_argv(spec: CellSpec, csv_prefix: Path) -> list[str]:
     """The headless Locust command line of one cell."""
     t = spec.timing
-    run_time = int(t.warmup_s + t.cap_s + 3 * t.window_s + 5)
+    # a bound only (the controller quits the run): generous, as start-up is slow under load
+    run_time = int(t.warmup_s + t.cap_s + 3 * t.window_s + 30)
     argv = [
         sys.executable,
         "-m",
@@ -162,7 +163,7 @@ def run_cell(
     config_file.write_text(json.dumps(cell_config(spec, out_dir, payloads), indent=2))
     env = {**os.environ, **spec.target.env, "DUALSERVE_LOADTEST_CELL": str(config_file)}
     argv = locust_argv(spec, out_dir / "locust")
-    timeout = spec.timing.warmup_s + spec.timing.cap_s + 90
+    timeout = spec.timing.warmup_s + spec.timing.cap_s + 120
     with (out_dir / "locust.log").open("wb") as log:
         subprocess.run(
             argv,

@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import grpc.experimental.gevent as grpc_gevent
 import numpy as np
-from locust import User, constant, task
+from locust import User, constant, events, task
 from locust.env import Environment
 
 from backends.torchserve._proto.inference_pb2 import PredictionResponse, PredictionsRequest
@@ -108,6 +108,17 @@ class GrpcClient:
         self.channel.close()
 
 
+_PREPARED: dict[type, list[Any]] = {}
+
+
+@events.init.add_listener
+def _prepare(environment: Environment, **_: Any) -> None:
+    """Build the requests before the test starts, while nothing is timed."""
+    for cls in environment.user_classes or []:
+        if issubclass(cls, GrpcUser) and not getattr(cls, "abstract", False):
+            cls.prepared()
+
+
 class GrpcUser(User):
     """Base: one prepared request per test example, sent round-robin without pause."""
 
@@ -120,7 +131,8 @@ class GrpcUser(User):
     def target(self) -> str:
         raise NotImplementedError
 
-    def build(self, x: np.ndarray) -> Any:
+    @staticmethod
+    def build(x: np.ndarray) -> Any:
         raise NotImplementedError
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -132,11 +144,20 @@ class GrpcUser(User):
             return (("x-routing-key", f"user-{os.getpid()}-{next(_user_ids)}"),)
         return ()
 
+    @classmethod
+    def prepared(cls) -> list[Any]:
+        """The class's requests, built once per process (not per user: an open-loop cell
+        starts 64 users at once, and building them blocked the event loop for seconds)."""
+        found = _PREPARED.get(cls)
+        if found is None:
+            found = _PREPARED[cls] = [cls.build(x[None]) for x in examples()]
+        return found
+
     def on_start(self) -> None:
         # Locust's --host (host:port, optionally grpc://) wins over the state file.
         target = self.host.removeprefix("grpc://") if self.host else self.target()
         self.client = GrpcClient(self.environment, target, self.path, self.decode)
-        self.requests = [self.build(x[None]) for x in examples()]
+        self.requests = self.prepared()
         self.sent_metadata = self.metadata()
         self.turn = 0
 
@@ -169,7 +190,8 @@ class GatewayTFServingUser(GrpcUser):
     def target(self) -> str:
         return address("DUALSERVE_GATEWAY_GRPC", "gateway", "grpc")
 
-    def build(self, x: np.ndarray) -> Any:
+    @staticmethod
+    def build(x: np.ndarray) -> Any:
         return predict_request(x)
 
 
@@ -183,7 +205,8 @@ class GatewayOipUser(GrpcUser):
     def target(self) -> str:
         return address("DUALSERVE_GATEWAY_GRPC", "gateway", "grpc")
 
-    def build(self, x: np.ndarray) -> Any:
+    @staticmethod
+    def build(x: np.ndarray) -> Any:
         request = oip.ModelInferRequest(model_name=MODEL)
         request.inputs.add(name="input", datatype="FP32", shape=x.shape)
         request.raw_input_contents.append(x.tobytes())
@@ -213,7 +236,8 @@ class TorchServeDirectUser(GrpcUser):
     def target(self) -> str:
         return address("DUALSERVE_TORCHSERVE_GRPC", "pytorch", "grpc")
 
-    def build(self, x: np.ndarray) -> Any:
+    @staticmethod
+    def build(x: np.ndarray) -> Any:
         return PredictionsRequest(model_name=MODEL, input={"data": encode_frame({"input": x})})
 
     def metadata(self) -> tuple[tuple[str, str], ...]:

@@ -90,19 +90,19 @@ def _meta(options: SweepOptions, run: SweepRun, started: str, fixed: int | None)
     }
 
 
-CONSOLE_COLUMNS = (
-    "model",
-    "proto",
-    "target",
-    "framework",
-    "best req/s",
-    "at",
-    "p50 ms",
-    "p99 ms",
-    "p99 corr.",
-    "goodput",
-    "saturates",
-)
+CONSOLE_COLUMNS = {  # headline column index -> console header
+    0: "model",
+    1: "proto",
+    2: "target",
+    4: "best req/s",
+    5: "at",
+    6: "p50 ms",
+    7: "p99 ms",
+    8: "p99 corr.",
+    9: "goodput",
+    10: "saturates",
+    12: "dropped",
+}
 
 
 def print_headline(console: Console, built: report_mod.Report) -> None:
@@ -110,10 +110,11 @@ def print_headline(console: Console, built: report_mod.Report) -> None:
     table = Table(
         title=f"headline (★ better of the pair; p50/p99 at {built.fixed_load}; more in the report)"
     )
-    for column in CONSOLE_COLUMNS:
+    for column in CONSOLE_COLUMNS.values():
         table.add_column(column, justify="right")
     for row in built.headline:
-        table.add_row(*headline_cells(row)[: len(CONSOLE_COLUMNS)])
+        cells = headline_cells(row)
+        table.add_row(*(cells[i] for i in CONSOLE_COLUMNS))
     console.print(table)
     for line in built.sentences:
         console.print(line, soft_wrap=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from loadtest.capacity import saturation_text
 from loadtest.tables import FRAMEWORKS, ROUTES, HeadlineRow, fmt_ms
 
 NAMES = {"tensorflow": "TensorFlow", "pytorch": "PyTorch"}
@@ -44,6 +45,18 @@ def accuracy_clause(quality: list[dict[str, Any]], model: str) -> str:
     return f"but not at equal accuracy: {better} is {abs(gap):.1f} points more accurate ({figures})"
 
 
+def capacity_clause(win: HeadlineRow, lose: HeadlineRow) -> list[str]:
+    """Goodput and saturation of the pair, when the sweep measured them."""
+    out = []
+    if not (math.isnan(win.capacity.best_goodput) or math.isnan(lose.capacity.best_goodput)):
+        out.append(
+            f"goodput {win.capacity.best_goodput:.0f} vs {lose.capacity.best_goodput:.0f} req/s"
+        )
+    if win.capacity.sustained_rate is not None or win.capacity.saturation_rate is not None:
+        out.append(f"saturates {saturation_text(win.capacity)} vs {saturation_text(lose.capacity)}")
+    return out
+
+
 def tf_server_clause(environment: dict[str, Any]) -> str:
     binary = str(environment.get("tf_serving", "unknown"))
     return f"TF server: {TF_SERVERS.get(binary, binary)}"
@@ -66,6 +79,7 @@ def sentence(rows: list[HeadlineRow], meta: dict[str, Any], fixed_load: str) -> 
         f"({ratio:.2f}x), confidence {win.throughput_confidence or 'n/a'}",
         f"p50 at {fixed_load} {fmt_ms(win.p50_ms)} vs {fmt_ms(lose.p50_ms)} ms"
         f" (confidence {win.latency_confidence or 'n/a'})",
+        *capacity_clause(win, lose),
         accuracy_clause(meta.get("quality", []), first.model),
         tf_server_clause(meta.get("environment", {})),
     ]

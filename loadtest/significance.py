@@ -49,9 +49,9 @@ class Difference:
     def label(self) -> str:
         """high / medium / low from the p-value, or why it was not tested."""
         if min(self.n_a, self.n_b) < 2:
-            return "untested (1 run)"
+            return "untested, 1 run"
         if math.isnan(self.p_value):
-            return "untested (no spread)"
+            return "untested, no spread"
         word = "high" if self.p_value < HIGH else "medium" if self.p_value < MEDIUM else "low"
         return f"{word} (p={self.p_value:.2g}, df={self.df:.1f})"
 
