@@ -87,7 +87,7 @@ def _change(d: Difference, what: str, higher_is_better: bool) -> str:
 
 def verdict(tput: Difference, p50: Difference) -> str:
     """B against A in words: real change, no clear change, or untested."""
-    return f"B vs A: {_change(tput, 'req/s', True)}; {_change(p50, 'p50', False)}"
+    return f"B vs A: {_change(tput, 'mean req/s', True)}; {_change(p50, 'mean p50', False)}"
 
 
 def compare_cell(a: Summary, b: Summary) -> CellComparison:

@@ -7,8 +7,8 @@ how likely a difference this large would be from run-to-run noise alone. With 3 
 on each side the degrees of freedom are 2-4, so a t of 3 is p ~ 0.04-0.10, not "high
 confidence": the labels below come from the p-value, never from the statistic alone.
 
-Labels: p < 0.01 "high", p < 0.05 "medium", else "low"; one repeat on a side: "untested
-(1 run)", since noise cannot be estimated from one number.
+Labels: p < 0.01 "high", p < 0.05 "medium", else "low"; one repeat on a side: "untested,
+1 run", since noise cannot be estimated from one number.
 """
 
 from __future__ import annotations
