@@ -40,7 +40,7 @@ R/s). Latencies are per-request times in an HDR histogram (0.1%), measured after
 until throughput and mean latency were stable (three windows within 10%) or a time cap
 ("capped"). Open-loop latencies run from each request's scheduled send time; requests the
 load generator could not send on time are counted as dropped. Closed-loop cells also show
-the p99 corrected for coordinated omission (expected interval: the median latency).
+the p99 corrected for coordinated omission (expected interval: the mean latency).
 Goodput is the rate answered within the p99 objective; a target saturates where p99
 crosses it or the served rate falls below 90% of the offered one. ★ marks the better
 framework of each pair; the confidence is Welch's t-test over the repeats (high: p < 0.01,

@@ -42,9 +42,10 @@ def test_closed_loop_cell_has_corrected_p99_and_goodput(tmp_path: Path) -> None:
     # measured: rank round(99% of 200) = 198 is a 10 ms answer, the stall hides in p99
     assert cell.p50_ms == pytest.approx(10.0, rel=1e-3)
     assert cell.p99_ms == pytest.approx(10.0, rel=1e-3)
-    # corrected at the median (10 ms): the stall adds 990, 980, ... 10 ms; 299 values,
-    # rank round(99% of 299) = 296 is the 96th of 20, 30, ... 1000 ms: 970 ms
-    assert cell.p99_corrected_ms == pytest.approx(970.0, rel=2e-3)
+    # corrected at the mean, (199 * 10 + 1000) / 200 = 14.95 ms: the stall adds
+    # 1000 - 14.95 k for k = 1 ... 66 (the last, 13.3 ms, is below the interval): 266 values;
+    # rank round(99% of 266) = 263 is the 63rd of the 66 above 13.3 ms: 1000 - 3 * 14.95
+    assert cell.p99_corrected_ms == pytest.approx(1000 - 3 * 14.95, rel=2e-3)
     assert cell.goodput == pytest.approx(199 / 2.0)  # answered within 50 ms, per second
     assert cell.arrival == "closed" and cell.dropped == 0
 
