@@ -142,7 +142,7 @@ def compare(
     console = _console()
     result = build_comparison(run_a, run_b, out)
     for line in result.summary_lines():
-        console.print(line, soft_wrap=True)
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     console.print(f"comparison: {out / 'index.html'}")
 
 

@@ -11,8 +11,9 @@ one: the histogram corrected at an expected interval of the cell's mean latency,
 the mean interval between one user's requests in a closed loop without think time
 (Little's law: concurrency / throughput); see `gateway.experiments.histogram`. The added
 values include short ones, so in a tight distribution the corrected p99 can come out a
-little below the measured one; after a stall it is far above it. Open-loop latencies run from the scheduled send time,
-so they need no correction: there both columns hold the same value.
+little below the measured one; after a stall it is far above it. Open-loop latencies run
+from the scheduled send time, so they need no correction: there both columns hold the
+same value.
 """
 
 from __future__ import annotations

@@ -117,4 +117,4 @@ def print_headline(console: Console, built: report_mod.Report) -> None:
         table.add_row(*(cells[i] for i in CONSOLE_COLUMNS))
     console.print(table)
     for line in built.sentences:
-        console.print(line, soft_wrap=True)
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
