@@ -11,28 +11,14 @@ from loadtest.cells import CellResult
 from loadtest.results import summarise
 from loadtest.sentences import sentences
 from loadtest.tables import headline, headline_cells
+from tests.unit.loadtest_fakes import cell
 
-BASE = CellResult(
-    model="digits-mlp",
-    target="tf-direct",
-    protocol="rest",
-    framework="tensorflow",
-    route="direct",
+BASE = cell(
     concurrency=64,
-    repeat=1,
-    requests=1000,
-    errors=0,
-    seconds=5.0,
     throughput=100.0,
     p50_ms=2.0,
     p90_ms=3.0,
     p99_ms=5.0,
-    max_ms=9.0,
-    mean_ms=2.2,
-    loadgen_cpu=0.3,
-    saturated=False,
-    verdict="stable",
-    locust_requests=1000,
     arrival="poisson",
     offered_rate=100.0,
     p99_corrected_ms=5.0,

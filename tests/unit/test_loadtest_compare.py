@@ -12,33 +12,12 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from loadtest.__main__ import app
-from loadtest.cells import CellResult
 from loadtest.compare import build_comparison
 from loadtest.results import write_cells_csv
+from tests.unit.loadtest_fakes import cell
 
-BASE = CellResult(
-    model="digits-mlp",
-    target="tf-direct",
-    protocol="rest",
-    framework="tensorflow",
-    route="direct",
-    concurrency=16,
-    repeat=1,
-    requests=1000,
-    errors=0,
-    seconds=5.0,
-    throughput=200.0,
-    p50_ms=4.0,
-    p90_ms=6.0,
-    p99_ms=9.0,
-    max_ms=12.0,
-    mean_ms=4.4,
-    loadgen_cpu=0.3,
-    saturated=False,
-    verdict="stable",
-    locust_requests=1000,
-    p99_corrected_ms=11.0,
-)
+BASE = cell(concurrency=16, p50_ms=4.0, p90_ms=6.0, p99_ms=9.0, max_ms=12.0, p99_corrected_ms=11.0)
+
 TPUT_A, TPUT_B = (200.0, 204.0, 197.0), (230.0, 236.0, 228.0)
 P50_A, P50_B = (4.0, 4.1, 3.9), (4.05, 3.95, 4.0)
 
