@@ -31,6 +31,10 @@ PLOT_TITLES = {
     "errors": "Error rate",
     "open-loop": "Open loop: served vs offered rate, saturation",
     "goodput": "Goodput within the latency objective",
+    "compare-throughput": "Throughput vs concurrency, both runs",
+    "compare-p99": "p99 latency vs concurrency, both runs",
+    "compare-open-loop": "Served vs offered rate, both runs",
+    "compare-open-p99": "p99 latency vs offered rate, both runs",
 }
 
 READING = """Each cell is one target (a backend directly, the gateway pinned to a framework,
