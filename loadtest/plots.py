@@ -90,6 +90,9 @@ def lines(
             more = [(x(s), extra(s)) for s in mine if extra and not math.isnan(extra(s))]
             if more:
                 ax.plot(*zip(*more, strict=True), ":", marker="x", color=color)
+        xs = [x(s) for s in rows if x(s) > 0]
+        if xlabel == "offered req/s" and xs and max(xs) > 8 * min(xs):
+            ax.set_xscale("log")
         if xlabel == "concurrent users":
             ax.set_xscale("log", base=2)
         ax.set_xlabel(xlabel)
