@@ -177,7 +177,8 @@ def markdown(result: Comparison) -> str:
     parts = [
         "# dualserve load-test comparison",
         f"A: `{result.run_a}`  \nB: `{result.run_b}`",
-        "Medians of each run's repeats; Welch's t-test over the repeats (B against A).",
+        "Columns: medians of each run's repeats. Verdict: the change of the mean over the "
+        "repeats, B against A, tested with Welch's t-test (p < 0.05 counts).",
         "\n".join(lines),
     ]
     if result.only_a or result.only_b:

@@ -73,9 +73,10 @@ def render(result: Comparison) -> str:
         "<h1>dualserve load-test comparison</h1>",
         f"<p>A: <code>{escape(str(result.run_a))}</code><br>"
         f"B: <code>{escape(str(result.run_b))}</code></p>",
-        '<p class="note">Medians of each run\'s repeats. The verdict tests B against A with '
-        "Welch's t-test over the repeats (scipy; its degrees of freedom shown): a change "
-        "counts when p &lt; 0.05; with one repeat a side it cannot be tested.</p>",
+        '<p class="note">The columns show the medians of each run\'s repeats. The verdict '
+        "gives the change of the mean over the repeats and tests it with Welch's t-test "
+        "(scipy; its degrees of freedom shown): a change counts when p &lt; 0.05; with one "
+        "repeat a side it cannot be tested.</p>",
         table(COLUMNS, [cell_row(c) for c in result.cells], "comparison"),
         f"<ul>{unmatched}</ul>" if unmatched else "",
         "<h2>Plots</h2>",
