@@ -10,7 +10,7 @@ setup:
 # Train both frameworks, then a short Locust sweep (it brings both backends, the gateway
 # and nginx up, measures, writes reports/<timestamp>/, prints the headline, stops all).
 demo: setup train
-	$(PY) -m loadtest --models digits-mlp --concurrency 1,16 --repeats 1 --duration 3 --cap 4 --warmup 0.5
+	$(PY) -m loadtest --models digits-mlp --concurrency 1,16 --repeats 1 --duration 3 --cap 4 --warmup 0.5 --slo-p99-ms 50
 
 # The full sweep; override e.g. LOADTEST_ARGS="--repeats 3 --workers 2 --pin-cpus auto".
 LOADTEST_ARGS ?= --models digits-mlp,digits-cnn --concurrency 1,4,16,64 --duration 10 --repeats 3

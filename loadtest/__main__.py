@@ -1,9 +1,11 @@
 """`python -m loadtest` (also `dualserve loadtest`): the Locust sweep and its report.
 
 python -m loadtest [--models digits-mlp,digits-cnn] [--concurrency 1,4,16,64]
+                   [--arrival poisson|constant --rate 100,400,1600] [--slo-p99-ms 50]
                    [--duration 10] [--repeats 3] [--protocols rest,grpc]
                    [--workers 2] [--pin-cpus auto]
 python -m loadtest report reports/<timestamp>     # rebuild a report from its raw data
+python -m loadtest compare reports/<a> reports/<b>  # two runs on one report, with verdicts
 """
 
 from __future__ import annotations
@@ -34,7 +36,21 @@ def _csv(text: str) -> tuple[str, ...]:
 def sweep(
     ctx: typer.Context,
     models: Annotated[str, typer.Option(help="comma-separated models")] = "digits-mlp",
-    concurrency: Annotated[str, typer.Option(help="comma-separated user counts")] = "1,16",
+    concurrency: Annotated[
+        str, typer.Option(help="comma-separated closed-loop user counts ('' for none)")
+    ] = "1,16",
+    rate: Annotated[
+        str, typer.Option(help="comma-separated open-loop offered rates, requests/s")
+    ] = "",
+    arrival: Annotated[
+        str, typer.Option(help="open-loop arrival: poisson or constant")
+    ] = "poisson",
+    max_in_flight: Annotated[
+        int, typer.Option(help="open loop: most requests in flight (Locust users)")
+    ] = 64,
+    slo_p99_ms: Annotated[
+        float, typer.Option(help="p99 latency objective for goodput and saturation (0: none)")
+    ] = 0.0,
     protocols: Annotated[str, typer.Option(help="rest and/or grpc")] = "rest,grpc",
     targets: Annotated[str, typer.Option(help="comma-separated target names; default all")] = "",
     duration: Annotated[float, typer.Option(help="minimum measured seconds per cell")] = 5.0,
@@ -62,14 +78,27 @@ def sweep(
     if ctx.invoked_subcommand is not None:
         return
     from loadtest.cells import Timing
+    from loadtest.openloop import ARRIVALS
     from loadtest.runner import new_report_dir, sweep_and_report
     from loadtest.sweep import SweepOptions
     from loadtest.targets import ALL_TARGETS
 
+    rates = tuple(float(r) for r in _csv(rate))
+    levels = tuple(int(c) for c in _csv(concurrency))
+    if arrival not in ARRIVALS:
+        raise typer.BadParameter(f"must be one of {', '.join(ARRIVALS)}", param_hint="--arrival")
+    if any(r <= 0 for r in rates) or max_in_flight < 1 or slo_p99_ms < 0:
+        raise typer.BadParameter("rates, --max-in-flight and --slo-p99-ms must be positive")
+    if not rates and not levels:
+        raise typer.BadParameter("give --concurrency levels, --rate levels or both")
     timing = Timing(warmup_s=warmup, min_s=duration, cap_s=cap or 2 * duration, window_s=window)
     options = SweepOptions(
         models=_csv(models),
-        concurrency=tuple(int(c) for c in _csv(concurrency)),
+        concurrency=levels,
+        rates=rates,
+        arrival=arrival,
+        max_in_flight=max_in_flight,
+        slo_ms=slo_p99_ms,
         protocols=_csv(protocols),
         targets=_csv(targets) or ALL_TARGETS,
         repeats=repeats,
@@ -97,6 +126,24 @@ def report(report_dir: Path) -> None:
     console = _console()
     print_headline(console, report_mod.build(report_dir))
     console.print(f"report: {report_dir / 'index.html'}")
+
+
+@app.command()
+def compare(
+    run_a: Path,
+    run_b: Path,
+    output: Annotated[Path | None, typer.Option(help="report dir (default: next to RUN_B)")] = None,
+) -> None:
+    """Both runs on the same charts, per cell the difference with Welch's t-test and a
+    verdict; writes OUTPUT/index.html, compare.md and compare.json."""
+    from loadtest.compare import build_comparison
+
+    out = output or run_b.parent / f"compare-{run_a.name}-vs-{run_b.name}"
+    console = _console()
+    result = build_comparison(run_a, run_b, out)
+    for line in result.summary_lines():
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+    console.print(f"comparison: {out / 'index.html'}")
 
 
 @app.command()

@@ -1,14 +1,26 @@
 """Run one sweep cell: Locust headless in a subprocess, then read what it measured.
 
-A cell is (model, target, protocol, concurrency, repeat). Locust writes its own CSVs
-(`--csv`, kept as raw data); the numbers the report uses come from the exact
-histograms and CPU seconds each Locust process wrote (`loadtest.recorder`).
+A cell is (model, target, protocol, load, repeat), where the load is either closed loop
+(`concurrency` users, each waiting for its answer) or open loop (`arrival` poisson or
+constant at `rate` requests/s, at most `concurrency` requests in flight). Locust writes
+its own CSVs (`--csv`, kept as raw data); the numbers the report uses come from the HDR
+histograms, drop counts and CPU seconds each Locust process wrote (`loadtest.recorder`).
+
+Closed-loop cells also get a p99 corrected for coordinated omission, beside the measured
+one: the histogram corrected at an expected interval of the cell's mean latency, which is
+the mean interval between one user's requests in a closed loop without think time
+(Little's law: concurrency / throughput); see `gateway.experiments.histogram`. The added
+values include short ones, so in a tight distribution the corrected p99 can come out a
+little below the measured one; after a stall it is far above it. Open-loop latencies run
+from the scheduled send time, so they need no correction: there both columns hold the
+same value.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest.histogram import LatencyHistogram, merge_all
+from gateway.experiments.histogram import LatencyHistogram, merge_all
 from loadtest.stability import saturated
 from loadtest.targets import Target
 
@@ -43,11 +55,17 @@ class CellSpec:
     repeat: int
     timing: Timing
     workers: int = 1
+    arrival: str = "closed"  # or an open-loop arrival: poisson, constant
+    rate: float = 0.0  # offered requests/s (open loop)
+    slo_ms: float = 0.0  # the p99 latency objective for goodput; 0: none
 
     @property
     def key(self) -> str:
         name = self.target.name.replace("->", "-to-").replace("/", "-")
-        return f"{self.model}_{name}_{self.target.protocol}_c{self.concurrency}_r{self.repeat}"
+        load = (
+            f"c{self.concurrency}" if self.arrival == "closed" else f"{self.arrival}{self.rate:g}"
+        )
+        return f"{self.model}_{name}_{self.target.protocol}_{load}_r{self.repeat}"
 
 
 @dataclass(frozen=True)
@@ -74,12 +92,18 @@ class CellResult:
     saturated: bool
     verdict: str
     locust_requests: int
+    arrival: str = "closed"
+    offered_rate: float = 0.0
+    dropped: int = 0
+    p99_corrected_ms: float = math.nan
+    goodput: float = math.nan
 
 
 def locust_argv(spec: CellSpec, csv_prefix: Path) -> list[str]:
     """The headless Locust command line of one cell."""
     t = spec.timing
-    run_time = int(t.warmup_s + t.cap_s + 3 * t.window_s + 5)
+    # a bound only (the controller quits the run): generous, as start-up is slow under load
+    run_time = int(t.warmup_s + t.cap_s + 3 * t.window_s + 30)
     argv = [
         sys.executable,
         "-m",
@@ -87,7 +111,7 @@ def locust_argv(spec: CellSpec, csv_prefix: Path) -> list[str]:
         "-f",
         str(LOCUSTFILE),
         "--headless",
-        "-u",
+        "-u",  # closed loop: the users; open loop: the most requests in flight
         str(spec.concurrency),
         "-r",
         str(max(spec.concurrency * 10, 10)),
@@ -127,6 +151,9 @@ def cell_config(spec: CellSpec, out_dir: Path, payloads: Path) -> dict[str, Any]
         "windows": t.windows,
         "tolerance": t.tolerance,
         "user_class": target.user_class,
+        "arrival": spec.arrival,
+        "rate": spec.rate,
+        "workers": spec.workers,
     }
 
 
@@ -139,7 +166,7 @@ def run_cell(
     config_file.write_text(json.dumps(cell_config(spec, out_dir, payloads), indent=2))
     env = {**os.environ, **spec.target.env, "DUALSERVE_LOADTEST_CELL": str(config_file)}
     argv = locust_argv(spec, out_dir / "locust")
-    timeout = spec.timing.warmup_s + spec.timing.cap_s + 90
+    timeout = spec.timing.warmup_s + spec.timing.cap_s + 120
     with (out_dir / "locust.log").open("wb") as log:
         subprocess.run(
             argv,
@@ -154,39 +181,56 @@ def run_cell(
 
 
 def read_cell(spec: CellSpec, out_dir: Path) -> CellResult:
-    """Merge the per-process histograms and CPU records of a finished cell."""
+    """Merge the per-process histograms, drop counts and CPU records of a finished cell."""
     records = [json.loads(p.read_text()) for p in sorted(out_dir.glob("process-*.json"))]
     loaders = [r for r in records if r["role"] != "master"]
     if not loaders:
         log = (out_dir / "locust.log").read_text(errors="replace")[-1500:]
         raise RuntimeError(f"cell {spec.key}: Locust wrote no measurements\n{log}")
     hist = merge_all([LatencyHistogram.from_json(r["histogram"]) for r in loaders])
-    errors = sum(int(r["errors"]) for r in loaders)
     seconds = max(float(r["wall_s"]) for r in loaders)
     cpu = max(float(r["cpu_s"]) / float(r["wall_s"]) if r["wall_s"] else 0.0 for r in records)
-    controller = _read_json(out_dir / "controller.json")
+    found = hist.percentiles((50.0, 90.0, 99.0))
     return CellResult(
-        spec.model,
-        spec.target.name,
-        spec.target.protocol,
-        spec.target.framework,
-        spec.target.route,
-        spec.concurrency,
-        spec.repeat,
-        hist.count,
-        errors,
-        seconds,
-        hist.count / seconds if seconds > 0 else 0.0,
-        hist.percentile(50),
-        hist.percentile(90),
-        hist.percentile(99),
-        hist.max_ms if hist.count else float("nan"),
-        hist.mean_ms,
-        cpu,
-        any(saturated(r["cpu_s"], r["wall_s"]) for r in records),
-        controller.get("verdict", "unknown"),
-        _locust_count(out_dir / "locust_stats.csv"),
+        model=spec.model,
+        target=spec.target.name,
+        protocol=spec.target.protocol,
+        framework=spec.target.framework,
+        route=spec.target.route,
+        concurrency=spec.concurrency,
+        repeat=spec.repeat,
+        requests=hist.count,
+        errors=sum(int(r["errors"]) for r in loaders),
+        seconds=seconds,
+        throughput=hist.count / seconds if seconds > 0 else 0.0,
+        p50_ms=found[50.0] * 1000,
+        p90_ms=found[90.0] * 1000,
+        p99_ms=found[99.0] * 1000,
+        max_ms=hist.max * 1000 if hist.count else math.nan,
+        mean_ms=hist.mean * 1000,
+        loadgen_cpu=cpu,
+        saturated=any(saturated(r["cpu_s"], r["wall_s"]) for r in records),
+        verdict=_read_json(out_dir / "controller.json").get("verdict", "unknown"),
+        locust_requests=_locust_count(out_dir / "locust_stats.csv"),
+        arrival=spec.arrival,
+        offered_rate=spec.rate,
+        dropped=sum(int(r.get("dropped", 0)) for r in loaders),
+        p99_corrected_ms=_corrected_p99_ms(hist, spec.arrival),
+        goodput=hist.count_at_or_below(spec.slo_ms / 1000) / seconds
+        if spec.slo_ms > 0 and seconds > 0
+        else math.nan,
     )
+
+
+def _corrected_p99_ms(hist: LatencyHistogram, arrival: str) -> float:
+    """Closed loop: p99 corrected at the mean latency as the expected interval; open loop:
+    the p99 as measured (already from the scheduled send times)."""
+    if hist.count == 0:
+        return math.nan
+    interval = hist.mean
+    if arrival != "closed" or not interval > 0:
+        return hist.percentile(99) * 1000
+    return hist.corrected(interval).percentile(99) * 1000
 
 
 def error_samples(out_dir: Path) -> list[str]:

@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import grpc.experimental.gevent as grpc_gevent
 import numpy as np
-from locust import User, constant, task
+from locust import User, constant, events, task
 from locust.env import Environment
 
 from backends.torchserve._proto.inference_pb2 import PredictionResponse, PredictionsRequest
@@ -35,6 +35,7 @@ from dualserve.stack import read_state
 from gateway._proto import oip
 from gateway._proto.tfserving import PREDICT, PredictRequest, PredictResponse
 from gateway.codecs.tensorproto import to_tensor_proto
+from loadtest import openloop
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
@@ -82,7 +83,13 @@ class GrpcClient:
             path, request_serializer=lambda m: m.SerializeToString(), response_deserializer=decode
         )
 
-    def call(self, name: str, request: Any, metadata: tuple[tuple[str, str], ...] = ()) -> Any:
+    def call(
+        self,
+        name: str,
+        request: Any,
+        metadata: tuple[tuple[str, str], ...] = (),
+        context: dict[str, Any] | None = None,
+    ) -> Any:
         started = time.perf_counter()
         reply, exception = None, None
         try:
@@ -93,12 +100,23 @@ class GrpcClient:
             request_type="grpc", name=name,
             response_time=(time.perf_counter() - started) * 1000,
             response_length=0 if reply is None else reply.ByteSize(),
-            exception=exception, context={},
+            exception=exception, context=context or {},
         )  # fmt: skip
         return reply
 
     def close(self) -> None:
         self.channel.close()
+
+
+_PREPARED: dict[type, list[Any]] = {}
+
+
+@events.init.add_listener
+def _prepare(environment: Environment, **_: Any) -> None:
+    """Build the requests before the test starts, while nothing is timed."""
+    for cls in environment.user_classes or []:
+        if issubclass(cls, GrpcUser) and not getattr(cls, "abstract", False):
+            cls.prepared()
 
 
 class GrpcUser(User):
@@ -113,7 +131,8 @@ class GrpcUser(User):
     def target(self) -> str:
         raise NotImplementedError
 
-    def build(self, x: np.ndarray) -> Any:
+    @staticmethod
+    def build(x: np.ndarray) -> Any:
         raise NotImplementedError
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -125,11 +144,20 @@ class GrpcUser(User):
             return (("x-routing-key", f"user-{os.getpid()}-{next(_user_ids)}"),)
         return ()
 
+    @classmethod
+    def prepared(cls) -> list[Any]:
+        """The class's requests, built once per process (not per user: an open-loop cell
+        starts 64 users at once, and building them blocked the event loop for seconds)."""
+        found = _PREPARED.get(cls)
+        if found is None:
+            found = _PREPARED[cls] = [cls.build(x[None]) for x in examples()]
+        return found
+
     def on_start(self) -> None:
         # Locust's --host (host:port, optionally grpc://) wins over the state file.
         target = self.host.removeprefix("grpc://") if self.host else self.target()
         self.client = GrpcClient(self.environment, target, self.path, self.decode)
-        self.requests = [self.build(x[None]) for x in examples()]
+        self.requests = self.prepared()
         self.sent_metadata = self.metadata()
         self.turn = 0
 
@@ -138,9 +166,11 @@ class GrpcUser(User):
 
     @task
     def infer(self) -> None:
+        scheduled = openloop.wait_for_turn()  # None in a closed loop
         request = self.requests[self.turn % len(self.requests)]
         self.turn += 1
-        self.client.call(self.label, request, self.sent_metadata)
+        context = {} if scheduled is None else {"scheduled_at": scheduled}
+        self.client.call(self.label, request, self.sent_metadata, context)
 
 
 def predict_request(x: np.ndarray) -> Any:
@@ -160,7 +190,8 @@ class GatewayTFServingUser(GrpcUser):
     def target(self) -> str:
         return address("DUALSERVE_GATEWAY_GRPC", "gateway", "grpc")
 
-    def build(self, x: np.ndarray) -> Any:
+    @staticmethod
+    def build(x: np.ndarray) -> Any:
         return predict_request(x)
 
 
@@ -174,7 +205,8 @@ class GatewayOipUser(GrpcUser):
     def target(self) -> str:
         return address("DUALSERVE_GATEWAY_GRPC", "gateway", "grpc")
 
-    def build(self, x: np.ndarray) -> Any:
+    @staticmethod
+    def build(x: np.ndarray) -> Any:
         request = oip.ModelInferRequest(model_name=MODEL)
         request.inputs.add(name="input", datatype="FP32", shape=x.shape)
         request.raw_input_contents.append(x.tobytes())
@@ -204,7 +236,8 @@ class TorchServeDirectUser(GrpcUser):
     def target(self) -> str:
         return address("DUALSERVE_TORCHSERVE_GRPC", "pytorch", "grpc")
 
-    def build(self, x: np.ndarray) -> Any:
+    @staticmethod
+    def build(x: np.ndarray) -> Any:
         return PredictionsRequest(model_name=MODEL, input={"data": encode_frame({"input": x})})
 
     def metadata(self) -> tuple[tuple[str, str], ...]:

@@ -29,15 +29,27 @@ PLOT_TITLES = {
     "latency-vs-throughput": "Latency vs throughput",
     "gateway-overhead": "Gateway (and nginx) overhead per protocol",
     "errors": "Error rate",
+    "open-loop": "Open loop: served vs offered rate, saturation",
+    "goodput": "Goodput within the latency objective",
+    "compare-throughput": "Throughput vs concurrency, both runs",
+    "compare-p99": "p99 latency vs concurrency, both runs",
+    "compare-open-loop": "Served vs offered rate, both runs",
+    "compare-open-p99": "p99 latency vs offered rate, both runs",
 }
 
 READING = """Each cell is one target (a backend directly, the gateway pinned to a framework,
-a 50/50 split, shadow mode, or the nginx baseline) at one number of concurrent closed-loop
-users. Latencies are exact per-request times (not Locust's rounded ones), measured after a
-warm-up until throughput and mean latency were stable (three windows within 10%) or a
-time cap ("capped"). ★ marks the better framework of each pair; the confidence says
-whether the difference is larger than the run-to-run noise. A ⚠ marks cells where the
-load generator used over 90% of a core: there it, not the server, was the limit."""
+a 50/50 split, shadow mode, or the nginx baseline) at one load: N concurrent closed-loop
+users (c=N), or an open-loop arrival process offering R requests/s (poisson R/s, constant
+R/s). Latencies are per-request times in an HDR histogram (0.1%), measured after a warm-up
+until throughput and mean latency were stable (three windows within 10%) or a time cap
+("capped"). Open-loop latencies run from each request's scheduled send time; requests the
+load generator could not send on time are counted as dropped. Closed-loop cells also show
+the p99 corrected for coordinated omission (expected interval: the mean latency).
+Goodput is the rate answered within the p99 objective; a target saturates where p99
+crosses it or the served rate falls below 90% of the offered one. ★ marks the better
+framework of each pair; the confidence is Welch's t-test over the repeats (high: p < 0.01,
+medium: p < 0.05). A ⚠ marks cells where the load generator used over 90% of a core: there
+it, not the server, was the limit."""
 
 
 RAW_DATA = (
@@ -69,7 +81,7 @@ def _pre(value: Any) -> str:
 def render(report: Report, plots: dict[str, str]) -> str:
     from loadtest import report as rep
 
-    meta, fixed = report.meta, report.fixed_concurrency
+    meta, fixed = report.meta, report.fixed_load
     settings = "".join(
         f"<h4>{escape(k)}</h4>{_pre(v)}" for k, v in meta.get("backend_settings", {}).items()
     )
@@ -78,8 +90,11 @@ def render(report: Report, plots: dict[str, str]) -> str:
         f"<h1>dualserve load test <small>{escape(str(meta.get('started', '')))}</small></h1>",
         f'<p class="note">{escape(READING)}</p>',
         f"<ul>{skipped}</ul>" if skipped else "",
+        "<h2>Answer</h2>",
+        '<ul id="answer">' + "".join(f"<li>{escape(t)}</li>" for t in report.sentences) + "</ul>",
         "<h2>Headline</h2>",
-        f"<p>Best throughput over the concurrency levels; p50/p99 at c={fixed}.</p>",
+        f"<p>Best throughput over the load levels; p50/p99 at {escape(fixed)}; "
+        f"{escape(rep.slo_text(report))}.</p>",
         table(
             rep.headline_columns(fixed), [headline_cells(r) for r in report.headline], "headline"
         ),

@@ -6,7 +6,8 @@ The sweep runner (`python -m loadtest`) writes that file per cell and runs
 
 Keys: `path` (request path on `--host`), `headers`, `sticky` (send an `X-Routing-Key`
 that differs per simulated user), `payloads` (a JSON file of request bodies drawn from
-the model's test set), `out_dir`, and the timing keys read by `loadtest.recorder`.
+the model's test set), `out_dir`, the timing keys read by `loadtest.recorder`, and
+`arrival`/`rate`/`workers` (closed loop, or an open-loop schedule: `loadtest.openloop`).
 gRPC users come from `loadtest.grpc_users` when that module exists.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 
-from loadtest import recorder
+from loadtest import openloop, recorder
 
 _user_ids = itertools.count()
 
@@ -56,7 +57,8 @@ if _CELL and json.loads(Path(_CELL).read_text()).get("user_class") != "HttpTarge
 
 
 class HttpTargetUser(FastHttpUser):
-    """A closed-loop client: one request at a time, the next as soon as the answer came."""
+    """One connection, one request at a time: closed loop, the next as soon as the answer
+    came; open loop, the next at the schedule's next free time (`loadtest.openloop`)."""
 
     network_timeout = 30.0
     connection_timeout = 10.0
@@ -71,10 +73,15 @@ class HttpTargetUser(FastHttpUser):
 
     @task
     def predict(self) -> None:
+        scheduled = openloop.wait_for_turn()
         bodies = payloads()
         self.position = (self.position + 1) % len(bodies)
         with self.client.post(
-            self.path, data=bodies[self.position], headers=self.headers, catch_response=True
+            self.path,
+            data=bodies[self.position],
+            headers=self.headers,
+            catch_response=True,
+            context={} if scheduled is None else {"scheduled_at": scheduled},
         ) as reply:
             if reply.status_code != 200:
                 reply.failure(f"HTTP {reply.status_code}: {(reply.text or '')[:200]}")

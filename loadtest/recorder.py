@@ -2,9 +2,12 @@
 
 `install(environment, config)` wires three things to Locust's events:
 
-- every process (standalone or worker) records each request's float `response_time`
-  into a `LatencyHistogram`, from `warmup_s` after the test started until it stops, and
-  writes it with its own CPU seconds to `<out_dir>/process-<pid>.json`;
+- every process (standalone or worker) records each request's latency into a
+  `LatencyHistogram`, from `warmup_s` after the test started until it stops, and writes
+  it with its own CPU seconds to `<out_dir>/process-<pid>.json`. Closed loop: Locust's
+  float `response_time`. Open loop (`arrival` poisson or constant in the cell config):
+  the time from the request's *scheduled* send time (`loadtest.openloop`) to its answer,
+  and the scheduled requests that could not be sent on time are counted as dropped;
 - the standalone or master process runs a controller that cuts the measurement into
   windows (from Locust's aggregated totals), applies the stability rule, quits the run
   when it is stable or capped, and writes `<out_dir>/controller.json`.
@@ -24,7 +27,8 @@ import locust.runners
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadtest.histogram import LatencyHistogram
+from gateway.experiments.histogram import LatencyHistogram
+from loadtest import openloop
 from loadtest.stability import StabilityRule, Window, should_stop
 
 # workers report to the master every second (default 3 s), so windows stay short
@@ -40,6 +44,7 @@ class ProcessRecord:
     warmup_s: float
     histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
     errors: int = 0
+    dropped: int = 0
     error_samples: list[str] = field(default_factory=list)
     measure_from: float | None = None
     stopped_at: float | None = None
@@ -53,17 +58,39 @@ class ProcessRecord:
     def _open(self) -> None:
         self.measure_from, self.cpu_from = time.perf_counter(), time.process_time()
 
-    def on_request(self, response_time: float, exception: Any = None, **_: Any) -> None:
-        if self.measure_from is None or self.stopped_at is not None:
+    @property
+    def measuring(self) -> bool:
+        return self.measure_from is not None and self.stopped_at is None
+
+    def on_request(
+        self,
+        response_time: float,
+        exception: Any = None,
+        context: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> None:
+        if not self.measuring:
             return
         if exception is None:
-            self.histogram.record(float(response_time))
+            scheduled = (context or {}).get("scheduled_at")
+            seconds = float(response_time) / 1000
+            if scheduled is not None:  # open loop: from the scheduled send time
+                seconds = time.perf_counter() - float(scheduled)
+            self.histogram.record(seconds)
             return
         self.errors += 1
         if len(self.error_samples) < MAX_ERROR_SAMPLES:
             self.error_samples.append(str(exception)[:300])
 
+    def on_drop(self, scheduled: float) -> None:
+        """A scheduled request could not be sent on time (open loop only)."""
+        if self.measuring and self.measure_from is not None and scheduled >= self.measure_from:
+            self.dropped += 1
+
     def stop(self, **_: Any) -> None:
+        schedule = openloop.installed()
+        if schedule is not None and self.measuring:
+            schedule.drop_unclaimed(time.perf_counter())
         if self.stopped_at is None:
             self.stopped_at = time.perf_counter()
             self.cpu_s = time.process_time() - self.cpu_from
@@ -80,6 +107,7 @@ class ProcessRecord:
             "wall_s": wall,
             "cpu_s": self.cpu_s,
             "errors": self.errors,
+            "dropped": self.dropped,
             "error_samples": self.error_samples,
             "histogram": self.histogram.to_json(),
         }
@@ -92,6 +120,9 @@ def install(environment: Environment, config: dict[str, Any]) -> None:
     out_dir = Path(config["out_dir"])
     record = ProcessRecord(out_dir, float(config["warmup_s"]))
     role = _role(environment)
+    if config.get("arrival", "closed") != "closed" and role != "master":
+        per_process = float(config["rate"]) / max(1, int(config.get("workers", 1)))
+        openloop.install(openloop.Schedule(per_process, config["arrival"], record.on_drop))
     events = environment.events
     events.test_start.add_listener(lambda **_: record.start())
     events.request.add_listener(record.on_request)

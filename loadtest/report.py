@@ -18,16 +18,19 @@ from typing import Any
 from loadtest import htmlpage
 from loadtest.plots import all_plots
 from loadtest.results import Summary, read_cells_csv, summarise
+from loadtest.sentences import sentences
 from loadtest.tables import (
     HEADLINE_COLUMNS,
     HeadlineRow,
     Overhead,
+    at_fixed,
     fixed_concurrency,
     fmt_ms,
     fmt_rate,
     headline,
     headline_cells,
     overheads,
+    primary,
 )
 
 
@@ -39,6 +42,9 @@ class Report:
     headline: list[HeadlineRow]
     overheads: list[Overhead]
     fixed_concurrency: int
+    fixed_load: str
+    sentences: list[str]
+    slo_ms: float | None
     meta: dict[str, Any]
 
 
@@ -47,23 +53,35 @@ def load(report_dir: Path) -> Report:
     meta = json.loads((report_dir / "raw" / "meta.json").read_text())
     summaries = summarise(cells)
     fixed = fixed_concurrency(summaries, meta.get("fixed_concurrency"))
-    return Report(summaries, headline(summaries, fixed), overheads(summaries), fixed, meta)
+    slo = meta.get("slo_p99_ms")
+    rows = headline(summaries, fixed, slo)
+    here = at_fixed(primary(summaries), fixed)
+    fixed_load = here.load if here else "n/a"
+    return Report(
+        summaries=summaries,
+        headline=rows,
+        overheads=overheads(summaries),
+        fixed_concurrency=fixed,
+        fixed_load=fixed_load,
+        sentences=sentences(rows, meta, fixed_load),
+        slo_ms=slo,
+        meta=meta,
+    )
 
 
 def build(report_dir: Path) -> Report:
     """Write index.html, report.md and summary.json into `report_dir`."""
     report = load(report_dir)
-    plots = all_plots(report.summaries, report.overheads)
+    plots = all_plots(report.summaries, report.overheads, report.slo_ms)
     (report_dir / "index.html").write_text(htmlpage.render(report, plots), encoding="utf-8")
     (report_dir / "report.md").write_text(markdown(report), encoding="utf-8")
     (report_dir / "summary.json").write_text(json.dumps(_summary_json(report), indent=2))
     return report
 
 
-def headline_columns(fixed: int) -> list[str]:
+def headline_columns(fixed_load: str) -> list[str]:
     return [
-        c.replace(" ms", f" ms @c={fixed}") if c.startswith("p") and c.endswith(" ms") else c
-        for c in HEADLINE_COLUMNS
+        c.replace(" ms", f" ms @{fixed_load}") if c.startswith("p") else c for c in HEADLINE_COLUMNS
     ]
 
 
@@ -80,14 +98,17 @@ def summary_cells(s: Summary) -> list[str]:
         s.model,
         s.target,
         s.protocol,
-        str(s.concurrency),
+        s.load,
         fmt_rate(s.throughput),
         spread,
         fmt_ms(s.p50_ms),
         fmt_ms(s.p90_ms),
         fmt_ms(s.p99_ms),
+        fmt_ms(s.p99_corrected_ms),
         fmt_ms(s.max_ms),
+        fmt_rate(s.goodput),
         f"{100 * s.error_rate:.2f}%",
+        f"{s.dropped} ({100 * s.dropped_rate:.1f}%)",
         f"{100 * s.loadgen_cpu:.0f}%" + (" ⚠" if s.saturated else ""),
         s.verdicts,
     ]
@@ -97,14 +118,17 @@ SUMMARY_COLUMNS = [
     "model",
     "target",
     "protocol",
-    "c",
+    "load",
     "req/s",
     "req/s spread",
     "p50 ms",
     "p90 ms",
     "p99 ms",
+    "p99 ms corrected",
     "max ms",
+    "goodput req/s",
     "errors",
+    "dropped",
     "load-gen CPU",
     "stop",
 ]
@@ -117,7 +141,7 @@ def overhead_cells(o: Overhead) -> list[str]:
         o.protocol,
         o.proxy,
         o.framework,
-        str(o.concurrency),
+        o.load,
         f"{o.added_p50_ms:+.2f}",
         f"{o.added_p99_ms:+.2f}",
         ratio,
@@ -129,7 +153,7 @@ OVERHEAD_COLUMNS = [
     "protocol",
     "proxy",
     "framework",
-    "c",
+    "load",
     "added p50 ms",
     "added p99 ms",
     "req/s vs direct",
@@ -166,10 +190,10 @@ def markdown(report: Report) -> str:
     parts = [
         f"# dualserve load test, {meta.get('started', '')}",
         "Plots: open `index.html` in this folder.",
-        f"## Headline (★ = better of the pair; p50/p99 at c={report.fixed_concurrency})",
-        md_table(
-            headline_columns(report.fixed_concurrency), [headline_cells(r) for r in report.headline]
-        ),
+        "## Answer",
+        "\n".join(f"- {line}" for line in report.sentences),
+        f"## Headline (★ = better of the pair; p50/p99 at {report.fixed_load}; {slo_text(report)})",
+        md_table(headline_columns(report.fixed_load), [headline_cells(r) for r in report.headline]),
         "## Model quality",
         md_table(QUALITY_COLUMNS, [quality_cells(q) for q in meta.get("quality", [])]),
         "## What the proxy adds",
@@ -184,9 +208,18 @@ def markdown(report: Report) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def slo_text(report: Report) -> str:
+    if report.slo_ms is None:
+        return "no latency objective (goodput needs --slo-p99-ms)"
+    return f"goodput = req/s answered within {report.slo_ms:g} ms"
+
+
 def _summary_json(report: Report) -> dict[str, Any]:
     return {
         "fixed_concurrency": report.fixed_concurrency,
+        "fixed_load": report.fixed_load,
+        "slo_p99_ms": report.slo_ms,
+        "sentences": report.sentences,
         "headline": [asdict(r) for r in report.headline],
         "summaries": [asdict(s) for s in report.summaries],
         "overheads": [asdict(o) for o in report.overheads],

@@ -2,7 +2,8 @@
 
 The report is built only from `cells.csv` as parsed by `read_cells_csv`, through
 `summarise`; tests check the report against the same parse. Repeats are summarised by
-their median, with the min-max spread kept beside it.
+their median, with the min-max spread and the per-repeat samples (for Welch's test,
+`loadtest.significance`) kept beside it.
 """
 
 from __future__ import annotations
@@ -15,20 +16,28 @@ from pathlib import Path
 
 from loadtest.cells import CellResult
 
-_INT_FIELDS = {"concurrency", "repeat", "requests", "errors", "locust_requests"}
-_STR_FIELDS = {"model", "target", "protocol", "framework", "route", "verdict"}
+_INT_FIELDS = {"concurrency", "repeat", "requests", "errors", "locust_requests", "dropped"}
+_STR_FIELDS = {"model", "target", "protocol", "framework", "route", "verdict", "arrival"}
+GroupKey = tuple[str, str, str, str, int, float]
 
 
 @dataclass(frozen=True)
 class Summary:
-    """One (model, target, protocol, concurrency) over its repeats."""
+    """One (model, target, protocol, load) over its repeats: medians, with spread and samples.
+
+    The load is closed loop at `concurrency` users (`arrival` "closed") or open loop at
+    `offered_rate` requests/s (`arrival` poisson or constant; `concurrency` is then the
+    most requests in flight). Latencies in ms, rates in requests/s.
+    """
 
     model: str
     target: str
     protocol: str
     framework: str
     route: str
+    arrival: str
     concurrency: int
+    offered_rate: float
     repeats: int
     throughput: float
     throughput_min: float
@@ -36,15 +45,32 @@ class Summary:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    p99_corrected_ms: float
     max_ms: float
+    goodput: float
     requests: int
     errors: int
+    dropped: int
     error_rate: float
+    dropped_rate: float
     loadgen_cpu: float
     saturated: bool
     verdicts: str
     throughput_samples: tuple[float, ...]
     p50_samples: tuple[float, ...]
+    p99_samples: tuple[float, ...]
+    goodput_samples: tuple[float, ...]
+
+    @property
+    def open_loop(self) -> bool:
+        return self.arrival != "closed"
+
+    @property
+    def load(self) -> str:
+        """`c=16` or `poisson 400/s`."""
+        if self.open_loop:
+            return f"{self.arrival} {self.offered_rate:g}/s"
+        return f"c={self.concurrency}"
 
 
 def write_cells_csv(path: Path, cells: list[CellResult]) -> None:
@@ -75,13 +101,23 @@ def _parse_row(row: dict[str, str]) -> CellResult:
     return CellResult(**values)  # type: ignore[arg-type]
 
 
+def group_key(cell: CellResult) -> GroupKey:
+    """(model, target, protocol, arrival, concurrency, offered rate): what repeats share."""
+    return (
+        cell.model,
+        cell.target,
+        cell.protocol,
+        cell.arrival,
+        cell.concurrency,
+        cell.offered_rate,
+    )
+
+
 def summarise(cells: list[CellResult]) -> list[Summary]:
-    """Group the repeats of each (model, target, protocol, concurrency), in sweep order."""
-    groups: dict[tuple[str, str, str, int], list[CellResult]] = {}
+    """Group the repeats of each cell, in sweep order."""
+    groups: dict[GroupKey, list[CellResult]] = {}
     for cell in cells:
-        groups.setdefault((cell.model, cell.target, cell.protocol, cell.concurrency), []).append(
-            cell
-        )
+        groups.setdefault(group_key(cell), []).append(cell)
     return [_summary(group) for group in groups.values()]
 
 
@@ -89,50 +125,41 @@ def _summary(group: list[CellResult]) -> Summary:
     first = group[0]
     tput = [c.throughput for c in group]
     requests, errors = sum(c.requests for c in group), sum(c.errors for c in group)
+    dropped = sum(c.dropped for c in group)
     return Summary(
-        first.model,
-        first.target,
-        first.protocol,
-        first.framework,
-        first.route,
-        first.concurrency,
-        len(group),
-        _median(tput),
-        min(tput),
-        max(tput),
-        _median([c.p50_ms for c in group]),
-        _median([c.p90_ms for c in group]),
-        _median([c.p99_ms for c in group]),
-        max(c.max_ms for c in group),
-        requests,
-        errors,
-        errors / (requests + errors) if requests + errors else 0.0,
-        max(c.loadgen_cpu for c in group),
-        any(c.saturated for c in group),
-        ",".join(sorted({c.verdict for c in group})),
-        tuple(tput),
-        tuple(c.p50_ms for c in group),
+        model=first.model,
+        target=first.target,
+        protocol=first.protocol,
+        framework=first.framework,
+        route=first.route,
+        arrival=first.arrival,
+        concurrency=first.concurrency,
+        offered_rate=first.offered_rate,
+        repeats=len(group),
+        throughput=_median(tput),
+        throughput_min=min(tput),
+        throughput_max=max(tput),
+        p50_ms=_median([c.p50_ms for c in group]),
+        p90_ms=_median([c.p90_ms for c in group]),
+        p99_ms=_median([c.p99_ms for c in group]),
+        p99_corrected_ms=_median([c.p99_corrected_ms for c in group]),
+        max_ms=max(c.max_ms for c in group),
+        goodput=_median([c.goodput for c in group]),
+        requests=requests,
+        errors=errors,
+        dropped=dropped,
+        error_rate=errors / (requests + errors) if requests + errors else 0.0,
+        dropped_rate=dropped / (requests + errors + dropped) if dropped else 0.0,
+        loadgen_cpu=max(c.loadgen_cpu for c in group),
+        saturated=any(c.saturated for c in group),
+        verdicts=",".join(sorted({c.verdict for c in group})),
+        throughput_samples=tuple(tput),
+        p50_samples=tuple(c.p50_ms for c in group),
+        p99_samples=tuple(c.p99_ms for c in group),
+        goodput_samples=tuple(c.goodput for c in group),
     )
 
 
 def _median(values: list[float]) -> float:
     clean = [v for v in values if not math.isnan(v)]
     return statistics.median(clean) if clean else math.nan
-
-
-def confidence(a: tuple[float, ...], b: tuple[float, ...], relative_noise: float = 0.10) -> str:
-    """How sure the difference between two sets of repeat measurements is.
-
-    With two or more repeats on each side: Welch's statistic over the repeats (`high`
-    past 3, `medium` past 2, else `low`). With one run: `medium` when the medians differ
-    by more than twice the stability tolerance, else `low`, marked "(1 run)".
-    """
-    ma, mb = _median(list(a)), _median(list(b))
-    if math.isnan(ma) or math.isnan(mb):
-        return "n/a"
-    if len(a) < 2 or len(b) < 2:
-        rel = abs(ma - mb) / max(abs(ma), abs(mb), 1e-12)
-        return ("medium" if rel > 2 * relative_noise else "low") + " (1 run)"
-    se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
-    z = abs(ma - mb) / se if se > 0 else math.inf
-    return "high" if z > 3 else "medium" if z > 2 else "low"

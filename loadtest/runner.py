@@ -65,13 +65,18 @@ def _meta(options: SweepOptions, run: SweepRun, started: str, fixed: int | None)
         "started": started,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "fixed_concurrency": fixed,
+        "slo_p99_ms": options.slo_ms or None,
         "environment": capture(run.state, REPO),
         "quality": model_quality(options.model_store, options.models),
         "backend_settings": run.settings,
         "skipped": run.skipped,
         "pids": {k: v["pid"] for k, v in run.state.items() if isinstance(v, dict) and v.get("pid")},
         "locust": {
-            "users": "closed loop, one request in flight per user, no wait time",
+            "users": "closed loop: one request in flight per user, no wait time; open loop: "
+            "requests at scheduled times, at most max_in_flight at once, late ones dropped",
+            "arrival": options.arrival if options.rates else "closed",
+            "rates": list(options.rates),
+            "max_in_flight": options.max_in_flight,
             "user_class": "FastHttpUser (REST); loadtest.grpc_users (gRPC)",
             "concurrency": list(options.concurrency),
             "repeats": options.repeats,
@@ -85,17 +90,31 @@ def _meta(options: SweepOptions, run: SweepRun, started: str, fixed: int | None)
     }
 
 
-CONSOLE_COLUMNS = ("model", "proto", "route", "framework", "best req/s", "at c", "p50 ms", "p99 ms")
+CONSOLE_COLUMNS = {  # headline column index -> console header
+    0: "model",
+    1: "proto",
+    2: "target",
+    4: "best req/s",
+    5: "at",
+    6: "p50 ms",
+    7: "p99 ms",
+    8: "p99 corr.",
+    9: "goodput",
+    10: "saturates",
+    12: "dropped",
+}
 
 
 def print_headline(console: Console, built: report_mod.Report) -> None:
-    """The headline in the terminal: the report's cells, confidence left to the report."""
-    fixed = built.fixed_concurrency
+    """The headline in the terminal: the table's first columns, then the answer."""
     table = Table(
-        title=f"headline (★ better of the pair; p50/p99 at c={fixed}; more in the report)"
+        title=f"headline (★ better of the pair; p50/p99 at {built.fixed_load}; more in the report)"
     )
-    for column in CONSOLE_COLUMNS:
+    for column in CONSOLE_COLUMNS.values():
         table.add_column(column, justify="right")
     for row in built.headline:
-        table.add_row(*headline_cells(row)[: len(CONSOLE_COLUMNS)])
+        cells = headline_cells(row)
+        table.add_row(*(cells[i] for i in CONSOLE_COLUMNS))
     console.print(table)
+    for line in built.sentences:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)

@@ -1,9 +1,13 @@
-"""The sweep: every (model, target, protocol, concurrency) cell, repeated and interleaved.
+"""The sweep: every (model, target, protocol, load) cell, repeated and interleaved.
+
+A load is a closed-loop concurrency (`--concurrency`) or an open-loop offered rate
+(`--rate`, with `--arrival poisson|constant`); a sweep runs the concurrency levels, then
+the rates.
 
 `run_sweep` brings the stack up (or uses a running one), starts the nginx baseline,
 runs each cell through `loadtest.cells`, writes `raw/cells.csv` after every cell, and
 always puts things back: the gateway's policies, nginx, CPU affinity, the stack it
-started. Within a repeat, targets run back to back at each concurrency level, and their
+started. Within a repeat, targets run back to back at each load level, and their
 order rotates between repeats, so slow drift (heat, caches, other load) hits all alike.
 """
 
@@ -48,6 +52,10 @@ class SweepOptions:
     timing: Timing = field(default_factory=Timing)
     workers: int = 1
     pin_cpus: str = "none"
+    arrival: str = "poisson"  # the open-loop arrival process of the `rates` cells
+    rates: tuple[float, ...] = ()  # offered requests/s; () for a closed-loop sweep
+    max_in_flight: int = 64  # open loop: Locust users, each one connection
+    slo_ms: float = 0.0  # p99 objective for goodput and saturation; 0: none
     model_store: Path = Path("model_store")
     run_dir: Path = Path("run")
 
@@ -63,17 +71,33 @@ class SweepRun:
     settings: dict[str, Any]
 
 
+def loads(options: SweepOptions) -> list[tuple[str, int, float]]:
+    """(arrival, users, rate) of every load level: the concurrency levels, then the rates."""
+    closed = [("closed", c, 0.0) for c in options.concurrency]
+    return closed + [(options.arrival, options.max_in_flight, r) for r in options.rates]
+
+
 def plan(options: SweepOptions, targets: dict[str, list[Target]]) -> list[CellSpec]:
-    """The cells in run order: repeat > model > concurrency > targets (rotated per repeat)."""
+    """The cells in run order: repeat > model > load > targets (rotated per repeat)."""
     cells = []
     for repeat in range(1, options.repeats + 1):
         for model in options.models:
             chosen = targets[model]
             shift = (repeat - 1) % max(len(chosen), 1)
-            for conc in options.concurrency:
+            for arrival, users, rate in loads(options):
                 for target in chosen[shift:] + chosen[:shift]:
                     cells.append(
-                        CellSpec(model, target, conc, repeat, options.timing, options.workers)
+                        CellSpec(
+                            model,
+                            target,
+                            users,
+                            repeat,
+                            options.timing,
+                            options.workers,
+                            arrival=arrival,
+                            rate=rate,
+                            slo_ms=options.slo_ms,
+                        )
                     )
     return cells
 
@@ -111,8 +135,9 @@ def _run_cells(
     cells: list[CellResult] = []
     for index, spec in enumerate(specs):
         target = spec.target
+        load = f"c={spec.concurrency}" if spec.arrival == "closed" else f"{spec.rate:g}/s"
         progress(
-            f"{spec.model} {target.name} {target.protocol} c={spec.concurrency} r{spec.repeat}",
+            f"{spec.model} {target.name} {target.protocol} {load} r{spec.repeat}",
             index,
             len(specs),
         )

@@ -1,17 +1,21 @@
 """The report's tables, built from `Summary` rows only (so every number has one source).
 
-The headline answers "which framework serves this model better, here": for each model,
-protocol and route (direct, through the gateway, through nginx) and each framework, the
-throughput at its best concurrency and p50/p99 at one fixed concurrency, with the
-better framework of each pair marked and the confidence of the difference.
+The headline has one row per model, protocol and target (direct, gateway pinned, 50/50,
+shadow, nginx): throughput at its best load, p50/p99 (and the p99 corrected for
+coordinated omission) at one fixed load, goodput within the objective and the offered
+rate where it saturated. The two frameworks of each route (direct, through the gateway,
+through nginx) form a pair: the better one is marked, with the confidence of the
+difference (Welch's t-test over the repeats, `loadtest.significance`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from loadtest.results import Summary, confidence
+from loadtest.capacity import Capacity, capacities, saturation_text
+from loadtest.results import Summary
+from loadtest.significance import confidence
 
 FRAMEWORKS = ("tensorflow", "pytorch")
 ROUTES = ("direct", "gateway", "nginx")
@@ -19,103 +23,117 @@ ROUTES = ("direct", "gateway", "nginx")
 
 @dataclass(frozen=True)
 class HeadlineRow:
+    """One target of one model and protocol; latencies in ms, rates in requests/s."""
+
     model: str
     protocol: str
     route: str
     framework: str
     target: str
     best_throughput: float
-    best_concurrency: int
+    best_load: str
     p50_ms: float
     p99_ms: float
+    p99_corrected_ms: float
     error_rate: float
+    dropped: int
     saturated: bool
+    capacity: Capacity
     throughput_winner: bool = False
     latency_winner: bool = False
     throughput_confidence: str = ""
     latency_confidence: str = ""
 
 
+def primary(summaries: list[Summary]) -> list[Summary]:
+    """The rows the headline's load levels come from: closed-loop ones when the sweep has
+    any, else the open-loop ones."""
+    closed = [s for s in summaries if not s.open_loop]
+    return closed or summaries
+
+
 def fixed_concurrency(summaries: list[Summary], wanted: int | None = None) -> int:
     """`wanted` if measured, else the largest measured level up to 16, else the smallest."""
-    levels = sorted({s.concurrency for s in summaries})
+    levels = sorted({s.concurrency for s in primary(summaries)})
+    if not levels:
+        return 0
     if wanted in levels:
         return int(wanted)  # type: ignore[arg-type]
     small = [c for c in levels if c <= 16]
     return small[-1] if small else levels[0]
 
 
-def headline(summaries: list[Summary], fixed: int) -> list[HeadlineRow]:
+def at_fixed(rows: list[Summary], fixed: int) -> Summary | None:
+    """The row at the fixed load: closed loop at `fixed` users, else the lowest rate."""
+    closed = [s for s in rows if not s.open_loop and s.concurrency == fixed]
+    if closed:
+        return closed[0]
+    opened = sorted((s for s in rows if s.open_loop), key=lambda s: s.offered_rate)
+    return opened[0] if opened else None
+
+
+def headline(
+    summaries: list[Summary], fixed: int, slo_ms: float | None = None
+) -> list[HeadlineRow]:
+    """Every target of every (model, protocol), the pairs' winners marked."""
+    caps = {(c.model, c.protocol, c.target): c for c in capacities(summaries, slo_ms)}
     rows: list[HeadlineRow] = []
-    keys = dict.fromkeys((s.model, s.protocol) for s in summaries)
-    for model, protocol in keys:
+    for model, protocol in dict.fromkeys((s.model, s.protocol) for s in summaries):
+        mine = [s for s in summaries if (s.model, s.protocol) == (model, protocol)]
+        found = {t: _row(mine, t, fixed, caps[(model, protocol, t)]) for t in _targets(mine)}
         for route in ROUTES:
-            pair = [_row(summaries, model, protocol, route, fw, fixed) for fw in FRAMEWORKS]
-            rows += _mark_winners([r for r in pair if r is not None], summaries, fixed)
+            pair = [r for r in found.values() if r.route == route and r.framework in FRAMEWORKS]
+            for row in _mark_winners(pair, mine, fixed):
+                found[row.target] = row
+        rows += found.values()
     return rows
 
 
-def _row(
-    summaries: list[Summary], model: str, protocol: str, route: str, framework: str, fixed: int
-) -> HeadlineRow | None:
-    mine = [
-        s
-        for s in summaries
-        if (s.model, s.protocol, s.route, s.framework) == (model, protocol, route, framework)
-    ]
-    if not mine:
-        return None
-    best = max(mine, key=lambda s: -1.0 if math.isnan(s.throughput) else s.throughput)
-    at_fixed = next((s for s in mine if s.concurrency == fixed), best)
+def _targets(rows: list[Summary]) -> list[str]:
+    return list(dict.fromkeys(s.target for s in rows))
+
+
+def _row(mine: list[Summary], target: str, fixed: int, cap: Capacity) -> HeadlineRow:
+    rows = [s for s in mine if s.target == target]
+    best = max(primary(rows), key=lambda s: -1.0 if math.isnan(s.throughput) else s.throughput)
+    here = at_fixed(rows, fixed) or best
     return HeadlineRow(
-        model,
-        protocol,
-        route,
-        framework,
-        best.target,
-        best.throughput,
-        best.concurrency,
-        at_fixed.p50_ms,
-        at_fixed.p99_ms,
-        max(s.error_rate for s in mine),
-        any(s.saturated for s in mine),
+        model=best.model,
+        protocol=best.protocol,
+        route=best.route,
+        framework=best.framework,
+        target=target,
+        best_throughput=best.throughput,
+        best_load=best.load,
+        p50_ms=here.p50_ms,
+        p99_ms=here.p99_ms,
+        p99_corrected_ms=here.p99_corrected_ms,
+        error_rate=max(s.error_rate for s in rows),
+        dropped=sum(s.dropped for s in rows),
+        saturated=any(s.saturated for s in rows),
+        capacity=cap,
     )
 
 
-def _mark_winners(
-    pair: list[HeadlineRow], summaries: list[Summary], fixed: int
-) -> list[HeadlineRow]:
+def _mark_winners(pair: list[HeadlineRow], mine: list[Summary], fixed: int) -> list[HeadlineRow]:
     if len(pair) != 2:
         return pair
     a, b = pair
-    by_target = {
-        (s.target, s.concurrency): s
-        for s in summaries
-        if s.model == a.model and s.protocol == a.protocol
-    }
+    by_load = {(s.target, s.load): s for s in mine}
     tput = confidence(
-        by_target[(a.target, a.best_concurrency)].throughput_samples,
-        by_target[(b.target, b.best_concurrency)].throughput_samples,
+        by_load[(a.target, a.best_load)].throughput_samples,
+        by_load[(b.target, b.best_load)].throughput_samples,
     )
-    fa, fb = by_target.get((a.target, fixed)), by_target.get((b.target, fixed))
+    fa = at_fixed([s for s in mine if s.target == a.target], fixed)
+    fb = at_fixed([s for s in mine if s.target == b.target], fixed)
     lat = confidence(fa.p50_samples, fb.p50_samples) if fa and fb else "n/a"
     a_fast, a_quick = a.best_throughput >= b.best_throughput, a.p50_ms <= b.p50_ms
     return [
-        _with(a, a_fast, a_quick, tput, lat),
-        _with(b, not a_fast, not a_quick, tput, lat),
-    ]
-
-
-def _with(row: HeadlineRow, fast: bool, quick: bool, tput: str, lat: str) -> HeadlineRow:
-    from dataclasses import replace
-
-    return replace(
-        row,
-        throughput_winner=fast,
-        latency_winner=quick,
-        throughput_confidence=tput,
-        latency_confidence=lat,
-    )
+        replace(a, throughput_winner=a_fast, latency_winner=a_quick,
+                throughput_confidence=tput, latency_confidence=lat),
+        replace(b, throughput_winner=not a_fast, latency_winner=not a_quick,
+                throughput_confidence=tput, latency_confidence=lat),
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -126,7 +144,7 @@ class Overhead:
     protocol: str
     proxy: str
     framework: str
-    concurrency: int
+    load: str
     added_p50_ms: float
     added_p99_ms: float
     throughput_ratio: float
@@ -134,13 +152,11 @@ class Overhead:
 
 def overheads(summaries: list[Summary]) -> list[Overhead]:
     direct = {
-        (s.model, s.protocol, s.framework, s.concurrency): s
-        for s in summaries
-        if s.route == "direct"
+        (s.model, s.protocol, s.framework, s.load): s for s in summaries if s.route == "direct"
     }
     out = []
     for s in summaries:
-        base = direct.get((s.model, s.protocol, s.framework, s.concurrency))
+        base = direct.get((s.model, s.protocol, s.framework, s.load))
         if s.route == "direct" or s.framework == "mixed" or base is None:
             continue
         ratio = s.throughput / base.throughput if base.throughput else math.nan
@@ -150,7 +166,7 @@ def overheads(summaries: list[Summary]) -> list[Overhead]:
                 s.protocol,
                 s.route,
                 s.framework,
-                s.concurrency,
+                s.load,
                 s.p50_ms - base.p50_ms,
                 s.p99_ms - base.p99_ms,
                 ratio,
@@ -167,6 +183,12 @@ def fmt_ms(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.2f}"
 
 
+def fmt_goodput(cap: Capacity) -> str:
+    if math.isnan(cap.best_goodput):
+        return "n/a"
+    return f"{cap.best_goodput:.0f} ({cap.best_goodput_load})"
+
+
 def headline_cells(row: HeadlineRow) -> list[str]:
     """One headline row as display strings (shared by the HTML, Markdown and console)."""
     star = " ★" if row.throughput_winner else ""
@@ -175,13 +197,17 @@ def headline_cells(row: HeadlineRow) -> list[str]:
     return [
         row.model,
         row.protocol,
-        row.route,
+        row.target,
         row.framework,
         f"{fmt_rate(row.best_throughput)}{star}",
-        str(row.best_concurrency),
+        row.best_load,
         f"{fmt_ms(row.p50_ms)}{lat_star}",
         fmt_ms(row.p99_ms),
+        fmt_ms(row.p99_corrected_ms),
+        fmt_goodput(row.capacity),
+        saturation_text(row.capacity),
         f"{100 * row.error_rate:.2f}%{flag}",
+        str(row.dropped),
         row.throughput_confidence,
         row.latency_confidence,
     ]
@@ -190,13 +216,17 @@ def headline_cells(row: HeadlineRow) -> list[str]:
 HEADLINE_COLUMNS = [
     "model",
     "protocol",
-    "route",
+    "target",
     "framework",
     "best req/s",
-    "at c",
+    "at",
     "p50 ms",
     "p99 ms",
+    "p99 ms corrected",
+    "goodput req/s",
+    "saturates",
     "errors",
+    "dropped",
     "req/s diff confidence",
     "p50 diff confidence",
 ]

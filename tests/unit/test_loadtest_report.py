@@ -1,4 +1,4 @@
-"""Summaries of repeats, confidence, the headline table and the rendered report."""
+"""Summaries of repeats, the headline table and sentences, and the rendered report."""
 
 from __future__ import annotations
 
@@ -10,31 +10,9 @@ import pytest
 
 from loadtest import report
 from loadtest.cells import CellResult
-from loadtest.results import confidence, read_cells_csv, summarise, write_cells_csv
+from loadtest.results import read_cells_csv, summarise, write_cells_csv
 from loadtest.tables import fixed_concurrency, headline, headline_cells, overheads
-
-BASE = CellResult(
-    "digits-mlp",
-    "tf-direct",
-    "rest",
-    "tensorflow",
-    "direct",
-    1,
-    1,
-    1000,
-    0,
-    5.0,
-    200.0,
-    1.0,
-    1.5,
-    2.0,
-    3.0,
-    1.1,
-    0.3,
-    False,
-    "stable",
-    1010,
-)
+from tests.unit.loadtest_fakes import BASE
 
 
 def _cells() -> list[CellResult]:
@@ -82,21 +60,14 @@ def test_summary_takes_the_median_and_keeps_the_spread() -> None:
     assert gw.error_rate == pytest.approx(20 / 2020)
 
 
-def test_confidence_labels() -> None:
-    assert confidence((100.0, 101.0, 99.0), (200.0, 201.0, 199.0)) == "high"
-    assert confidence((100.0, 130.0), (110.0, 90.0)) == "low"
-    assert confidence((100.0,), (150.0,)) == "medium (1 run)"
-    assert confidence((100.0,), (105.0,)) == "low (1 run)"
-
-
 def test_headline_marks_winners_per_pair() -> None:
     summary = summarise(_cells())
     rows = headline(summary, fixed_concurrency(summary))
     direct = {r.framework: r for r in rows if r.route == "direct"}
     assert direct["tensorflow"].throughput_winner and not direct["pytorch"].throughput_winner
-    assert direct["pytorch"].latency_winner and direct["tensorflow"].best_concurrency == 16
+    assert direct["pytorch"].latency_winner and direct["tensorflow"].best_load == "c=16"
     assert direct["tensorflow"].p50_ms == 4.0  # at the fixed concurrency (16)
-    assert direct["tensorflow"].throughput_confidence == "high"
+    assert direct["tensorflow"].throughput_confidence.startswith("high (p=")
     gateway = [r for r in rows if r.route == "gateway"]
     assert len(gateway) == 1 and not gateway[0].throughput_winner  # no pair, no winner
     assert "★" in headline_cells(direct["tensorflow"])[4]
@@ -111,7 +82,7 @@ def test_fixed_concurrency_choice() -> None:
 
 def test_overhead_against_direct() -> None:
     rows = overheads(summarise(_cells()))
-    at1 = next(o for o in rows if o.concurrency == 1)
+    at1 = next(o for o in rows if o.load == "c=1")
     assert (at1.proxy, at1.framework) == ("gateway", "tensorflow")
     assert at1.added_p50_ms == pytest.approx(0.5) and at1.throughput_ratio == pytest.approx(
         120 / 202
@@ -134,7 +105,7 @@ def test_report_files_show_the_csv_numbers(tmp_path: Path) -> None:
     built = report.build(tmp_path)
     page = (tmp_path / "index.html").read_text()
     md = (tmp_path / "report.md").read_text()
-    assert page.count('src="data:image/png;base64,') == 6 and "http" not in page.split("<body>")[0]
+    assert page.count('src="data:image/png;base64,') == 8 and "http" not in page.split("<body>")[0]
     for row in built.headline:
         assert " | ".join(headline_cells(row)) in md
     assert "99.7%" in md and "95.8%" in page
