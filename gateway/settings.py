@@ -217,8 +217,9 @@ class GatewaySettings(BaseSettings):
 
     @model_validator(mode="after")
     def _shared_state_has_a_shared_home(self) -> GatewaySettings:
-        """Replicas share routing state through one PostgreSQL database: each would keep
-        its own SQLite file, so their splits and experiments would drift apart."""
+        """Replicas share routing state through one PostgreSQL database (each would keep
+        its own SQLite file, so their splits and experiments would drift apart); workers
+        on one machine through one database file, never one in each worker's memory."""
         url = self.experiments.database_url or ""
         if self.replicas > 1 and not url.startswith(("postgresql://", "postgres://")):
             raise ValueError(
