@@ -1,4 +1,5 @@
-"""The gateway with two worker processes in front of the real backends.
+"""The gateway with two worker processes: alone (ports, start-up failure, stop), then in
+front of the real backends.
 
 Which worker answered is read from prometheus_client's own per-process files (one set per
 worker pid, written before the worker sends its answer), so no test needs a sleep. The
@@ -7,6 +8,9 @@ module's own stack is stopped by the last test, which checks that nothing surviv
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +21,15 @@ import numpy as np
 import psutil
 import pytest
 import tritonclient.grpc as triton_grpc
+import yaml
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from backends.process import pid_alive
 from dualserve.stack import down, status
+from gateway.workers import read_workers
 from tests.integration.conftest import running_stack
+from tests.unit.gateway_fakes import make_store
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
@@ -30,6 +37,65 @@ pytestmark = pytest.mark.slow
 MODEL = "digits-mlp"
 WORKERS = 2
 REQUESTS = 60
+
+
+def _start_alone(tmp_path: Path, store: Path) -> subprocess.Popen[bytes]:
+    """`python -m gateway` with two workers on ports 0, backends unreachable."""
+    config = {
+        "port": 0,
+        "grpc_port": 0,
+        "workers": WORKERS,
+        "model_store": str(store),
+        "tensorflow": {"transport": "rest", "rest": ["http://127.0.0.1:1"]},
+        "pytorch": {"transport": "rest", "rest": ["http://127.0.0.1:1"]},
+    }
+    (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "gateway", "--config", "gateway.yaml", "--run-dir", "."]
+    with open(tmp_path / "gateway.log", "wb") as log:
+        return subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _listening_ports(pid: int) -> set[int]:
+    return {
+        c.laddr.port for c in psutil.Process(pid).net_connections("tcp") if c.status == "LISTEN"
+    }
+
+
+def test_two_workers_bind_both_ports_chosen_for_port_zero_and_stop_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    gateway = _start_alone(tmp_path, make_store(tmp_path / "store"))
+    try:
+        deadline = time.monotonic() + 120
+        while (record := read_workers(tmp_path)) is None:
+            assert gateway.poll() is None, (tmp_path / "gateway.log").read_text()
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.1)  # polling the supervisor's record with a bounded deadline
+        assert record["supervisor"] == gateway.pid and len(record["workers"]) == WORKERS
+        assert record["port"] > 0 and record["grpc_port"] > 0
+        for worker in record["workers"]:  # each listens on both: one REST socket, SO_REUSEPORT gRPC
+            assert {record["port"], record["grpc_port"]} <= _listening_ports(worker)
+        assert httpx.get(f"http://127.0.0.1:{record['port']}/healthz").status_code == 200
+        gateway.send_signal(signal.SIGTERM)
+        assert gateway.wait(timeout=60) == 0
+        assert not any(pid_alive(worker) for worker in record["workers"])
+    finally:
+        gateway.kill()
+
+
+def test_a_worker_that_cannot_start_stops_the_gateway_instead_of_restarting(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "empty").mkdir()
+    gateway = _start_alone(tmp_path, tmp_path / "empty")
+    try:
+        assert gateway.wait(timeout=120) == 3  # uvicorn's STARTUP_FAILURE
+    finally:
+        gateway.kill()
+    log = (tmp_path / "gateway.log").read_text()
+    assert "cannot start" in log and "manifest.json does not exist" in log
+    assert log.count("cannot start") <= WORKERS  # no worker was started again
+    assert "Traceback" not in log
 
 
 @pytest.fixture(scope="module")
