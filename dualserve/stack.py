@@ -130,8 +130,8 @@ def _state(tf: dict[str, Any] | None, torch: dict[str, Any] | None) -> dict[str,
 
 
 def _gateway_entry(gateway: dict[str, Any]) -> dict[str, Any]:
-    keys = ("rest", "admin_token_file", "config_file", "pid", "workers", "worker_pids")
-    entry = {k: gateway[k] for k in keys}
+    keys = ("rest", "admin_token_file", "config_file", "pid", "workers")
+    entry = {k: gateway[k] for k in keys} | {"worker_pids": list(gateway["worker_pids"])}
     if gateway.get("grpc"):
         entry["grpc"] = gateway["grpc"]
     return entry
