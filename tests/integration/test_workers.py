@@ -128,10 +128,13 @@ def _requests(families: Any, protocol: str) -> float:
     )
 
 
-def _scraped(stack: dict[str, Any], protocol: str) -> float:
+def _metrics_text(stack: dict[str, Any]) -> str:
     """`/metrics` over a fresh connection: whichever worker accepts it answers."""
-    text = httpx.get(f"{stack['gateway']['rest']}/metrics", timeout=10).text
-    return _requests(text_string_to_metric_families(text), protocol)
+    return httpx.get(f"{stack['gateway']['rest']}/metrics", timeout=10).text
+
+
+def _scraped(stack: dict[str, Any], protocol: str) -> float:
+    return _requests(text_string_to_metric_families(_metrics_text(stack)), protocol)
 
 
 def _rest_predict(stack: dict[str, Any], x: np.ndarray, key: str) -> str:
@@ -209,8 +212,12 @@ def test_a_patch_through_one_connection_is_followed_by_every_worker_within_a_sec
 def test_a_killed_worker_is_replaced_and_its_counts_are_kept(
     stack: dict[str, Any], x: np.ndarray
 ) -> None:
-    victim = status(stack["paths"])["gateway"]["worker_pids"][0]
+    for i in range(REQUESTS):
+        _rest_predict(stack, x, f"before-the-kill-{i}")
+    served = _per_worker(stack, "tfserving-rest")
+    victim = max(served, key=lambda pid: served[pid])  # it has a breaker series of its own
     total = _scraped(stack, "tfserving-rest")
+    assert f'pid="{victim}"' in _metrics_text(stack)
     psutil.Process(victim).kill()
     deadline = time.monotonic() + 60
     while (pids := status(stack["paths"])["gateway"]["worker_pids"]) and victim in pids:
@@ -219,6 +226,7 @@ def test_a_killed_worker_is_replaced_and_its_counts_are_kept(
     assert len(pids) == WORKERS
     _rest_predict(stack, x, "after-the-kill")
     assert _scraped(stack, "tfserving-rest") == total + 1  # the dead worker's counts stay
+    assert f'pid="{victim}"' not in _metrics_text(stack)  # its live gauges do not
 
 
 def test_down_stops_the_supervisor_and_every_worker(stack: dict[str, Any]) -> None:
