@@ -53,8 +53,8 @@ TS_KEYS_DIR = PurePosixPath("/home/model-server/keys")
 GATEWAY_PORT = 8080
 GATEWAY_GRPC_PORT = 8081
 GATEWAY_DATA_DIR = PurePosixPath("/var/lib/dualserve")
-"""The prediction log's SQLite folder: a writable volume in compose, an emptyDir per pod in
-Kubernetes (set `experiments.database_url` to share one PostgreSQL log across replicas)."""
+"""The prediction log's SQLite folder: a writable volume in compose; unused in Kubernetes,
+where every gateway replica shares base/postgres.yaml's database (`database_url` from env)."""
 GATEWAY_CONFIG = PurePosixPath("/etc/dualserve/gateway.yaml")
 PAYLOAD_ROWS = 16
 GATEWAY_EXCLUDED = ("scikit-learn", "psutil")

@@ -39,6 +39,10 @@ def up(
     model_store: ModelStoreOption = Path("model_store"),
     run_dir: RunDirOption = Path("run"),
     timeout: Annotated[float, typer.Option(help="seconds to wait for readiness")] = 180.0,
+    gateway_workers: Annotated[
+        int,
+        typer.Option(min=1, envvar="DUALSERVE_WORKERS", help="gateway worker processes"),
+    ] = 1,
 ) -> None:
     """Start both backends from the model store and wait until every model is ready."""
     from backends.process import LaunchError
@@ -54,7 +58,7 @@ def up(
         return
     try:
         with console.status("starting TF Serving and TorchServe, waiting for every model"):
-            state = stack.up(paths, timeout=timeout)
+            state = stack.up(paths, timeout=timeout, gateway_workers=gateway_workers)
     except (LaunchError, ManifestError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(code=1) from None

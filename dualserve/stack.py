@@ -15,7 +15,7 @@ from typing import Any
 
 from backends.tfserving.launcher import start_tfserving, stop_tfserving, tfserving_status
 from backends.torchserve.launcher import start_torchserve, stop_torchserve, torchserve_status
-from gateway.launcher import gateway_running, start_gateway, stop_gateway
+from gateway.launcher import gateway_running, gateway_workers, start_gateway, stop_gateway
 
 STATE_FILE = "state.json"
 
@@ -44,9 +44,9 @@ class StackPaths:
         return self.run_dir / STATE_FILE
 
 
-def up(paths: StackPaths, timeout: float = 180.0) -> dict[str, Any]:
-    """Start both backends in parallel, then the gateway in front of them; wait until
-    every model is ready.
+def up(paths: StackPaths, timeout: float = 180.0, gateway_workers: int = 1) -> dict[str, Any]:
+    """Start both backends in parallel, then the gateway (`gateway_workers` processes)
+    in front of them; wait until every model is ready.
 
     If anything fails, whatever did start is stopped again, so a failed `up` leaves
     nothing running.
@@ -64,7 +64,9 @@ def up(paths: StackPaths, timeout: float = 180.0) -> dict[str, Any]:
         raise failures[0]
     state = _state(asdict(tf_future.result()), asdict(torch_future.result()))
     try:
-        gateway = start_gateway(state, store, paths.gateway_dir, timeout=timeout)
+        gateway = start_gateway(
+            state, store, paths.gateway_dir, timeout=timeout, workers=gateway_workers
+        )
     except Exception:
         down(paths)
         raise
@@ -92,8 +94,8 @@ def status(paths: StackPaths) -> dict[str, Any]:
     state = _state(tf, torch["endpoints"] if torch else None)
     if gateway_running(paths.gateway_dir) and paths.state_file.is_file():
         recorded = json.loads(paths.state_file.read_text()).get("gateway")
-        if recorded:
-            state["gateway"] = recorded
+        if recorded:  # the workers as they are now: a dead one is replaced by a new pid
+            state["gateway"] = {**recorded, "worker_pids": gateway_workers(paths.gateway_dir)}
     return state
 
 
@@ -128,7 +130,8 @@ def _state(tf: dict[str, Any] | None, torch: dict[str, Any] | None) -> dict[str,
 
 
 def _gateway_entry(gateway: dict[str, Any]) -> dict[str, Any]:
-    entry = {k: gateway[k] for k in ("rest", "admin_token_file", "config_file", "pid")}
+    keys = ("rest", "admin_token_file", "config_file", "pid", "workers")
+    entry = {k: gateway[k] for k in keys} | {"worker_pids": list(gateway["worker_pids"])}
     if gateway.get("grpc"):
         entry["grpc"] = gateway["grpc"]
     return entry

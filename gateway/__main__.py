@@ -1,4 +1,4 @@
-"""`python -m gateway --config gateway.yaml`: run the gateway with uvicorn."""
+"""`python -m gateway --config gateway.yaml`: run the gateway (see `gateway.workers`)."""
 
 from __future__ import annotations
 
@@ -15,26 +15,19 @@ def main(
     config: Annotated[Path | None, typer.Option(help="gateway YAML file")] = None,
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes (settings.workers)")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="where workers.json and the workers' metric files go")
+    ] = None,
     log_level: str = "warning",
 ) -> None:
     """Serve the REST ingress (and gRPC when configured) until SIGTERM."""
-    import uvicorn
-
-    from gateway.app import create_app
     from gateway.settings import load_settings
+    from gateway.workers import serve
 
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = load_settings(config, **overrides)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_level=log_level,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    given = {"host": host, "port": port, "workers": workers}
+    settings = load_settings(config, **{k: v for k, v in given.items() if v is not None})
+    raise typer.Exit(serve(settings, run_dir, log_level))
 
 
 if __name__ == "__main__":

@@ -61,13 +61,15 @@ def _describe_standard_services() -> None:
             oip.POOL.Add(proto)
 
 
-def server_options(max_body_bytes: int) -> list[tuple[str, int]]:
+def server_options(max_body_bytes: int, workers: int = 1) -> list[tuple[str, int]]:
+    """Message limits, and SO_REUSEPORT only when several workers share the port."""
     return [
         ("grpc.max_receive_message_length", max_body_bytes),
         # Answers of large batches exceed gRPC's 4 MiB default.
         ("grpc.max_send_message_length", 64 * _MIB),
-        # A fixed port must not be shared silently with another process.
-        ("grpc.so_reuseport", 0),
+        # Workers bind the port together and the kernel spreads connections over them;
+        # one process alone must not share a fixed port silently with another.
+        ("grpc.so_reuseport", int(workers > 1)),
     ]
 
 
@@ -89,7 +91,7 @@ class GrpcIngress:
 async def start_grpc_ingress(ctx: GatewayContext, readiness: Readiness) -> GrpcIngress:
     """Build and start the gRPC server on `settings.host:settings.grpc_port`."""
     settings = ctx.settings
-    server = grpc.aio.server(options=server_options(settings.max_body_bytes))
+    server = grpc.aio.server(options=server_options(settings.max_body_bytes, settings.workers))
     server.add_generic_rpc_handlers(
         (*grpc_tfserving.handlers(ctx), *grpc_oip.handlers(ctx, readiness))
     )

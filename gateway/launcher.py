@@ -11,6 +11,7 @@ import httpx
 import yaml
 
 from backends.process import LOOPBACK, ManagedProcess, free_port, start, stop, wait_until
+from gateway.workers import read_workers
 
 NAME = "gateway"
 
@@ -22,18 +23,28 @@ class GatewayEndpoints:
     admin_token_file: str
     config_file: str
     pid: int
+    """The supervisor's pid when there are several workers, else the one process's."""
+    workers: int
+    worker_pids: tuple[int, ...]
 
 
 def gateway_config(
-    state: dict[str, Any], model_store: Path, run_dir: Path, port: int, grpc_port: int | None = None
+    state: dict[str, Any],
+    model_store: Path,
+    run_dir: Path,
+    port: int,
+    grpc_port: int | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """The local default: both backends over gRPC, every model 50/50 sticky with failover
-    and client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`."""
+    and client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`;
+    `workers` processes serving both ports."""
     tf, torch = state["tensorflow"], state["pytorch"]
     return {
         "host": LOOPBACK,
         "port": port,
         "grpc_port": grpc_port,
+        "workers": workers,
         "model_store": str(Path(model_store).resolve()),
         "tensorflow": {"transport": "grpc", "grpc": [tf["grpc"]], "rest": [tf["rest"]]},
         "pytorch": {
@@ -47,26 +58,38 @@ def gateway_config(
 
 
 def start_gateway(
-    state: dict[str, Any], model_store: Path, run_dir: Path, timeout: float = 60.0
+    state: dict[str, Any],
+    model_store: Path,
+    run_dir: Path,
+    timeout: float = 60.0,
+    workers: int = 1,
 ) -> GatewayEndpoints:
-    """Write run_dir/gateway.yaml, start `python -m gateway`, wait for /readyz (the
-    gRPC ingress is started before the REST one answers)."""
+    """Write run_dir/gateway.yaml, start `python -m gateway`, wait until every worker
+    serves (`workers.json` lists them all) and /readyz answers 200 (each worker starts its
+    gRPC ingress before its REST one answers)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     grpc_port = next(p for p in iter(free_port, None) if p != port)
-    config = gateway_config(state, model_store, run_dir, port, grpc_port)
+    config = gateway_config(state, model_store, run_dir, port, grpc_port, workers)
     config_file = run_dir / "gateway.yaml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "gateway", "--config", str(config_file)]
-    proc = start(NAME, command, run_dir, cwd=run_dir)
+    proc = start(NAME, [*command, "--run-dir", str(run_dir)], run_dir, cwd=run_dir)
     rest = f"http://{LOOPBACK}:{port}"
-    wait_until(proc, lambda: httpx.get(f"{rest}/readyz", timeout=2).status_code == 200, timeout)
+
+    def ready() -> bool:
+        serving = len(gateway_workers(run_dir)) == workers
+        return serving and httpx.get(f"{rest}/readyz", timeout=2).status_code == 200
+
+    wait_until(proc, ready, timeout)
     return GatewayEndpoints(
         rest=rest,
         grpc=f"{LOOPBACK}:{grpc_port}",
         admin_token_file=str(run_dir / "admin_token"),
         config_file=str(config_file),
         pid=proc.pid() or 0,
+        workers=workers,
+        worker_pids=tuple(gateway_workers(run_dir)),
     )
 
 
@@ -80,3 +103,13 @@ def stop_gateway(run_dir: Path) -> bool:
 
 def gateway_running(run_dir: Path) -> int | None:
     return _process(run_dir).pid()
+
+
+def gateway_workers(run_dir: Path) -> list[int]:
+    """The pids of the running gateway's workers (its own pid when it is one process),
+    from the `workers.json` it keeps; empty when it does not run."""
+    pid = gateway_running(run_dir)
+    record = read_workers(run_dir)
+    if pid is None or record is None or record.get("supervisor") != pid:
+        return []
+    return [int(worker) for worker in record["workers"]]

@@ -1,8 +1,19 @@
-"""Prometheus metrics, in a registry per app so that tests can build several apps."""
+"""Prometheus metrics: a registry per app, or every worker's figures in multiprocess mode.
+
+One process (tests build several apps in one): each `GatewayMetrics` has its own registry.
+Several workers (`settings.workers > 1`): the supervisor sets `PROMETHEUS_MULTIPROC_DIR` before
+it spawns them, so prometheus_client keeps every value in a file per worker, and `render`
+sums the files of all workers, the dead ones' included (a scrape through any worker counts
+each request once); breaker states stay per worker, with a `pid` label (prometheus_client's
+multiprocess mode: https://prometheus.github.io/client_python/multiprocess/).
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.experiments.shadow import Comparison
 
@@ -17,6 +28,8 @@ class GatewayMetrics:
     """Requests, latency (total, upstream, the gateway's own), shadow, breakers, failovers."""
 
     def __init__(self) -> None:
+        # prometheus_client chose its value storage from this variable when it was imported.
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -45,7 +58,7 @@ class GatewayMetrics:
         )  # fmt: skip
         self.breaker = Gauge(
             "dualserve_breaker_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)",
-            ["arm"], registry=r,
+            ["arm"], registry=r, multiprocess_mode="liveall",
         )  # fmt: skip
         self.failovers = Counter(
             "dualserve_failovers", "Requests answered by the other framework after a failure",
@@ -60,4 +73,9 @@ class GatewayMetrics:
         self.shadow_diff.labels(model).observe(result.max_abs_diff)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text exposition of this app's registry, or of every worker's files."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry)

@@ -174,6 +174,18 @@ class GatewaySettings(BaseSettings):
     host: str = Field("127.0.0.1", description="REST bind address")
     port: int = Field(8080, ge=0, description="REST port (0 = any free port)")
     grpc_port: int | None = Field(None, description="gRPC ingress port; None = no gRPC ingress")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="gateway worker processes on this machine, all serving the REST and gRPC"
+        " ports (env DUALSERVE_WORKERS); each keeps its own breakers and replica health",
+    )
+    replicas: int = Field(
+        1,
+        ge=1,
+        description="gateway replicas sharing the routing state (set by the Kubernetes"
+        " manifests, env DUALSERVE_REPLICAS); more than one needs a PostgreSQL database_url",
+    )
     model_store: Path = Field(Path("model_store"), description="for the manifest (signatures)")
     tensorflow: UpstreamSettings = Field(default_factory=UpstreamSettings)
     pytorch: TorchServeSettings = Field(default_factory=TorchServeSettings)
@@ -202,6 +214,25 @@ class GatewaySettings(BaseSettings):
         if yaml_file is None:
             return init_settings, env_settings
         return init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file)
+
+    @model_validator(mode="after")
+    def _shared_state_has_a_shared_home(self) -> GatewaySettings:
+        """Replicas share routing state through one PostgreSQL database (each would keep
+        its own SQLite file, so their splits and experiments would drift apart); workers
+        on one machine through one database file, never one in each worker's memory."""
+        url = self.experiments.database_url or ""
+        if self.replicas > 1 and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                f"replicas={self.replicas} needs experiments.database_url=postgresql://...:"
+                " with SQLite each replica would keep its own routing state and experiments"
+            )
+        in_memory = not (url or self.experiments.data_dir or self.config_file)
+        if self.workers > 1 and in_memory:
+            raise ValueError(
+                f"workers={self.workers} needs a database every worker opens: set"
+                " experiments.data_dir or database_url, or load the settings from a file"
+            )
+        return self
 
     def policy(self, model: str) -> ModelPolicy:
         return self.models.get(model, self.default_policy)

@@ -13,12 +13,12 @@ from dualserve.stack import StackPaths, down, up
 
 
 @contextmanager
-def running_stack(store: Path, run_dir: Path) -> Iterator[dict[str, Any]]:
-    """`up` on free loopback ports, always `down` after: the state plus `paths`, `store`
-    and the admin `Authorization` header."""
+def running_stack(store: Path, run_dir: Path, gateway_workers: int = 1) -> Iterator[dict[str, Any]]:
+    """`up` on free loopback ports (the gateway with `gateway_workers` processes), always
+    `down` after: the state plus `paths`, `store` and the admin `Authorization` header."""
     paths = StackPaths(store, run_dir)
     try:
-        state = up(paths)
+        state = up(paths, gateway_workers=gateway_workers)
         token = Path(state["gateway"]["admin_token_file"]).read_text().strip()
         yield {
             **state,

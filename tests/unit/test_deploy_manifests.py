@@ -17,11 +17,12 @@ import jsonschema
 import kubernetes_validate.utils as kubernetes_validate
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from backends.tfserving.aux_config import DEFAULT_METRICS_PATH
 from deploy import render
 from deploy.dashboard import queried_metrics
-from gateway.settings import GatewaySettings
+from gateway.settings import GatewaySettings, load_settings
 
 DEPLOY = render.DEPLOY
 K8S = DEPLOY / "k8s"
@@ -201,8 +202,11 @@ def _load_all(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
+WORKLOADS = ("Deployment", "StatefulSet", "Job")
+
+
 def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    if doc["kind"] not in ("Deployment", "Job"):
+    if doc["kind"] not in WORKLOADS:
         return []
     return list(doc["spec"]["template"]["spec"]["containers"])
 
@@ -270,6 +274,7 @@ def test_the_cluster_has_every_required_object(overlay: tuple[str, list]) -> Non
     labels = deployments["gateway"]["spec"]["template"]["metadata"]["labels"]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert set(_by_name(docs, "Job")) == {"locust-master", "locust-worker"}
+    assert set(_by_name(docs, "StatefulSet")) == {"postgres"} <= set(_by_name(docs, "Service"))
     assert "dualserve" in _by_name(docs, "Namespace")
     assert "Secret" not in {d["kind"] for d in docs}  # never overwritten by `apply -k`
 
@@ -288,7 +293,7 @@ def test_the_token_secret_is_valid_and_has_every_key_the_pods_read(
 
 def _secret_refs(doc: dict[str, Any]) -> list[dict[str, str]]:
     """Every (secret name, key) a pod template reads, from env and from volumes."""
-    if doc["kind"] not in ("Deployment", "Job"):
+    if doc["kind"] not in WORKLOADS:
         return []
     pod = doc["spec"]["template"]["spec"]
     env = [e for c in pod["containers"] for e in c.get("env", [])]
@@ -380,3 +385,43 @@ def test_locustfile_loads_its_payloads(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "GatewayUser" in result.stdout
+
+
+def _gateway_env(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The gateway container's environment as the kubelet builds it: secret keys from
+    secret.yaml, `$(NAME)` replaced by earlier variables (Kubernetes' dependent variables)."""
+    (secret,) = _load_all(K8S / "secret.yaml")
+    container = _by_name(docs, "Deployment")["gateway"]["spec"]["template"]["spec"]["containers"][0]
+    env: dict[str, str] = {}
+    for var in container["env"]:
+        if "valueFrom" in var:
+            env[var["name"]] = secret["stringData"][var["valueFrom"]["secretKeyRef"]["key"]]
+        else:
+            env[var["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m[1]], var["value"])
+    return env
+
+
+def test_gateway_replicas_share_one_postgresql(
+    overlay: tuple[str, list], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, docs = overlay
+    env = _gateway_env(docs)
+    hpa = _by_name(docs, "HorizontalPodAutoscaler")["gateway"]
+    assert int(env["DUALSERVE_REPLICAS"]) == hpa["spec"]["maxReplicas"] > 1
+    config = tmp_path / "gateway.yaml"
+    config.write_text(_by_name(docs, "ConfigMap")["gateway-config"]["data"]["gateway.yaml"])
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    url = load_settings(config).experiments.database_url
+    assert url is not None and url.startswith("postgresql://")
+    host, port = url.rsplit("@", 1)[1].split("/")[0].split(":")
+    postgres = _by_name(docs, "Service")[host]
+    assert int(port) in {p["port"] for p in postgres["spec"]["ports"]}
+    statefulset = _by_name(docs, "StatefulSet")["postgres"]
+    assert (
+        postgres["spec"]["selector"].items()
+        <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+    )
+    monkeypatch.delenv("DUALSERVE_EXPERIMENTS__DATABASE_URL")  # the same pods on SQLite
+    with pytest.raises(ValidationError, match=r"replicas=10 needs experiments\.database_url"):
+        load_settings(config)

@@ -67,3 +67,26 @@ def test_admin_check_is_strict() -> None:
     ):
         with pytest.raises(Unauthorized):
             auth.check_admin(headers)
+
+
+def test_replicas_need_postgresql_and_say_why() -> None:
+    with pytest.raises(ValidationError, match=r"replicas=3 needs experiments\.database_url"):
+        GatewaySettings(replicas=3)
+    with pytest.raises(ValidationError, match="each replica would keep its own routing state"):
+        GatewaySettings(replicas=2, experiments={"database_url": "sqlite:///shared.sqlite3"})
+    url = "postgresql://dualserve@db/dualserve"
+    assert GatewaySettings(replicas=2, experiments={"database_url": url}).replicas == 2
+
+
+def test_workers_need_a_database_they_all_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ValidationError, match="workers=2 needs a database every worker opens"):
+        GatewaySettings(workers=2)  # no file, no data_dir: each worker's log in its memory
+    assert GatewaySettings(workers=2, experiments={"data_dir": tmp_path}).workers == 2
+    config = tmp_path / "gateway.yaml"
+    config.write_text(YAML)
+    monkeypatch.setenv("DUALSERVE_WORKERS", "4")
+    assert load_settings(config).workers == 4  # data/ beside the file
+    with pytest.raises(ValidationError, match="workers"):
+        GatewaySettings(workers=0)
