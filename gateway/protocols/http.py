@@ -37,12 +37,22 @@ def pinned_backend(request: Request) -> Framework | None:
 
 async def json_body(request: Request, limit: int) -> Any:
     """The parsed JSON body, refusing bodies over `limit` bytes before reading them."""
+    return parse_json(await body_bytes(request, limit))
+
+
+async def body_bytes(request: Request, limit: int) -> bytes:
+    """The body's bytes, refusing bodies over `limit` bytes before reading them."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
     raw = await request.body()
     if len(raw) > limit:
         raise PayloadTooLarge(f"request body of {len(raw)} bytes exceeds the limit of {limit}")
+    return raw
+
+
+def parse_json(raw: bytes) -> Any:
+    """A JSON document; BadRequest when it is malformed."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -9,13 +9,22 @@ from gateway.catalog import ModelInfo
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest
 from gateway.protocols.http import (
+    HEADER_REQUEST_ID,
     HEADER_ROUTING_KEY,
     begin,
-    json_body,
+    body_bytes,
     json_response,
+    parse_json,
     pinned_backend,
 )
-from gateway.protocols.v2_json import datatype_of, decode_infer, encode_infer
+from gateway.protocols.v2_binary import (
+    EXTENSION,
+    HEADER_LENGTH,
+    encode_response,
+    split_body,
+    with_buffers,
+)
+from gateway.protocols.v2_json import datatype_of, decode_infer
 from gateway.types import InferRequest
 
 router = APIRouter()
@@ -47,7 +56,7 @@ async def ready(request: Request) -> Response:
 
 @router.get("/v2")
 async def server_metadata() -> Response:
-    return json_response({"name": "dualserve", "version": "0.1.0", "extensions": []})
+    return json_response({"name": "dualserve", "version": "0.1.0", "extensions": [EXTENSION]})
 
 
 def _metadata(info: ModelInfo) -> dict[str, object]:
@@ -84,30 +93,35 @@ async def model_ready(request: Request, model: str, version: str | None = None) 
 
 
 async def infer(request: Request) -> Response:
-    """A plain Starlette endpoint, like TF Serving's predict routes (no FastAPI DI cost)."""
+    """A plain Starlette endpoint, like TF Serving's predict routes (no FastAPI DI cost).
+
+    The body's `id` comes back in the body; `X-Request-Id` comes back as a header and,
+    when sent, names the request in the prediction log (else the body's `id` does)."""
     model, version = request.path_params["model"], request.path_params.get("version")
     ctx = _ctx(request)
     rid = begin(request, PROTOCOL)
     ctx.auth.check_predict(request.headers)
-    body = await json_body(request, ctx.settings.max_body_bytes)
-    tensors, outputs, parameters = decode_infer(body)
-    if isinstance(body.get("id"), str) and body["id"]:
-        rid = request.state.request_id = request.headers.get("X-Request-Id") or body["id"]
+    raw = await body_bytes(request, ctx.settings.max_body_bytes)
+    head, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
+    decoded = decode_infer(parse_json(head), binary)
+    if decoded.id and HEADER_REQUEST_ID not in request.headers:
+        rid = request.state.request_id = decoded.id
     answer = await ctx.dataplane.infer(
         InferRequest(
             model=model,
-            inputs=tensors,
+            inputs=decoded.inputs,
             version=_version(version),
-            outputs=outputs,
+            outputs=decoded.outputs,
             request_id=rid,
             routing_key=request.headers.get(HEADER_ROUTING_KEY),
             pinned=pinned_backend(request),
-            parameters=parameters,
+            parameters=decoded.parameters,
         ),
         PROTOCOL,
         strict_dtype=True,
     )
-    return json_response(encode_infer(model, answer.version, rid, answer.outputs), answer)
+    body, buffers = encode_response(model, answer.version, decoded, answer.outputs)
+    return with_buffers(json_response(body, answer), buffers)
 
 
 router.add_route("/v2/models/{model}/infer", infer, methods=["POST"])
