@@ -8,6 +8,13 @@ from fastapi.responses import Response
 from gateway.catalog import ModelInfo
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest
+from gateway.openapi import (
+    ANSWER_HEADERS,
+    PREDICTION_ERRORS,
+    PREDICTION_HEADERS,
+    operation,
+    ref,
+)
 from gateway.protocols.http import (
     HEADER_REQUEST_ID,
     HEADER_ROUTING_KEY,
@@ -16,6 +23,15 @@ from gateway.protocols.http import (
     json_response,
     parse_json,
     pinned_backend,
+)
+from gateway.protocols.schemas import (
+    InferenceRequest,
+    InferenceResponse,
+    LiveResponse,
+    ModelMetadataResponse,
+    ModelReadyResponse,
+    ReadyResponse,
+    ServerMetadataResponse,
 )
 from gateway.protocols.v2_binary import (
     EXTENSION,
@@ -29,6 +45,16 @@ from gateway.types import InferRequest
 
 router = APIRouter()
 PROTOCOL = "v2-rest"
+_READY = operation(ReadyResponse, extra={503: {"model": ReadyResponse, "description": "not ready"}})
+_MODEL_READY = operation(
+    ModelReadyResponse, extra={503: {"model": ModelReadyResponse, "description": "no ready arm"}}
+)
+_LENGTH_PARAMETER = {
+    "name": HEADER_LENGTH,
+    "in": "header",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    "description": "length of the JSON object when binary tensor data follows it",
+}
 
 
 def _ctx(request: Request) -> GatewayContext:
@@ -43,18 +69,18 @@ def _version(text: str | None) -> int | None:
     return int(text)
 
 
-@router.get("/v2/health/live")
+@router.get("/v2/health/live", **operation(LiveResponse))
 async def live() -> Response:
     return json_response({"live": True})
 
 
-@router.get("/v2/health/ready")
+@router.get("/v2/health/ready", **_READY)
 async def ready(request: Request) -> Response:
     ok = await request.app.state.readiness()
     return json_response({"ready": ok}, status=200 if ok else 503)
 
 
-@router.get("/v2")
+@router.get("/v2", **operation(ServerMetadataResponse))
 async def server_metadata() -> Response:
     return json_response({"name": "dualserve", "version": "0.1.0", "extensions": [EXTENSION]})
 
@@ -75,16 +101,16 @@ def _metadata(info: ModelInfo) -> dict[str, object]:
     }
 
 
-@router.get("/v2/models/{model}")
-@router.get("/v2/models/{model}/versions/{version}")
+@router.get("/v2/models/{model}", **operation(ModelMetadataResponse))
+@router.get("/v2/models/{model}/versions/{version}", **operation(ModelMetadataResponse))
 async def model_metadata(request: Request, model: str, version: str | None = None) -> Response:
     info = _ctx(request).catalog.get(model)
     info.resolve_version(_version(version), None)
     return json_response(_metadata(info))
 
 
-@router.get("/v2/models/{model}/ready")
-@router.get("/v2/models/{model}/versions/{version}/ready")
+@router.get("/v2/models/{model}/ready", **_MODEL_READY)
+@router.get("/v2/models/{model}/versions/{version}/ready", **_MODEL_READY)
 async def model_ready(request: Request, model: str, version: str | None = None) -> Response:
     ctx = _ctx(request)
     ctx.catalog.get(model).resolve_version(_version(version), None)
@@ -101,6 +127,7 @@ async def infer(request: Request) -> Response:
     ctx = _ctx(request)
     rid = begin(request, PROTOCOL)
     ctx.auth.check_predict(request.headers)
+    ctx.catalog.get(model)  # as Triton: an unknown model is 404 whatever the body
     raw = await body_bytes(request, ctx.settings.max_body_bytes)
     head, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
     decoded = decode_infer(parse_json(head), binary)
@@ -124,5 +151,20 @@ async def infer(request: Request) -> Response:
     return with_buffers(json_response(body, answer), buffers)
 
 
-router.add_route("/v2/models/{model}/infer", infer, methods=["POST"])
-router.add_route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"])
+_BINARY = {
+    "type": "string",
+    "format": "binary",
+    "description": "the JSON object, then binary tensor data",
+}
+_INFER = operation(
+    InferenceResponse,
+    body={"application/json": ref(InferenceRequest), "application/octet-stream": _BINARY},
+    statuses=PREDICTION_ERRORS,
+    headers=[*PREDICTION_HEADERS, _LENGTH_PARAMETER],
+    answer_headers=ANSWER_HEADERS,
+    extra={200: {"content": {"application/octet-stream": {"schema": _BINARY}}}},
+)
+router.add_api_route("/v2/models/{model}/infer", infer, methods=["POST"], **_INFER)
+router.add_api_route(
+    "/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"], **_INFER
+)
