@@ -35,13 +35,8 @@ def pinned_backend(request: Request) -> Framework | None:
     return parse_pin(request.headers.get(HEADER_BACKEND), f"header {HEADER_BACKEND}")
 
 
-async def json_body(request: Request, limit: int) -> Any:
-    """The parsed JSON body, refusing bodies over `limit` bytes before reading them."""
-    return parse_json(await body_bytes(request, limit))
-
-
-async def body_bytes(request: Request, limit: int) -> bytes:
-    """The body's bytes, refusing bodies over `limit` bytes before reading them."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing bodies over `limit` bytes before reading them."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
@@ -51,8 +46,13 @@ async def body_bytes(request: Request, limit: int) -> bytes:
     return raw
 
 
+async def json_body(request: Request, limit: int) -> Any:
+    """The parsed JSON body, limited as `read_body` says."""
+    return parse_json(await read_body(request, limit))
+
+
 def parse_json(raw: bytes) -> Any:
-    """A JSON document; BadRequest when it is malformed."""
+    """A JSON document; BadRequest "malformed JSON body: ..." when it is not one."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -43,9 +43,13 @@ class PredictRequest(BaseModel):
         json_schema_extra={"oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}]}
     )
 
-    signature_name: str | None = Field(None, description="only serving_default is served")
-    instances: list[Any] | None = Field(None, description="row format: one entry per example")
-    inputs: Any = Field(None, description="columnar format: a tensor, or named tensors")
+    signature_name: str = Field(None, description="only serving_default is served")  # type: ignore[assignment]
+    instances: list[Any] = Field(None, description="row format: one entry per example")  # type: ignore[arg-type]
+    inputs: Any = Field(
+        None,
+        description="columnar format: a tensor, or named tensors",
+        json_schema_extra={"not": {"type": "null"}},
+    )
 
 
 class PredictResponse(BaseModel):

@@ -59,8 +59,8 @@ async def _predict(
     ctx = _ctx(request)
     rid = begin(request, PROTOCOL)
     ctx.auth.check_predict(request.headers)
-    info = ctx.catalog.get(model)  # as TF Serving: an unknown model is 404 whatever the body
     body = await json_body(request, ctx.settings.max_body_bytes)
+    info = ctx.catalog.get(model)
     tensors, fmt = decode_predict(body, [t.name for t in info.inputs])
     infer = InferRequest(
         model=model,

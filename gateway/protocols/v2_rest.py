@@ -19,10 +19,10 @@ from gateway.protocols.http import (
     HEADER_REQUEST_ID,
     HEADER_ROUTING_KEY,
     begin,
-    body_bytes,
     json_response,
     parse_json,
     pinned_backend,
+    read_body,
 )
 from gateway.protocols.schemas import (
     InferenceRequest,
@@ -119,16 +119,18 @@ async def model_ready(request: Request, model: str, version: str | None = None) 
 
 
 async def infer(request: Request) -> Response:
-    """A plain Starlette endpoint, like TF Serving's predict routes (no FastAPI DI cost).
+    """`POST /v2/models/{m}[/versions/{v}]/infer`: JSON, or JSON and binary tensor data.
 
-    The body's `id` comes back in the body; `X-Request-Id` comes back as a header and,
-    when sent, names the request in the prediction log (else the body's `id` does)."""
+    Served on the fast path (the endpoint takes only the request). The body's `id` comes
+    back in the body; `X-Request-Id` comes back as a header and, when sent, names the
+    request in the prediction log (else the body's `id` does). An unknown model is 404
+    before the body is read, as Triton looks the model up first."""
     model, version = request.path_params["model"], request.path_params.get("version")
     ctx = _ctx(request)
     rid = begin(request, PROTOCOL)
     ctx.auth.check_predict(request.headers)
     ctx.catalog.get(model)  # as Triton: an unknown model is 404 whatever the body
-    raw = await body_bytes(request, ctx.settings.max_body_bytes)
+    raw = await read_body(request, ctx.settings.max_body_bytes)
     head, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
     decoded = decode_infer(parse_json(head), binary)
     if decoded.id and HEADER_REQUEST_ID not in request.headers:
