@@ -53,7 +53,7 @@ def direct(stack: dict[str, Any], x: np.ndarray) -> dict[str, dict[str, np.ndarr
             "tensorflow": client.post(f"{stack['tensorflow']['rest']}/v1/models/{MODEL}:predict", json=body),
             "pytorch": client.post(f"{stack['pytorch']['inference']}/predictions/{MODEL}", json=body, headers={"Authorization": f"Bearer {token}"}),
         }  # fmt: skip
-    out = {}
+    out: dict[str, dict[str, np.ndarray]] = {}
     for arm, reply in replies.items():
         rows = reply.json()["predictions"]
         out[arm] = {
