@@ -110,6 +110,10 @@ def _outputs(outputs: Any, request: V2Request) -> None:
         name = output["name"]
         request.outputs.append(name)
         parameters = _parameters(output, f"output '{name}'")
+        if "class_count" in parameters:
+            raise BadRequest(
+                f"output '{name}': class_count (the classification extension) is not supported"
+            )
         if "binary_data" in parameters:
             request.binary_outputs[name] = _flag(parameters, "binary_data", f"output '{name}'")
 

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from tritonclient.http._utils import _get_inference_request
 from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
+from gateway._proto import oip
 from gateway.app import create_app
 from gateway.codecs.oip_raw import from_raw, to_raw
 from gateway.errors import BadRequest
@@ -152,7 +153,45 @@ def test_all_json_answers_plain_json_without_the_length_header(gw: Any) -> None:
 
 
 def test_server_metadata_advertises_the_extension(gw: Any) -> None:
-    assert "binary_tensor_data" in gw[0].get("/v2").json()["extensions"]
+    assert gw[0].get("/v2").json()["extensions"] == ["binary_tensor_data"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v2/repository/index"),  # model repository extension
+        ("GET", "/v2/models/toy/config"),  # model configuration extension
+        ("GET", "/v2/models/toy/stats"),  # statistics extension
+        ("GET", "/v2/systemsharedmemory/status"),  # shared-memory extension
+        ("GET", "/v2/trace/setting"),  # trace extension
+        ("GET", "/v2/logging"),  # logging extension
+    ],
+)
+def test_other_triton_extensions_are_not_served(gw: Any, method: str, path: str) -> None:
+    reply = gw[0].request(method, path)
+    assert reply.status_code in (404, 405) and "error" in reply.json()
+
+
+def test_classification_is_refused_and_answers_are_never_compressed(gw: Any) -> None:
+    client, upstreams = gw
+    body = {**V2, "outputs": [{"name": "probabilities", "parameters": {"class_count": 2}}]}
+    reply = client.post(INFER, json=body)
+    assert reply.status_code == 400 and not any(u.calls for u in upstreams.values())
+    assert reply.json()["error"] == (
+        "output 'probabilities': class_count (the classification extension) is not supported"
+    )
+    reply = client.post(INFER, json=V2, headers={"Accept-Encoding": "gzip, deflate"})
+    assert reply.status_code == 200 and "content-encoding" not in reply.headers
+
+
+def test_grpc_methods_outside_the_core_protocol_are_unimplemented(tmp_path: Path) -> None:
+    with running(tmp_path) as gateway, pytest.raises(grpc.RpcError) as error:
+        gateway.call(
+            "/inference.GRPCInferenceService/ModelConfig",
+            oip.ModelReadyRequest(name="toy"),  # any message: the method does not exist
+            oip.ModelReadyResponse,
+        )
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
 
 
 def _binary_body(size: int, data: bytes, header_length: int | None = None) -> tuple[bytes, dict]:
@@ -255,6 +294,7 @@ def _v2(datatype: str, data: list[Any], shape: list[int] | None = None) -> dict[
         ("BYTES", ["a", 5], "input 'input': data[1] is 5, expected a string (BYTES)"),
         ("FP32", [[1, 2], [3, "x"]], "input 'input': data[3] is \"x\", expected a number (FP32)"),
         ("FP32", {"a": 1}, "input 'input': 'data' must be a list"),
+        ("BF16", [1.0], "input 'input': unsupported datatype 'BF16'"),
     ],
 )
 def test_data_must_be_of_the_datatypes_json_type(
@@ -274,6 +314,7 @@ def test_data_must_be_of_the_datatypes_json_type(
         ("FP32", [[0, 5], [1.5, 2]], np.array([[0, 5], [1.5, 2]], np.float32)),  # nested, ints ok
         ("UINT64", [2**64 - 1, 0], np.array([2**64 - 1, 0], np.uint64)),
         ("INT8", [-128, 127], np.array([-128, 127], np.int8)),
+        ("FP16", [0.5, 2], np.array([0.5, 2], np.float16)),  # Triton wants FP16 binary only
         ("BYTES", ["a", "\u00e9"], np.array([b"a", "\u00e9".encode()], object)),
     ],
 )
