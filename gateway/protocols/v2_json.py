@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -156,6 +157,18 @@ def _from_binary(
     return from_raw(name, datatype, shape, rest[:size])
 
 
+def _flat(data: list[Any]) -> tuple[list[Any], set[type]]:
+    """`data` flattened (row major) and the set of its elements' types. Rectangular
+    nesting is flattened a level at a time in C (`chain`); ragged nesting element-wise."""
+    while data and type(data[0]) is list and all(type(row) is list for row in data):
+        data = list(chain.from_iterable(data))
+    types = set(map(type, data))
+    if list in types:
+        data = _flatten(data)
+        types = set(map(type, data))
+    return data, types
+
+
 def _flatten(data: list[Any]) -> list[Any]:
     flat: list[Any] = []
     for element in data:
@@ -170,10 +183,9 @@ def _from_json(name: str, datatype: str, shape: list[int], data: Any) -> np.ndar
     """A tensor from JSON `data`, every element of the datatype's JSON type."""
     if not isinstance(data, list):
         raise BadRequest(f"input '{name}': 'data' must be a list")
-    if list in set(map(type, data)):
-        data = _flatten(data)
+    data, types = _flat(data)
     allowed, expected = _JSON_TYPES[datatype]
-    if not set(map(type, data)) <= allowed:
+    if not types <= allowed:
         index = next(i for i, v in enumerate(data) if type(v) not in allowed)
         raise BadRequest(
             f"input '{name}': data[{index}] is {_show(data[index])}, "
