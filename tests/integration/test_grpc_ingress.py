@@ -112,7 +112,7 @@ def test_tritonclient_http_against_the_v2_rest_ingress(
     client = triton_http.InferenceServerClient(url=url, network_timeout=30)
     try:
         assert client.is_server_ready() and client.is_model_ready(MODEL)
-        # The v2 REST ingress speaks JSON tensors, not the binary tensor extension.
+        # JSON tensors both ways; the binary extension (the default) is in test_clients.py.
         tensor = triton_http.InferInput("input", list(x.shape), "FP32")
         tensor.set_data_from_numpy(x, binary_data=False)
         outputs = [triton_http.InferRequestedOutput("class", binary_data=False)]
