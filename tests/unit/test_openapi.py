@@ -9,10 +9,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
+from fastapi.routing import iter_route_contexts
 
 from backends.process import free_port
 from gateway.app import create_app
@@ -72,6 +74,23 @@ def test_the_document_lists_every_route_with_its_body(base_url: str) -> None:
     infer = paths["/v2/models/{model}/infer"]["post"]
     assert set(infer["requestBody"]["content"]) == {"application/json", "application/octet-stream"}
     assert "422" not in str(doc) or "HTTPValidationError" not in doc["components"]["schemas"]
+
+
+def test_every_route_is_in_the_document(tmp_path: Path) -> None:
+    """A route added as a plain Starlette route (`add_route`) would be missing: add it with
+    `add_api_route(..., **operation(...))` instead (the fast path serves both)."""
+    upstreams = {fw: FakeUpstream(fw) for fw in ("tensorflow", "pytorch")}
+    app = create_app(settings_for(make_store(tmp_path)), upstreams)  # type: ignore[arg-type]
+    documented = {
+        (path, method.upper()) for path, ops in app.openapi()["paths"].items() for method in ops
+    }
+    served = {
+        (route.path_format, method)
+        for route in iter_route_contexts(app.routes)
+        if route.methods and route.path_format != app.openapi_url
+        for method in route.methods - {"HEAD"}
+    }
+    assert served - documented == set()
 
 
 def test_a_405_allows_every_method_of_the_path(base_url: str) -> None:
