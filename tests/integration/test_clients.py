@@ -10,11 +10,11 @@ frameworks, each answer compared with the direct backend's (the independent trut
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
-import httpx
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -28,8 +28,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from backends.torchserve.launcher import read_token
 from tests.api_conformance import run_schemathesis
+from tests.integration.direct import direct_outputs
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
@@ -45,22 +45,17 @@ def x() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def direct(stack: dict[str, Any], x: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-    """Each framework's outputs straight from its own REST API (TF Serving's row format)."""
-    token = read_token(Path(stack["pytorch"]["token_file"]), "inference")
-    body = {"instances": x.tolist()}
-    with httpx.Client(timeout=60) as client:
-        replies = {
-            "tensorflow": client.post(f"{stack['tensorflow']['rest']}/v1/models/{MODEL}:predict", json=body),
-            "pytorch": client.post(f"{stack['pytorch']['inference']}/predictions/{MODEL}", json=body, headers={"Authorization": f"Bearer {token}"}),
-        }  # fmt: skip
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for arm, reply in replies.items():
-        rows = reply.json()["predictions"]
-        out[arm] = {
-            "class": np.array([r["class"] for r in rows], np.int64),
-            "probabilities": np.array([r["probabilities"] for r in rows], np.float32),
-        }
-    return out
+    return direct_outputs(stack, MODEL, x)
+
+
+@contextmanager
+def _triton_http(stack: dict[str, Any]) -> Iterator[triton_http.InferenceServerClient]:
+    url = stack["gateway"]["rest"].removeprefix("http://")
+    client = triton_http.InferenceServerClient(url=url, network_timeout=30)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def _same_answer(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
@@ -74,9 +69,7 @@ def test_tritonclient_http_with_its_defaults(
     stack: dict[str, Any], x: np.ndarray, direct: dict[str, Any], arm: str
 ) -> None:
     """Binary inputs, no outputs named: every output comes back as binary data."""
-    url = stack["gateway"]["rest"].removeprefix("http://")
-    client = triton_http.InferenceServerClient(url=url, network_timeout=30)
-    try:
+    with _triton_http(stack) as client:
         assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
         tensor = triton_http.InferInput("input", list(x.shape), "FP32")
         tensor.set_data_from_numpy(x)
@@ -86,17 +79,13 @@ def test_tritonclient_http_with_its_defaults(
         assert all("binary_data_size" in o["parameters"] for o in response["outputs"])
         got = {name: result.as_numpy(name) for name in ("class", "probabilities")}
         _same_answer(got, direct[arm])
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("arm", ARMS)
 def test_tritonclient_http_mixed_json_and_binary_outputs(
     stack: dict[str, Any], x: np.ndarray, direct: dict[str, Any], arm: str
 ) -> None:
-    url = stack["gateway"]["rest"].removeprefix("http://")
-    client = triton_http.InferenceServerClient(url=url, network_timeout=30)
-    try:
+    with _triton_http(stack) as client:
         tensor = triton_http.InferInput("input", list(x.shape), "FP32")
         tensor.set_data_from_numpy(x, binary_data=False)
         outputs = [
@@ -108,8 +97,6 @@ def test_tritonclient_http_mixed_json_and_binary_outputs(
         assert "data" in by_name["class"] and "data" not in by_name["probabilities"]
         got = {name: result.as_numpy(name) for name in ("class", "probabilities")}
         _same_answer(got, direct[arm])
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("arm", ARMS)
