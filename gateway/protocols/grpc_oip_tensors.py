@@ -2,8 +2,9 @@
 
 Inputs come either as `raw_input_contents` (one little-endian byte string per input, what
 tritonclient sends) read by `gateway.codecs.oip_raw`, or in the typed `contents` field
-named by the datatype, read with `np.fromiter`. Data in any other contents field is an
-error, as in Triton (FP32 values in `int64_contents` are not FP32 data). Answers use
+named by the datatype, read with `np.fromiter`. Data in any other contents field, or contents
+next to raw contents, is an error in Triton's words (FP32 values in `int64_contents` are
+not FP32 data). Answers use
 `raw_output_contents` when the request used raw inputs (as Triton does), typed contents
 otherwise.
 """
@@ -51,7 +52,36 @@ def _sized(spec: Any, flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return flat.reshape(shape)
 
 
-def from_contents(spec: Any) -> np.ndarray:
+# The datatype a contents field carries (int/uint fields also carry the narrower types).
+_FIELD_TYPE = {
+    "bool_contents": "BOOL",
+    "int_contents": "INT32",
+    "int64_contents": "INT64",
+    "uint_contents": "UINT32",
+    "uint64_contents": "UINT64",
+    "fp32_contents": "FP32",
+    "fp64_contents": "FP64",
+    "bytes_contents": "BYTES",
+}
+
+
+def _check_contents(spec: Any, model: str, field: str) -> None:
+    """Values only in the datatype's own field, in Triton's words (InferGRPCToInputHelper):
+    FP32 data in `int64_contents` is INT64 data, not FP32."""
+    where = f"input tensor '{spec.name}' for model '{model}'"
+    fields = [f.name for f, _ in spec.contents.ListFields()]
+    if len(fields) > 1:
+        raise BadRequest(
+            f"unexpected explicit tensor data for {where}, binary data was already supplied."
+        )
+    if fields and fields[0] != field:
+        raise BadRequest(
+            f"unexpected explicit tensor data for {where} of type "
+            f"'{_FIELD_TYPE[fields[0]]}', expected datatype '{spec.datatype}'"
+        )
+
+
+def from_contents(spec: Any, model: str) -> np.ndarray:
     """One input from the typed contents field its datatype names.
 
     Raises:
@@ -61,12 +91,7 @@ def from_contents(spec: Any) -> np.ndarray:
     field = CONTENTS_FIELD.get(spec.datatype)
     if field is None:
         raise BadRequest(f"input '{spec.name}': {spec.datatype} data must be raw_input_contents")
-    others = [f.name for f, _ in spec.contents.ListFields() if f.name != field]
-    if others:
-        raise BadRequest(
-            f"input '{spec.name}': {spec.datatype} data must be in contents.{field}, "
-            f"got contents.{others[0]}"
-        )
+    _check_contents(spec, model, field)
     values = getattr(spec.contents, field)
     flat = np.fromiter(values, dtype=dtype, count=len(values))
     return _sized(spec, flat, _shape(spec))
@@ -82,11 +107,17 @@ def decode_inputs(request: Any) -> tuple[dict[str, np.ndarray], bool]:
     if not request.inputs:
         raise BadRequest("ModelInferRequest has no inputs")
     if raw:
+        for spec in request.inputs:
+            if spec.HasField("contents"):
+                raise BadRequest(
+                    "contents field must not be specified when using raw_input_contents for "
+                    f"'{spec.name}' for model '{request.model_name}'"
+                )
         return {
             s.name: from_raw(s.name, s.datatype, _shape(s), raw[i])
             for i, s in enumerate(request.inputs)
         }, True
-    return {s.name: from_contents(s) for s in request.inputs}, False
+    return {s.name: from_contents(s, request.model_name) for s in request.inputs}, False
 
 
 def encode_outputs(response: Any, outputs: dict[str, np.ndarray], raw: bool) -> None:

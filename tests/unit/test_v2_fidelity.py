@@ -325,6 +325,7 @@ def test_well_typed_data_decodes_exactly(datatype: str, data: list[Any], want: n
 
 
 def test_grpc_contents_must_be_in_the_datatypes_field(tmp_path: Path) -> None:
+    """Triton's InferGRPCToInputHelper texts."""
     request = infer_request(X, raw=False)
     request.inputs[0].contents.ClearField("fp32_contents")
     request.inputs[0].contents.int64_contents.extend([0, 5, 1, 2])
@@ -332,5 +333,18 @@ def test_grpc_contents_must_be_in_the_datatypes_field(tmp_path: Path) -> None:
         gateway.infer(request)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
     assert error.value.details() == (  # type: ignore[attr-defined]
-        "input 'input': FP32 data must be in contents.fp32_contents, got contents.int64_contents"
+        "unexpected explicit tensor data for input tensor 'input' for model 'toy' of type "
+        "'INT64', expected datatype 'FP32'"
+    )
+
+
+def test_grpc_contents_next_to_raw_contents_are_refused(tmp_path: Path) -> None:
+    request = infer_request(X, raw=True)
+    request.inputs[0].contents.fp32_contents.extend(X.ravel().tolist())
+    with running(tmp_path) as gateway, pytest.raises(grpc.RpcError) as error:
+        gateway.infer(request)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert error.value.details() == (  # type: ignore[attr-defined]
+        "contents field must not be specified when using raw_input_contents for 'input' "
+        "for model 'toy'"
     )
