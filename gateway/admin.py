@@ -10,13 +10,19 @@ from pydantic import ValidationError
 
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest
+from gateway.openapi import inline, operation, ref
 from gateway.protocols.http import json_body, json_response
+from gateway.protocols.schemas import ExperimentChange, SplitChange
 from gateway.settings import ModelPolicy
 
 if TYPE_CHECKING:
     pass
 
 router = APIRouter(prefix="/admin")
+# Every field of a policy has a default, so its schema doubles as "the fields to change".
+_POLICY_CHANGE = operation(ModelPolicy, body={"application/json": inline(ModelPolicy)})
+_TRANSITION = operation(body={"application/json": ref(ExperimentChange)}, statuses=(409, 503))
+_SPLIT_CHANGE = operation(body={"application/json": ref(SplitChange)}, statuses=(409, 503))
 
 
 def _ctx(request: Request) -> GatewayContext:
@@ -31,15 +37,15 @@ async def list_policies(request: Request) -> Response:
     return json_response({m: p.model_dump() for m, p in sorted(ctx.router.policies.items())})
 
 
-@router.get("/models/{model}/policy")
+@router.get("/models/{model}/policy", **operation(ModelPolicy))
 async def get_policy(request: Request, model: str) -> Response:
     ctx = _ctx(request)
     ctx.catalog.get(model)
     return json_response(ctx.router.policies[model].model_dump())
 
 
-@router.put("/models/{model}/policy")
-@router.patch("/models/{model}/policy")
+@router.put("/models/{model}/policy", **_POLICY_CHANGE)
+@router.patch("/models/{model}/policy", **_POLICY_CHANGE)
 async def update_policy(request: Request, model: str) -> Response:
     """Merge the given fields into the model's policy (e.g. `{"weights": {...}}`)."""
     ctx = _ctx(request)
@@ -85,14 +91,14 @@ async def _change(request: Request, ctx: GatewayContext) -> dict[str, Any]:
     return body
 
 
-@router.get("/experiments/{experiment}")
+@router.get("/experiments/{experiment}", **operation(statuses=(503,)))
 async def experiment_analysis(request: Request, experiment: str) -> Response:
     """The full analysis: per-arm figures with intervals, tests, verdict, events."""
     ctx = _ctx(request)
     return json_response(await ctx.experiments.analysis(experiment))
 
 
-@router.post("/experiments/{experiment}/{action}")
+@router.post("/experiments/{experiment}/{action}", **_TRANSITION)
 async def experiment_action(request: Request, experiment: str, action: str) -> Response:
     """`start` (or resume), `pause`, `end`; body `{"reason": "..."}`, recorded as an event."""
     ctx = _ctx(request)
@@ -100,7 +106,7 @@ async def experiment_action(request: Request, experiment: str, action: str) -> R
     return json_response(await ctx.experiments.transition(experiment, action, body["reason"]))
 
 
-@router.patch("/experiments/{experiment}")
+@router.patch("/experiments/{experiment}", **_SPLIT_CHANGE)
 async def experiment_split(request: Request, experiment: str) -> Response:
     """Change the split: `{"split": {"tensorflow": 90, "pytorch": 10}, "reason": "..."}`."""
     ctx = _ctx(request)

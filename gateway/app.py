@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import admin
@@ -20,12 +20,16 @@ from gateway.experiments.service import ExperimentService
 from gateway.experiments.stats import ExperimentStats
 from gateway.fast_path import GatewayApp
 from gateway.metrics import GatewayMetrics
+from gateway.openapi import document as openapi_document
+from gateway.openapi import operation
 from gateway.protocols import feedback_rest, tfserving_rest, v2_rest
 from gateway.protocols.http import (
     gateway_error_handler,
     json_response,
     unexpected_error_handler,
 )
+from gateway.protocols.methods import allowed_methods
+from gateway.protocols.schemas import HealthResponse, ReadinessResponse
 from gateway.routing.router import Router
 from gateway.settings import GatewaySettings
 from gateway.types import Framework
@@ -91,6 +95,7 @@ def create_app(
     app.add_exception_handler(GatewayError, gateway_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
 
 
@@ -115,18 +120,24 @@ async def _all_models_ready(ctx: GatewayContext) -> bool:
     return bool(ctx.catalog.names)
 
 
+_READYZ = operation(
+    ReadinessResponse,
+    extra={503: {"model": ReadinessResponse, "description": "a model has no ready arm"}},
+)
+
+
 def _add_operations_routes(app: FastAPI, ctx: GatewayContext) -> None:
-    @app.get("/healthz")
+    @app.get("/healthz", **operation(HealthResponse))
     async def healthz() -> Response:
         return json_response({"status": "alive"})
 
-    @app.get("/readyz")
+    @app.get("/readyz", **_READYZ)
     async def readyz() -> Response:
         models = {m: await ctx.router.ready(m) for m in ctx.catalog.names}
         ok = bool(models) and all(any(arms.values()) for arms in models.values())
         return json_response({"ready": ok, "models": models}, status=200 if ok else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
@@ -138,4 +149,7 @@ async def _http_error_handler(request: Request, exc: Exception) -> Response:
         return await gateway_error_handler(request, NotFound(f"no route for {request.url.path}"))
     error = GatewayError(str(exc.detail))
     error.status = exc.status_code  # type: ignore[assignment]
-    return await gateway_error_handler(request, error)
+    response = await gateway_error_handler(request, error)
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(allowed_methods(request.app.routes, request.scope))
+    return response

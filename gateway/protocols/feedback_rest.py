@@ -16,7 +16,9 @@ from fastapi.responses import Response
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest
 from gateway.experiments.records import FeedbackResult
+from gateway.openapi import operation, ref
 from gateway.protocols.http import json_body, json_response
+from gateway.protocols.schemas import FeedbackBatch, FeedbackItem, FeedbackResponse
 
 router = APIRouter()
 MAX_ITEMS = 10_000
@@ -40,6 +42,8 @@ def _item(item: Any, where: str) -> tuple[str, int]:
     if not isinstance(item, dict):
         raise BadRequest(f"{where}: must be an object with request_id and label")
     request_id, label = item.get("request_id"), item.get("label")
+    if isinstance(label, float) and label.is_integer():  # JSON Schema's integer: 3.0 is 3
+        label = int(label)
     if not isinstance(request_id, str) or not request_id:
         raise BadRequest(f"{where}.request_id: must be a non-empty string")
     if isinstance(label, bool) or not isinstance(label, int) or label < 0:
@@ -52,7 +56,21 @@ def overall_status(results: list[FeedbackResult]) -> int:
     return statuses.pop() if len(statuses) == 1 else 207
 
 
-@router.post("/v1/feedback")
+_RESULTS = {"model": FeedbackResponse}
+_FEEDBACK = operation(
+    FeedbackResponse,
+    body={"application/json": {"oneOf": [ref(FeedbackItem), ref(FeedbackBatch)]}},
+    statuses=(401, 503),
+    extra={
+        201: {**_RESULTS, "description": "every label recorded"},
+        207: {**_RESULTS, "description": "the items' statuses differ"},
+        404: {**_RESULTS, "description": "every request id unknown"},
+        409: {**_RESULTS, "description": "every item conflicts with a recorded label"},
+    },
+)
+
+
+@router.post("/v1/feedback", **_FEEDBACK)
 async def feedback(request: Request) -> Response:
     ctx: GatewayContext = request.app.state.gateway
     ctx.auth.check_predict(request.headers)

@@ -2,7 +2,10 @@
 the gateway, so `tritonclient.grpc` works unchanged.
 
 Mirrors the v2 REST ingress: the same catalog checks (unknown model or version is
-NOT_FOUND), strict dtypes, the request `id` as request id when no `x-request-id` is sent.
+NOT_FOUND), strict dtypes, and the same request id rule: the response's `id` is the
+request's `id` (Open Inference Protocol, "Inference Response": "the identifier given in the
+request, if any"); `x-request-id` metadata is echoed in the trailing metadata, and when it
+is absent the request `id` (or a new one) names the call there and in the prediction log.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ import grpc
 
 from gateway._proto import oip
 from gateway.catalog import ModelInfo, TensorInfo
+from gateway.codecs.oip_raw import datatype_of
 from gateway.context import GatewayContext
 from gateway.protocols.grpc_common import Boundary, Call, positive_version
 from gateway.protocols.grpc_oip_tensors import decode_inputs, encode_outputs, parameters
-from gateway.protocols.v2_json import datatype_of
 from gateway.types import InferRequest
 
 PROTOCOL = "v2-grpc"
@@ -96,7 +99,7 @@ class OipServicer:
         infer, raw = decode_infer(request, call)
         answer = await self.ctx.dataplane.infer(infer, PROTOCOL, strict_dtype=True)
         response = oip.ModelInferResponse(
-            model_name=answer.model, model_version=str(answer.version), id=call.request_id
+            model_name=answer.model, model_version=str(answer.version), id=request.id
         )
         encode_outputs(response, answer.outputs, raw)
         call.answered(answer)

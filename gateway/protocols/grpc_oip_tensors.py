@@ -1,9 +1,12 @@
 """Open Inference Protocol gRPC tensors <-> numpy, without a Python loop per element.
 
 Inputs come either as `raw_input_contents` (one little-endian byte string per input, what
-tritonclient sends) read with `np.frombuffer`, or in the typed `contents` field named by
-the datatype, read with `np.fromiter`. Answers use `raw_output_contents` when the request
-used raw inputs (as Triton does), typed contents otherwise.
+tritonclient sends) read by `gateway.codecs.oip_raw`, or in the typed `contents` field
+named by the datatype, read with `np.fromiter`. Data in any other contents field, or contents
+next to raw contents, is an error in Triton's words (FP32 values in `int64_contents` are
+not FP32 data). Answers use
+`raw_output_contents` when the request used raw inputs (as Triton does), typed contents
+otherwise.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from gateway.codecs.oip_raw import datatype_of, dtype_of, from_raw, to_raw
 from gateway.errors import BadRequest
-from gateway.protocols.v2_json import DATATYPES, datatype_of
 
 # The typed `InferTensorContents` field holding each datatype (FP16 travels raw only).
 CONTENTS_FIELD: dict[str, str] = {
@@ -29,20 +32,8 @@ CONTENTS_FIELD: dict[str, str] = {
     "INT64": "int64_contents",
     "FP32": "fp32_contents",
     "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
 }
-_RAW_DTYPES = {
-    **DATATYPES,
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-}
-
-
-def _dtype(spec: Any) -> np.dtype:
-    try:
-        return _RAW_DTYPES[spec.datatype]
-    except KeyError:
-        raise BadRequest(f"input '{spec.name}': unsupported datatype '{spec.datatype}'") from None
 
 
 def _shape(spec: Any) -> tuple[int, ...]:
@@ -61,23 +52,46 @@ def _sized(spec: Any, flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return flat.reshape(shape)
 
 
-def from_raw(spec: Any, raw: bytes) -> np.ndarray:
-    """One input from its raw bytes (read-only view on the message's buffer)."""
-    dtype = _dtype(spec)
-    if len(raw) % dtype.itemsize:
+# The datatype a contents field carries (int/uint fields also carry the narrower types).
+_FIELD_TYPE = {
+    "bool_contents": "BOOL",
+    "int_contents": "INT32",
+    "int64_contents": "INT64",
+    "uint_contents": "UINT32",
+    "uint64_contents": "UINT64",
+    "fp32_contents": "FP32",
+    "fp64_contents": "FP64",
+    "bytes_contents": "BYTES",
+}
+
+
+def _check_contents(spec: Any, model: str, field: str) -> None:
+    """Values only in the datatype's own field, in Triton's words (InferGRPCToInputHelper):
+    FP32 data in `int64_contents` is INT64 data, not FP32."""
+    where = f"input tensor '{spec.name}' for model '{model}'"
+    fields = [f.name for f, _ in spec.contents.ListFields()]
+    if len(fields) > 1:
         raise BadRequest(
-            f"input '{spec.name}': {len(raw)} raw bytes is not a {spec.datatype} tensor"
+            f"unexpected explicit tensor data for {where}, binary data was already supplied."
         )
-    flat = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
-    return _sized(spec, flat, _shape(spec))
+    if fields and fields[0] != field:
+        raise BadRequest(
+            f"unexpected explicit tensor data for {where} of type "
+            f"'{_FIELD_TYPE[fields[0]]}', expected datatype '{spec.datatype}'"
+        )
 
 
-def from_contents(spec: Any) -> np.ndarray:
-    """One input from the typed contents field its datatype names."""
-    dtype = _dtype(spec)
+def from_contents(spec: Any, model: str) -> np.ndarray:
+    """One input from the typed contents field its datatype names.
+
+    Raises:
+        BadRequest: a datatype without a typed field (FP16), or values in another field.
+    """
+    dtype = dtype_of(spec.name, spec.datatype)
     field = CONTENTS_FIELD.get(spec.datatype)
     if field is None:
         raise BadRequest(f"input '{spec.name}': {spec.datatype} data must be raw_input_contents")
+    _check_contents(spec, model, field)
     values = getattr(spec.contents, field)
     flat = np.fromiter(values, dtype=dtype, count=len(values))
     return _sized(spec, flat, _shape(spec))
@@ -93,8 +107,17 @@ def decode_inputs(request: Any) -> tuple[dict[str, np.ndarray], bool]:
     if not request.inputs:
         raise BadRequest("ModelInferRequest has no inputs")
     if raw:
-        return {s.name: from_raw(s, raw[i]) for i, s in enumerate(request.inputs)}, True
-    return {s.name: from_contents(s) for s in request.inputs}, False
+        for spec in request.inputs:
+            if spec.HasField("contents"):
+                raise BadRequest(
+                    "contents field must not be specified when using raw_input_contents for "
+                    f"'{spec.name}' for model '{request.model_name}'"
+                )
+        return {
+            s.name: from_raw(s.name, s.datatype, _shape(s), raw[i])
+            for i, s in enumerate(request.inputs)
+        }, True
+    return {s.name: from_contents(s, request.model_name) for s in request.inputs}, False
 
 
 def encode_outputs(response: Any, outputs: dict[str, np.ndarray], raw: bool) -> None:
@@ -105,8 +128,7 @@ def encode_outputs(response: Any, outputs: dict[str, np.ndarray], raw: bool) -> 
         datatype = datatype_of(value.dtype)
         tensor = response.outputs.add(name=name, datatype=datatype, shape=value.shape)
         if raw:
-            little = value.astype(value.dtype.newbyteorder("<"), copy=False)
-            response.raw_output_contents.append(np.ascontiguousarray(little).tobytes())
+            response.raw_output_contents.append(to_raw(value))
         else:
             getattr(tensor.contents, CONTENTS_FIELD[datatype]).extend(value.ravel().tolist())
 

@@ -153,7 +153,8 @@ class TFServingServicer:
             versions = [info.resolve_version(version, label)]
         response = GetModelStatusResponse()
         for number in versions:
-            response.model_version_status.add(version=number, state=AVAILABLE)
+            entry = response.model_version_status.add(version=number, state=AVAILABLE)
+            entry.status.SetInParent()  # error_code OK, present as TF Serving sends it
         return response
 
 

@@ -35,14 +35,24 @@ def pinned_backend(request: Request) -> Framework | None:
     return parse_pin(request.headers.get(HEADER_BACKEND), f"header {HEADER_BACKEND}")
 
 
-async def json_body(request: Request, limit: int) -> Any:
-    """The parsed JSON body, refusing bodies over `limit` bytes before reading them."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing bodies over `limit` bytes before reading them."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
     raw = await request.body()
     if len(raw) > limit:
         raise PayloadTooLarge(f"request body of {len(raw)} bytes exceeds the limit of {limit}")
+    return raw
+
+
+async def json_body(request: Request, limit: int) -> Any:
+    """The parsed JSON body, limited as `read_body` says."""
+    return parse_json(await read_body(request, limit))
+
+
+def parse_json(raw: bytes) -> Any:
+    """A JSON document; BadRequest "malformed JSON body: ..." when it is not one."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

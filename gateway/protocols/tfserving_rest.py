@@ -10,12 +10,25 @@ from fastapi.responses import Response
 from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest
+from gateway.openapi import (
+    ANSWER_HEADERS,
+    PREDICTION_ERRORS,
+    PREDICTION_HEADERS,
+    operation,
+    ref,
+)
 from gateway.protocols.http import (
     HEADER_ROUTING_KEY,
     begin,
     json_body,
     json_response,
     pinned_backend,
+)
+from gateway.protocols.schemas import (
+    ModelStatusResponse,
+    PredictRequest,
+    PredictResponse,
+    TfModelMetadataResponse,
 )
 from gateway.protocols.tfserving_json import decode_predict, encode_predict
 from gateway.types import InferRequest
@@ -79,9 +92,20 @@ async def predict_label(request: Request) -> Response:
     return await _predict(request, params["model"], None, params["label"])
 
 
-router.add_route("/v1/models/{model}:predict", predict, methods=["POST"])
-router.add_route("/v1/models/{model}/versions/{version}:predict", predict_version, methods=["POST"])
-router.add_route("/v1/models/{model}/labels/{label}:predict", predict_label, methods=["POST"])
+_PREDICT = operation(
+    PredictResponse,
+    body={"application/json": ref(PredictRequest)},
+    statuses=PREDICTION_ERRORS,
+    headers=PREDICTION_HEADERS,
+    answer_headers=ANSWER_HEADERS,
+)
+router.add_api_route("/v1/models/{model}:predict", predict, methods=["POST"], **_PREDICT)
+router.add_api_route(
+    "/v1/models/{model}/versions/{version}:predict", predict_version, methods=["POST"], **_PREDICT
+)
+router.add_api_route(
+    "/v1/models/{model}/labels/{label}:predict", predict_label, methods=["POST"], **_PREDICT
+)
 
 
 def _status(info: ModelInfo, versions: list[int]) -> dict[str, Any]:
@@ -97,19 +121,19 @@ def _status(info: ModelInfo, versions: list[int]) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models/{model}")
+@router.get("/v1/models/{model}", **operation(ModelStatusResponse))
 async def model_status(request: Request, model: str) -> Response:
     info = _ctx(request).catalog.get(model)
     return json_response(_status(info, list(info.versions)))
 
 
-@router.get("/v1/models/{model}/versions/{version}")
+@router.get("/v1/models/{model}/versions/{version}", **operation(ModelStatusResponse))
 async def version_status(request: Request, model: str, version: str) -> Response:
     info = _ctx(request).catalog.get(model)
     return json_response(_status(info, [info.resolve_version(_version(version), None)]))
 
 
-@router.get("/v1/models/{model}/labels/{label}")
+@router.get("/v1/models/{model}/labels/{label}", **operation(ModelStatusResponse))
 async def label_status(request: Request, model: str, label: str) -> Response:
     info = _ctx(request).catalog.get(model)
     return json_response(_status(info, [info.resolve_version(None, label)]))
@@ -126,7 +150,7 @@ def _tensor_info(tensor: TensorInfo) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models/{model}/metadata")
+@router.get("/v1/models/{model}/metadata", **operation(TfModelMetadataResponse))
 async def metadata(request: Request, model: str) -> Response:
     info = _ctx(request).catalog.get(model)
     signature = {

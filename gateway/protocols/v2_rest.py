@@ -8,18 +8,53 @@ from fastapi.responses import Response
 from gateway.catalog import ModelInfo
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest
+from gateway.openapi import (
+    ANSWER_HEADERS,
+    PREDICTION_ERRORS,
+    PREDICTION_HEADERS,
+    operation,
+    ref,
+)
 from gateway.protocols.http import (
+    HEADER_REQUEST_ID,
     HEADER_ROUTING_KEY,
     begin,
-    json_body,
     json_response,
+    parse_json,
     pinned_backend,
+    read_body,
 )
-from gateway.protocols.v2_json import datatype_of, decode_infer, encode_infer
+from gateway.protocols.schemas import (
+    InferenceRequest,
+    InferenceResponse,
+    LiveResponse,
+    ModelMetadataResponse,
+    ModelReadyResponse,
+    ReadyResponse,
+    ServerMetadataResponse,
+)
+from gateway.protocols.v2_binary import (
+    EXTENSION,
+    HEADER_LENGTH,
+    encode_response,
+    split_body,
+    with_buffers,
+)
+from gateway.protocols.v2_json import datatype_of, decode_infer
 from gateway.types import InferRequest
 
 router = APIRouter()
 PROTOCOL = "v2-rest"
+_READY = operation(ReadyResponse, extra={503: {"model": ReadyResponse, "description": "not ready"}})
+_MODEL_READY = operation(
+    ModelReadyResponse, extra={503: {"model": ModelReadyResponse, "description": "no ready arm"}}
+)
+_LENGTH_PARAMETER = {
+    "name": HEADER_LENGTH,
+    "in": "header",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    "description": "length of the JSON object when binary tensor data follows it",
+}
 
 
 def _ctx(request: Request) -> GatewayContext:
@@ -34,20 +69,20 @@ def _version(text: str | None) -> int | None:
     return int(text)
 
 
-@router.get("/v2/health/live")
+@router.get("/v2/health/live", **operation(LiveResponse))
 async def live() -> Response:
     return json_response({"live": True})
 
 
-@router.get("/v2/health/ready")
+@router.get("/v2/health/ready", **_READY)
 async def ready(request: Request) -> Response:
     ok = await request.app.state.readiness()
     return json_response({"ready": ok}, status=200 if ok else 503)
 
 
-@router.get("/v2")
+@router.get("/v2", **operation(ServerMetadataResponse))
 async def server_metadata() -> Response:
-    return json_response({"name": "dualserve", "version": "0.1.0", "extensions": []})
+    return json_response({"name": "dualserve", "version": "0.1.0", "extensions": [EXTENSION]})
 
 
 def _metadata(info: ModelInfo) -> dict[str, object]:
@@ -66,16 +101,16 @@ def _metadata(info: ModelInfo) -> dict[str, object]:
     }
 
 
-@router.get("/v2/models/{model}")
-@router.get("/v2/models/{model}/versions/{version}")
+@router.get("/v2/models/{model}", **operation(ModelMetadataResponse))
+@router.get("/v2/models/{model}/versions/{version}", **operation(ModelMetadataResponse))
 async def model_metadata(request: Request, model: str, version: str | None = None) -> Response:
     info = _ctx(request).catalog.get(model)
     info.resolve_version(_version(version), None)
     return json_response(_metadata(info))
 
 
-@router.get("/v2/models/{model}/ready")
-@router.get("/v2/models/{model}/versions/{version}/ready")
+@router.get("/v2/models/{model}/ready", **_MODEL_READY)
+@router.get("/v2/models/{model}/versions/{version}/ready", **_MODEL_READY)
 async def model_ready(request: Request, model: str, version: str | None = None) -> Response:
     ctx = _ctx(request)
     ctx.catalog.get(model).resolve_version(_version(version), None)
@@ -84,31 +119,54 @@ async def model_ready(request: Request, model: str, version: str | None = None) 
 
 
 async def infer(request: Request) -> Response:
-    """A plain Starlette endpoint, like TF Serving's predict routes (no FastAPI DI cost)."""
+    """`POST /v2/models/{m}[/versions/{v}]/infer`: JSON, or JSON and binary tensor data.
+
+    Served on the fast path (the endpoint takes only the request). The body's `id` comes
+    back in the body; `X-Request-Id` comes back as a header and, when sent, names the
+    request in the prediction log (else the body's `id` does). An unknown model is 404
+    before the body is read, as Triton looks the model up first."""
     model, version = request.path_params["model"], request.path_params.get("version")
     ctx = _ctx(request)
     rid = begin(request, PROTOCOL)
     ctx.auth.check_predict(request.headers)
-    body = await json_body(request, ctx.settings.max_body_bytes)
-    tensors, outputs, parameters = decode_infer(body)
-    if isinstance(body.get("id"), str) and body["id"]:
-        rid = request.state.request_id = request.headers.get("X-Request-Id") or body["id"]
+    ctx.catalog.get(model)  # as Triton: an unknown model is 404 whatever the body
+    raw = await read_body(request, ctx.settings.max_body_bytes)
+    head, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
+    decoded = decode_infer(parse_json(head), binary)
+    if decoded.id and HEADER_REQUEST_ID not in request.headers:
+        rid = request.state.request_id = decoded.id
     answer = await ctx.dataplane.infer(
         InferRequest(
             model=model,
-            inputs=tensors,
+            inputs=decoded.inputs,
             version=_version(version),
-            outputs=outputs,
+            outputs=decoded.outputs,
             request_id=rid,
             routing_key=request.headers.get(HEADER_ROUTING_KEY),
             pinned=pinned_backend(request),
-            parameters=parameters,
+            parameters=decoded.parameters,
         ),
         PROTOCOL,
         strict_dtype=True,
     )
-    return json_response(encode_infer(model, answer.version, rid, answer.outputs), answer)
+    body, buffers = encode_response(model, answer.version, decoded, answer.outputs)
+    return with_buffers(json_response(body, answer), buffers)
 
 
-router.add_route("/v2/models/{model}/infer", infer, methods=["POST"])
-router.add_route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"])
+_BINARY = {
+    "type": "string",
+    "format": "binary",
+    "description": "the JSON object, then binary tensor data",
+}
+_INFER = operation(
+    InferenceResponse,
+    body={"application/json": ref(InferenceRequest), "application/octet-stream": _BINARY},
+    statuses=PREDICTION_ERRORS,
+    headers=[*PREDICTION_HEADERS, _LENGTH_PARAMETER],
+    answer_headers=ANSWER_HEADERS,
+    extra={200: {"content": {"application/octet-stream": {"schema": _BINARY}}}},
+)
+router.add_api_route("/v2/models/{model}/infer", infer, methods=["POST"], **_INFER)
+router.add_api_route(
+    "/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"], **_INFER
+)

@@ -6,11 +6,9 @@ direct backend call, for both frameworks (pinned by metadata or header).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -22,9 +20,9 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from backends.process import free_port
-from backends.torchserve.launcher import read_token
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from tests.integration.direct import direct_outputs
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
@@ -41,16 +39,7 @@ def x() -> np.ndarray:
 @pytest.fixture(scope="module")
 def direct(stack: dict[str, Any], x: np.ndarray) -> dict[str, np.ndarray]:
     """Top-1 per framework straight from each backend's REST API."""
-    token = read_token(Path(stack["pytorch"]["token_file"]), "inference")
-    body = {"instances": x.tolist()}
-    with httpx.Client(timeout=60) as client:
-        replies = {
-            "tensorflow": client.post(f"{stack['tensorflow']['rest']}/v1/models/{MODEL}:predict", json=body),
-            "pytorch": client.post(f"{stack['pytorch']['inference']}/predictions/{MODEL}", json=body, headers={"Authorization": f"Bearer {token}"}),
-        }  # fmt: skip
-    return {
-        arm: np.array([p["class"] for p in r.json()["predictions"]]) for arm, r in replies.items()
-    }
+    return {arm: out["class"] for arm, out in direct_outputs(stack, MODEL, x).items()}
 
 
 def _tf_predict(address: str, x: np.ndarray, metadata: list[tuple[str, str]]) -> tuple[Any, Any]:
@@ -112,7 +101,7 @@ def test_tritonclient_http_against_the_v2_rest_ingress(
     client = triton_http.InferenceServerClient(url=url, network_timeout=30)
     try:
         assert client.is_server_ready() and client.is_model_ready(MODEL)
-        # The v2 REST ingress speaks JSON tensors, not the binary tensor extension.
+        # JSON tensors both ways; the binary extension (the default) is in test_clients.py.
         tensor = triton_http.InferInput("input", list(x.shape), "FP32")
         tensor.set_data_from_numpy(x, binary_data=False)
         outputs = [triton_http.InferRequestedOutput("class", binary_data=False)]

@@ -1,0 +1,202 @@
+"""The wire bodies as pydantic models, for the OpenAPI document only.
+
+The routes parse bodies with their own codecs (`tfserving_json`, `v2_json`, ...); these
+models describe the same formats so that `GET /openapi.json` tells client generators and
+API gateways what each route takes and answers. A schema here is never looser than its
+codec where a looser one would call a refused body valid.
+
+Sources: TF Serving "RESTful API" (request/response formats, model status and metadata);
+KServe Open Inference Protocol "HTTP/REST" (server/model metadata, inference request and
+response JSON objects); Triton docs/protocol/extension_binary_data.md.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.codecs.oip_raw import DATATYPES
+from gateway.types import Framework
+
+
+def _datatype() -> Any:
+    return Field(description="an OIP datatype", json_schema_extra={"enum": list(DATATYPES)})
+
+
+_NOT_FEEDBACK: dict[str, Any] = {"not": {"required": ["feedback"]}}
+
+
+class ErrorBody(BaseModel):
+    """Every error, on TF Serving and v2 routes alike."""
+
+    error: str = Field(description="what went wrong, naming the field, tensor or limit")
+
+
+# --- TF Serving REST
+
+
+class PredictRequest(BaseModel):
+    """TF Serving's predict request: row (`instances`) or columnar (`inputs`) format."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}]}
+    )
+
+    signature_name: str = Field(None, description="only serving_default is served")  # type: ignore[assignment]
+    instances: list[Any] = Field(None, description="row format: one entry per example")  # type: ignore[arg-type]
+    inputs: Any = Field(
+        None,
+        description="columnar format: a tensor, or named tensors",
+        json_schema_extra={"not": {"type": "null"}},
+    )
+
+
+class PredictResponse(BaseModel):
+    """`predictions` for a row request, `outputs` for a columnar one."""
+
+    predictions: list[Any] | None = None
+    outputs: Any = None
+
+
+class VersionStatus(BaseModel):
+    version: str
+    state: str = Field(description="AVAILABLE for every served version")
+    status: dict[str, str] = Field(description="error_code and error_message")
+
+
+class ModelStatusResponse(BaseModel):
+    model_version_status: list[VersionStatus]
+
+
+class TfModelMetadataResponse(BaseModel):
+    """`model_spec` and `metadata.signature_def` as TF Serving writes them."""
+
+    model_spec: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+# --- Open Inference Protocol v2
+
+
+class RequestInput(BaseModel):
+    name: str
+    shape: list[int] = Field(description="non-negative dimensions")
+    datatype: str = _datatype()
+    parameters: dict[str, Any] | None = Field(
+        None, description="binary_data_size: bytes after the JSON object"
+    )
+    data: list[Any] | None = Field(None, description="flat or nested, of the datatype's JSON type")
+
+
+class RequestOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = Field(None, description="binary_data: true for binary")
+
+
+class InferenceRequest(BaseModel):
+    """The inference request JSON object; with `Inference-Header-Content-Length` it is
+    followed by the inputs' binary data (binary tensor data extension)."""
+
+    id: str | None = Field(None, description="echoed as the response's id")
+    parameters: dict[str, Any] | None = Field(
+        None, description="binary_data_output: true for binary outputs"
+    )
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str = _datatype()
+    parameters: dict[str, Any] | None = Field(None, description="binary_data_size when binary")
+    data: list[Any] | None = None
+
+
+class InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = Field(None, description="the request's id, when it gave one")
+    parameters: dict[str, Any] | None = None
+    outputs: list[ResponseOutput]
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str = _datatype()
+    shape: list[int] = Field(description="-1 for a variable dimension")
+
+
+class ModelMetadataResponse(BaseModel):
+    name: str
+    versions: list[str] | None = None
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ServerMetadataResponse(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class LiveResponse(BaseModel):
+    live: bool
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+
+
+class ModelReadyResponse(BaseModel):
+    name: str
+    ready: bool
+
+
+# --- feedback and admin bodies
+
+
+class FeedbackItem(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_NOT_FEEDBACK)
+
+    request_id: str = Field(min_length=1, description="the X-Request-Id of a served request")
+    label: int = Field(ge=0, description="the true class")
+
+
+class FeedbackBatch(BaseModel):
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=10_000)
+
+
+class FeedbackResult(BaseModel):
+    request_id: str
+    outcome: Literal["recorded", "duplicate", "conflict", "unknown"]
+    status: int
+
+
+class FeedbackResponse(BaseModel):
+    results: list[FeedbackResult]
+    recorded: int
+
+
+class ExperimentChange(BaseModel):
+    reason: str = Field(pattern=r"\S", description="recorded with the change as an event")
+
+
+class SplitChange(ExperimentChange):
+    split: dict[Framework, Annotated[float, Field(ge=0)]] = Field(
+        description="framework -> share, one for each arm of the experiment"
+    )
+
+
+# --- operations
+
+
+class HealthResponse(BaseModel):
+    status: Literal["alive"]
+
+
+class ReadinessResponse(BaseModel):
+    ready: bool
+    models: dict[str, dict[str, bool]] = Field(description="model -> framework -> ready")
