@@ -1,4 +1,8 @@
-"""Live per-model, per-arm statistics: counts, errors by kind, latency, shadow agreement."""
+"""Live per-model, per-arm statistics of THIS process: counts, errors, latency, shadow.
+
+An observer of the router's outcomes (`observe`). Each gateway process keeps its own;
+the figures that cover every process come from the prediction log (`LogStore.summary`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.experiments.histogram import LatencyHistogram
+from gateway.outcome import CallOutcome
 from gateway.types import Framework
 
 
@@ -68,6 +73,27 @@ class ExperimentStats:
         if stats is None:
             stats = self._shadow[model] = ShadowStats()
         return stats
+
+    def observe(self, outcome: CallOutcome) -> None:
+        """Count one upstream call: answered calls by arm, shadow calls apart."""
+        model = outcome.request.model
+        if outcome.kind == "shadow":
+            if outcome.comparison is not None:
+                result = outcome.comparison
+                self.record_shadow(model, result.agreed, result.max_abs_diff)
+            elif outcome.error is not None:
+                self.shadow(model).errors += 1
+            return
+        if outcome.error is not None:
+            self.record_error(model, outcome.arm, outcome.error)
+            return
+        self.record_success(model, outcome.arm, outcome.latency_s)
+        if outcome.kind == "failover":
+            self.arm(model, outcome.arm).failovers_in += 1
+
+    def dropped(self, model: str) -> None:
+        """A mirrored call the shadow queue had no room for."""
+        self.shadow(model).dropped += 1
 
     def record_success(self, model: str, framework: Framework, seconds: float) -> None:
         stats = self.arm(model, framework)
