@@ -22,6 +22,8 @@ from backends.process import free_port
 from gateway.app import create_app
 from gateway.experiments.analysis import analyse
 from gateway.experiments.records import Event, Outcome, to_row
+from gateway.database import Database, open_postgres, open_sqlite
+from gateway.experiments.state_store import SCHEMA, add_event
 from gateway.experiments.store import LogStore, PostgresLogStore, SqliteLogStore
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
 
@@ -87,20 +89,26 @@ def _synthetic_log() -> tuple[list[tuple], list[tuple[str, int]], list[Event]]:
     )
 
 
-def _fill(store: LogStore) -> dict:
+def _fill(store: LogStore, db: Database) -> dict:
+    """Log, feedback and (through a second connection, as the gateway's control plane
+    writes them) experiment events; the analysis of what the log store reads back."""
     rows, labels, events = _synthetic_log()
     store.write_batch(rows)
     store.add_feedback(labels, 1e9)
     store.add_feedback(labels[:10], 1e9)  # idempotent
-    for event in events:
-        store.add_event(event)
+    db.create_schema(SCHEMA)
+    with db.transaction() as cursor:
+        for event in events:
+            add_event(db, cursor, event)
+    db.close()
     return analyse(store.records("exp"), store.events("exp"), "exp") | {"live": store.summary()}
 
 
 def test_same_log_same_analysis_as_sqlite(postgres_url: str, tmp_path: Path) -> None:
     sqlite, pg = SqliteLogStore(tmp_path / "log.sqlite3"), PostgresLogStore(postgres_url)
     try:
-        assert _fill(pg) == _fill(sqlite)
+        path = tmp_path / "log.sqlite3"
+        assert _fill(pg, open_postgres(postgres_url)) == _fill(sqlite, open_sqlite(path))
         assert pg.records("exp") == sqlite.records("exp")
     finally:
         sqlite.close()
