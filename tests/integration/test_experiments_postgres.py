@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 
 from backends.process import free_port
 from gateway.app import create_app
+from gateway.database import Database, open_postgres, open_sqlite
 from gateway.experiments.analysis import analyse
 from gateway.experiments.records import Event, Outcome, to_row
-from gateway.database import Database, open_postgres, open_sqlite
 from gateway.experiments.state_store import SCHEMA, add_event
 from gateway.experiments.store import LogStore, PostgresLogStore, SqliteLogStore
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
