@@ -1,24 +1,16 @@
 """The prediction log on PostgreSQL: the same log and analysis as SQLite.
 
-The fixture starts a throwaway cluster from Debian's `postgresql` package (initdb +
-pg_ctl, as the `postgres` user when run as root) on a free loopback port in a temp
-dir, and always stops it. If PostgreSQL is missing this fails; it never skips.
+`postgres_url` (tests/integration/conftest.py) is a throwaway cluster; if PostgreSQL is
+missing this fails, it never skips.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 
-from backends.process import free_port
 from gateway.app import create_app
 from gateway.database import Database, open_postgres, open_sqlite
 from gateway.experiments.analysis import analyse
@@ -28,44 +20,6 @@ from gateway.experiments.store import LogStore, PostgresLogStore, SqliteLogStore
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
-
-
-def _pg_bin() -> Path:
-    roots = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not roots:
-        pytest.fail("PostgreSQL is not installed (scripts/setup.sh installs Debian's postgresql)")
-    return roots[-1].parent
-
-
-def _as_db_user(command: list[str]) -> list[str]:
-    # initdb refuses to run as root: use the package's `postgres` user then.
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-def _run(*command: str) -> None:
-    done = subprocess.run(_as_db_user(list(command)), capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"{' '.join(command)} failed: {done.stderr or done.stdout}")
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    # Not under pytest's tmp dir: the `postgres` user cannot enter root's 0700 folders.
-    bin_dir, root = _pg_bin(), Path(tempfile.mkdtemp(prefix="dualserve-pg-"))
-    data, port = root / "data", free_port()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    try:
-        _run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust")
-        options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root}"
-        pg_ctl = str(bin_dir / "pg_ctl")
-        _run(pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "start")
-        try:
-            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        finally:
-            _run(pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _synthetic_log() -> tuple[list[tuple], list[tuple[str, int]], list[Event]]:
