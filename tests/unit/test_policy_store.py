@@ -69,7 +69,8 @@ def test_layers_record_who_when_and_why() -> None:
             described = store.describe("m")
             override = described["layers"]["override"]
             assert (override["set_by"], override["reason"]) == ("alice", "incident 12")
-            assert override["set_at"] >= before and store.overridden_since("m") == override["set_at"]
+            assert override["set_at"] >= before
+            assert store.overridden_since("m") == override["set_at"]
             assert described["layers"]["experiment"] is None
             assert described["layers"]["configured"]["set_by"] == "test.yaml"
             assert described["effective"]["weights"] == {"tensorflow": 100.0, "pytorch": 0.0}
