@@ -15,14 +15,17 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.launcher import GatewayEndpoints, start_gateway, stop_gateway
+from gateway.launcher import start_gateway, stop_gateway
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
 MODEL, EXPERIMENT = "digits-mlp", "digits-mlp-ab"
 POLICY, EXP = f"/admin/models/{MODEL}/policy", f"/admin/experiments/{EXPERIMENT}"
 ALL_TF = {"weights": {"tensorflow": 100, "pytorch": 0}}
-FOLLOW_WITHIN_S = 1.0  # the issue's acceptance figure for every process following a change
+FOLLOW_WITHIN_S = 1.0
+Gateway = tuple[
+    str, dict[str, str]
+]  # REST base URL, admin header  # the issue's acceptance figure for every process following a change
 
 
 @pytest.fixture(scope="module")
@@ -44,61 +47,71 @@ def _arms(rest: str, x: np.ndarray, n: int = 40) -> set[str]:
     return arms
 
 
-def _admin(stack: dict[str, Any], method: str, path: str, rest: str, **kw: Any) -> Any:
-    reply = httpx.request(method, f"{rest}{path}", headers=stack["admin"], timeout=30, **kw)
+def _admin(gateway: Gateway, method: str, path: str, **kw: Any) -> Any:
+    rest, headers = gateway
+    reply = httpx.request(method, f"{rest}{path}", headers=headers, timeout=30, **kw)
     assert reply.status_code == 200, reply.text
     return reply.json()
 
 
-def _act(stack: dict[str, Any], rest: str, action: str) -> None:
-    _admin(stack, "POST", f"{EXP}/{action}", rest, json={"reason": f"test {action}"})
+def _act(gateway: Gateway, action: str) -> None:
+    _admin(gateway, "POST", f"{EXP}/{action}", json={"reason": f"test {action}"})
 
 
-def _restart(stack: dict[str, Any], directory: Path | None = None) -> GatewayEndpoints:
+def _restart(stack: dict[str, Any], directory: Path | None = None) -> Gateway:
+    """(Re)start a gateway process in `directory` (the stack's own by default)."""
     directory = directory or stack["paths"].gateway_dir
     stop_gateway(directory)
     backends = {k: v for k, v in stack.items() if k in ("tensorflow", "pytorch")}
-    return start_gateway(backends, stack["store"].resolve(), directory)
+    started = start_gateway(backends, stack["store"].resolve(), directory)
+    token = Path(started.admin_token_file).read_text().strip()
+    return started.rest, {"Authorization": f"Bearer {token}"}
+
+
+def _gateway(stack: dict[str, Any]) -> Gateway:
+    return stack["gateway"]["rest"], stack["admin"]
 
 
 def test_override_and_experiment_state_survive_a_restart(
     stack: dict[str, Any], digits: np.ndarray
 ) -> None:
-    rest = stack["gateway"]["rest"]
+    gateway = _gateway(stack)
     body = {"policy": ALL_TF, "reason": "before restart", "set_by": "ops"}
-    _admin(stack, "PATCH", POLICY, rest, json=body)
-    _act(stack, rest, "pause")
-    rest = stack["gateway"]["rest"] = _restart(stack).rest
-    policy = _admin(stack, "GET", POLICY, rest)
+    _admin(gateway, "PATCH", POLICY, json=body)
+    _act(gateway, "pause")
+    gateway = _restart(stack)
+    stack["gateway"]["rest"] = gateway[0]
+    policy = _admin(gateway, "GET", POLICY)
     assert policy["source"] == "override" and policy["layers"]["override"]["set_by"] == "ops"
     assert policy["layers"]["experiment"] is None  # paused: its layer is cleared
-    assert _admin(stack, "GET", EXP, rest)["status"] == "paused"
-    assert _arms(rest, digits) == {"tensorflow"}
-    _act(stack, rest, "start")
-    _admin(stack, "DELETE", POLICY, rest)
-    assert _arms(rest, digits) == {"tensorflow", "pytorch"}
+    assert _admin(gateway, "GET", EXP)["status"] == "paused"
+    assert _arms(gateway[0], digits) == {"tensorflow"}
+    _act(gateway, "start")
+    _admin(gateway, "DELETE", POLICY)
+    assert _arms(gateway[0], digits) == {"tensorflow", "pytorch"}
 
 
 def test_experiment_transitions_leave_the_override_in_force(
     stack: dict[str, Any], digits: np.ndarray
 ) -> None:
     """The issue's scenario: PATCH 100/0, then pause, start and end keep 100/0."""
-    rest = stack["gateway"]["rest"]
-    _admin(stack, "PATCH", POLICY, rest, json=ALL_TF)
+    gateway = _gateway(stack)
+    rest = gateway[0]
+    _admin(gateway, "PATCH", POLICY, json=ALL_TF)
     for action in ("pause", "start"):
-        _act(stack, rest, action)
-        effective = _admin(stack, "GET", POLICY, rest)["effective"]
+        _act(gateway, action)
+        effective = _admin(gateway, "GET", POLICY)["effective"]
         assert effective["weights"] == {"tensorflow": 100.0, "pytorch": 0.0}
         assert effective["shadow_sample_rate"] == 0.0  # no mirroring of every request
         assert _arms(rest, digits) == {"tensorflow"}
-    assert _admin(stack, "GET", EXP, rest)["overridden_since"] is not None
-    assert _admin(stack, "DELETE", POLICY, rest)["source"] == "experiment"
+    assert _admin(gateway, "GET", EXP)["overridden_since"] is not None
+    assert _admin(gateway, "DELETE", POLICY)["source"] == "experiment"
     assert _arms(rest, digits) == {"tensorflow", "pytorch"}  # the experiment's split is back
-    _admin(stack, "PATCH", POLICY, rest, json=ALL_TF)
-    _act(stack, rest, "end")
-    assert _admin(stack, "GET", POLICY, rest)["source"] == "override"
+    _admin(gateway, "PATCH", POLICY, json=ALL_TF)
+    _act(gateway, "end")
+    assert _admin(gateway, "GET", POLICY)["source"] == "override"
     assert _arms(rest, digits) == {"tensorflow"}
-    assert _admin(stack, "DELETE", POLICY, rest)["source"] == "configured"
+    assert _admin(gateway, "DELETE", POLICY)["source"] == "configured"
 
 
 def _within(check: Callable[[], bool]) -> bool:
@@ -110,12 +123,12 @@ def _within(check: Callable[[], bool]) -> bool:
     return False
 
 
-def _source(stack: dict[str, Any], rest: str) -> str:
-    return str(_admin(stack, "GET", POLICY, rest)["source"])
+def _source(gateway: Gateway) -> str:
+    return str(_admin(gateway, "GET", POLICY)["source"])
 
 
-def _status(stack: dict[str, Any], rest: str) -> str:
-    listing = _admin(stack, "GET", "/admin/experiments", rest)["experiments"]
+def _status(gateway: Gateway) -> str:
+    listing = _admin(gateway, "GET", "/admin/experiments")["experiments"]
     return str({e["id"]: e for e in listing}[EXPERIMENT]["status"])
 
 
@@ -129,15 +142,15 @@ def test_two_gateways_on_one_postgres_follow_each_other(
     monkeypatch.setenv("DUALSERVE_EXPERIMENTS__DATABASE_URL", postgres_url)
     dirs = [tmp_path / "a", tmp_path / "b"]
     try:
-        a, b = (_restart(stack, d).rest for d in dirs)
-        _admin(stack, "PATCH", POLICY, a, json={"policy": ALL_TF, "reason": "through a"})
-        assert _within(lambda: _source(stack, b) == "override")
-        assert _arms(b, digits) == {"tensorflow"}
-        _act(stack, b, "pause")
-        assert _within(lambda: _status(stack, a) == "paused")
-        _admin(stack, "DELETE", POLICY, b)
-        assert _within(lambda: _source(stack, a) == "configured")  # paused, no override
-        events = _admin(stack, "GET", EXP, a)["events"]
+        a, b = (_restart(stack, d) for d in dirs)
+        _admin(a, "PATCH", POLICY, json={"policy": ALL_TF, "reason": "through a"})
+        assert _within(lambda: _source(b) == "override")
+        assert _arms(b[0], digits) == {"tensorflow"}
+        _act(b, "pause")
+        assert _within(lambda: _status(a) == "paused")
+        _admin(b, "DELETE", POLICY)
+        assert _within(lambda: _source(a) == "configured")  # paused, no override
+        events = _admin(a, "GET", EXP)["events"]
         assert [e["action"] for e in events] == ["start", "pause"]  # one auto-start of two
     finally:
         for directory in dirs:
