@@ -48,6 +48,7 @@ class PolicyLayers(Protocol):
 
     def configured_policy(self, model: str) -> ModelPolicy: ...
     def overridden_since(self, model: str) -> float | None: ...
+    def experiment_layer_owner(self, model: str) -> str | None: ...
     async def set_experiment_layer(
         self, model: str, policy: ModelPolicy, set_by: str, reason: str
     ) -> None: ...
@@ -101,10 +102,16 @@ class ExperimentManager:
         return self._layers.overridden_since(state.spec.model)
 
     async def define(self) -> None:
-        """Store the configured experiments no process stored yet (once each)."""
+        """Store the configured experiments no process stored yet (once each); give a
+        running experiment whose layer is missing (e.g. a crash between the two writes,
+        or a database from before the layers) its layer back."""
         for spec in self._specs.values():
             event = Event(spec.id, "define", "configured", spec.model_dump(mode="json"))
             await self._control.write(state_store.define, spec, event)
+        for state in list(self.states.values()):
+            owner = self._layers.experiment_layer_owner(state.spec.model)
+            if state.status == "running" and owner != _owner(state.spec):
+                await self._route(state, "gateway start: the running experiment's layer")
 
     async def transition(self, experiment: str, action: str, reason: str) -> Event:
         """Admin calls: `start` (also resumes), `pause`, `end`.
@@ -173,7 +180,7 @@ class ExperimentManager:
         return bool(done)
 
     async def _route(self, state: ExperimentState, reason: str) -> None:
-        model, set_by = state.spec.model, f"experiment {state.spec.id}"
+        model, set_by = state.spec.model, _owner(state.spec)
         if state.status == "running":
             policy = experiment_policy(state.spec, self._layers.configured_policy(model))
             await self._layers.set_experiment_layer(model, policy, set_by, reason)
@@ -198,6 +205,11 @@ class ExperimentManager:
 
     def _free(self, state: ExperimentState) -> bool:
         return self.active.get(state.spec.model, state.spec.id) == state.spec.id
+
+
+def _owner(spec: ExperimentSpec) -> str:
+    """`set_by` of an experiment's policy layer."""
+    return f"experiment {spec.id}"
 
 
 def _need_reason(reason: str) -> None:

@@ -9,6 +9,7 @@ event; a partial unique index keeps a model to one running experiment.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,16 +48,35 @@ def load(db: Database) -> dict[str, StoredExperiment]:
 
 def define(db: Database, cursor: Any, spec: ExperimentSpec, event: Event) -> bool:
     """Insert a configured experiment unless some process already did (then False, and no
-    second `define` event)."""
+    second `define` event). A database written before experiments had their own table
+    holds only events: the state is replayed from them, and no `define` is added."""
+    prior = _prior_events(db, cursor, spec.id)
+    spec, status = _replay(spec, prior)
     cursor.execute(
         f"INSERT INTO experiments (id, model, spec, status, updated_at) VALUES ({db.marks(5)})"
         " ON CONFLICT (id) DO NOTHING",
-        (spec.id, spec.model, spec.model_dump_json(), "scheduled", event.ts),
+        (spec.id, spec.model, spec.model_dump_json(), status, event.ts),
     )
     inserted = cursor.rowcount == 1
-    if inserted:
+    if inserted and not prior:
         add_event(db, cursor, event)
     return inserted
+
+
+def _prior_events(db: Database, cursor: Any, experiment: str) -> list[tuple[str, str]]:
+    sql = "SELECT action, details FROM experiment_events WHERE experiment = {} ORDER BY ts"
+    cursor.execute(sql.format(db.placeholder), (experiment,))
+    return [(action, details) for action, details in cursor.fetchall()]
+
+
+def _replay(spec: ExperimentSpec, events: list[tuple[str, str]]) -> tuple[ExperimentSpec, Status]:
+    status: Status = "scheduled"
+    for action, details in events:
+        if action in STATUS_AFTER:
+            status = STATUS_AFTER[action]
+        elif action == "split":
+            spec = spec.model_copy(update={"split": json.loads(details)["split"]})
+    return spec, status
 
 
 def transition(db: Database, cursor: Any, event: Event, allowed: tuple[str, ...]) -> bool:

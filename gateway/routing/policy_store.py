@@ -147,6 +147,10 @@ class PolicyStore:
         override = self.layers(model).get("override")
         return None if override is None else override.set_at
 
+    def experiment_layer_owner(self, model: str) -> str | None:
+        experiment = self.layers(model).get("experiment")
+        return None if experiment is None else experiment.set_by
+
     async def set_experiment_layer(
         self, model: str, policy: ModelPolicy, set_by: str, reason: str
     ) -> None:
