@@ -15,6 +15,12 @@ from gateway.outcome import CallOutcome
 from gateway.types import Framework
 
 
+def error_rate(errors: int, requests: int) -> float:
+    """Failed share of an arm's requests, 6 decimals (0.0 before any request): the one
+    definition behind live statistics, the log's live figures and the analysis."""
+    return round(errors / requests, 6) if requests else 0.0
+
+
 @dataclass
 class ArmStats:
     requests: int = 0
@@ -27,7 +33,7 @@ class ArmStats:
         return {
             "requests": self.requests,
             "errors": dict(self.errors),
-            "error_rate": round(errors / self.requests, 6) if self.requests else 0.0,
+            "error_rate": error_rate(errors, self.requests),
             "answered_after_failover": self.failovers_in,
             "latency_ms": self.latency.summary_ms(),
         }

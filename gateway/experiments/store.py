@@ -17,6 +17,7 @@ from gateway.database import Database, Transaction, open_database, open_postgres
 from gateway.experiments.records import COLUMNS, Event, FeedbackResult, Row
 from gateway.experiments.state_store import SCHEMA as STATE_SCHEMA
 from gateway.experiments.state_store import read_events
+from gateway.experiments.stats import error_rate
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS predictions (
@@ -187,7 +188,7 @@ def _live_figures(n: int, errors: int, mean: Any, labelled: int, correct: int) -
     return {
         "requests": n,
         "errors": errors,
-        "error_rate": round(errors / n, 6) if n else 0.0,
+        "error_rate": error_rate(errors, n),
         "mean_latency_ms": None if mean is None else round(float(mean), 4),
         "labelled": labelled,
         "accuracy": round(correct / labelled, 6) if labelled else None,
