@@ -11,8 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -36,9 +35,9 @@ class Policies(Protocol):
     def route(self, model: str) -> Route: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Routed:
-    """One request's routing facts, shared by its calls' outcomes."""
+class _Routed(NamedTuple):
+    """One request's routing facts, shared by its calls' outcomes (a tuple: built on every
+    request, at a third of a frozen dataclass's cost)."""
 
     request: InferRequest
     layer: LayerName
