@@ -44,6 +44,12 @@ class _Routed(NamedTuple):
     started: float
 
 
+def _fails_over(error: GatewayError) -> bool:
+    """A backend failure the other arm may answer instead; not a request the backend
+    rejected (it would reject it on the other arm too)."""
+    return isinstance(error, UpstreamError) and not isinstance(error, UpstreamRejected)
+
+
 class Router:
     """Routes every prediction by the policy store's effective policy."""
 
@@ -106,14 +112,12 @@ class Router:
             primary = other(primary)
         fallback = decision.fallback
         # A client that pinned a framework asked for that framework: no failover.
-        if fallback not in arms or request.pinned is not None:
+        if fallback not in arms or fallback == primary or request.pinned is not None:
             fallback = None
         try:
             return await self._call("primary", primary, routed, can_fail_over=fallback is not None)
-        except (UpstreamRejected, NotFound):
-            raise
-        except UpstreamError:
-            if fallback is None:
+        except UpstreamError as exc:
+            if fallback is None or not _fails_over(exc):
                 raise
         response = await self._call("failover", fallback, routed, can_fail_over=False)
         response.failover = True
@@ -126,7 +130,7 @@ class Router:
         try:
             response = await self.call_arm(arm, routed.request)
         except GatewayError as exc:
-            final = not can_fail_over or isinstance(exc, (UpstreamRejected, NotFound))
+            final = not (can_fail_over and _fails_over(exc))
             self._emit(kind, arm, routed, begun, final, error=exc)
             raise
         self._emit(kind, arm, routed, begun, True, response=response)
