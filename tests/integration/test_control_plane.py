@@ -123,6 +123,23 @@ def _within(check: Callable[[], bool]) -> bool:
     return False
 
 
+def _eventually(check: Callable[[], bool], deadline_s: float = 15.0) -> bool:
+    """`check` polled until it holds or `deadline_s` passed (log writes are batched)."""
+    deadline = time.monotonic() + deadline_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)  # the poll's pace, not a synchronisation
+    return True
+
+
+def _served(gateway: Gateway) -> int:
+    """Requests in the experiment's live per-arm figures, as `gateway` reports them."""
+    listing = _admin(gateway, "GET", "/admin/experiments")["experiments"]
+    arms = {e["id"]: e for e in listing}[EXPERIMENT]["arms"]
+    return sum(int(arm["requests"]) for arm in arms.values())
+
+
 def _source(gateway: Gateway) -> str:
     return str(_admin(gateway, "GET", POLICY)["source"])
 
@@ -143,6 +160,8 @@ def test_two_gateways_on_one_postgres_follow_each_other(
     dirs = [tmp_path / "a", tmp_path / "b"]
     try:
         a, b = (_restart(stack, d) for d in dirs)
+        _arms(a[0], digits, 20), _arms(b[0], digits, 20)  # in the experiment, both gateways
+        assert _eventually(lambda: _served(a) == 40)  # live figures count every process's
         _admin(a, "PATCH", POLICY, json={"policy": ALL_TF, "reason": "through a"})
         assert _within(lambda: _source(b) == "override")
         assert _arms(b[0], digits) == {"tensorflow"}
