@@ -6,18 +6,22 @@ missing this fails, it never skips.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.control import ControlPlane
 from gateway.database import Database, open_postgres, open_sqlite
 from gateway.experiments.analysis import analyse
+from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.records import Event, Outcome, to_row
-from gateway.experiments.state_store import SCHEMA, add_event
+from gateway.experiments.state_store import SCHEMA, add_event, read_events
 from gateway.experiments.store import LogStore, PostgresLogStore, SqliteLogStore
-from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
+from gateway.settings import ExperimentSpec
+from tests.unit.gateway_fakes import FakeLayers, FakeUpstream, make_store, settings_for
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 
@@ -87,3 +91,29 @@ def test_gateway_logs_feedback_and_analyses_on_postgres(postgres_url: str, tmp_p
     arms = analysis["arms"].values()
     assert sum(a["requests"] for a in arms) == 20
     assert all(a["accuracy"]["value"] in (None, 1.0) for a in arms)
+
+
+def test_racing_gateways_create_one_schema_and_start_once(postgres_url: str) -> None:
+    """Three control planes on a fresh database at once: the schema is created once (no
+    catalog race), the experiment is defined once and one auto-start of three wins."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("CREATE DATABASE race")
+    url = postgres_url.rsplit("/", 1)[0] + "/race"
+    spec = ExperimentSpec(id="m-ab", model="m")
+
+    async def scenario() -> tuple[list[bool], list[str]]:
+        planes = [ControlPlane(lambda: open_postgres(url)) for _ in range(3)]
+        managers = [ExperimentManager([spec], plane, FakeLayers()) for plane in planes]
+        try:
+            await asyncio.gather(*(plane.start() for plane in planes))
+            await asyncio.gather(*(m.define() for m in managers))
+            won = await asyncio.gather(*(m.auto("m-ab", "start", "due") for m in managers))
+            events = await planes[0].read(read_events, "m-ab")
+            return sorted(won), [event.action for event in events]
+        finally:
+            for plane in planes:
+                await plane.aclose()
+
+    assert asyncio.run(scenario()) == ([False, False, True], ["define", "start"])

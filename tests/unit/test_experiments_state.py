@@ -11,35 +11,10 @@ from gateway.database import open_sqlite
 from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.records import Event
 from gateway.experiments.state_store import read_events
-from gateway.settings import ExperimentSpec, ModelPolicy
+from gateway.settings import ExperimentSpec
+from tests.unit.gateway_fakes import FakeLayers
 
 SPEC = ExperimentSpec(id="m-ab", model="m", split={"tensorflow": 70, "pytorch": 30})
-
-
-class FakeLayers:
-    """The policy store's experiment layer, in memory (one per process)."""
-
-    def __init__(self) -> None:
-        self.layer: tuple[ModelPolicy, str] | None = None
-        self.writes = 0
-
-    def configured_policy(self, model: str) -> ModelPolicy:
-        return ModelPolicy(mode="pinned")
-
-    def overridden_since(self, model: str) -> float | None:
-        return None
-
-    def experiment_layer_owner(self, model: str) -> str | None:
-        return None if self.layer is None else self.layer[1]
-
-    async def set_experiment_layer(
-        self, model: str, policy: ModelPolicy, set_by: str, reason: str
-    ) -> None:
-        self.layer, self.writes = (policy, set_by), self.writes + 1
-
-    async def clear_experiment_layer(self, model: str, set_by: str) -> None:
-        if self.layer is not None and self.layer[1] == set_by:
-            self.layer, self.writes = None, self.writes + 1
 
 
 def _process(path: Path) -> tuple[ControlPlane, ExperimentManager, FakeLayers]:
