@@ -22,12 +22,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class GatewayContext:
-    """Attributes:
-    control: the control-plane connection every process follows (policy layers,
-        experiments' state).
-    policies: the one owner of routing policy.
-    stats: this process's live per-arm statistics (an outcome observer).
-    mirror: the shadow calls' queue and workers.
+    """Everything one gateway process serves with.
+
+    Attributes:
+        control: the control-plane connection every process follows (policy layers,
+            experiments' state).
+        policies: the one owner of routing policy.
+        stats: this process's live per-arm statistics (an outcome observer).
+        mirror: the shadow calls' queue and workers.
     """
 
     settings: GatewaySettings

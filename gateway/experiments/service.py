@@ -74,12 +74,18 @@ def check_specs(specs: Sequence[ExperimentSpec], catalog: Catalog) -> None:
 
 
 class ExperimentService:
-    """Args:
-    settings: the `experiments` section.
-    catalog: the models (for the default experiments and checks).
-    control: the control plane (experiments' state and events).
-    layers: the routing policy store's experiment layer (see `PolicyLayers`).
-    config_file: where the SQLite log goes by default (`data/` beside it).
+    """Experiments, their prediction log and feedback, as one object.
+
+    Args:
+        settings: the `experiments` section.
+        catalog: the models (for the default experiments and checks).
+        control: the control plane (experiments' state and events).
+        layers: the routing policy store's experiment layer (see `PolicyLayers`).
+        config_file: where the SQLite log goes by default (`data/` beside it).
+
+    Raises:
+        ValueError: duplicate experiment ids, or an arm names a missing build.
+        NotFound: an experiment names an unknown model.
     """
 
     def __init__(
