@@ -18,8 +18,9 @@ from gateway.control import ControlPlane
 from gateway.database import open_database
 from gateway.dataplane import DataPlane
 from gateway.errors import GatewayError, NotFound
-from gateway.experiments.service import ExperimentService, data_dir
+from gateway.experiments.service import ExperimentService
 from gateway.experiments.shadow import ShadowMirror
+from gateway.experiments.specs import data_dir
 from gateway.experiments.stats import ExperimentStats
 from gateway.fast_path import GatewayApp
 from gateway.metrics import GatewayMetrics

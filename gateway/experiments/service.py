@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,11 @@ from gateway.experiments.analysis import analyse
 from gateway.experiments.log import PredictionLog
 from gateway.experiments.manager import ExperimentManager, PolicyLayers
 from gateway.experiments.records import FeedbackResult, Outcome, Row
+from gateway.experiments.specs import check_specs, data_dir, default_specs
 from gateway.experiments.store import LogStore, open_store
 from gateway.outcome import CallOutcome
-from gateway.settings import ArmSpec, ExperimentSpec, ExperimentsSettings, ModelPolicy
-from gateway.types import FRAMEWORKS, Framework
+from gateway.settings import ExperimentsSettings
+from gateway.types import Framework
 
 logger = logging.getLogger(__name__)
 _TICK_S = 1.0
@@ -37,40 +38,6 @@ _PURGE_EVERY_S = 3600.0
 
 class LogUnavailable(GatewayError):
     status = HTTPStatus.SERVICE_UNAVAILABLE
-
-
-def default_specs(
-    catalog: Catalog, configured: Callable[[str], ModelPolicy]
-) -> list[ExperimentSpec]:
-    """One sticky experiment per weighted model with both builds, on its configured split."""
-    specs = []
-    for model in catalog.names:
-        policy, info = configured(model), catalog.get(model)
-        if policy.mode != "weighted" or set(info.versions[info.latest]) != set(FRAMEWORKS):
-            continue
-        arms = [ArmSpec(framework=fw, version=info.latest) for fw in FRAMEWORKS]
-        split = {fw: policy.weights.get(fw, 0.0) for fw in FRAMEWORKS}
-        specs.append(ExperimentSpec(id=f"{model}-ab", model=model, arms=arms, split=split))
-    return specs
-
-
-def data_dir(settings: ExperimentsSettings, config_file: Path | None) -> Path | None:
-    """The configured folder, else `data/` beside the config file, else None (in memory)."""
-    if settings.data_dir is not None:
-        return settings.data_dir
-    return None if config_file is None else Path(config_file).resolve().parent / "data"
-
-
-def check_specs(specs: Sequence[ExperimentSpec], catalog: Catalog) -> None:
-    """Fail fast at start on unknown models, versions or duplicate ids."""
-    if len({spec.id for spec in specs}) != len(specs):
-        raise ValueError("experiment ids must be unique")
-    for spec in specs:
-        info = catalog.get(spec.model)  # NotFound names the model
-        for arm in spec.arms:
-            if arm.version is not None and arm.framework not in info.versions.get(arm.version, ()):
-                message = f"no {arm.framework} build of version {arm.version}"
-                raise ValueError(f"experiment {spec.id}: {message}")
 
 
 class ExperimentService:
