@@ -1,8 +1,9 @@
-"""The admin API: read statistics, change a model's routing policy at run time."""
+"""The admin API: read statistics, override a model's routing policy, run experiments."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import os
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -14,9 +15,6 @@ from gateway.openapi import inline, operation, ref
 from gateway.protocols.http import json_body, json_response
 from gateway.protocols.schemas import ExperimentChange, SplitChange
 from gateway.settings import ModelPolicy
-
-if TYPE_CHECKING:
-    pass
 
 router = APIRouter(prefix="/admin")
 # Every field of a policy has a default, so its schema doubles as "the fields to change".
@@ -33,50 +31,99 @@ def _ctx(request: Request) -> GatewayContext:
 
 @router.get("/models")
 async def list_policies(request: Request) -> Response:
+    """Every model's effective policy."""
     ctx = _ctx(request)
-    return json_response({m: p.model_dump() for m, p in sorted(ctx.router.policies.items())})
+    policies = ctx.policies
+    return json_response({m: policies.effective(m).model_dump() for m in policies.models})
 
 
 @router.get("/models/{model}/policy", **operation(ModelPolicy))
 async def get_policy(request: Request, model: str) -> Response:
+    """`{"model", "effective", "source", "layers": {configured, experiment, override}}`;
+    each layer present is `{policy, set_by, set_at, reason}`, an absent one null."""
     ctx = _ctx(request)
     ctx.catalog.get(model)
-    return json_response(ctx.router.policies[model].model_dump())
+    return json_response({"model": model, **ctx.policies.describe(model)})
 
 
 @router.put("/models/{model}/policy", **_POLICY_CHANGE)
 @router.patch("/models/{model}/policy", **_POLICY_CHANGE)
-async def update_policy(request: Request, model: str) -> Response:
-    """Merge the given fields into the model's policy (e.g. `{"weights": {...}}`)."""
+async def set_override(request: Request, model: str) -> Response:
+    """Set the admin override: the given fields merged into the effective policy.
+
+    Body `{"policy": {fields}, "reason": "...", "set_by": "..."}`; the older shape, the
+    policy fields at the top level (with an optional `"reason"`), is accepted too."""
     ctx = _ctx(request)
     ctx.catalog.get(model)
-    changes = await json_body(request, ctx.settings.max_body_bytes)
-    if not isinstance(changes, dict):
-        raise BadRequest("policy update must be a JSON object")
-    merged = {**ctx.router.policies[model].model_dump(), **changes}
+    body = await json_body(request, ctx.settings.max_body_bytes)
+    changes, reason, set_by = _override_body(body)
+    merged = {**ctx.policies.effective(model).model_dump(), **changes}
     try:
         policy = ModelPolicy.model_validate(merged)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "policy"
         raise BadRequest(f"{where}: {first['msg']}") from None
-    ctx.router.set_policy(model, policy)
-    return json_response(policy.model_dump())
+    await ctx.policies.set_layer(model, "override", policy, set_by, reason)
+    return json_response({"model": model, **ctx.policies.describe(model)})
+
+
+@router.delete("/models/{model}/policy")
+async def clear_override(request: Request, model: str) -> Response:
+    """Remove the admin override: the experiment's (or the configured) policy rules again."""
+    ctx = _ctx(request)
+    ctx.catalog.get(model)
+    await ctx.policies.clear_layer(model, "override")
+    return json_response({"model": model, **ctx.policies.describe(model)})
+
+
+def _override_body(body: Any) -> tuple[dict[str, Any], str, str]:
+    """(policy fields, reason, set_by) from either body shape; 400 naming the field."""
+    if not isinstance(body, dict):
+        raise BadRequest("policy update must be a JSON object")
+    fields = dict(body)
+    reason, set_by = fields.pop("reason", ""), fields.pop("set_by", "admin API")
+    for name, value in (("reason", reason), ("set_by", set_by)):
+        if not isinstance(value, str):
+            raise BadRequest(f"{name}: must be a string")
+    if "policy" in fields:
+        changes = fields.pop("policy")
+        if fields:
+            raise BadRequest(f"{next(iter(fields))}: give policy fields inside 'policy'")
+        if not isinstance(changes, dict):
+            raise BadRequest("policy: must be an object of policy fields")
+    else:
+        changes = fields
+    unknown = sorted(set(changes) - set(ModelPolicy.model_fields))
+    if unknown:
+        raise BadRequest(f"{unknown[0]}: not a policy field")
+    return changes, reason, set_by
 
 
 def experiments_snapshot(ctx: GatewayContext) -> dict[str, Any]:
-    stats = ctx.router.stats.snapshot()
+    """Per-model effective policy, plus THIS process's live statistics and breakers."""
+    stats = ctx.stats.snapshot()
     models = {
-        model: {"policy": policy.model_dump(), **stats.get(model, {"arms": {}})}
-        for model, policy in sorted(ctx.router.policies.items())
+        model: {
+            "policy": ctx.policies.effective(model).model_dump(),
+            "policy_source": ctx.policies.route(model).layer,
+            **stats.get(model, {"arms": {}}),
+        }
+        for model in ctx.policies.models
     }
     breakers = {arm: b.state.name.lower() for arm, b in ctx.router.breakers.items()}
-    return {"models": models, "breakers": breakers}
+    scope = {
+        "models": f"arm and shadow figures of this process (pid {os.getpid()})",
+        "breakers": f"this process (pid {os.getpid()})",
+        "experiments": "every process (from the prediction log)",
+    }
+    return {"models": models, "breakers": breakers, "scope": scope}
 
 
 @router.get("/experiments")
 async def experiments(request: Request) -> Response:
-    """Per-model live statistics, plus every experiment with its live per-arm figures."""
+    """Per-model policies and this process's statistics, plus every experiment with its
+    live per-arm figures over every process."""
     ctx = _ctx(request)
     snapshot = experiments_snapshot(ctx)
     snapshot["experiments"] = await ctx.experiments.summaries()
@@ -120,5 +167,5 @@ async def experiment_split(request: Request, experiment: str) -> Response:
 @router.post("/experiments/reset")
 async def reset(request: Request) -> Response:
     ctx = _ctx(request)
-    ctx.router.stats.reset()
+    ctx.stats.reset()
     return json_response({"reset": True})

@@ -14,14 +14,20 @@ from gateway import admin
 from gateway.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.context import GatewayContext
+from gateway.control import ControlPlane
+from gateway.database import open_database
 from gateway.dataplane import DataPlane
 from gateway.errors import GatewayError, NotFound
 from gateway.experiments.service import ExperimentService
+from gateway.experiments.shadow import ShadowMirror
+from gateway.experiments.specs import data_dir
 from gateway.experiments.stats import ExperimentStats
 from gateway.fast_path import GatewayApp
 from gateway.metrics import GatewayMetrics
+from gateway.observers import metrics_observer, shadow_drops
 from gateway.openapi import document as openapi_document
 from gateway.openapi import operation
+from gateway.outcome import fan_out
 from gateway.protocols import feedback_rest, tfserving_rest, v2_rest
 from gateway.protocols.http import (
     gateway_error_handler,
@@ -30,6 +36,7 @@ from gateway.protocols.http import (
 )
 from gateway.protocols.methods import allowed_methods
 from gateway.protocols.schemas import HealthResponse, ReadinessResponse
+from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router
 from gateway.settings import GatewaySettings
 from gateway.types import Framework
@@ -42,25 +49,34 @@ if TYPE_CHECKING:
 def build_context(
     settings: GatewaySettings, upstreams: Mapping[Framework, Upstream] | None = None
 ) -> GatewayContext:
-    """Every object of one gateway; upstreams are injectable for tests."""
+    """Every object of one gateway, wired here and nowhere else; upstreams are injectable
+    for tests. The router emits one outcome per upstream call; metrics, live statistics
+    and the prediction log observe it. Routing policy and experiments' state live in the
+    experiments database, followed through one control plane."""
     catalog = Catalog.from_store(settings.model_store)
     if upstreams is None:
         from gateway.upstreams.factory import build_upstreams
 
         upstreams = build_upstreams(settings, catalog.latest_versions())
-    metrics = GatewayMetrics()
-    router = Router(catalog, upstreams, settings, ExperimentStats(), metrics)
-    experiments = ExperimentService(settings.experiments, catalog, router, settings.config_file)
-    router.shadow.on_call = experiments.observe_shadow
-    return GatewayContext(
-        settings=settings,
-        catalog=catalog,
-        router=router,
-        dataplane=DataPlane(router, metrics, experiments),
-        metrics=metrics,
-        auth=Authenticator(settings.auth),
-        experiments=experiments,
+    metrics, stats, exp = GatewayMetrics(), ExperimentStats(), settings.experiments
+    control = ControlPlane(
+        lambda: open_database(exp.database_url, data_dir(exp, settings.config_file))
     )
+    configured = {model: settings.policy(model) for model in catalog.names}
+    source = str(settings.config_file) if settings.config_file else "gateway settings"
+    policies = PolicyStore(configured, control, configured_by=source)
+    experiments = ExperimentService(exp, catalog, control, policies, settings.config_file)
+    mirror = ShadowMirror(
+        settings.shadow_queue_size, on_dropped=[stats.dropped, shadow_drops(metrics)]
+    )
+    emit = fan_out([metrics_observer(metrics), stats.observe, experiments.observe])
+    router = Router(catalog, upstreams, settings, policies, emit, mirror.submit)
+    return GatewayContext(
+        settings=settings, catalog=catalog, router=router,
+        dataplane=DataPlane(router, metrics), metrics=metrics,
+        auth=Authenticator(settings.auth), experiments=experiments,
+        control=control, policies=policies, stats=stats, mirror=mirror,
+    )  # fmt: skip
 
 
 def create_app(
@@ -70,7 +86,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx.router.shadow.start()
+        await ctx.control.start()  # first: the routing policy comes from it
+        ctx.mirror.start()
         await ctx.experiments.start()
         grpc_ingress = await _start_grpc(app, ctx)
         try:
@@ -78,8 +95,9 @@ def create_app(
         finally:
             if grpc_ingress is not None:  # first: no new calls while the rest closes
                 await grpc_ingress.stop()
-            await ctx.router.shadow.aclose()
+            await ctx.mirror.aclose()
             await ctx.experiments.aclose()  # after the mirror: its last records are logged
+            await ctx.control.aclose()
             for upstream in ctx.router.upstreams.values():
                 await upstream.aclose()
 

@@ -7,17 +7,31 @@ from typing import TYPE_CHECKING
 
 from gateway.auth import Authenticator
 from gateway.catalog import Catalog
+from gateway.control import ControlPlane
 from gateway.dataplane import DataPlane
 from gateway.metrics import GatewayMetrics
+from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router
 from gateway.settings import GatewaySettings
 
 if TYPE_CHECKING:
     from gateway.experiments.service import ExperimentService
+    from gateway.experiments.shadow import ShadowMirror
+    from gateway.experiments.stats import ExperimentStats
 
 
 @dataclass
 class GatewayContext:
+    """Everything one gateway process serves with.
+
+    Attributes:
+        control: the control-plane connection every process follows (policy layers,
+            experiments' state).
+        policies: the one owner of routing policy.
+        stats: this process's live per-arm statistics (an outcome observer).
+        mirror: the shadow calls' queue and workers.
+    """
+
     settings: GatewaySettings
     catalog: Catalog
     router: Router
@@ -25,3 +39,7 @@ class GatewayContext:
     metrics: GatewayMetrics
     auth: Authenticator
     experiments: ExperimentService
+    control: ControlPlane
+    policies: PolicyStore
+    stats: ExperimentStats
+    mirror: ShadowMirror

@@ -19,6 +19,7 @@ import numpy as np
 from gateway.experiments import statistics as st
 from gateway.experiments.frame import LogFrame
 from gateway.experiments.records import Event, Row
+from gateway.experiments.stats import error_rate
 from gateway.experiments.verdict import verdicts
 
 ALPHA = 0.05
@@ -59,7 +60,7 @@ def arm_figures(frame: LogFrame, arm: str) -> dict[str, Any]:
     return {
         "requests": requests,
         "errors": errors,
-        "error_rate": _r(errors / requests if requests else 0.0),
+        "error_rate": error_rate(errors, requests),
         "latency_ms": latency_figures(frame.latency_ms[ok]),
         "accuracy": accuracy_figures(frame, served),
         "shadow": {

@@ -1,30 +1,35 @@
-"""Experiments as objects: their state, their admin transitions, and the routing they own.
+"""Experiments as objects: their state, their transitions, and the routing layer they own.
 
-A running experiment owns its model's routing policy (weighted split, stickiness,
-shadow sampling, arm versions); pausing or ending it gives the model back its
-configured policy. Every transition is an `Event` (time + reason) kept in the log's
-store and replayed at start, so a restarted gateway continues where it stopped.
+A running experiment sets its model's `experiment` policy layer (weighted split,
+stickiness, shadow sampling, arm versions) through the policy store; pausing or ending
+it clears that layer, so the model falls back to whatever lies below or above it (an
+admin override stays on top). State lives in the experiments database
+(`state_store`); every process keeps a snapshot, re-read on every change by the
+control plane, so `active` is the same in every worker and replica. Automatic
+transitions (start time, end date, stop rule) are conditional updates: when every
+process tries one, one succeeds.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any, Protocol
 
 import grpc
 
+from gateway.control import ControlPlane
+from gateway.database import Database
 from gateway.errors import BadRequest, GatewayError, NotFound
-from gateway.experiments.records import Event, Row
+from gateway.experiments import state_store
+from gateway.experiments.records import Event
+from gateway.experiments.state_store import Status
 from gateway.settings import ExperimentSpec, ModelPolicy
 from gateway.types import Framework
 
-Status = Literal["scheduled", "running", "paused", "ended"]
-_ARM, _EXPERIMENT, _STATUS, _KIND = 5, 3, 9, 1  # positions in a log row
-_ALLOWED = {  # action -> the states it may start from
+_ALLOWED: dict[str, tuple[Status, ...]] = {  # action -> the states it may start from
     "start": ("scheduled", "paused"),
     "pause": ("running",),
     "end": ("scheduled", "running", "paused"),
@@ -38,36 +43,50 @@ class Conflict(GatewayError):
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
 
 
-@dataclass
+class PolicyLayers(Protocol):
+    """What experiments need from the routing policy store (passed in by the app)."""
+
+    def configured_policy(self, model: str) -> ModelPolicy: ...
+    def overridden_since(self, model: str) -> float | None: ...
+    def experiment_layer_owner(self, model: str) -> str | None: ...
+    async def set_experiment_layer(
+        self, model: str, policy: ModelPolicy, set_by: str, reason: str
+    ) -> None: ...
+    async def clear_experiment_layer(self, model: str, set_by: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
 class ExperimentState:
     spec: ExperimentSpec
     status: Status = "scheduled"
-    served: Counter[str] = field(default_factory=Counter)  # successful requests per arm
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.spec.model_dump(mode="json"), "status": self.status}
 
-    @property
-    def sample_reached(self) -> bool:
+    def sample_reached(self, served: Mapping[str, int]) -> bool:
+        """Has every arm served `stop.sample_size_per_arm` successful requests?"""
         size = self.spec.stop.sample_size_per_arm
         arms = [arm.framework for arm in self.spec.arms]
-        return size is not None and all(self.served[arm] >= size for arm in arms)
+        return size is not None and all(served.get(arm, 0) >= size for arm in arms)
 
 
 class ExperimentManager:
-    """All experiments of one gateway; `active` maps model -> running experiment id."""
+    """The configured experiments; `active` maps model -> running experiment id."""
 
     def __init__(
         self,
         specs: Sequence[ExperimentSpec],
-        base_policy: Callable[[str], ModelPolicy],
-        set_policy: Callable[[str, ModelPolicy], None],
+        control: ControlPlane,
+        layers: PolicyLayers,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._specs = {spec.id: spec for spec in specs}
+        self._control = control
+        self._layers = layers
+        self._clock = clock
         self.states = {spec.id: ExperimentState(spec) for spec in specs}
         self.active: dict[str, str] = {}
-        self.pending: list[Event] = []  # transitions not yet persisted
-        self._base_policy = base_policy
-        self._set_policy = set_policy
+        control.follow(self._reload, state_store.SCHEMA)
 
     def get(self, experiment: str) -> ExperimentState:
         state = self.states.get(experiment)
@@ -75,27 +94,33 @@ class ExperimentManager:
             raise NotFound(f"no experiment '{experiment}'")
         return state
 
-    def load_counts(self, counts: dict[tuple[str, str], int]) -> None:
-        """Served requests per (experiment, arm) already in the log (at start)."""
-        for (experiment, arm), count in counts.items():
-            if experiment in self.states:
-                self.states[experiment].served[arm] = count
+    def overridden_since(self, experiment: str) -> float | None:
+        """When an admin override took the running experiment's model, else None."""
+        state = self.get(experiment)
+        if state.status != "running":
+            return None
+        return self._layers.overridden_since(state.spec.model)
 
-    def restore(self, events: Sequence[Event], now: float | None = None) -> None:
-        """Replay stored transitions; define (and start when due) the ones never seen."""
-        seen = {event.experiment for event in events}
-        for event in events:
-            if event.experiment in self.states:
-                self._apply(self.states[event.experiment], event)
-        for state in self.states.values():
-            if state.spec.id not in seen:
-                self._emit(state, "define", "configured", state.spec.model_dump(mode="json"))
-        self.tick(now if now is not None else time.time())
+    async def define(self) -> None:
+        """Store the configured experiments no process stored yet (once each); give a
+        running experiment whose layer is missing (e.g. a crash between the two writes,
+        or a database from before the layers) its layer back."""
+        for spec in self._specs.values():
+            event = Event(spec.id, "define", "configured", spec.model_dump(mode="json"))
+            await self._control.write(state_store.define, spec, event)
+        for state in list(self.states.values()):
+            owner = self._layers.experiment_layer_owner(state.spec.model)
+            if state.status == "running" and owner != _owner(state.spec):
+                await self._route(state, "gateway start: the running experiment's layer")
 
-    def transition(self, experiment: str, action: str, reason: str) -> Event:
-        """Admin calls: `start` (also resumes), `pause`, `end`."""
-        if not reason.strip():
-            raise BadRequest("reason: a reason is required for every experiment change")
+    async def transition(self, experiment: str, action: str, reason: str) -> Event:
+        """Admin calls: `start` (also resumes), `pause`, `end`.
+
+        Raises:
+            BadRequest: no reason. NotFound: unknown experiment or action.
+            Conflict: the state does not allow it, or the model runs another experiment.
+        """
+        _need_reason(reason)
         state = self.get(experiment)
         if action not in _ALLOWED:
             raise NotFound(f"no experiment action '{action}'")
@@ -103,67 +128,75 @@ class ExperimentManager:
             raise Conflict(f"experiment {experiment} is {state.status}; cannot {action} it")
         if action == "start":
             self._check_model_free(state)
-        return self._emit(state, action, reason)
+        event = Event(experiment, action, reason)
+        if not await self._apply(event):
+            now = self.get(experiment).status
+            raise Conflict(f"experiment {experiment} is {now}; cannot {action} it")
+        return event
 
-    def change_split(self, experiment: str, split: dict[Framework, float], reason: str) -> Event:
-        if not reason.strip():
-            raise BadRequest("reason: a reason is required for every experiment change")
+    async def change_split(
+        self, experiment: str, split: dict[Framework, float], reason: str
+    ) -> Event:
+        _need_reason(reason)
         state = self.get(experiment)
         if state.status == "ended":
             raise Conflict(f"experiment {experiment} has ended")
         try:
-            ExperimentSpec.model_validate({**state.spec.model_dump(), "split": split})
+            spec = ExperimentSpec.model_validate({**state.spec.model_dump(), "split": split})
         except ValueError as exc:
             raise BadRequest(f"split: {exc}") from None
-        return self._emit(state, "split", reason, {"split": split})
+        event = Event(experiment, "split", reason, {"split": split})
+        if not await self._control.write(state_store.change_split, event, spec):
+            raise Conflict(f"experiment {experiment} has ended")
+        await self._route(self.get(experiment), reason)
+        return event
 
-    def observe(self, rows: Sequence[Row]) -> None:
-        """Count served requests per arm (from written log rows); apply the stop rule."""
-        for row in rows:
-            state = self.states.get(row[_EXPERIMENT]) if row[_EXPERIMENT] else None
-            if state is not None and row[_KIND] == "serve" and row[_STATUS] == 200:
-                state.served[row[_ARM]] += 1
-        for state in self.states.values():
-            if state.status == "running" and state.sample_reached:
-                self._emit(state, "end", "stop rule: sample size per arm reached")
-
-    def tick(self, now: float) -> None:
+    async def tick(self, now: float) -> None:
         """Start experiments whose start time came, end those whose end date passed."""
-        for state in self.states.values():
+        for state in list(self.states.values()):
             spec = state.spec
             end_at = spec.stop.end_at.timestamp() if spec.stop.end_at else None
             if state.status != "ended" and end_at is not None and now >= end_at:
-                self._emit(state, "end", "stop rule: end date reached")
-            elif state.status == "scheduled" and self._due(spec, now) and self._free(state):
-                self._emit(state, "start", "start time reached")
+                await self.auto(spec.id, "end", "stop rule: end date reached")
+            elif state.status == "scheduled" and _due(spec, now) and self._free(state):
+                await self.auto(spec.id, "start", "start time reached")
 
-    def _emit(
-        self,
-        state: ExperimentState,
-        action: str,
-        reason: str,
-        details: dict[str, Any] | None = None,
-    ) -> Event:
-        event = Event(state.spec.id, action, reason, details or {})
-        self._apply(state, event)
-        self.pending.append(event)
-        return event
+    async def auto(self, experiment: str, action: str, reason: str) -> bool:
+        """A rule's transition: True if this process made it, False if another did first."""
+        try:
+            return await self._apply(Event(experiment, action, reason))
+        except Conflict:
+            return False
 
-    def _apply(self, state: ExperimentState, event: Event) -> None:
-        if event.action == "split":
-            state.spec = state.spec.model_copy(update={"split": event.details["split"]})
-        elif event.action in ("start", "pause", "end"):
-            state.status = {"start": "running", "pause": "paused", "end": "ended"}[event.action]  # type: ignore[assignment]
-        self._route(state)
+    async def _apply(self, event: Event) -> bool:
+        state = self.get(event.experiment)
+        try:
+            done = await self._control.write(state_store.transition, event, _ALLOWED[event.action])
+        except self._control.integrity_error as exc:
+            other = self.active.get(state.spec.model, "another experiment")
+            raise Conflict(f"model {state.spec.model} already runs experiment {other}") from exc
+        if done:
+            await self._route(self.get(event.experiment), event.reason)
+        return bool(done)
 
-    def _route(self, state: ExperimentState) -> None:
-        model = state.spec.model
+    async def _route(self, state: ExperimentState, reason: str) -> None:
+        model, set_by = state.spec.model, _owner(state.spec)
         if state.status == "running":
-            self.active[model] = state.spec.id
-            self._set_policy(model, experiment_policy(state.spec, self._base_policy(model)))
-        elif self.active.get(model) == state.spec.id:
-            del self.active[model]
-            self._set_policy(model, self._base_policy(model))
+            policy = experiment_policy(state.spec, self._layers.configured_policy(model))
+            await self._layers.set_experiment_layer(model, policy, set_by, reason)
+        else:
+            await self._layers.clear_experiment_layer(model, set_by)
+
+    def _reload(self, db: Database) -> None:
+        stored = state_store.load(db)
+        states = {
+            exp_id: ExperimentState(stored[exp_id].spec, stored[exp_id].status)
+            if exp_id in stored
+            else ExperimentState(spec)
+            for exp_id, spec in self._specs.items()
+        }
+        active = {s.spec.model: i for i, s in states.items() if s.status == "running"}
+        self.states, self.active = states, active
 
     def _check_model_free(self, state: ExperimentState) -> None:
         if not self._free(state):
@@ -173,9 +206,19 @@ class ExperimentManager:
     def _free(self, state: ExperimentState) -> bool:
         return self.active.get(state.spec.model, state.spec.id) == state.spec.id
 
-    @staticmethod
-    def _due(spec: ExperimentSpec, now: float) -> bool:
-        return spec.start_at is None or spec.start_at.timestamp() <= now
+
+def _owner(spec: ExperimentSpec) -> str:
+    """`set_by` of an experiment's policy layer."""
+    return f"experiment {spec.id}"
+
+
+def _need_reason(reason: str) -> None:
+    if not reason.strip():
+        raise BadRequest("reason: a reason is required for every experiment change")
+
+
+def _due(spec: ExperimentSpec, now: float) -> bool:
+    return spec.start_at is None or spec.start_at.timestamp() <= now
 
 
 def experiment_policy(spec: ExperimentSpec, base: ModelPolicy) -> ModelPolicy:

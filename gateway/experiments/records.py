@@ -1,8 +1,8 @@
 """What the prediction log holds: one row per routed request and per shadow call.
 
-The data plane builds an `Outcome` (a few references, no computation) and hands it to
-the log; everything costly (top-1, hashing the routing key) happens in `to_row`, on the
-log's writer thread, never on the request's own path.
+The log's observer of the router's outcomes builds an `Outcome` (a few references, no
+computation) and hands it to the log; everything costly (top-1, hashing the routing key)
+happens in `to_row`, on the log's writer thread, never on the request's own path.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -45,16 +44,6 @@ class Outcome:
     agreed: bool | None = None
     failover: bool = False
     ts: float = field(default_factory=time.time)
-
-
-class OutcomeSink(Protocol):
-    """Where the data plane hands outcomes: `submit` must never block or raise."""
-
-    @property
-    def active(self) -> Mapping[str, str]:  # model -> running experiment id
-        ...
-
-    def submit(self, outcome: Outcome) -> None: ...
 
 
 def key_hash(key: str | None) -> str | None:

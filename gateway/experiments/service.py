@@ -1,13 +1,16 @@
 """The experiments room as one object: experiments, the prediction log, feedback, analysis.
 
-`create_app` builds one `ExperimentService`; the lifespan calls `start()` and `aclose()`.
-The data plane only calls `submit()` (never waits) and reads `active`.
+`build_context` builds one `ExperimentService` and subscribes `observe` to the router's
+outcomes; the lifespan calls `start()` and `aclose()` (after the control plane started).
+Experiments' state is read through the manager's snapshot (the database is its home);
+live per-arm figures come from the prediction log, so they cover every process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -15,17 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from gateway.catalog import Catalog
+from gateway.control import ControlPlane
 from gateway.errors import GatewayError
+from gateway.experiments import state_store
 from gateway.experiments.analysis import analyse
 from gateway.experiments.log import PredictionLog
-from gateway.experiments.manager import ExperimentManager
-from gateway.experiments.records import FeedbackResult, Outcome
-from gateway.experiments.shadow import Comparison
+from gateway.experiments.manager import ExperimentManager, PolicyLayers
+from gateway.experiments.records import FeedbackResult, Outcome, Row
+from gateway.experiments.specs import check_specs, data_dir, default_specs
 from gateway.experiments.store import LogStore, open_store
-from gateway.routing.router import Router
-from gateway.settings import ArmSpec, ExperimentSpec, ExperimentsSettings
-from gateway.types import FRAMEWORKS, Framework, InferRequest, InferResponse
+from gateway.outcome import CallOutcome
+from gateway.settings import ExperimentsSettings
+from gateway.types import Framework
 
+logger = logging.getLogger(__name__)
 _TICK_S = 1.0
 _PURGE_EVERY_S = 3600.0
 
@@ -34,97 +40,83 @@ class LogUnavailable(GatewayError):
     status = HTTPStatus.SERVICE_UNAVAILABLE
 
 
-def default_specs(catalog: Catalog, router: Router) -> list[ExperimentSpec]:
-    """One sticky experiment per weighted model with both builds, on its configured split."""
-    specs = []
-    for model in catalog.names:
-        policy, info = router.policies[model], catalog.get(model)
-        if policy.mode != "weighted" or set(info.versions[info.latest]) != set(FRAMEWORKS):
-            continue
-        arms = [ArmSpec(framework=fw, version=info.latest) for fw in FRAMEWORKS]
-        split = {fw: policy.weights.get(fw, 0.0) for fw in FRAMEWORKS}
-        specs.append(ExperimentSpec(id=f"{model}-ab", model=model, arms=arms, split=split))
-    return specs
-
-
-def data_dir(settings: ExperimentsSettings, config_file: Path | None) -> Path | None:
-    """The configured folder, else `data/` beside the config file, else None (in memory)."""
-    if settings.data_dir is not None:
-        return settings.data_dir
-    return None if config_file is None else Path(config_file).resolve().parent / "data"
-
-
-def check_specs(specs: Sequence[ExperimentSpec], catalog: Catalog) -> None:
-    """Fail fast at start on unknown models, versions or duplicate ids."""
-    if len({spec.id for spec in specs}) != len(specs):
-        raise ValueError("experiment ids must be unique")
-    for spec in specs:
-        info = catalog.get(spec.model)  # NotFound names the model
-        for arm in spec.arms:
-            if arm.version is not None and arm.framework not in info.versions.get(arm.version, ()):
-                message = f"no {arm.framework} build of version {arm.version}"
-                raise ValueError(f"experiment {spec.id}: {message}")
-
-
 class ExperimentService:
+    """Experiments, their prediction log and feedback, as one object.
+
+    Args:
+        settings: the `experiments` section.
+        catalog: the models (for the default experiments and checks).
+        control: the control plane (experiments' state and events).
+        layers: the routing policy store's experiment layer (see `PolicyLayers`).
+        config_file: where the SQLite log goes by default (`data/` beside it).
+
+    Raises:
+        ValueError: duplicate experiment ids, or an arm names a missing build.
+        NotFound: an experiment names an unknown model.
+    """
+
     def __init__(
         self,
         settings: ExperimentsSettings,
         catalog: Catalog,
-        router: Router,
+        control: ControlPlane,
+        layers: PolicyLayers,
         config_file: Path | None = None,
     ) -> None:
         specs = settings.experiments
-        specs = default_specs(catalog, router) if specs is None else specs
+        specs = default_specs(catalog, layers.configured_policy) if specs is None else specs
         check_specs(specs, catalog)
-        base = dict(router.policies)
-        self.manager = ExperimentManager(specs, base.__getitem__, router.set_policy)
-        self.active = self.manager.active  # model -> running experiment id (read per request)
+        self.manager = ExperimentManager(specs, control, layers)
+        self.control = control
         self.settings = settings
         self.log: PredictionLog | None = None
         if settings.log_enabled:
             self.log = PredictionLog(
                 lambda: open_store(settings.database_url, data_dir(settings, config_file)),
                 settings.queue_size, settings.batch_size, settings.flush_interval_s,
-                on_written=self.manager.observe,
+                on_written=self._written,
             )  # fmt: skip
+        self._unchecked = False  # rows written since the stop rules were last checked
         self._task: asyncio.Task[None] | None = None
 
-    def submit(self, outcome: Outcome) -> None:
-        if self.log is not None:
-            self.log.submit(outcome)
-
-    def observe_shadow(
-        self,
-        arm: Framework,
-        request: InferRequest,
-        shadow: InferResponse | GatewayError,
-        seconds: float,
-        result: Comparison | None,
-    ) -> None:
-        """The shadow mirror's observer: one `kind="shadow"` record per mirrored call."""
-        if isinstance(shadow, GatewayError):
-            version, status, outputs = None, int(shadow.status), None
-        else:
-            version, status, outputs = shadow.version, 200, shadow.outputs
-        self.submit(
+    def observe(self, outcome: CallOutcome) -> None:
+        """The prediction log's observer: one `serve` record per answered request (its
+        final call) and one `shadow` record per mirrored call. Never waits."""
+        if self.log is None or not (outcome.final or outcome.kind == "shadow"):
+            return
+        request, response = outcome.request, outcome.response
+        shadow = outcome.kind == "shadow"
+        self.log.submit(
             Outcome(
-                request.request_id, self.active.get(request.model), request.model, arm,
-                version, request.routing_key, seconds, status, outputs,
-                kind="shadow", agreed=None if result is None else result.agreed,
+                request_id=request.request_id, experiment=self._experiment(outcome),
+                model=request.model, arm=outcome.arm, version=outcome.version,
+                routing_key=request.routing_key,
+                latency_s=outcome.latency_s if shadow else outcome.elapsed_s,
+                status=outcome.status, outputs=None if response is None else response.outputs,
+                kind="shadow" if shadow else "serve", failover=outcome.kind == "failover",
+                agreed=None if outcome.comparison is None else outcome.comparison.agreed,
+                ts=outcome.ts,
             )
         )  # fmt: skip
 
+    def _experiment(self, outcome: CallOutcome) -> str | None:
+        """The running experiment this call belongs to, if its arm was drawn by the
+        experiment's split. A client-pinned request (load tests, debugging) or one routed
+        while an admin override holds the model was not randomised by the experiment: it
+        is logged, but outside the experiment, so it cannot bias either arm's figures."""
+        if outcome.layer != "experiment" or outcome.request.pinned is not None:
+            return None
+        return self.manager.active.get(outcome.request.model)
+
     async def start(self) -> None:
-        if self.log is None:
-            self.manager.restore([])
-            self.manager.pending.clear()
-            return
-        await self.log.start()
-        self.manager.load_counts(await self.log.run(_counts))
-        self.manager.restore(await self.log.run(_events))
-        await self._persist()
-        self._task = asyncio.create_task(self._housekeeping(), name="experiments-housekeeping")
+        """After the control plane started: store the configured experiments, start those
+        due, and (with a log) run the housekeeping task."""
+        if self.log is not None:
+            await self.log.start()
+        await self.manager.define()
+        await self.manager.tick(time.time())
+        if self.log is not None:
+            self._task = asyncio.create_task(self._housekeeping(), name="experiments-housekeeping")
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -132,21 +124,22 @@ class ExperimentService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self.log is not None:
-            await self.log.flush()
-            await self._persist()
             await self.log.aclose()
 
     async def transition(self, experiment: str, action: str, reason: str) -> dict[str, Any]:
-        event = self.manager.transition(experiment, action, reason)
-        await self._persist()
-        return {"experiment": self.manager.get(experiment).as_dict(), "event": event.as_dict()}
+        event = await self.manager.transition(experiment, action, reason)
+        return {"experiment": self.describe(experiment), "event": event.as_dict()}
 
     async def change_split(
         self, experiment: str, split: dict[Framework, float], reason: str
     ) -> dict[str, Any]:
-        event = self.manager.change_split(experiment, split, reason)
-        await self._persist()
-        return {"experiment": self.manager.get(experiment).as_dict(), "event": event.as_dict()}
+        event = await self.manager.change_split(experiment, split, reason)
+        return {"experiment": self.describe(experiment), "event": event.as_dict()}
+
+    def describe(self, experiment: str) -> dict[str, Any]:
+        """Spec, status and `overridden_since` (seconds since the epoch, or None)."""
+        state = self.manager.get(experiment)
+        return {**state.as_dict(), "overridden_since": self.manager.overridden_since(experiment)}
 
     async def feedback(self, items: Sequence[tuple[str, int]]) -> list[FeedbackResult]:
         log = self._require_log()
@@ -157,20 +150,22 @@ class ExperimentService:
         self.manager.get(experiment)  # 404 for unknown ids
         log = self._require_log()
         await log.flush()
-        await self._persist()  # e.g. a stop rule the flush just triggered
+        await self._check_stop_rules()  # e.g. a sample size the flush just reached
         rows = await log.run(_records, experiment)
-        events = await log.run(_events, experiment)
+        events = await self.control.read(state_store.read_events, experiment)
         # Bootstrap intervals take CPU: compute them off the event loop.
         result = await asyncio.to_thread(analyse, rows, events, experiment)
-        result["status"] = self.manager.get(experiment).status
+        described = self.describe(experiment)
+        result["status"] = described["status"]
+        result["overridden_since"] = described["overridden_since"]
         return result
 
     async def summaries(self) -> list[dict[str, Any]]:
-        """Every experiment with live per-arm figures (accuracy once feedback exists)."""
+        """Every experiment with live per-arm figures from the log (every process's)."""
         live = await self.log.run(_summary) if self.log is not None else {}
         return [
-            {**state.as_dict(), "arms": live.get(exp_id, {})}
-            for exp_id, state in sorted(self.manager.states.items())
+            {**self.describe(exp_id), "arms": live.get(exp_id, {})}
+            for exp_id in sorted(self.manager.states)
         ]
 
     def log_counters(self) -> dict[str, Any]:
@@ -184,40 +179,48 @@ class ExperimentService:
             raise LogUnavailable("the prediction log is disabled (experiments.log_enabled)")
         return self.log
 
-    async def _persist(self) -> None:
-        events, self.manager.pending = self.manager.pending, []
-        if self.log is not None:
-            for event in events:
-                await self.log.run(_add_event, event)
+    def _written(self, rows: Sequence[Row]) -> None:
+        self._unchecked = True
+
+    async def _check_stop_rules(self) -> None:
+        """End running experiments whose every arm served its sample size, counted in the
+        log (all processes' rows); when several processes see it, one ends it."""
+        log = self._require_log()
+        self._unchecked = False
+        for exp_id, state in list(self.manager.states.items()):
+            if state.status != "running" or state.spec.stop.sample_size_per_arm is None:
+                continue
+            if state.sample_reached(await log.run(_arm_counts, exp_id)):
+                await self.manager.auto(exp_id, "end", "stop rule: sample size per arm reached")
 
     async def _housekeeping(self) -> None:
         last_purge = 0.0
         while True:
-            now = time.time()
-            self.manager.tick(now)
-            await self._persist()
-            retention = self.settings.retention_days
-            if retention is not None and now - last_purge >= _PURGE_EVERY_S and self.log:
-                await self.log.run(_purge, now - retention * 86400)
-                last_purge = now
+            try:
+                last_purge = await self._housekeep(time.time(), last_purge)
+            except Exception:  # e.g. the database restarts: try again at the next tick
+                logger.exception("experiments housekeeping failed")
             await asyncio.sleep(_TICK_S)
+
+    async def _housekeep(self, now: float, last_purge: float) -> float:
+        """Time rules, stop rules, retention; returns when the log was last purged."""
+        await self.manager.tick(now)
+        if self._unchecked:
+            await self._check_stop_rules()
+        retention = self.settings.retention_days
+        if retention is not None and now - last_purge >= _PURGE_EVERY_S and self.log:
+            await self.log.run(_purge, now - retention * 86400)
+            return now
+        return last_purge
 
 
 # Store calls, run on the log's storage thread.
-def _counts(store: LogStore) -> dict[tuple[str, str], int]:
-    return store.arm_counts()
-
-
-def _events(store: LogStore, experiment: str | None = None) -> Any:
-    return store.events(experiment)
+def _arm_counts(store: LogStore, experiment: str) -> dict[str, int]:
+    return store.arm_counts(experiment)
 
 
 def _records(store: LogStore, experiment: str) -> Any:
     return store.records(experiment)
-
-
-def _add_event(store: LogStore, event: Any) -> None:
-    store.add_event(event)
 
 
 def _add_feedback(store: LogStore, items: Sequence[tuple[str, int]], ts: float) -> Any:

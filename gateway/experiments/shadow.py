@@ -1,7 +1,9 @@
-"""Shadow traffic: mirror a sample of requests to the other framework and compare outputs.
+"""Shadow traffic off the reply's path: a bounded queue of mirrored calls and its workers.
 
-The client's reply never waits for the mirror: copies go into a bounded queue (a full
-queue drops the copy and counts it) and background workers call the shadow arm.
+The router hands each mirrored call over as a job (it calls the shadow arm, compares,
+and emits the call's outcome); the client's reply never waits for it. A full queue drops
+the job and tells `on_dropped` (live statistics and metrics count drops). The mirror is
+built in the composition root (`gateway.app.build_context`).
 """
 
 from __future__ import annotations
@@ -9,83 +11,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 
-import numpy as np
+from gateway.outcome import Comparison, compare
 
-from gateway.errors import GatewayError
-from gateway.experiments.stats import ExperimentStats
-from gateway.types import Framework, InferRequest, InferResponse
-
+__all__ = ["Comparison", "ShadowMirror", "compare"]  # metrics import Comparison from here
 logger = logging.getLogger(__name__)
-
-ShadowCall = Callable[[Framework, InferRequest], Awaitable[InferResponse]]
-# (shadow arm, request, shadow answer or None on error, seconds, comparison or None)
-ShadowObserver = Callable[
-    [Framework, InferRequest, "InferResponse | GatewayError", float, "Comparison | None"], None
-]
-
-
-@dataclass(frozen=True)
-class Comparison:
-    agreed: bool
-    max_abs_diff: float
-
-
-def compare(primary: dict[str, np.ndarray], shadow: dict[str, np.ndarray]) -> Comparison:
-    """Top-1 agreement on `class` (or the argmax of `probabilities`) and the largest
-    absolute difference of `probabilities`."""
-    agreed = bool(np.array_equal(_top1(primary), _top1(shadow)))
-    diff = 0.0
-    if "probabilities" in primary and "probabilities" in shadow:
-        diff = float(np.max(np.abs(primary["probabilities"] - shadow["probabilities"])))
-    return Comparison(agreed, diff)
-
-
-def _top1(outputs: dict[str, np.ndarray]) -> np.ndarray:
-    if "class" in outputs:
-        return np.asarray(outputs["class"]).reshape(-1)
-    return np.argmax(outputs["probabilities"], axis=-1)
+Job = Callable[[], Awaitable[None]]
 
 
 class ShadowMirror:
-    """Bounded queue + worker tasks; `start()` in the app's lifespan, `aclose()` at exit."""
+    """Bounded queue + worker tasks; `start()` in the app's lifespan, `aclose()` at exit.
+
+    Args:
+        queue_size: jobs waiting at most; one more is dropped.
+        on_dropped: observers called with the model of every dropped job.
+        workers: concurrent mirrored calls.
+    """
 
     def __init__(
-        self,
-        call: ShadowCall,
-        stats: ExperimentStats,
-        queue_size: int,
-        workers: int = 2,
-        on_result: Callable[[str, Comparison | None], None] | None = None,
+        self, queue_size: int, on_dropped: Sequence[Callable[[str], None]] = (), workers: int = 2
     ) -> None:
-        self._call = call
-        self._stats = stats
-        self._queue: asyncio.Queue[tuple[Framework, InferRequest, InferResponse]] = asyncio.Queue(
-            maxsize=queue_size
-        )
+        self._queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
+        self._on_dropped = tuple(on_dropped)
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
-        self._on_result = on_result
-        self.on_call: ShadowObserver | None = None  # set by the experiments room
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work()) for _ in range(self._workers)]
 
-    def submit(self, arm: Framework, request: InferRequest, answer: InferResponse) -> bool:
-        """Queue a mirrored call; False (and counted) when the queue is full."""
+    def submit(self, model: str, job: Job) -> bool:
+        """Queue a mirrored call; False (and observed) when the queue is full."""
         try:
-            self._queue.put_nowait((arm, request, answer))
+            self._queue.put_nowait(job)
         except asyncio.QueueFull:
-            self._stats.shadow(request.model).dropped += 1
-            self._report(request.model, None)
+            for observer in self._on_dropped:
+                observer(model)
             return False
         return True
 
     async def drain(self) -> None:
-        """Wait until every queued copy has been compared (used by tests and shutdown)."""
+        """Wait until every queued call has run (used by tests and shutdown)."""
         await self._queue.join()
 
     async def aclose(self) -> None:
@@ -97,37 +63,10 @@ class ShadowMirror:
 
     async def _work(self) -> None:
         while True:
-            arm, request, answer = await self._queue.get()
+            job = await self._queue.get()
             try:
-                await self._mirror(arm, request, answer)
+                await job()
+            except Exception:  # a failing job must not stop the worker
+                logger.exception("shadow call failed")
             finally:
                 self._queue.task_done()
-
-    async def _mirror(self, arm: Framework, request: InferRequest, answer: InferResponse) -> None:
-        started = time.perf_counter()
-        try:
-            shadow = await self._call(arm, request)
-        except GatewayError as exc:
-            self._stats.shadow(request.model).errors += 1
-            logger.debug("shadow call to %s failed: %s", arm, exc)
-            self._observe(arm, request, exc, started, None)
-            return
-        result = compare(answer.outputs, shadow.outputs)
-        self._stats.record_shadow(request.model, result.agreed, result.max_abs_diff)
-        self._report(request.model, result)
-        self._observe(arm, request, shadow, started, result)
-
-    def _observe(
-        self,
-        arm: Framework,
-        request: InferRequest,
-        shadow: InferResponse | GatewayError,
-        started: float,
-        result: Comparison | None,
-    ) -> None:
-        if self.on_call is not None:
-            self.on_call(arm, request, shadow, time.perf_counter() - started, result)
-
-    def _report(self, model: str, result: Comparison | None) -> None:
-        if self._on_result is not None:
-            self._on_result(model, result)

@@ -1,4 +1,8 @@
-"""Live per-model, per-arm statistics: counts, errors by kind, latency, shadow agreement."""
+"""Live per-model, per-arm statistics of THIS process: counts, errors, latency, shadow.
+
+An observer of the router's outcomes (`observe`). Each gateway process keeps its own;
+the figures that cover every process come from the prediction log (`LogStore.summary`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.experiments.histogram import LatencyHistogram
+from gateway.outcome import CallOutcome
 from gateway.types import Framework
+
+
+def error_rate(errors: int, requests: int) -> float:
+    """Failed share of an arm's requests, 6 decimals (0.0 before any request): the one
+    definition behind live statistics, the log's live figures and the analysis."""
+    return round(errors / requests, 6) if requests else 0.0
 
 
 @dataclass
@@ -22,7 +33,7 @@ class ArmStats:
         return {
             "requests": self.requests,
             "errors": dict(self.errors),
-            "error_rate": round(errors / self.requests, 6) if self.requests else 0.0,
+            "error_rate": error_rate(errors, self.requests),
             "answered_after_failover": self.failovers_in,
             "latency_ms": self.latency.summary_ms(),
         }
@@ -68,6 +79,27 @@ class ExperimentStats:
         if stats is None:
             stats = self._shadow[model] = ShadowStats()
         return stats
+
+    def observe(self, outcome: CallOutcome) -> None:
+        """Count one upstream call: answered calls by arm, shadow calls apart."""
+        model = outcome.request.model
+        if outcome.kind == "shadow":
+            if outcome.comparison is not None:
+                result = outcome.comparison
+                self.record_shadow(model, result.agreed, result.max_abs_diff)
+            elif outcome.error is not None:
+                self.shadow(model).errors += 1
+            return
+        if outcome.error is not None:
+            self.record_error(model, outcome.arm, outcome.error)
+            return
+        self.record_success(model, outcome.arm, outcome.latency_s)
+        if outcome.kind == "failover":
+            self.arm(model, outcome.arm).failovers_in += 1
+
+    def dropped(self, model: str) -> None:
+        """A mirrored call the shadow queue had no room for."""
+        self.shadow(model).dropped += 1
 
     def record_success(self, model: str, framework: Framework, seconds: float) -> None:
         stats = self.arm(model, framework)

@@ -1,20 +1,24 @@
 """Where the prediction log is kept: SQLite (default) or PostgreSQL, one SQL dialect.
 
 Every method is synchronous and is called from one worker thread only (the log's
-executor), so connections are never shared between threads.
+executor), so connections are never shared between threads. The connection and the
+dialect come from `gateway.database`; experiments' state has its own tables
+(`gateway.experiments.state_store`) in the same database.
 """
 
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway.database import Database, Transaction, open_database, open_postgres, open_sqlite
 from gateway.experiments.records import COLUMNS, Event, FeedbackResult, Row
+from gateway.experiments.state_store import SCHEMA as STATE_SCHEMA
+from gateway.experiments.state_store import read_events
+from gateway.experiments.stats import error_rate
 
-SQLITE_FILE = "predictions.sqlite3"
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS predictions (
         request_id TEXT NOT NULL, kind TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL,
@@ -26,9 +30,6 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS predictions_by_ts ON predictions (ts)",
     """CREATE TABLE IF NOT EXISTS feedback (
         request_id TEXT PRIMARY KEY, label INTEGER NOT NULL, ts DOUBLE PRECISION NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS experiment_events (
-        experiment TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, action TEXT NOT NULL,
-        reason TEXT NOT NULL, details TEXT NOT NULL)""",
 )
 # One row of `records()`: the prediction columns, then the fed-back label (or None).
 RECORD_COLUMNS = (*COLUMNS, "label")
@@ -42,27 +43,23 @@ class LogStore(Protocol):
     def write_batch(self, rows: Sequence[Row]) -> None: ...
     def add_feedback(self, items: Sequence[tuple[str, int]], ts: float) -> list[FeedbackResult]: ...
     def records(self, experiment: str | None) -> list[Row]: ...
-    def add_event(self, event: Event) -> None: ...
     def events(self, experiment: str | None = None) -> list[Event]: ...
-    def arm_counts(self) -> dict[tuple[str, str], int]: ...
+    def arm_counts(self, experiment: str) -> dict[str, int]: ...
     def summary(self) -> dict[str, dict[str, dict[str, Any]]]: ...
     def purge(self, before_ts: float) -> int: ...
     def close(self) -> None: ...
 
 
 class SqlLogStore:
-    """The shared implementation; subclasses open the connection and name the placeholder."""
+    """The shared implementation over one `Database` (SQLite or PostgreSQL)."""
 
-    placeholder = "?"
-
-    def __init__(self, connection: Any) -> None:
-        self._conn = connection
-        for statement in _SCHEMA:
-            self._conn.execute(statement)
-        self._conn.commit()
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.placeholder = db.placeholder
+        db.create_schema((*_SCHEMA, *STATE_SCHEMA))  # readers of a fresh database find both
 
     def _marks(self, count: int) -> str:
-        return ", ".join([self.placeholder] * count)
+        return self._db.marks(count)
 
     def write_batch(self, rows: Sequence[Row]) -> None:
         # Multi-row INSERTs, not executemany: the sqlite3 module drops and retakes the GIL
@@ -104,26 +101,17 @@ class SqlLogStore:
             params = (experiment,)
         return self._fetch(sql + " ORDER BY p.ts, p.request_id, p.kind", params)
 
-    def add_event(self, event: Event) -> None:
-        with self._transaction() as cursor:
-            cursor.execute(
-                f"INSERT INTO experiment_events VALUES ({self._marks(5)})", event.as_row()
-            )
-
     def events(self, experiment: str | None = None) -> list[Event]:
-        sql = "SELECT experiment, ts, action, reason, details FROM experiment_events"
-        params: tuple[Any, ...] = ()
-        if experiment is not None:
-            sql, params = sql + f" WHERE experiment = {self.placeholder}", (experiment,)
-        return [Event.from_row(row) for row in self._fetch(sql + " ORDER BY ts", params)]
+        """Experiments' transitions (written by the experiments' state store), oldest first."""
+        return read_events(self._db, experiment)
 
-    def arm_counts(self) -> dict[tuple[str, str], int]:
-        """Successful served requests per (experiment, arm)."""
+    def arm_counts(self, experiment: str) -> dict[str, int]:
+        """Successful served requests per arm of `experiment` (every process's)."""
         sql = (
-            "SELECT experiment, arm, COUNT(*) FROM predictions WHERE kind = 'serve'"
-            " AND status = 200 AND experiment IS NOT NULL GROUP BY experiment, arm"
+            "SELECT arm, COUNT(*) FROM predictions WHERE kind = 'serve' AND status = 200"
+            f" AND experiment = {self.placeholder} GROUP BY arm"
         )
-        return {(row[0], row[1]): int(row[2]) for row in self._fetch(sql, ())}
+        return {row[0]: int(row[1]) for row in self._fetch(sql, (experiment,))}
 
     def summary(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Live figures per experiment and arm, aggregated by the database."""
@@ -152,7 +140,7 @@ class SqlLogStore:
         return deleted
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
     def _served(self, ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -173,35 +161,10 @@ class SqlLogStore:
         return labels
 
     def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
-        cursor = self._conn.cursor()
-        try:
-            cursor.execute(sql, params)
-            rows = [tuple(row) for row in cursor.fetchall()]
-        finally:
-            cursor.close()
-        self._conn.commit()  # end the read transaction (PostgreSQL keeps it open otherwise)
-        return rows
+        return self._db.fetch(sql, params)
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._conn)
-
-
-class _Transaction:
-    """A cursor that commits on success and rolls back on error."""
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> Any:
-        self._cursor = self._conn.cursor()
-        return self._cursor
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._cursor.close()
-        if exc_type is None:
-            self._conn.commit()
-        else:
-            self._conn.rollback()
+    def _transaction(self) -> Transaction:
+        return self._db.transaction()
 
 
 @functools.cache
@@ -225,7 +188,7 @@ def _live_figures(n: int, errors: int, mean: Any, labelled: int, correct: int) -
     return {
         "requests": n,
         "errors": errors,
-        "error_rate": round(errors / n, 6) if n else 0.0,
+        "error_rate": error_rate(errors, n),
         "mean_latency_ms": None if mean is None else round(float(mean), 4),
         "labelled": labelled,
         "accuracy": round(correct / labelled, 6) if labelled else None,
@@ -241,31 +204,14 @@ class SqliteLogStore(SqlLogStore):
     """A file in WAL mode: readers (reports, analysis) never block the writer."""
 
     def __init__(self, path: Path | None) -> None:
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        target = ":memory:" if path is None else path
-        conn = sqlite3.connect(target, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints
-        super().__init__(conn)
+        super().__init__(open_sqlite(path))
 
 
 class PostgresLogStore(SqlLogStore):
-    placeholder = "%s"
-
     def __init__(self, url: str) -> None:
-        import psycopg  # only when PostgreSQL is configured
-
-        super().__init__(psycopg.connect(url))
+        super().__init__(open_postgres(url))
 
 
 def open_store(database_url: str | None, data_dir: Path | None) -> LogStore:
-    """`sqlite:///path`, `postgresql://...`, or None for `data_dir/predictions.sqlite3`
-    (in memory, not kept, when `data_dir` is None too)."""
-    if database_url is None:
-        return SqliteLogStore(None if data_dir is None else data_dir / SQLITE_FILE)
-    if database_url.startswith("sqlite:///"):
-        return SqliteLogStore(Path(database_url.removeprefix("sqlite:///")))
-    if database_url.startswith(("postgresql://", "postgres://")):
-        return PostgresLogStore(database_url)
-    raise ValueError(f"database_url must be sqlite:///PATH or postgresql://..., got {database_url}")
+    """The log in `open_database(database_url, data_dir)` (see there)."""
+    return SqlLogStore(open_database(database_url, data_dir))

@@ -6,7 +6,13 @@ import time
 from collections.abc import Callable
 from enum import IntEnum
 
+from gateway.errors import UpstreamUnavailable
 from gateway.settings import BreakerSettings
+
+
+class BreakerOpen(UpstreamUnavailable):
+    """Refused without calling the backend: its breaker is open (503, like any
+    unavailable backend; its own class so outcomes name the reason)."""
 
 
 class BreakerState(IntEnum):

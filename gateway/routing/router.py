@@ -1,57 +1,79 @@
-"""The router: pick the arm by the model's policy, call it, fail over, mirror, record.
+"""The router: pick the arm by the model's policy, call it, fail over, mirror, emit.
 
-It knows nothing about wire formats (requests arrive as `InferRequest`) and nothing
-about transports (upstreams hide them).
+It knows nothing about wire formats (requests arrive as `InferRequest`), nothing about
+transports (upstreams hide them), and nothing about who observes its calls: every
+upstream call ends in one `CallOutcome` handed to `emit` (see `gateway.outcome`).
+Policies are read from the policy store's in-memory snapshot, one lookup per request.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import NamedTuple, Protocol
+
+import numpy as np
 
 from gateway.catalog import Catalog, ModelInfo, validate
-from gateway.errors import NotFound, UpstreamError, UpstreamRejected, UpstreamUnavailable
-from gateway.experiments.shadow import ShadowMirror
-from gateway.experiments.stats import ExperimentStats
-from gateway.metrics import GatewayMetrics
-from gateway.routing.breaker import CircuitBreaker
+from gateway.errors import GatewayError, NotFound, UpstreamError, UpstreamRejected
+from gateway.outcome import CallKind, CallOutcome, Comparison, Observer, compare
+from gateway.routing.breaker import BreakerOpen, BreakerState, CircuitBreaker
 from gateway.routing.policy import Decision, decide, routing_key
-from gateway.settings import GatewaySettings, ModelPolicy
+from gateway.routing.policy_store import LayerName, Route
+from gateway.settings import GatewaySettings
 from gateway.types import FRAMEWORKS, Framework, InferRequest, InferResponse, other
 from gateway.upstreams.base import Upstream
 
+# Hand a mirrored call to the background (model, job); False when it had to be dropped.
+Mirror = Callable[[str, Callable[[], Awaitable[None]]], bool]
+
+
+class Policies(Protocol):
+    """The router's view of the policy store."""
+
+    def route(self, model: str) -> Route: ...
+
+
+class _Routed(NamedTuple):
+    """One request's routing facts, shared by its calls' outcomes (a tuple: built on every
+    request, at a third of a frozen dataclass's cost)."""
+
+    request: InferRequest
+    layer: LayerName
+    started: float
+
+
+def _fails_over(error: GatewayError) -> bool:
+    """A backend failure the other arm may answer instead; not a request the backend
+    rejected (it would reject it on the other arm too)."""
+    return isinstance(error, UpstreamError) and not isinstance(error, UpstreamRejected)
+
 
 class Router:
-    """Routes every prediction; its policies can be changed at run time (admin API)."""
+    """Routes every prediction by the policy store's effective policy."""
 
     def __init__(
         self,
         catalog: Catalog,
         upstreams: Mapping[Framework, Upstream],
         settings: GatewaySettings,
-        stats: ExperimentStats,
-        metrics: GatewayMetrics,
+        policies: Policies,
+        emit: Observer,
+        mirror: Mirror | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.catalog = catalog
         self.upstreams = upstreams
-        self.stats = stats
-        self.metrics = metrics
-        self.policies: dict[str, ModelPolicy] = {m: settings.policy(m) for m in catalog.names}
+        self.policies = policies
         self.breakers = {fw: CircuitBreaker(settings.breaker) for fw in FRAMEWORKS}
         self.timeouts = {
             "tensorflow": settings.tensorflow.timeout_s,
             "pytorch": settings.pytorch.timeout_s,
         }
+        self._emit_outcome = emit
+        self._mirror = mirror
         self._rng = rng or random.Random()
-        self.shadow = ShadowMirror(
-            self.call_arm, stats, settings.shadow_queue_size, on_result=metrics.observe_shadow
-        )
-
-    def set_policy(self, model: str, policy: ModelPolicy) -> None:
-        self.catalog.get(model)  # NotFound for unknown models
-        self.policies[model] = policy
 
     def prepare(self, request: InferRequest, strict_dtype: bool) -> ModelInfo:
         """Resolve the version and validate the tensors; nothing has left the gateway yet."""
@@ -63,77 +85,129 @@ class Router:
 
     async def infer(self, request: InferRequest, strict_dtype: bool = False) -> InferResponse:
         """Answer `request` from the arm its model's policy picks (see `Decision`)."""
+        started = time.perf_counter()
         unversioned = request.version is None and request.version_label is None
         info = self.prepare(request, strict_dtype)
-        policy = self.policies[request.model]
+        route = self.policies.route(request.model)
+        policy = route.policy
         request.routing_key = routing_key(request, policy)
         decision = decide(policy, request, self._rng)
         if policy.arm_versions and unversioned:  # an experiment names each arm's version
             request.version = policy.arm_versions.get(decision.primary, request.version)
         arms = info.versions[request.version or info.latest]
-        response = await self._answer(request, decision, arms)
-        if (
-            decision.shadow is not None
-            and decision.shadow in arms
-            and decision.shadow != response.backend
-        ):
-            self.shadow.submit(decision.shadow, request, response)
+        routed = _Routed(request, route.layer, started)
+        response = await self._answer(routed, decision, arms)
+        shadow = decision.shadow
+        if shadow is not None and shadow in arms and shadow != response.backend:
+            self._submit_shadow(shadow, routed, response)
         return response.select(request.outputs)
 
     async def _answer(
-        self, request: InferRequest, decision: Decision, arms: tuple[Framework, ...]
+        self, routed: _Routed, decision: Decision, arms: tuple[Framework, ...]
     ) -> InferResponse:
-        primary = decision.primary
+        request, primary = routed.request, decision.primary
         if primary not in arms:
             if request.pinned is not None:
                 raise NotFound(f"{request.model} version {request.version} has no {primary} build")
             primary = other(primary)
+        fallback = decision.fallback
+        # A client that pinned a framework asked for that framework: no failover.
+        if fallback not in arms or fallback == primary or request.pinned is not None:
+            fallback = None
         try:
-            return await self.call_arm(primary, request)
-        except (UpstreamRejected, NotFound):
-            raise
-        except UpstreamError:
-            fallback = decision.fallback
-            # A client that pinned a framework asked for that framework: no failover.
-            if fallback is None or fallback not in arms or request.pinned is not None:
+            return await self._call("primary", primary, routed, can_fail_over=fallback is not None)
+        except UpstreamError as exc:
+            if fallback is None or not _fails_over(exc):
                 raise
-        self.metrics.failovers.labels(request.model, primary).inc()
-        response = await self.call_arm(fallback, request)
+        response = await self._call("failover", fallback, routed, can_fail_over=False)
         response.failover = True
-        self.stats.arm(request.model, fallback).failovers_in += 1
+        return response
+
+    async def _call(
+        self, kind: CallKind, arm: Framework, routed: _Routed, can_fail_over: bool
+    ) -> InferResponse:
+        begun = time.perf_counter()
+        try:
+            response = await self.call_arm(arm, routed.request)
+        except GatewayError as exc:
+            final = not (can_fail_over and _fails_over(exc))
+            self._emit(kind, arm, routed, begun, final, error=exc)
+            raise
+        self._emit(kind, arm, routed, begun, True, response=response)
         return response
 
     async def call_arm(self, arm: Framework, request: InferRequest) -> InferResponse:
-        """One upstream call through the arm's breaker, recorded in the arm's statistics."""
+        """One upstream call through the arm's breaker (no outcome: callers emit it)."""
         breaker = self.breakers[arm]
         if not breaker.allow():
-            self.stats.record_error(request.model, arm, "BreakerOpen")
-            raise UpstreamUnavailable(arm, "circuit breaker is open after repeated failures")
-        started = time.perf_counter()
+            raise BreakerOpen(arm, "circuit breaker is open after repeated failures")
         try:
             response = await self.upstreams[arm].infer(request, self.timeouts[arm])
-        except (UpstreamRejected, NotFound) as exc:
+        except (UpstreamRejected, NotFound):
             breaker.record_success()  # the backend is healthy; the request was not
-            self.stats.record_error(request.model, arm, type(exc).__name__)
             raise
-        except UpstreamError as exc:
+        except UpstreamError:
             breaker.record_failure()
-            self.stats.record_error(request.model, arm, type(exc).__name__)
             raise
-        finally:
-            self.metrics.breaker.labels(arm).set(int(breaker.state))
         breaker.record_success()
-        elapsed = time.perf_counter() - started
-        self.stats.record_success(request.model, arm, elapsed)
-        self.metrics.upstream_latency.labels(request.model, arm).observe(
-            response.timings.get("upstream", elapsed)
-        )
         return response
+
+    def _submit_shadow(self, arm: Framework, routed: _Routed, answer: InferResponse) -> None:
+        if self._mirror is None:
+            return
+        outputs = answer.outputs  # before `select` narrows the client's copy
+
+        async def job() -> None:
+            await self._shadow(arm, routed, outputs)
+
+        self._mirror(routed.request.model, job)
+
+    async def _shadow(self, arm: Framework, routed: _Routed, answer: dict[str, np.ndarray]) -> None:
+        """The mirrored call, off the reply's path; its outcome carries the comparison."""
+        routed = _Routed(routed.request, routed.layer, time.perf_counter())
+        try:
+            shadow = await self.call_arm(arm, routed.request)
+        except GatewayError as exc:
+            self._emit("shadow", arm, routed, routed.started, False, error=exc)
+            return
+        result = compare(answer, shadow.outputs)
+        self._emit("shadow", arm, routed, routed.started, False, response=shadow, comparison=result)
+
+    def _emit(
+        self,
+        kind: CallKind,
+        arm: Framework,
+        routed: _Routed,
+        begun: float,
+        final: bool,
+        error: GatewayError | None = None,
+        response: InferResponse | None = None,
+        comparison: Comparison | None = None,
+    ) -> None:
+        """The one site that builds outcomes."""
+        now = time.perf_counter()
+        self._emit_outcome(
+            CallOutcome(
+                kind=kind,
+                request=routed.request,
+                arm=arm,
+                layer=routed.layer,
+                final=final,
+                latency_s=now - begun,
+                elapsed_s=now - routed.started,
+                status=200 if error is None else int(error.status),
+                error=None if error is None else type(error).__name__,
+                response=response,
+                breaker=int(self.breakers[arm].state),
+                comparison=comparison,
+            )
+        )
 
     async def ready(self, model: str) -> dict[Framework, bool]:
         """Readiness per arm for `model` (an open breaker counts as not ready)."""
         return {
-            arm: self.breakers[arm].state != 2 and await self._upstream_ready(arm, model)
+            arm: self.breakers[arm].state != BreakerState.OPEN
+            and await self._upstream_ready(arm, model)
             for arm in FRAMEWORKS
         }
 

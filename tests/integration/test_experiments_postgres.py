@@ -1,69 +1,29 @@
 """The prediction log on PostgreSQL: the same log and analysis as SQLite.
 
-The fixture starts a throwaway cluster from Debian's `postgresql` package (initdb +
-pg_ctl, as the `postgres` user when run as root) on a free loopback port in a temp
-dir, and always stops it. If PostgreSQL is missing this fails; it never skips.
+`postgres_url` (tests/integration/conftest.py) is a throwaway cluster; if PostgreSQL is
+missing this fails, it never skips.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
+import asyncio
 from pathlib import Path
 
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 
-from backends.process import free_port
 from gateway.app import create_app
+from gateway.control import ControlPlane
+from gateway.database import Database, open_postgres, open_sqlite
 from gateway.experiments.analysis import analyse
+from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.records import Event, Outcome, to_row
+from gateway.experiments.state_store import SCHEMA, add_event, read_events
 from gateway.experiments.store import LogStore, PostgresLogStore, SqliteLogStore
-from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
+from gateway.settings import ExperimentSpec
+from tests.unit.gateway_fakes import FakeLayers, FakeUpstream, make_store, settings_for
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
-
-
-def _pg_bin() -> Path:
-    roots = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not roots:
-        pytest.fail("PostgreSQL is not installed (scripts/setup.sh installs Debian's postgresql)")
-    return roots[-1].parent
-
-
-def _as_db_user(command: list[str]) -> list[str]:
-    # initdb refuses to run as root: use the package's `postgres` user then.
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-def _run(*command: str) -> None:
-    done = subprocess.run(_as_db_user(list(command)), capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"{' '.join(command)} failed: {done.stderr or done.stdout}")
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    # Not under pytest's tmp dir: the `postgres` user cannot enter root's 0700 folders.
-    bin_dir, root = _pg_bin(), Path(tempfile.mkdtemp(prefix="dualserve-pg-"))
-    data, port = root / "data", free_port()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    try:
-        _run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust")
-        options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root}"
-        pg_ctl = str(bin_dir / "pg_ctl")
-        _run(pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "start")
-        try:
-            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        finally:
-            _run(pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _synthetic_log() -> tuple[list[tuple], list[tuple[str, int]], list[Event]]:
@@ -87,20 +47,26 @@ def _synthetic_log() -> tuple[list[tuple], list[tuple[str, int]], list[Event]]:
     )
 
 
-def _fill(store: LogStore) -> dict:
+def _fill(store: LogStore, db: Database) -> dict:
+    """Log, feedback and (through a second connection, as the gateway's control plane
+    writes them) experiment events; the analysis of what the log store reads back."""
     rows, labels, events = _synthetic_log()
     store.write_batch(rows)
     store.add_feedback(labels, 1e9)
     store.add_feedback(labels[:10], 1e9)  # idempotent
-    for event in events:
-        store.add_event(event)
+    db.create_schema(SCHEMA)
+    with db.transaction() as cursor:
+        for event in events:
+            add_event(db, cursor, event)
+    db.close()
     return analyse(store.records("exp"), store.events("exp"), "exp") | {"live": store.summary()}
 
 
 def test_same_log_same_analysis_as_sqlite(postgres_url: str, tmp_path: Path) -> None:
     sqlite, pg = SqliteLogStore(tmp_path / "log.sqlite3"), PostgresLogStore(postgres_url)
     try:
-        assert _fill(pg) == _fill(sqlite)
+        path = tmp_path / "log.sqlite3"
+        assert _fill(pg, open_postgres(postgres_url)) == _fill(sqlite, open_sqlite(path))
         assert pg.records("exp") == sqlite.records("exp")
     finally:
         sqlite.close()
@@ -125,3 +91,29 @@ def test_gateway_logs_feedback_and_analyses_on_postgres(postgres_url: str, tmp_p
     arms = analysis["arms"].values()
     assert sum(a["requests"] for a in arms) == 20
     assert all(a["accuracy"]["value"] in (None, 1.0) for a in arms)
+
+
+def test_racing_gateways_create_one_schema_and_start_once(postgres_url: str) -> None:
+    """Three control planes on a fresh database at once: the schema is created once (no
+    catalog race), the experiment is defined once and one auto-start of three wins."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("CREATE DATABASE race")
+    url = postgres_url.rsplit("/", 1)[0] + "/race"
+    spec = ExperimentSpec(id="m-ab", model="m")
+
+    async def scenario() -> tuple[list[bool], list[str]]:
+        planes = [ControlPlane(lambda: open_postgres(url)) for _ in range(3)]
+        managers = [ExperimentManager([spec], plane, FakeLayers()) for plane in planes]
+        try:
+            await asyncio.gather(*(plane.start() for plane in planes))
+            await asyncio.gather(*(m.define() for m in managers))
+            won = await asyncio.gather(*(m.auto("m-ab", "start", "due") for m in managers))
+            events = await planes[0].read(read_events, "m-ab")
+            return sorted(won), [event.action for event in events]
+        finally:
+            for plane in planes:
+                await plane.aclose()
+
+    assert asyncio.run(scenario()) == ([False, False, True], ["define", "start"])

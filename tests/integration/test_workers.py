@@ -187,11 +187,6 @@ def test_fresh_connections_reach_both_workers_and_metrics_count_each_once(
         assert _scraped(stack, protocol) - scraped_before == REQUESTS
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs cp-store's policy store in the database: on this branch a PATCH changes"
-    " the routing of the one worker that received it",
-)
 def test_a_patch_through_one_connection_is_followed_by_every_worker_within_a_second(
     stack: dict[str, Any], x: np.ndarray
 ) -> None:

@@ -1,4 +1,5 @@
-"""Fakes for the gateway's unit tests: a model store with one manifest, fake upstreams."""
+"""Fakes for the gateway's unit tests: a model store with one manifest, fake upstreams,
+the policy store's experiment layer."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.errors import GatewayError
-from gateway.settings import GatewaySettings
+from gateway.settings import GatewaySettings, ModelPolicy
 from gateway.types import Framework, InferRequest, InferResponse
 from trainers.manifest import (
     DatasetInfo,
@@ -105,3 +106,29 @@ def settings_for(store: Path, **overrides: object) -> GatewaySettings:
     }
     base.update(overrides)
     return GatewaySettings(**base)  # type: ignore[arg-type]
+
+
+class FakeLayers:
+    """The policy store's experiment layer, in memory (one per process)."""
+
+    def __init__(self) -> None:
+        self.layer: tuple[ModelPolicy, str] | None = None
+        self.writes = 0
+
+    def configured_policy(self, model: str) -> ModelPolicy:
+        return ModelPolicy(mode="pinned")
+
+    def overridden_since(self, model: str) -> float | None:
+        return None
+
+    def experiment_layer_owner(self, model: str) -> str | None:
+        return None if self.layer is None else self.layer[1]
+
+    async def set_experiment_layer(
+        self, model: str, policy: ModelPolicy, set_by: str, reason: str
+    ) -> None:
+        self.layer, self.writes = (policy, set_by), self.writes + 1
+
+    async def clear_experiment_layer(self, model: str, set_by: str) -> None:
+        if self.layer is not None and self.layer[1] == set_by:
+            self.layer, self.writes = None, self.writes + 1

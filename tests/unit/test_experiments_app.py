@@ -111,7 +111,8 @@ def test_admin_transitions_need_reasons_and_are_recorded(client: TestClient) -> 
     assert {arm for _, arm, _ in _predict(client, 10)} == {"tensorflow"}
     assert client.post(f"{base}/end", json={"reason": "done"}, headers=ADMIN).status_code == 200
     policy = client.get("/admin/models/toy/policy", headers=ADMIN).json()
-    assert policy["weights"] == {"tensorflow": 50.0, "pytorch": 50.0}  # given back
+    assert policy["effective"]["weights"] == {"tensorflow": 50.0, "pytorch": 50.0}  # given back
+    assert policy["source"] == "configured" and policy["layers"]["experiment"] is None
     events = client.get(base, headers=ADMIN).json()["events"]
     assert [(e["action"], e["reason"]) for e in events] == [
         ("start", "start time reached"), ("pause", "look"), ("start", "go"),

@@ -190,7 +190,7 @@ def test_admin_needs_the_token_and_changes_policy_at_run_time(gw: Gateway) -> No
     changed = gw.client.patch(
         "/admin/models/toy/policy", json={"mode": "pinned", "primary": "pytorch"}, headers=ADMIN
     )
-    assert changed.status_code == 200 and changed.json()["primary"] == "pytorch"
+    assert changed.status_code == 200 and changed.json()["effective"]["primary"] == "pytorch"
     assert gw.client.post("/v1/models/toy:predict", json=ROW).headers["X-Backend"] == "pytorch"
     bad = gw.client.patch(
         "/admin/models/toy/policy", json={"weights": {"tensorflow": -1}}, headers=ADMIN

@@ -1,0 +1,44 @@
+"""Which experiments a gateway runs, checked at start, and where their database is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from gateway.catalog import Catalog
+from gateway.settings import ArmSpec, ExperimentSpec, ExperimentsSettings, ModelPolicy
+from gateway.types import FRAMEWORKS
+
+
+def default_specs(
+    catalog: Catalog, configured: Callable[[str], ModelPolicy]
+) -> list[ExperimentSpec]:
+    """One sticky experiment per weighted model with both builds, on its configured split."""
+    specs = []
+    for model in catalog.names:
+        policy, info = configured(model), catalog.get(model)
+        if policy.mode != "weighted" or set(info.versions[info.latest]) != set(FRAMEWORKS):
+            continue
+        arms = [ArmSpec(framework=fw, version=info.latest) for fw in FRAMEWORKS]
+        split = {fw: policy.weights.get(fw, 0.0) for fw in FRAMEWORKS}
+        specs.append(ExperimentSpec(id=f"{model}-ab", model=model, arms=arms, split=split))
+    return specs
+
+
+def data_dir(settings: ExperimentsSettings, config_file: Path | None) -> Path | None:
+    """The configured folder, else `data/` beside the config file, else None (in memory)."""
+    if settings.data_dir is not None:
+        return settings.data_dir
+    return None if config_file is None else Path(config_file).resolve().parent / "data"
+
+
+def check_specs(specs: Sequence[ExperimentSpec], catalog: Catalog) -> None:
+    """Fail fast at start on unknown models, versions or duplicate ids."""
+    if len({spec.id for spec in specs}) != len(specs):
+        raise ValueError("experiment ids must be unique")
+    for spec in specs:
+        info = catalog.get(spec.model)  # NotFound names the model
+        for arm in spec.arms:
+            if arm.version is not None and arm.framework not in info.versions.get(arm.version, ()):
+                message = f"no {arm.framework} build of version {arm.version}"
+                raise ValueError(f"experiment {spec.id}: {message}")
