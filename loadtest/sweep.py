@@ -30,7 +30,6 @@ from loadtest.pinning import Pinning, pin_servers, plan_pinning, restore
 from loadtest.results import write_cells_csv
 from loadtest.targets import (
     ALL_TARGETS,
-    SPLIT_POLICY,
     Target,
     grpc_targets,
     payload_bodies,
@@ -151,22 +150,25 @@ def _run_cells(
     return cells
 
 
-def set_policy(state: dict[str, Any], model: str, policy: dict[str, Any]) -> None:
-    """PATCH the model's routing policy through the gateway's admin API."""
+def set_policy(state: dict[str, Any], model: str, policy: dict[str, Any] | None) -> None:
+    """Set the model's admin override through the gateway's admin API (PATCH), or clear
+    it (`policy=None`: DELETE), so the configured or experiment policy is back in force."""
     token = Path(state["gateway"]["admin_token_file"]).read_text().strip()
-    reply = httpx.patch(
-        f"{state['gateway']['rest']}/admin/models/{model}/policy",
-        json=policy,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
+    url = f"{state['gateway']['rest']}/admin/models/{model}/policy"
+    headers = {"Authorization": f"Bearer {token}"}
+    if policy is None:
+        reply = httpx.delete(url, headers=headers, timeout=10)
+    else:
+        body = {"policy": policy, "reason": "load-test target", "set_by": "loadtest"}
+        reply = httpx.patch(url, json=body, headers=headers, timeout=10)
     if reply.status_code != 200:
         raise RuntimeError(f"setting {model}'s policy failed: {reply.status_code} {reply.text}")
 
 
 def _reset_policies(state: dict[str, Any], models: tuple[str, ...]) -> None:
+    """Leave no override behind: traffic after the sweep is the experiment's again."""
     for model in models:
-        set_policy(state, model, dict(SPLIT_POLICY))
+        set_policy(state, model, None)
 
 
 @contextmanager
