@@ -116,6 +116,9 @@ class Margins(BaseModel):
     accuracy_points: float = Field(
         0.5, ge=0, le=100, description="accuracy percentage points the candidate may lose"
     )
+    error_rate_points: float = Field(
+        1.0, ge=0, le=100, description="error-rate percentage points the candidate may add"
+    )
     p99_ms: float | None = Field(None, ge=0, description="p99 milliseconds it may add")
     p99_ratio: float | None = Field(
         None, ge=0, description="share of the control's p99 it may add (0.05 = 5% slower)"
@@ -139,9 +142,7 @@ class Guardrails(BaseModel):
     None takes the experiment's own margin for that metric.
     """
 
-    error_rate_points: float = Field(
-        1.0, ge=0, le=100, description="error-rate percentage points the candidate may add"
-    )
+    error_rate_points: float | None = Field(None, ge=0, le=100, description="None = margins'")
     accuracy_points: float | None = Field(None, ge=0, le=100, description="None = margins'")
     p99_ms: float | None = Field(None, ge=0, description="None = margins'")
     p99_ratio: float | None = Field(None, ge=0, description="None = margins'")

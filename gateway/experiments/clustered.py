@@ -44,13 +44,18 @@ class Estimate:
 
 def unit_sums(units: NDArray[np.int64], values: ArrayLike, size: int) -> Array:
     """Per-unit sums of `values` (float64 array of length `size`, units as 0..size-1)."""
-    return np.bincount(units, weights=np.asarray(values, dtype=float), minlength=size)
+    sums = np.bincount(units, weights=np.asarray(values, dtype=float), minlength=size)
+    return sums.astype(np.float64)
 
 
 def ratio_se_from_sums(
-    k: ArrayLike, sx: ArrayLike, sy: ArrayLike, sxx: ArrayLike, syy: ArrayLike,
+    k: ArrayLike,
+    sx: ArrayLike,
+    sy: ArrayLike,
+    sxx: ArrayLike,
+    syy: ArrayLike,
     sxy: ArrayLike,
-) -> tuple[Array, Array]:  # fmt: skip
+) -> tuple[Array, Array]:
     """Ratio sum(x)/sum(y) over `k` units and its delta-method standard error.
 
     Args:
@@ -81,8 +86,12 @@ def ratio(x_units: Array, y_units: Array) -> Estimate:
 def difference(control: Estimate, candidate: Estimate) -> Estimate:
     """candidate - control for independent arms; `units` counts both arms."""
     se = math.hypot(control.se, candidate.se)
-    return Estimate(candidate.value - control.value, se, control.units + candidate.units,
-                    control.n + candidate.n)  # fmt: skip
+    return Estimate(
+        candidate.value - control.value,
+        se,
+        control.units + candidate.units,
+        control.n + candidate.n,
+    )
 
 
 def quantile(latency: Array, units: NDArray[np.int64], q: float) -> tuple[Estimate, float, float]:

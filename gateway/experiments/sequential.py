@@ -52,16 +52,21 @@ def boundary_multiplier(n: ArrayLike, alpha: float, tuned_units: float = TUNED_U
         tuned_units: where the sequence is tightest.
 
     Returns:
-        float64 array shaped like `n`; always wider than the fixed-n z quantile.
+        float64 array shaped like `n` (NaN where n <= 0); always wider than the fixed-n z quantile.
     """
     v = np.asarray(n, dtype=float) * mixing_rho2(alpha, tuned_units)
-    return np.sqrt(2.0 * (1.0 + v) / v * np.log(np.sqrt(1.0 + v) / alpha))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.sqrt(2.0 * (1.0 + v) / v * np.log(np.sqrt(1.0 + v) / alpha))
+    return np.where(v > 0, m, np.nan)
 
 
 def confidence_sequence(
-    estimate: ArrayLike, se: ArrayLike, n: ArrayLike, alpha: float,
+    estimate: ArrayLike,
+    se: ArrayLike,
+    n: ArrayLike,
+    alpha: float,
     tuned_units: float = TUNED_UNITS,
-) -> tuple[Array, Array]:  # fmt: skip
+) -> tuple[Array, Array]:
     """The (1 - alpha) asymptotic confidence sequence est +/- se * m(n).
 
     Returns:
@@ -73,9 +78,13 @@ def confidence_sequence(
 
 
 def always_valid_p(
-    estimate: ArrayLike, se: ArrayLike, n: ArrayLike, alpha: float,
-    theta0: float = 0.0, tuned_units: float = TUNED_UNITS,
-) -> Array:  # fmt: skip
+    estimate: ArrayLike,
+    se: ArrayLike,
+    n: ArrayLike,
+    alpha: float,
+    theta0: float = 0.0,
+    tuned_units: float = TUNED_UNITS,
+) -> Array:
     """The mSPRT p-value of "effect = theta0" at one look: min(1, 1 / Lambda).
 
     `alpha` only tunes the mixing scale (as the confidence sequence's), so p < alpha

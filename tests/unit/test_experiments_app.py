@@ -62,7 +62,8 @@ def test_default_experiment_runs_and_feedback_drives_accuracy(client: TestClient
             analysis["arms"][arm]["requests"] == n
             and analysis["arms"][arm]["accuracy"]["labelled"] == n
         )
-    assert len(analysis["verdict"]) == 3
+    assert analysis["decision"]["outcome"] == "candidate_inferior"
+    assert analysis["decision"]["metric"] == "accuracy"
 
 
 def test_pinned_or_unsplit_requests_are_logged_outside_the_experiment(client: TestClient) -> None:
