@@ -58,9 +58,8 @@ def estimates(frame: LogFrame, arm: str) -> dict[str, cl.Estimate]:
         "accuracy": _per_unit(frame, labelled(frame, arm), (frame.top1 == frame.label) * 1.0),
         "error_rate": _per_unit(frame, served, (frame.status != 200) * 1.0),
     }
-    for q in (50, 99):
-        out[f"latency_p{q}_ms"] = cl.quantile(frame.latency_ms[ok], frame.unit[ok], q / 100)[0]
-    return out
+    p50, p99 = cl.quantiles(frame.latency_ms[ok], frame.unit[ok], (0.5, 0.99))
+    return {**out, "latency_p50_ms": p50[0], "latency_p99_ms": p99[0]}
 
 
 def proportion_interval(estimate: cl.Estimate) -> list[float | None]:
@@ -80,10 +79,11 @@ def arm_figures(frame: LogFrame, arm: str) -> dict[str, Any]:
     served = frame.served(arm)
     est = estimates(frame, arm)
     ok = served & (frame.status == 200)
-    latency = {}
-    for q in (50, 90, 99):
-        value, low, high = cl.quantile(frame.latency_ms[ok], frame.unit[ok], q / 100)
-        latency[f"p{q}"] = {"value": r(value.value, 4), "ci95": [r(low, 4), r(high, 4)]}
+    found = cl.quantiles(frame.latency_ms[ok], frame.unit[ok], (0.5, 0.9, 0.99))
+    latency = {
+        f"p{q}": {"value": r(value.value, 4), "ci95": [r(low, 4), r(high, 4)]}
+        for q, (value, low, high) in zip((50, 90, 99), found, strict=True)
+    }
     acc = est["accuracy"]
     shadow = frame.shadowed(arm) & ~np.isnan(frame.agreed)
     agreement = float(frame.agreed[shadow].mean()) if shadow.any() else math.nan
@@ -133,7 +133,7 @@ def history(
     control: str,
     candidate: str,
     alpha: float,
-    looks: int = 20,
+    looks: int = 10,
     compute: Callable[[LogFrame, str, str, float], dict[str, Any]] = differences,
 ) -> list[dict[str, Any]]:
     """The differences as they stood after each of `looks` equal steps in units seen.
