@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from statsmodels.stats.proportion import proportion_confint
 
 from gateway.experiments import clustered as cl
 from gateway.experiments import sequential as sq
@@ -65,6 +64,8 @@ def estimates(frame: LogFrame, arm: str) -> dict[str, cl.Estimate]:
 def proportion_interval(estimate: cl.Estimate) -> list[float | None]:
     """95% Wilson interval (statsmodels) on the design-effect sample: n_eff = p(1-p)/se^2
     (Kish), so correlated requests of one unit count less than independent ones."""
+    from statsmodels.stats.proportion import proportion_confint  # first analysis only
+
     p, n = estimate.value, float(estimate.n)
     if math.isnan(p) or n == 0:
         return [None, None]

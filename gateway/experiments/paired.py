@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from statsmodels.stats.contingency_tables import mcnemar
 
 from gateway.experiments import clustered as cl
 from gateway.experiments.figures import r
@@ -59,6 +58,8 @@ def paired_analysis(frame: LogFrame, control: str, candidate: str) -> dict[str, 
 
 
 def _mcnemar(ctrl_right: np.ndarray, cand_right: np.ndarray, known: np.ndarray) -> dict[str, Any]:
+    from statsmodels.stats.contingency_tables import mcnemar  # first analysis only
+
     c, d = ctrl_right[known], cand_right[known]
     table = np.array([[(c & d).sum(), (c & ~d).sum()], [(~c & d).sum(), (~c & ~d).sum()]])
     n, control_only, candidate_only = int(known.sum()), int(table[0, 1]), int(table[1, 0])
