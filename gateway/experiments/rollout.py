@@ -23,6 +23,7 @@ from typing import Any, Literal
 from gateway.experiments.decision import DECISION_METRICS, margins_for, metric_status
 from gateway.experiments.figures import LOWER_IS_BETTER
 from gateway.settings import ExperimentSpec, Margins, RolloutSpec
+from gateway.types import Framework
 
 ROLLED_BACK = -1
 Kind = Literal["hold", "advance", "complete", "rollback"]
@@ -45,7 +46,7 @@ class RolloutAction:
     kind: Kind
     step: int
     share: float
-    split: dict[str, float]
+    split: dict[Framework, float]
     reason: str
     metric: str
 
