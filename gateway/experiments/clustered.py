@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 Array = NDArray[np.float64]
 RESAMPLES = 100
 MAX_BOOT_ROWS = 10_000  # larger logs bootstrap a sample of whole units
-_Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
+Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975): 95% normal intervals
 # Poisson(1) CDF (scipy.stats.poisson.cdf(range(12), 1)): weights from uniforms by lookup,
 # 10x faster than numpy's Poisson sampler.
 _POISSON_CDF = np.cumsum([math.exp(-1) / math.factorial(i) for i in range(12)])
@@ -136,7 +136,7 @@ def quantiles(
     se = boot.std(axis=1, ddof=1) * shrink
     low, high = np.percentile(boot, [2.5, 97.5], axis=1)
     if shrink < 1:  # a subsample's spread, scaled to all units: a normal interval
-        low, high = values - _Z95 * se, values + _Z95 * se
+        low, high = values - Z95 * se, values + Z95 * se
     return [
         (Estimate(float(v), float(s), k, n), float(lo), float(hi))
         for v, s, lo, hi in zip(values, se, low, high, strict=True)

@@ -22,7 +22,6 @@ from gateway.experiments import clustered as cl
 from gateway.experiments import sequential as sq
 from gateway.experiments.frame import LogFrame
 
-_Z95 = 1.959963984540054
 LOWER_IS_BETTER = {
     "accuracy": False,
     "error_rate": True,
@@ -123,7 +122,7 @@ def _difference(d: cl.Estimate, alpha: float) -> dict[str, Any]:
         "estimate": r(d.value),
         "se": r(d.se),
         "units": d.units,
-        "ci95": [r(d.value - _Z95 * d.se), r(d.value + _Z95 * d.se)],
+        "ci95": [r(d.value - cl.Z95 * d.se), r(d.value + cl.Z95 * d.se)],
         "sequence": [r(float(low)), r(float(high))],
         "p_value": r(float(p), 8),
     }

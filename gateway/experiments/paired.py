@@ -19,8 +19,6 @@ from gateway.experiments import clustered as cl
 from gateway.experiments.figures import r
 from gateway.experiments.frame import LogFrame
 
-_Z95 = 1.959963984540054
-
 
 def pairs(frame: LogFrame, control: str, candidate: str) -> tuple[np.ndarray, np.ndarray]:
     """Row indices (control row, candidate row) of every mirrored request."""
@@ -77,7 +75,7 @@ def _latency(diff: np.ndarray, units: np.ndarray) -> dict[str, Any]:
     _, index = np.unique(units, return_inverse=True)
     size = int(index.max()) + 1
     mean = cl.ratio(cl.unit_sums(index, diff, size), cl.unit_sums(index, np.ones_like(diff), size))
-    half = _Z95 * mean.se
+    half = cl.Z95 * mean.se
     return {
         "mean_diff": r(mean.value, 4),
         "ci95": [r(mean.value - half, 4), r(mean.value + half, 4)],
