@@ -139,10 +139,9 @@ def _arm_line(arm: str, f: dict[str, Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def markdown(result: dict[str, Any]) -> str:
-    """The report's text (without images), decision first."""
+def _sections(result: dict[str, Any]) -> list[tuple[str, list[str]]]:
     role = f"control {result.get('control')}, candidate {result.get('candidate')}"
-    sections = [
+    return [
         (f"# Experiment {result['experiment']}", [role]),
         ("## Decision", decision_lines(result)),
         ("## Sample-ratio check", srm_lines(result.get("srm"))),
@@ -152,7 +151,21 @@ def markdown(result: dict[str, Any]) -> str:
         ("## Rollout", rollout_lines(result)),
         ("## Full analysis", ["```json", json.dumps(result, indent=2), "```"]),
     ]
+
+
+def _join(sections: list[tuple[str, list[str]]]) -> str:
     return "\n".join(line for title, body in sections for line in (title, "", *body, "")) + "\n"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The report's text (without images), decision first."""
+    return _join(_sections(result))
+
+
+def status_markdown(result: dict[str, Any]) -> str:
+    """`dualserve experiment status`: the report's text without the arms and the JSON."""
+    keep = ("# ", "## Decision", "## Sample", "## Differences", "## Paired", "## Rollout")
+    return _join([s for s in _sections(result) if s[0].startswith(keep)])
 
 
 def write_report(
