@@ -77,3 +77,11 @@ def test_empty_and_single_unit_give_nan_not_errors() -> None:
     one = cl.quantile(np.array([1.0, 2.0]), np.array([0, 0]), 0.5)
     assert one[0].value == 1.5 and np.isnan(one[0].se)
     assert np.isnan(cl.ratio(np.array([3.0]), np.array([4.0])).se)
+
+
+def test_large_logs_bootstrap_a_sample_of_units_with_a_scaled_error() -> None:
+    x = np.random.default_rng(7).standard_normal(3 * cl.MAX_BOOT_ROWS)
+    estimate, low, high = cl.quantile(x, np.arange(x.size), 0.5)
+    expected_se = np.sqrt(0.25 / x.size) / stats.norm.pdf(0.0)
+    assert estimate.units == x.size and low < estimate.value < high
+    assert estimate.se == pytest.approx(expected_se, rel=0.2)
