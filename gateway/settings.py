@@ -23,6 +23,8 @@ from pydantic_settings import (
 from gateway.types import Framework
 
 Transport = Literal["grpc", "rest"]
+DecisionMetric = Literal["error_rate", "accuracy", "latency_p99_ms"]
+DECISION_METRICS: tuple[DecisionMetric, ...] = ("error_rate", "accuracy", "latency_p99_ms")
 _YAML_FILE: ContextVar[Path | None] = ContextVar("dualserve_yaml_file", default=None)
 
 
@@ -201,6 +203,11 @@ class ExperimentSpec(BaseModel):
         0.05, gt=0, lt=0.5, description="error rate of every anytime-valid decision"
     )
     margins: Margins = Field(default_factory=_default_margins)
+    decision_metrics: list[DecisionMetric] = Field(
+        default_factory=lambda: list(DECISION_METRICS),
+        min_length=1,
+        description="metrics that must be within their margins (drop accuracy without feedback)",
+    )
     rollout: RolloutSpec | None = Field(None, description="None = a fixed split, no rollout")
 
     @model_validator(mode="after")
@@ -214,6 +221,12 @@ class ExperimentSpec(BaseModel):
             self.arms = roles
         elif len(self.arms) == 2:
             self.control, self.candidate = self.arms
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_once(self) -> ExperimentSpec:
+        if len(set(self.decision_metrics)) != len(self.decision_metrics):
+            raise ValueError(f"decision_metrics repeats a metric: {self.decision_metrics}")
         return self
 
     @model_validator(mode="after")

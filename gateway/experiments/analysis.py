@@ -23,9 +23,9 @@ from gateway.experiments.frame import LogFrame
 from gateway.experiments.paired import paired_analysis
 from gateway.experiments.records import Event, Row
 from gateway.experiments.srm import srm_check
-from gateway.settings import ExperimentSpec, Margins
+from gateway.settings import ExperimentSpec
 
-ALPHA = 0.05
+_DEFAULTS = ExperimentSpec(id="defaults", model="any")  # for logs without a valid spec
 _SPLIT_ACTIONS = ("split", "rollout")
 
 
@@ -72,21 +72,20 @@ def analyse(rows: Sequence[Row], events: Sequence[Event], experiment: str) -> di
     frame = LogFrame.from_rows(rows)
     spec = spec_from_events(events) or {}
     model = _validated(spec)
-    alpha = model.alpha if model is not None else ALPHA
+    rules = model or _DEFAULTS  # alpha, margins, decision metrics
     arms = roles(model, frame)
     per_arm = {arm: arm_figures(frame, arm) for arm in arms}
     result: dict[str, Any] = {
         "experiment": experiment,
         "spec": spec,
-        "alpha": alpha,
+        "alpha": rules.alpha,
         "control": arms[0] if len(arms) == 2 else None,
         "candidate": arms[1] if len(arms) == 2 else None,
         "sample": sample(spec, per_arm),
         "arms": per_arm,
     }
     if len(arms) == 2:
-        margins = model.margins if model is not None else Margins(p99_ms=1.0)
-        result.update(_comparison(frame, events, arms, alpha, margins, per_arm))
+        result.update(_comparison(frame, events, arms, rules, per_arm))
     result["events"] = [event.as_dict() for event in events if event.action != "define"]
     result["rollout"] = [event.as_dict() for event in events if event.action == "rollout"]
     return result
@@ -96,15 +95,15 @@ def _comparison(
     frame: LogFrame,
     events: Sequence[Event],
     arms: list[str],
-    alpha: float,
-    margins: Margins,
+    rules: ExperimentSpec,
     per_arm: dict[str, Any],
 ) -> dict[str, Any]:
     control, candidate = arms
+    alpha = rules.alpha
     diffs = differences(frame, control, candidate, alpha)
     srm = srm_check(frame, events, arms)
-    limits = margins_for(margins, per_arm[control]["latency_ms"]["p99"]["value"])
-    decision = decide(diffs, limits, srm["flagged"], alpha)
+    limits = margins_for(rules.margins, per_arm[control]["latency_ms"]["p99"]["value"])
+    decision = decide(diffs, limits, srm["flagged"], alpha, rules.decision_metrics)
     return {
         "decision": decision,
         "srm": srm,

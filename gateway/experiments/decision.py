@@ -13,18 +13,19 @@ metric's anytime-valid confidence sequence for "candidate - control" (`sequentia
 - `candidate_non_inferior`: every metric is within its margin;
 - `inconclusive`: otherwise (the sentence names the metric still undecided).
 
-Decision metrics: error rate, accuracy, p99 latency (p50 is shown, not decided on).
+Decision metrics: error rate, accuracy, p99 latency by default (the spec's
+`decision_metrics`; p50 is shown, never decided on).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.experiments.figures import LOWER_IS_BETTER
-from gateway.settings import Margins
+from gateway.settings import DECISION_METRICS, Margins
 
-DECISION_METRICS = ("error_rate", "accuracy", "latency_p99_ms")
 OUTCOMES = (
     "candidate_superior",
     "candidate_non_inferior",
@@ -71,9 +72,10 @@ def decide(
     margins: dict[str, float],
     srm_flagged: bool,
     alpha: float,
+    metrics: Sequence[str] = DECISION_METRICS,
 ) -> dict[str, Any]:
     """The decision with its sentence and the metric(s) that decided it."""
-    status = {m: metric_status(diffs[m], margins[m], LOWER_IS_BETTER[m]) for m in DECISION_METRICS}
+    status = {m: metric_status(diffs[m], margins[m], LOWER_IS_BETTER[m]) for m in metrics}
     base = {"metrics": status, "margins": margins, "alpha": alpha}
     if srm_flagged:
         sentence = (
@@ -82,19 +84,19 @@ def decide(
         )
         return {**base, "outcome": "withheld_srm", "metric": "srm", "sentence": sentence}
     for outcome, wanted in (("candidate_inferior", "inferior"), ("inconclusive", "inconclusive")):
-        hit = [m for m in DECISION_METRICS if status[m] == wanted]
+        hit = [m for m in metrics if status[m] == wanted]
         if hit:
             metric = hit[0]
             sentence = _sentence(outcome, metric, diffs[metric], margins[metric], alpha)
             return {**base, "outcome": outcome, "metric": metric, "sentence": sentence}
-    better = [m for m in DECISION_METRICS if status[m] == "superior"]
+    better = [m for m in metrics if status[m] == "superior"]
     outcome = "candidate_superior" if better else "candidate_non_inferior"
     metric = better[0] if better else "all"
     return {
         **base,
         "outcome": outcome,
         "metric": metric,
-        "sentence": _closing(outcome, better, diffs, margins, alpha),
+        "sentence": _closing(outcome, better, diffs, {m: margins[m] for m in metrics}, alpha),
     }
 
 
@@ -128,7 +130,7 @@ def _sentence(outcome: str, metric: str, diff: dict[str, Any], margin: float, al
 def _closing(
     outcome: str, better: list[str], diffs: dict[str, Any], margins: dict[str, float], alpha: float
 ) -> str:
-    within = ", ".join(f"{_NAMES[m]} within {_amount(m, margins[m])}" for m in DECISION_METRICS)
+    within = ", ".join(f"{_NAMES[m]} within {_amount(m, margin)}" for m, margin in margins.items())
     level = f"{100 * (1 - alpha):.0f}%"
     if outcome == "candidate_non_inferior":
         return f"The candidate is non-inferior at {level} anytime-valid confidence: {within}."

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from gateway.experiments.analysis import analyse
-from gateway.experiments.decision import DECISION_METRICS
 from gateway.experiments.figures import LOWER_IS_BETTER
 from gateway.experiments.frame import LogFrame
 from gateway.experiments.plots import plots
@@ -173,7 +172,8 @@ def write_report(
 ) -> tuple[Path, Path]:
     """Write `report.md` and `index.html` for one experiment; returns both paths."""
     result = analyse(rows, events, experiment)
-    images = plots(LogFrame.from_rows(rows), result, DECISION_METRICS)
+    decided = list((result.get("decision") or {}).get("metrics", {}))
+    images = plots(LogFrame.from_rows(rows), result, decided)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = markdown(result)
     md_path, html_path = out_dir / "report.md", out_dir / "index.html"

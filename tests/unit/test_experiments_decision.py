@@ -129,3 +129,15 @@ def test_spec_rejects_inconsistent_fields_with_a_message(
 ) -> None:
     with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace("]", r"\]")):
         ExperimentSpec(id="e", model="m", **extra)
+
+
+def test_without_feedback_accuracy_blocks_the_decision_unless_dropped_from_the_spec() -> None:
+    rows = [(*r[:-1], None) for r in experiment_rows(14, 3000, {CONTROL: 0.9, CANDIDATE: 0.9})]
+    strict = analyse(rows, [define()], "exp")["decision"]
+    assert (strict["outcome"], strict["metric"]) == ("inconclusive", "accuracy")
+    assert "POST /v1/feedback" in strict["sentence"]
+    unlabelled = define(decision_metrics=["error_rate", "latency_p99_ms"])
+    relaxed = analyse(rows, [unlabelled], "exp")["decision"]
+    assert relaxed["outcome"] == "candidate_non_inferior" and "accuracy" not in relaxed["metrics"]
+    with pytest.raises(ValidationError, match="repeats"):
+        ExperimentSpec(id="e", model="m", decision_metrics=["accuracy", "accuracy"])
