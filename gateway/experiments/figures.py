@@ -52,9 +52,10 @@ def estimates(frame: LogFrame, arm: str) -> dict[str, cl.Estimate]:
     """Each metric's cluster-adjusted estimate for one arm."""
     served = frame.served(arm)
     ok = served & (frame.status == 200)
-    out = {
-        "accuracy": _per_unit(frame, labelled(frame, arm), (frame.top1 == frame.label) * 1.0),
-        "error_rate": _per_unit(frame, served, (frame.status != 200) * 1.0),
+    right = (frame.top1 == frame.label) * 1.0
+    out = {  # proportions: never a zero standard error
+        "accuracy": cl.binomial_floor(_per_unit(frame, labelled(frame, arm), right)),
+        "error_rate": cl.binomial_floor(_per_unit(frame, served, (frame.status != 200) * 1.0)),
     }
     p50, p99 = cl.quantiles(frame.latency_ms[ok], frame.unit[ok], (0.5, 0.99))
     return {**out, "latency_p50_ms": p50[0], "latency_p99_ms": p99[0]}
@@ -68,7 +69,7 @@ def proportion_interval(estimate: cl.Estimate) -> list[float | None]:
     p, n = estimate.value, float(estimate.n)
     if math.isnan(p) or n == 0:
         return [None, None]
-    if not math.isnan(estimate.se) and estimate.se > 0:
+    if 0 < p < 1 and not math.isnan(estimate.se) and estimate.se > 0:
         n = min(n, p * (1 - p) / estimate.se**2)
     low, high = proportion_confint(p * n, n, alpha=0.05, method="wilson")
     return [r(low), r(high)]

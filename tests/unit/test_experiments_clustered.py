@@ -85,3 +85,15 @@ def test_large_logs_bootstrap_a_sample_of_units_with_a_scaled_error() -> None:
     expected_se = np.sqrt(0.25 / x.size) / stats.norm.pdf(0.0)
     assert estimate.units == x.size and low < estimate.value < high
     assert estimate.se == pytest.approx(expected_se, rel=0.2)
+
+
+def test_an_all_right_arm_keeps_a_binomial_standard_error() -> None:
+    ones = np.ones(15)
+    floored = cl.binomial_floor(cl.ratio(ones, ones))
+    assert floored.value == 1.0 and floored.se == pytest.approx(np.sqrt(16 / 17 * 1 / 17 / 15))
+    unit, correct = _clustered_requests(4)
+    size = int(unit.max()) + 1
+    clustered = cl.ratio(
+        cl.unit_sums(unit, correct, size), cl.unit_sums(unit, np.ones_like(correct), size)
+    )
+    assert cl.binomial_floor(clustered) == clustered  # a real clustered error is larger

@@ -90,11 +90,12 @@ def test_thirty_percent_wrong_answers_decide_by_direction() -> None:
     worse = analyse(experiment_rows(10, 400, {CONTROL: 0.95, CANDIDATE: 0.65}), [define()], "e")
     assert worse["decision"]["outcome"] == "candidate_inferior"
     assert worse["decision"]["metric"] == "accuracy"
-    # superiority also needs every other metric within its margin: at 400 units the p99
-    # latency sequence is still wider than 1 ms, so the rule waits
+    # superiority also needs every other metric within its margin: at 400 units the error
+    # rate (0 of ~400 requests per arm) and p99 sequences are still wider, so the rule waits
     early = analyse(experiment_rows(10, 400, {CONTROL: 0.65, CANDIDATE: 0.95}), [define()], "e")
     assert early["decision"]["outcome"] == "inconclusive"
-    assert early["decision"]["metric"] == "latency_p99_ms"
+    assert early["decision"]["metrics"]["accuracy"] == "superior"
+    assert early["decision"]["metric"] in ("error_rate", "latency_p99_ms")
     better = analyse(experiment_rows(10, 1500, {CONTROL: 0.65, CANDIDATE: 0.95}), [define()], "e")
     assert better["decision"]["outcome"] == "candidate_superior"
     assert better["differences"]["accuracy"]["sequence"][0] > 0
