@@ -75,16 +75,19 @@ def proportion_interval(estimate: cl.Estimate) -> list[float | None]:
     return [r(low), r(high)]
 
 
+def latency_figures(frame: LogFrame, ok: np.ndarray) -> dict[str, Any]:
+    """p50, p90, p99 (ms) of the `ok` requests with cluster-bootstrap 95% intervals."""
+    found = cl.quantiles(frame.latency_ms[ok], frame.unit[ok], (0.5, 0.9, 0.99))
+    return {
+        f"p{q}": {"value": r(value.value, 4), "ci95": [r(low, 4), r(high, 4)]}
+        for q, (value, low, high) in zip((50, 90, 99), found, strict=True)
+    }
+
+
 def arm_figures(frame: LogFrame, arm: str) -> dict[str, Any]:
     """Counts and each metric's value with its cluster-adjusted 95% interval."""
     served = frame.served(arm)
     est = estimates(frame, arm)
-    ok = served & (frame.status == 200)
-    found = cl.quantiles(frame.latency_ms[ok], frame.unit[ok], (0.5, 0.9, 0.99))
-    latency = {
-        f"p{q}": {"value": r(value.value, 4), "ci95": [r(low, 4), r(high, 4)]}
-        for q, (value, low, high) in zip((50, 90, 99), found, strict=True)
-    }
     acc = est["accuracy"]
     shadow = frame.shadowed(arm) & ~np.isnan(frame.agreed)
     agreement = float(frame.agreed[shadow].mean()) if shadow.any() else math.nan
@@ -96,7 +99,7 @@ def arm_figures(frame: LogFrame, arm: str) -> dict[str, Any]:
             "value": r(est["error_rate"].value),
             "ci95": proportion_interval(est["error_rate"]),
         },
-        "latency_ms": latency,
+        "latency_ms": latency_figures(frame, served & (frame.status == 200)),
         "accuracy": {
             "labelled": acc.n,
             "correct": round(acc.value * acc.n) if acc.n else 0,

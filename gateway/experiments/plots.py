@@ -36,23 +36,9 @@ def plots(frame: LogFrame, result: dict[str, Any], decided: Sequence[str]) -> di
     import matplotlib.pyplot as plt
 
     arms = list(result["arms"])
-    out = {}
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6), squeeze=False)
-    metrics = list(LOWER_IS_BETTER)
-    margins = (result.get("decision") or {}).get("margins", {})
-    for ax, metric in zip(axes.ravel(), metrics, strict=True):
-        _sequence_plot(ax, result.get("history") or [], metric, margins.get(metric))
-        if metric not in decided:
-            ax.set_title(f"{ax.get_title()} (shown only)")
-    fig.suptitle("candidate - control over time, with confidence sequences")
-    fig.tight_layout()
-    out["sequences"] = png(fig)
+    out = {"sequences": _sequences(plt, result, decided)}
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    for arm in arms:
-        values = frame.latency_ms[frame.served(arm) & (frame.status == 200)]
-        if values.size:
-            ax.hist(values, bins=40, alpha=0.5, label=arm)
-    ax.set(xlabel="latency (ms)", ylabel="requests", title="latency per arm")
+    _latency_plot(ax, frame, arms)
     out["latency"] = _finish(fig, ax)
     fig, ax = plt.subplots(figsize=(6, 3.2))
     _accuracy_plot(ax, result)
@@ -62,6 +48,26 @@ def plots(frame: LogFrame, result: dict[str, Any], decided: Sequence[str]) -> di
     out["traffic"] = _finish(fig, ax)
     plt.close("all")
     return out
+
+
+def _sequences(plt: Any, result: dict[str, Any], decided: Sequence[str]) -> str:
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6), squeeze=False)
+    margins = (result.get("decision") or {}).get("margins", {})
+    for ax, metric in zip(axes.ravel(), LOWER_IS_BETTER, strict=True):
+        _sequence_plot(ax, result.get("history") or [], metric, margins.get(metric))
+        if metric not in decided:
+            ax.set_title(f"{ax.get_title()} (shown only)")
+    fig.suptitle("candidate - control over time, with confidence sequences")
+    fig.tight_layout()
+    return png(fig)
+
+
+def _latency_plot(ax: Any, frame: LogFrame, arms: list[str]) -> None:
+    for arm in arms:
+        values = frame.latency_ms[frame.served(arm) & (frame.status == 200)]
+        if values.size:
+            ax.hist(values, bins=40, alpha=0.5, label=arm)
+    ax.set(xlabel="latency (ms)", ylabel="requests", title="latency per arm")
 
 
 def _finish(fig: Any, ax: Any) -> str:
@@ -85,17 +91,8 @@ def _sequence_plot(
         return
     x = np.array([h["units"] for h in looks], dtype=float)
     y = np.array([h[metric]["estimate"] for h in looks], dtype=float) * scale
-    low, high = (
-        np.array(
-            [
-                np.nan if h[metric]["sequence"][i] is None else h[metric]["sequence"][i]
-                for h in looks
-            ],
-            dtype=float,
-        )
-        * scale
-        for i in (0, 1)
-    )
+    bounds = [[np.nan if v is None else v for v in h[metric]["sequence"]] for h in looks]
+    low, high = (np.array(bounds, dtype=float) * scale).T
     ax.fill_between(x, low, high, alpha=0.3, label="confidence sequence")
     ax.plot(x, y, marker="o", markersize=3, label="estimate")
     ax.legend(fontsize="small")
