@@ -89,3 +89,10 @@ def test_rolled_back_holds_and_bad_input_is_refused() -> None:
         next_rollout_action(_spec(), _analysis("candidate_superior"), 5)
     with pytest.raises(ValueError, match="has no rollout"):
         next_rollout_action(ExperimentSpec(id="e", model="m"), _analysis("inconclusive"), 0)
+
+
+def test_no_candidate_traffic_yet_holds_on_units() -> None:
+    rows = [row(f"r{i}", CONTROL, f"u{i}", float(i), 10.0) for i in range(50)]
+    first_step = define(rollout={}, split={CONTROL: 99.0, CANDIDATE: 1.0})
+    action = next_rollout_action(_spec(), analyse(rows, [first_step], "exp"), 0)
+    assert (action.kind, action.metric, action.share) == ("hold", "units", 1.0)
