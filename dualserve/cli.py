@@ -115,18 +115,13 @@ def _log_url(run_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'predictions.sqlite3').resolve()}"
 
 
-@experiment_app.command("report")
-def experiment_report(
-    experiment: Annotated[str, typer.Argument(help="experiment id, e.g. digits-mlp-ab")],
-    db: Annotated[str | None, typer.Option(help="sqlite:///PATH or postgresql://...")] = None,
-    run_dir: RunDirOption = Path("run"),
-    out: Annotated[Path, typer.Option(help="reports folder")] = Path("reports/experiments"),
-) -> None:
-    """Write the experiment's analysis as Markdown and HTML with plots."""
-    from gateway.experiments.report import write_report
+DbOption = Annotated[str | None, typer.Option(help="sqlite:///PATH or postgresql://...")]
+
+
+def _experiment_log(experiment: str, db: str | None, run_dir: Path, console: Console) -> Any:
+    """(rows, events) of one experiment from the gateway's log; exits 1 when it has none."""
     from gateway.experiments.store import open_store
 
-    console = Console()
     url = db or _log_url(run_dir)
     store = open_store(url, None)
     try:
@@ -136,8 +131,46 @@ def experiment_report(
     if not rows and not events:
         console.print(f"[red]error:[/] no experiment '{experiment}' in {url}", soft_wrap=True)
         raise typer.Exit(code=1)
+    return rows, events
+
+
+@experiment_app.command("report")
+def experiment_report(
+    experiment: Annotated[str, typer.Argument(help="experiment id, e.g. digits-mlp-ab")],
+    db: DbOption = None,
+    run_dir: RunDirOption = Path("run"),
+    out: Annotated[Path, typer.Option(help="reports folder")] = Path("reports/experiments"),
+) -> None:
+    """Write the experiment's analysis as Markdown and HTML with plots."""
+    from gateway.experiments.report import write_report
+
+    console = Console()
+    rows, events = _experiment_log(experiment, db, run_dir, console)
     md, html = write_report(rows, events, experiment, out / experiment)
     console.print(f"{len(rows)} log records -> {md} and {html}")
+
+
+@experiment_app.command("status")
+def experiment_status(
+    experiment: Annotated[str, typer.Argument(help="experiment id, e.g. digits-mlp-ab")],
+    db: DbOption = None,
+    run_dir: RunDirOption = Path("run"),
+    as_json: Annotated[bool, typer.Option("--json", help="the whole analysis as JSON")] = False,
+) -> None:
+    """The decision, the sample-ratio check, the differences and the rollout's steps, read
+    offline from the prediction log."""
+    from rich.markdown import Markdown
+
+    from gateway.experiments.analysis import analyse
+    from gateway.experiments.report import status_markdown
+
+    console = Console()
+    rows, events = _experiment_log(experiment, db, run_dir, console)
+    result = analyse(rows, events, experiment)
+    if as_json:
+        console.print_json(json.dumps(result))
+    else:
+        console.print(Markdown(status_markdown(result)))
 
 
 @app.command(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,8 @@ from pydantic_settings import (
 from gateway.types import Framework
 
 Transport = Literal["grpc", "rest"]
+DecisionMetric = Literal["error_rate", "accuracy", "latency_p99_ms"]
+DECISION_METRICS: tuple[DecisionMetric, ...] = ("error_rate", "accuracy", "latency_p99_ms")
 _YAML_FILE: ContextVar[Path | None] = ContextVar("dualserve_yaml_file", default=None)
 
 
@@ -104,14 +107,90 @@ class StopRule(BaseModel):
     end_at: datetime | None = Field(None, description="end the experiment at this time")
 
 
+class Margins(BaseModel):
+    """Non-inferiority margins: how much worse the candidate may be and still pass.
+
+    A latency margin is `p99_ms`, `p99_ratio` (of the control's p99), or both (then the
+    stricter, smaller one applies). Spotify's decision rule (Schultzberg et al., "Risk-aware
+    product decisions in A/B tests with multiple metrics", 2024) states them up front.
+    """
+
+    accuracy_points: float = Field(
+        0.5, ge=0, le=100, description="accuracy percentage points the candidate may lose"
+    )
+    error_rate_points: float = Field(
+        1.0, ge=0, le=100, description="error-rate percentage points the candidate may add"
+    )
+    p99_ms: float | None = Field(None, ge=0, description="p99 milliseconds it may add")
+    p99_ratio: float | None = Field(
+        None, ge=0, description="share of the control's p99 it may add (0.05 = 5% slower)"
+    )
+
+    @model_validator(mode="after")
+    def _a_latency_margin(self) -> Margins:
+        if self.p99_ms is None and self.p99_ratio is None:
+            raise ValueError("margins: give p99_ms, p99_ratio or both")
+        return self
+
+
+def _default_margins() -> Margins:
+    return Margins(p99_ms=1.0)
+
+
+class Guardrails(BaseModel):
+    """When a rollout step rolls back to 0% candidate: the candidate is worse than the
+    control by more than these, with the experiment's anytime-valid confidence.
+
+    None takes the experiment's own margin for that metric.
+    """
+
+    error_rate_points: float | None = Field(None, ge=0, le=100, description="None = margins'")
+    accuracy_points: float | None = Field(None, ge=0, le=100, description="None = margins'")
+    p99_ms: float | None = Field(None, ge=0, description="None = margins'")
+    p99_ratio: float | None = Field(None, ge=0, description="None = margins'")
+
+
+class RolloutSpec(BaseModel):
+    """Metric-gated rollout: the candidate's share moves up step by step (Flagger's canary
+    analysis, Argo Rollouts with Kayenta), each step gated by the experiment's decision."""
+
+    steps: list[float] = Field(
+        default_factory=lambda: [1.0, 5.0, 25.0, 50.0, 100.0],
+        description="the candidate's traffic share per step, in percent, rising to 100",
+    )
+    min_units_per_step: int = Field(
+        100, ge=1, description="routing keys seen in a step before it may advance"
+    )
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+
+    @model_validator(mode="after")
+    def _steps_rise_to_100(self) -> RolloutSpec:
+        steps = self.steps
+        if not steps or any(not 0 < s <= 100 for s in steps):
+            raise ValueError("rollout.steps: each share must be in (0, 100] percent")
+        if any(b <= a for a, b in pairwise(steps)):
+            raise ValueError(f"rollout.steps must rise strictly, got {steps}")
+        if steps[-1] != 100:
+            raise ValueError(f"rollout.steps must end at 100 (the full rollout), got {steps[-1]}")
+        return self
+
+
 class ExperimentSpec(BaseModel):
-    """An A/B experiment on one model: arms, split, stickiness, shadow sampling, stop rule."""
+    """An A/B experiment on one model: a control and a candidate arm, split, stickiness,
+    shadow sampling, stop rule, the error rate `alpha`, non-inferiority margins, rollout.
+
+    `control`/`candidate` name the arms' roles; `arms` (the older form) is the same pair
+    in that order. Give either; both are filled in after validation.
+    """
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="unique experiment id")
     model: str = Field(description="the model under test")
     arms: list[ArmSpec] = Field(
-        default_factory=lambda: [ArmSpec(framework="tensorflow"), ArmSpec(framework="pytorch")]
+        default_factory=lambda: [ArmSpec(framework="tensorflow"), ArmSpec(framework="pytorch")],
+        description="[control, candidate] (older form of control/candidate)",
     )
+    control: ArmSpec | None = Field(None, description="the arm in production today")
+    candidate: ArmSpec | None = Field(None, description="the arm that may replace it")
     split: dict[Framework, float] = Field(
         default_factory=_even_split,
         description="relative traffic shares per arm",
@@ -120,6 +199,35 @@ class ExperimentSpec(BaseModel):
     shadow_sample_rate: float = Field(0.0, ge=0, le=1, description="share also mirrored")
     start_at: datetime | None = Field(None, description="None = when the gateway starts")
     stop: StopRule = Field(default_factory=StopRule)
+    alpha: float = Field(
+        0.05, gt=0, lt=0.5, description="error rate of every anytime-valid decision"
+    )
+    margins: Margins = Field(default_factory=_default_margins)
+    decision_metrics: list[DecisionMetric] = Field(
+        default_factory=lambda: list(DECISION_METRICS),
+        min_length=1,
+        description="metrics that must be within their margins (drop accuracy without feedback)",
+    )
+    rollout: RolloutSpec | None = Field(None, description="None = a fixed split, no rollout")
+
+    @model_validator(mode="after")
+    def _roles_match_arms(self) -> ExperimentSpec:
+        if (self.control is None) != (self.candidate is None):
+            raise ValueError("give both control and candidate, or neither (then arms)")
+        if self.control is not None and self.candidate is not None:
+            roles = [self.control, self.candidate]
+            if "arms" in self.model_fields_set and self.arms != roles:
+                raise ValueError("arms must be [control, candidate] when both forms are given")
+            self.arms = roles
+        elif len(self.arms) == 2:
+            self.control, self.candidate = self.arms
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_once(self) -> ExperimentSpec:
+        if len(set(self.decision_metrics)) != len(self.decision_metrics):
+            raise ValueError(f"decision_metrics repeats a metric: {self.decision_metrics}")
+        return self
 
     @model_validator(mode="after")
     def _arms_match_split(self) -> ExperimentSpec:

@@ -34,11 +34,15 @@ class LogFrame:
     label: np.ndarray
     agreed: np.ndarray
     version: np.ndarray
+    unit: np.ndarray  # int64 code of the routing key (the request id when it had none)
 
     @classmethod
     def from_rows(cls, rows: Sequence[Row]) -> LogFrame:
         objects = ("request_id", "kind", "arm")
+        keys = [r[_INDEX["key_hash"]] or f"request:{r[_INDEX['request_id']]}" for r in rows]
+        _, unit = np.unique(np.array(keys, dtype=object), return_inverse=True)
         return cls(
+            unit=unit.astype(np.int64).reshape(-1),
             **{name: _column(rows, name, object) for name in objects},
             **{
                 name: _column(rows, name, float)
@@ -52,6 +56,10 @@ class LogFrame:
 
     def shadowed(self, arm: str) -> np.ndarray:
         return (self.kind == "shadow") & (self.arm == arm)
+
+    def select(self, mask: np.ndarray) -> LogFrame:
+        """The rows where `mask` holds, as a frame (unit codes kept)."""
+        return LogFrame(**{name: getattr(self, name)[mask] for name in self.__dataclass_fields__})
 
     def arms(self) -> list[str]:
         return sorted({str(a) for a in self.arm[self.kind == "serve"]})

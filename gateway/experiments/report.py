@@ -1,111 +1,170 @@
 """`dualserve experiment report <id>`: the analysis as Markdown and HTML, with plots.
 
-Plots (latency per arm, accuracy with Wilson intervals, traffic over time) are PNGs
-embedded as base64, so the HTML needs no network and no side files.
+Order of reading: the decision first, then the sample-ratio check (if it fired, nothing
+below may be trusted), each metric's confidence sequence over time, the arms, the paired
+shadow analysis, and the rollout's steps. Plots are PNGs embedded as base64, so the HTML
+needs no network and no side files.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gateway.experiments.analysis import analyse
+from gateway.experiments.figures import LOWER_IS_BETTER
 from gateway.experiments.frame import LogFrame
+from gateway.experiments.plots import plots
 from gateway.experiments.records import Event, Row
 
-
-def _png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode()
+_UNITS = {"accuracy": "points", "error_rate": "points"}
 
 
-def plots(frame: LogFrame, result: dict[str, Any]) -> dict[str, str]:
-    """Three base64 PNGs: latency distributions, accuracy with intervals, traffic."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display, no network
-    import matplotlib.pyplot as plt
-
-    arms = list(result["arms"])
-    figs = {name: plt.subplots(figsize=(6, 3.2)) for name in ("latency", "accuracy", "traffic")}
-    ax = figs["latency"][1]
-    for arm in arms:
-        values = frame.latency_ms[frame.served(arm) & (frame.status == 200)]
-        if values.size:
-            ax.hist(values, bins=40, alpha=0.5, label=arm)
-    ax.set(xlabel="latency (ms)", ylabel="requests", title="latency per arm")
-    _accuracy_plot(figs["accuracy"][1], result)
-    _traffic_plot(figs["traffic"][1], frame, arms)
-    for _, axes in figs.values():
-        if axes.get_legend_handles_labels()[0]:
-            axes.legend()
-    out = {name: _png(fig) for name, (fig, _) in figs.items()}
-    plt.close("all")
-    return out
+def _fmt(metric: str, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if metric in _UNITS:
+        return f"{value * 100:+.2f} pt"
+    return f"{value:+.3f} ms"
 
 
-def _accuracy_plot(ax: Any, result: dict[str, Any]) -> None:
-    names: list[str] = []
-    values: list[float] = []
-    errors: list[list[float]] = [[], []]
-    for arm, figures in result["arms"].items():
-        acc = figures["accuracy"]
-        if acc["value"] is not None:
-            names.append(arm)
-            values.append(acc["value"])
-            errors[0].append(acc["value"] - acc["ci95"][0])
-            errors[1].append(acc["ci95"][1] - acc["value"])
-    ax.errorbar(names, values, yerr=errors, fmt="o", capsize=6)
-    ax.set(ylabel="online accuracy", title="accuracy with 95% Wilson intervals")
+def decision_lines(result: dict[str, Any]) -> list[str]:
+    decision = result.get("decision")
+    if decision is None:
+        return ["No decision: the experiment needs two arms with traffic."]
+    return [
+        f"**{decision['outcome']}** (decided by: {decision['metric']})",
+        "",
+        decision["sentence"],
+    ]
 
 
-def _traffic_plot(ax: Any, frame: LogFrame, arms: list[str]) -> None:
-    served = frame.kind == "serve"
-    if not served.any():
-        return
-    start = frame.ts[served].min()
-    edges = np.linspace(start, max(frame.ts[served].max(), start + 1), 31)
-    for arm in arms:
-        counts, _ = np.histogram(frame.ts[frame.served(arm)], bins=edges)
-        ax.plot((edges[:-1] - start), counts, label=arm)
-    ax.set(xlabel="seconds since first request", ylabel="requests", title="traffic over time")
+def srm_lines(srm: dict[str, Any] | None) -> list[str]:
+    if srm is None:
+        return ["No sample-ratio check: fewer than two arms."]
+    units = ", ".join(f"{arm} {n}" for arm, n in srm["units"].items())
+    if srm["p_value"] is None:
+        return [f"Units per arm: {units}. Too few units (or no split) for the check yet."]
+    shares = ", ".join(f"{arm} {s:.1%}" for arm, s in (srm["expected_shares"] or {}).items())
+    state = "**FLAGGED**: the decision is withheld" if srm["flagged"] else "passed"
+    return [
+        f"Units per arm: {units}; expected shares: {shares}; chi-square "
+        f"p = {srm['p_value']:.4g} (flag below {srm['threshold']}): {state}."
+    ]
+
+
+def difference_lines(result: dict[str, Any]) -> list[str]:
+    diffs = result.get("differences") or {}
+    if not diffs:
+        return []
+    margins = (result.get("decision") or {}).get("margins", {})
+    status = (result.get("decision") or {}).get("metrics", {})
+    lines = [
+        "| metric (candidate - control) | estimate | 95% interval | "
+        f"{100 * (1 - result['alpha']):.0f}% confidence sequence | always-valid p | "
+        "margin | status |",
+        "|---|---:|---|---|---:|---:|---|",
+    ]
+    for metric, d in diffs.items():
+        better = "lower" if LOWER_IS_BETTER[metric] else "higher"
+        ci, cs = d["ci95"], d["sequence"]
+        margin = _fmt(metric, margins[metric]) if metric in margins else "shown only"
+        lines.append(
+            f"| {metric} ({better} is better) | {_fmt(metric, d['estimate'])} | "
+            f"[{_fmt(metric, ci[0])}, {_fmt(metric, ci[1])}] | "
+            f"[{_fmt(metric, cs[0])}, {_fmt(metric, cs[1])}] | {d['p_value']} | {margin} | "
+            f"{status.get(metric, '-')} |"
+        )
+    return lines
+
+
+def paired_lines(paired: dict[str, Any] | None) -> list[str]:
+    if not paired:
+        return ["No shadow pairs (set the experiment's shadow_sample_rate to mirror requests)."]
+    acc, lat = paired["accuracy"], paired["latency_ms"]
+    return [
+        f"- pairs: {paired['pairs']}, top-1 disagreements: {paired['disagreements']}",
+        f"- labelled pairs: {acc['labelled_pairs']}; only control right: "
+        f"{acc['control_only_right']}, only candidate right: {acc['candidate_only_right']}; "
+        f"McNemar exact p = {acc['mcnemar_exact_p']}",
+        f"- latency, candidate - control per request: mean {lat['mean_diff']} ms "
+        f"(95% interval {lat['ci95']}, {lat['units']} routing keys), "
+        f"median {lat['median_diff']} ms",
+    ]
+
+
+def rollout_lines(result: dict[str, Any]) -> list[str]:
+    steps = result.get("rollout") or []
+    if not steps:
+        return ["This experiment has no rollout."]
+    lines = ["| time | step | reason | details |", "|---|---|---|---|"]
+    for event in steps:
+        details = {k: v for k, v in event["details"].items() if k != "analysis"}
+        lines.append(
+            f"| {event['ts']:.0f} | {details.get('step', '-')} | {event['reason']} | "
+            f"{json.dumps(details, sort_keys=True)} |"
+        )
+    return lines
 
 
 _HEADER = (
-    "| arm | requests | error rate | p50 ms | p90 ms | p99 ms | accuracy [95% CI] | shadow |",
-    "|---|---:|---:|---:|---:|---:|---|---:|",
+    "| arm | units | requests | error rate | p50 ms | p99 ms [95% CI] | accuracy [95% CI] "
+    "| shadow |",
+    "|---|---:|---:|---:|---:|---|---|---:|",
 )
 
 
-def _accuracy_cell(acc: dict[str, Any]) -> str:
-    if acc["value"] is None:
-        return "no feedback yet"
-    low, high = acc["ci95"]
-    return f"{acc['value']:.4f} [{low:.4f}, {high:.4f}] (n={acc['labelled']})"
-
-
 def _arm_line(arm: str, f: dict[str, Any]) -> str:
-    lat = f["latency_ms"]
-    cells = [arm, f["requests"], f["error_rate"], lat["p50"]["value"], lat["p90"]["value"]]
-    cells += [lat["p99"]["value"], _accuracy_cell(f["accuracy"]), f["shadow"]["agreement"]]
+    lat, acc = f["latency_ms"], f["accuracy"]
+    p99 = f"{lat['p99']['value']} {lat['p99']['ci95']}"
+    accuracy = (
+        "no feedback yet"
+        if acc["value"] is None
+        else (f"{acc['value']:.4f} {acc['ci95']} (n={acc['labelled']})")
+    )
+    cells = [
+        arm,
+        f["units"],
+        f["requests"],
+        f["error_rate"]["value"],
+        lat["p50"]["value"],
+        p99,
+        accuracy,
+        f["shadow"]["agreement"],
+    ]
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def _sections(result: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    role = f"control {result.get('control')}, candidate {result.get('candidate')}"
+    return [
+        (f"# Experiment {result['experiment']}", [role]),
+        ("## Decision", decision_lines(result)),
+        ("## Sample-ratio check", srm_lines(result.get("srm"))),
+        ("## Differences", difference_lines(result)),
+        ("## Arms", [*_HEADER, *(_arm_line(a, f) for a, f in result["arms"].items())]),
+        ("## Paired shadow analysis", paired_lines(result.get("paired"))),
+        ("## Rollout", rollout_lines(result)),
+        ("## Full analysis", ["```json", json.dumps(result, indent=2), "```"]),
+    ]
+
+
+def _join(sections: list[tuple[str, list[str]]]) -> str:
+    return "\n".join(line for title, body in sections for line in (title, "", *body, "")) + "\n"
+
+
 def markdown(result: dict[str, Any]) -> str:
-    lines = [f"# Experiment {result['experiment']}", "", "## Verdict", ""]
-    lines += [f"- {line}" for line in result.get("verdict", [])]
-    lines += ["", "## Arms", "", *_HEADER]
-    lines += [_arm_line(arm, figures) for arm, figures in result["arms"].items()]
-    lines += ["", "## Full analysis", "", "```json", json.dumps(result, indent=2), "```", ""]
-    return "\n".join(lines)
+    """The report's text (without images), decision first."""
+    return _join(_sections(result))
+
+
+def status_markdown(result: dict[str, Any]) -> str:
+    """`dualserve experiment status`: the report's text without the arms and the JSON."""
+    keep = ("# ", "## Decision", "## Sample", "## Differences", "## Paired", "## Rollout")
+    return _join([s for s in _sections(result) if s[0].startswith(keep)])
 
 
 def write_report(
@@ -113,7 +172,8 @@ def write_report(
 ) -> tuple[Path, Path]:
     """Write `report.md` and `index.html` for one experiment; returns both paths."""
     result = analyse(rows, events, experiment)
-    images = plots(LogFrame.from_rows(rows), result)
+    decided = list((result.get("decision") or {}).get("metrics", {}))
+    images = plots(LogFrame.from_rows(rows), result, decided)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = markdown(result)
     md_path, html_path = out_dir / "report.md", out_dir / "index.html"
@@ -125,7 +185,9 @@ def write_report(
     )
     html_path.write_text(
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(experiment)}</title>"
-        f"<body style='font-family:sans-serif;max-width:60em'>{figures}"
-        f"<pre>{html.escape(md)}</pre></body>"
+        f"<body style='font-family:sans-serif;max-width:60em'>"
+        f"<pre>{html.escape(md.split('## Full analysis')[0])}</pre>{figures}"
+        f"<details><summary>full analysis</summary><pre>{html.escape(md)}</pre></details>"
+        "</body>"
     )
     return md_path, html_path

@@ -17,7 +17,9 @@ from gateway.types import Framework
 
 def error_rate(errors: int, requests: int) -> float:
     """Failed share of an arm's requests, 6 decimals (0.0 before any request): the one
-    definition behind live statistics, the log's live figures and the analysis."""
+    definition behind live statistics and the log's live figures (the analysis's ratio
+    estimate over routing keys, `experiments.clustered`, is the same value with its
+    cluster-adjusted interval)."""
     return round(errors / requests, 6) if requests else 0.0
 
 

@@ -83,4 +83,7 @@ def test_online_accuracy_matches_offline_and_survives_restart(
         )
     finally:
         store.close()
-    assert "## Verdict" in md.read_text() and html.read_text().count("data:image/png;base64,") == 3
+    assert md.read_text().index("## Decision") < md.read_text().index("## Sample-ratio check")
+    assert (
+        html.read_text().count("data:image/png;base64,") == 4
+    )  # sequences, latency, accuracy, traffic

@@ -62,7 +62,45 @@ def test_default_experiment_runs_and_feedback_drives_accuracy(client: TestClient
             analysis["arms"][arm]["requests"] == n
             and analysis["arms"][arm]["accuracy"]["labelled"] == n
         )
-    assert len(analysis["verdict"]) == 3
+    # candidate (pytorch) - control (tensorflow): all wrong minus all right
+    assert analysis["differences"]["accuracy"]["estimate"] == -1.0
+    assert analysis["decision"]["metrics"]["accuracy"] in ("inferior", "inconclusive")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "accuracy", "outcomes"),
+    [
+        ({"tensorflow": 0, "pytorch": 3}, "inferior", {"candidate_inferior"}),
+        # superiority also needs p99 within 1 ms: this machine's timing may keep it open
+        ({"tensorflow": 3, "pytorch": 0}, "superior", {"candidate_superior", "inconclusive"}),
+        (
+            {"tensorflow": 1, "pytorch": 1},
+            "inconclusive",
+            {"candidate_non_inferior", "inconclusive"},
+        ),
+    ],
+)
+def test_feedback_that_marks_answers_wrong_decides_by_direction(
+    client: TestClient, wrong: dict[str, int], accuracy: str, outcomes: set[str]
+) -> None:
+    """`wrong[arm]` in 10 of an arm's answers get a different label (30% or 10%)."""
+    served = _predict(client, 200)
+    seen = {"tensorflow": 0, "pytorch": 0}
+    items = []
+    for rid, arm, cls in served:
+        bad = seen[arm] % 10 < wrong[arm]
+        seen[arm] += 1
+        items.append({"request_id": rid, "label": (cls + 1) % 3 if bad else cls})
+    assert client.post("/v1/feedback", json={"feedback": items}).status_code == 201
+    analysis = client.get("/admin/experiments/toy-ab", headers=ADMIN).json()
+    decision = analysis["decision"]
+    assert (analysis["control"], analysis["candidate"]) == ("tensorflow", "pytorch")
+    assert decision["metrics"]["accuracy"] == accuracy, decision["sentence"]
+    assert decision["outcome"] in outcomes, decision["sentence"]
+    diff = analysis["differences"]["accuracy"]["estimate"]
+    expected = (wrong["tensorflow"] - wrong["pytorch"]) / 10
+    assert diff == pytest.approx(expected, abs=0.02)  # candidate - control, signed
+    assert not analysis["srm"]["flagged"]
 
 
 def test_pinned_or_unsplit_requests_are_logged_outside_the_experiment(client: TestClient) -> None:
@@ -151,6 +189,8 @@ def test_shadow_sampling_logs_shadow_calls(tmp_path: Path) -> None:
     assert compared >= 1 and all(
         a["shadow"]["agreement"] in (None, 1.0) for a in analysis["arms"].values()
     )
+    paired = analysis["paired"]  # the fakes answer alike: pairs, none discordant
+    assert paired["pairs"] == compared and paired["disagreements"] == 0
     assert analysis["sample"]["size_per_arm"] == 3 and analysis["sample"]["reached"]
     assert analysis["status"] == "ended" and analysis["events"][-1]["reason"].startswith(
         "stop rule"

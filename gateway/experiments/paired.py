@@ -1,0 +1,84 @@
+"""Paired analysis of shadow mirroring: both frameworks answered the same input.
+
+A pair is a served row and a shadow row with the same request id. Accuracy is then a
+paired question: only the pairs where exactly one arm was right carry information, and
+McNemar's exact test (statsmodels) decides on them, needing far fewer labels than two
+independent samples. Latency is a paired difference (candidate - control) per request,
+its mean's interval cluster-adjusted by routing key (`clustered`). The shadow call runs
+after the answer, off the reply's path, so its latency includes mirror queueing: read
+the latency difference as an upper bound on the shadow arm's cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gateway.experiments import clustered as cl
+from gateway.experiments.figures import r
+from gateway.experiments.frame import LogFrame
+
+
+def pairs(frame: LogFrame, control: str, candidate: str) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (control row, candidate row) of every mirrored request."""
+    serve = np.flatnonzero(frame.kind == "serve")
+    shadow = np.flatnonzero(frame.kind == "shadow")
+    by_id = {frame.request_id[i]: i for i in serve}
+    found = [(by_id[frame.request_id[j]], j) for j in shadow if frame.request_id[j] in by_id]
+    oriented = [
+        (i, j) if frame.arm[i] == control else (j, i)
+        for i, j in found
+        if {frame.arm[i], frame.arm[j]} == {control, candidate}
+    ]
+    both = np.array(oriented, dtype=np.int64).reshape(-1, 2)
+    return both[:, 0], both[:, 1]
+
+
+def paired_analysis(frame: LogFrame, control: str, candidate: str) -> dict[str, Any] | None:
+    """None without pairs; else pair counts, McNemar on labelled pairs, latency difference.
+
+    The label is the one fed back for the request (it sits on the served row).
+    """
+    a, b = pairs(frame, control, candidate)
+    ok = (frame.status[a] == 200) & (frame.status[b] == 200)
+    if not ok.any():
+        return None
+    a, b = a[ok], b[ok]
+    answered = ~np.isnan(frame.top1[a]) & ~np.isnan(frame.top1[b])
+    label = np.fmax(frame.label[a], frame.label[b])  # NaN on the shadow row
+    return {
+        "pairs": int(a.size),
+        "disagreements": int((frame.top1[a] != frame.top1[b])[answered].sum()),
+        "accuracy": _mcnemar(frame.top1[a] == label, frame.top1[b] == label, ~np.isnan(label)),
+        "latency_ms": _latency(frame.latency_ms[b] - frame.latency_ms[a], frame.unit[a]),
+    }
+
+
+def _mcnemar(ctrl_right: np.ndarray, cand_right: np.ndarray, known: np.ndarray) -> dict[str, Any]:
+    from statsmodels.stats.contingency_tables import mcnemar  # first analysis only
+
+    c, d = ctrl_right[known], cand_right[known]
+    table = np.array([[(c & d).sum(), (c & ~d).sum()], [(~c & d).sum(), (~c & ~d).sum()]])
+    n, control_only, candidate_only = int(known.sum()), int(table[0, 1]), int(table[1, 0])
+    p = float(mcnemar(table, exact=True).pvalue) if control_only + candidate_only else None
+    return {
+        "labelled_pairs": n,
+        "control_only_right": control_only,
+        "candidate_only_right": candidate_only,
+        "diff": r((candidate_only - control_only) / n) if n else None,
+        "mcnemar_exact_p": r(p, 10),
+    }
+
+
+def _latency(diff: np.ndarray, units: np.ndarray) -> dict[str, Any]:
+    _, index = np.unique(units, return_inverse=True)
+    size = int(index.max()) + 1
+    mean = cl.ratio(cl.unit_sums(index, diff, size), cl.unit_sums(index, np.ones_like(diff), size))
+    half = cl.Z95 * mean.se
+    return {
+        "mean_diff": r(mean.value, 4),
+        "ci95": [r(mean.value - half, 4), r(mean.value + half, 4)],
+        "median_diff": r(float(np.median(diff)), 4),
+        "units": mean.units,
+    }
