@@ -8,7 +8,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from dualserve.cli import app
+from gateway.database import open_database
 from gateway.experiments.records import Event
+from gateway.experiments.state_store import add_event
 from gateway.experiments.store import open_store
 from tests.unit.experiment_rows import CANDIDATE, CONTROL, define, experiment_rows
 
@@ -20,11 +22,16 @@ def _log(tmp_path: Path) -> str:
     try:
         store.write_batch([r[:-1] for r in rows])  # the log has no label column
         store.add_feedback([(r[0], r[-1]) for r in rows], 1.0)
-        store.add_event(define(rollout={"steps": [10, 100]}))
-        step = {"kind": "rollback", "step": -1, "share": 0.0, "reason": "guardrail accuracy"}
-        store.add_event(Event("exp", "rollout", "guardrail accuracy", step, 700.0))
     finally:
         store.close()
+    db = open_database(url, None)  # events are the experiments' state store's to write
+    step = {"kind": "rollback", "step": -1, "share": 0.0, "reason": "guardrail accuracy"}
+    try:
+        with db.transaction() as cursor:
+            add_event(db, cursor, define(rollout={"steps": [10, 100]}))
+            add_event(db, cursor, Event("exp", "rollout", "guardrail accuracy", step, 700.0))
+    finally:
+        db.conn.close()
     return url
 
 
