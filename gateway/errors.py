@@ -85,6 +85,10 @@ class UpstreamUnavailable(UpstreamError):
     grpc_code = grpc.StatusCode.UNAVAILABLE
 
 
+class BreakerOpen(UpstreamUnavailable):
+    """The arm's circuit breaker refuses calls after repeated failures (nothing was sent)."""
+
+
 class UpstreamTimeout(UpstreamError):
     status = HTTPStatus.GATEWAY_TIMEOUT
     grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 
 from gateway.catalog import Catalog, ModelInfo, validate
-from gateway.errors import NotFound, UpstreamError, UpstreamRejected, UpstreamUnavailable
+from gateway.errors import GatewayError, NotFound, UpstreamError, UpstreamRejected
 from gateway.experiments.shadow import ShadowMirror
 from gateway.experiments.stats import ExperimentStats
 from gateway.metrics import GatewayMetrics
@@ -39,7 +39,7 @@ class Router:
         self.stats = stats
         self.metrics = metrics
         self.policies: dict[str, ModelPolicy] = {m: settings.policy(m) for m in catalog.names}
-        self.breakers = {fw: CircuitBreaker(settings.breaker) for fw in FRAMEWORKS}
+        self.breakers = {fw: CircuitBreaker(settings.breaker, fw) for fw in FRAMEWORKS}
         self.timeouts = {
             "tensorflow": settings.tensorflow.timeout_s,
             "pytorch": settings.pytorch.timeout_s,
@@ -106,23 +106,16 @@ class Router:
     async def call_arm(self, arm: Framework, request: InferRequest) -> InferResponse:
         """One upstream call through the arm's breaker, recorded in the arm's statistics."""
         breaker = self.breakers[arm]
-        if not breaker.allow():
-            self.stats.record_error(request.model, arm, "BreakerOpen")
-            raise UpstreamUnavailable(arm, "circuit breaker is open after repeated failures")
         started = time.perf_counter()
         try:
-            response = await self.upstreams[arm].infer(request, self.timeouts[arm])
-        except (UpstreamRejected, NotFound) as exc:
-            breaker.record_success()  # the backend is healthy; the request was not
-            self.stats.record_error(request.model, arm, type(exc).__name__)
-            raise
-        except UpstreamError as exc:
-            breaker.record_failure()
+            response = await breaker.call(
+                lambda: self.upstreams[arm].infer(request, self.timeouts[arm])
+            )
+        except GatewayError as exc:
             self.stats.record_error(request.model, arm, type(exc).__name__)
             raise
         finally:
             self.metrics.breaker.labels(arm).set(int(breaker.state))
-        breaker.record_success()
         elapsed = time.perf_counter() - started
         self.stats.record_success(request.model, arm, elapsed)
         self.metrics.upstream_latency.labels(request.model, arm).observe(
@@ -133,7 +126,7 @@ class Router:
     async def ready(self, model: str) -> dict[Framework, bool]:
         """Readiness per arm for `model` (an open breaker counts as not ready)."""
         return {
-            arm: self.breakers[arm].state != 2 and await self._upstream_ready(arm, model)
+            arm: self.breakers[arm].accepting and await self._upstream_ready(arm, model)
             for arm in FRAMEWORKS
         }
 
