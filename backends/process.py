@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 
@@ -36,6 +37,7 @@ BIND_FAILURE_MARKERS = ("Address already in use", "cannot bind", "Failed to bind
 """Log lines of a server that lost its port (Python, Java BindException, gRPC core)."""
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class LaunchError(RuntimeError):
@@ -47,6 +49,26 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def retry_on_bind_failure(launch: Callable[[], T], name: str) -> T:
+    """`launch()`, and once more when it failed because the server could not bind a port.
+
+    For servers that cannot bind port 0 themselves (TorchServe, the real
+    `tensorflow_model_server`): `free_port` closes its probe socket before the server
+    binds, so another process can take the port in between. `launch` must choose its
+    free ports anew on each call and stop what it started when it fails.
+
+    Raises:
+        LaunchError: the second failure, or a first one that is not a bind failure.
+    """
+    try:
+        return launch()
+    except LaunchError as exc:
+        if not any(marker in str(exc) for marker in BIND_FAILURE_MARKERS):
+            raise
+        logger.warning("%s could not bind a port chosen for it; retrying once", name)
+    return launch()
 
 
 def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:

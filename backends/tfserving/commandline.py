@@ -21,6 +21,10 @@ from backends.tfserving.aux_config import (
 from backends.tfserving.model_config import ModelConfig, render_model_config
 
 BINARY = "tensorflow_model_server"
+PORTS_FILE_ENV = "DUALSERVE_TFSERVING_PORTS_FILE"
+"""Set for the bundled server only: a port flag of 0 lets the OS pick the port (no race
+between choosing a free port and binding it), and the server writes the bound ports to
+this file as `{"grpc": P, "rest": Q}` once both listen. The real binary has no such mode."""
 
 
 @dataclass(frozen=True)

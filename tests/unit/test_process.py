@@ -13,7 +13,15 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from backends.process import ManagedProcess, PidRecord, start, stop
+from backends.process import (
+    LaunchError,
+    ManagedProcess,
+    PidRecord,
+    free_port,
+    retry_on_bind_failure,
+    start,
+    stop,
+)
 from dualserve.cli import app
 
 
@@ -89,3 +97,36 @@ def test_a_started_process_is_recorded_and_stopped(tmp_path: Path) -> None:
     assert stop(proc, timeout=5) is True
     assert not psutil.pid_exists(record.pid) or not record.is_running()
     assert not proc.pid_file.exists()
+
+
+def test_a_lost_port_is_retried_once_with_fresh_ports() -> None:
+    attempts: list[int] = []
+
+    def launch() -> int:
+        attempts.append(free_port())  # a launcher picks its free ports on every attempt
+        if len(attempts) == 1:
+            raise LaunchError("torchserve exited: java.net.BindException: Address already in use")
+        return attempts[-1]
+
+    assert retry_on_bind_failure(launch, "torchserve") == attempts[-1]
+    assert len(attempts) == 2
+
+
+def test_other_launch_failures_and_a_second_bind_failure_are_not_retried() -> None:
+    calls: list[str] = []
+
+    def broken() -> None:
+        calls.append("broken")
+        raise LaunchError("model digits-mlp failed to load")
+
+    with pytest.raises(LaunchError, match="failed to load"):
+        retry_on_bind_failure(broken, "tfserving")
+    assert calls == ["broken"]
+
+    def always_taken() -> None:
+        calls.append("taken")
+        raise LaunchError("cannot bind the gRPC port 127.0.0.1:8500")
+
+    with pytest.raises(LaunchError, match="cannot bind"):
+        retry_on_bind_failure(always_taken, "tfserving")
+    assert calls.count("taken") == 2
