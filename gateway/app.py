@@ -54,7 +54,7 @@ def build_context(
         router=router,
         dataplane=DataPlane(router, metrics, experiments),
         metrics=metrics,
-        auth=Authenticator(settings.auth),
+        auth=Authenticator(settings.auth, settings.config_file),
         experiments=experiments,
     )
 

@@ -6,6 +6,7 @@ nothing else decides a status.
 
 from __future__ import annotations
 
+import math
 from http import HTTPStatus
 
 import grpc
@@ -20,6 +21,11 @@ class GatewayError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the error reply carries (e.g. `Retry-After`); none by default."""
+        return {}
 
 
 class BadRequest(GatewayError):
@@ -61,10 +67,29 @@ class PayloadTooLarge(GatewayError):
 
 
 class Overloaded(GatewayError):
-    """Shed load: a queue or concurrency limit is full."""
+    """Shed load: a queue or concurrency limit is full.
+
+    Args:
+        retry_after_s: when the client may try again; sent as `Retry-After` in whole
+            seconds, rounded up (RFC 9110 section 10.2.3).
+    """
 
     status = HTTPStatus.TOO_MANY_REQUESTS
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class RateLimited(Overloaded):
+    """The API key's rate limit is used up (`auth.rate_limit`)."""
 
 
 class UpstreamError(GatewayError):
