@@ -253,6 +253,22 @@ class AuthSettings(BaseModel):
         return _digest_of(value)
 
 
+DEFAULT_MAX_TENSOR_ELEMENTS = 1 << 22
+
+
+class LimitsSettings(BaseModel):
+    """What one request may hold; past a limit the answer is a 400 naming it (413 for the
+    body size, `max_body_bytes`). Checked at every ingress, REST and gRPC."""
+
+    max_batch_size: int = Field(
+        4096, ge=1, description="rows per input tensor (TF Serving's batching max_batch_size)"
+    )
+    max_tensor_elements: int = Field(
+        DEFAULT_MAX_TENSOR_ELEMENTS, ge=1, description="values in one input tensor"
+    )
+    max_json_depth: int = Field(32, ge=2, description="nesting of arrays and objects in a body")
+
+
 class GatewaySettings(BaseSettings):
     """Everything the gateway needs; `create_app(settings)` wires it."""
 
@@ -273,6 +289,10 @@ class GatewaySettings(BaseSettings):
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1, description="larger bodies get 413")
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins browsers may call from; empty = CORS off"
+    )
     shadow_queue_size: int = Field(1000, ge=1, description="mirrored calls waiting; full = drop")
     config_file: Path | None = Field(None, description="the YAML file these came from")
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
+from gateway.limits import check_json_depth
 from gateway.routing.policy import parse_pin
 from gateway.types import Framework, InferResponse, new_request_id
 
@@ -43,6 +44,7 @@ async def json_body(request: Request, limit: int) -> Any:
     raw = await request.body()
     if len(raw) > limit:
         raise PayloadTooLarge(f"request body of {len(raw)} bytes exceeds the limit of {limit}")
+    check_json_depth(raw, request.app.state.gateway.settings.limits)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
