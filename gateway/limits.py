@@ -6,8 +6,10 @@
   REST and gRPC, TF Serving and Open Inference Protocol requests all pass; a TensorProto
   that would fill a large shape from one value is refused while decoding, before the
   allocation (`codecs.tensorproto`).
-- Body size: `max_body_bytes`, checked by `json_body` (413) and by gRPC itself
-  (`grpc.max_receive_message_length`, RESOURCE_EXHAUSTED).
+- Body size: `max_body_bytes`, checked while the body is read (`read_body`, 413: a
+  declared length at once, a chunked body as soon as it passes the limit, so it is never
+  buffered whole) and by gRPC itself (`grpc.max_receive_message_length`,
+  RESOURCE_EXHAUSTED).
 
 Each refusal is a 400 (INVALID_ARGUMENT) whose message names the setting, as TF Serving
 names its `max_batch_size`.
@@ -15,11 +17,16 @@ names its `max_batch_size`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.settings import LimitsSettings
 from gateway.types import InferRequest
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 _DROP = bytes(c for c in range(256) if c not in b'[]{}"')
 _STEP = np.zeros(256, np.int8)
@@ -63,6 +70,21 @@ def check_json_depth(raw: bytes, limits: LimitsSettings) -> None:
             f"JSON body nests {depth} levels deep, more than the limit of"
             f" {limits.max_json_depth} (limits.max_json_depth)"
         )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with PayloadTooLarge (413) once it passes `limit` bytes:
+    by its Content-Length before reading, else while the chunks arrive."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def check_tensors(request: InferRequest, limits: LimitsSettings) -> None:

@@ -9,8 +9,8 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
-from gateway.limits import check_json_depth
+from gateway.errors import BadRequest, GatewayError
+from gateway.limits import check_json_depth, read_body
 from gateway.routing.policy import parse_pin
 from gateway.types import Framework, InferResponse, new_request_id
 
@@ -38,12 +38,7 @@ def pinned_backend(request: Request) -> Framework | None:
 
 async def json_body(request: Request, limit: int) -> Any:
     """The parsed JSON body, refusing bodies over `limit` bytes before reading them."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"request body of {len(raw)} bytes exceeds the limit of {limit}")
+    raw = await read_body(request, limit)
     check_json_depth(raw, request.app.state.gateway.settings.limits)
     try:
         return orjson.loads(raw)

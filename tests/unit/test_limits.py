@@ -109,3 +109,15 @@ def test_a_tiny_tensorproto_cannot_fill_a_huge_shape(tmp_path: Path) -> None:
         error = _grpc_error(lambda: gw.predict(request))
         assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert "limits.max_tensor_elements" in (error.details() or "")
+
+
+def test_a_chunked_body_is_refused_once_it_passes_the_limit(tmp_path: Path) -> None:
+    def chunks() -> Any:
+        for _ in range(1000):  # 1 MB in all, no Content-Length
+            yield b"[" + b"0," * 499 + b"0]"
+
+    for gw in _gateway(tmp_path, max_body_bytes=10_000):
+        answer = gw.client.post("/v1/models/toy:predict", content=chunks())
+        assert answer.status_code == 413
+        assert "limit of 10000 bytes" in answer.json()["error"]
+        assert gw.calls == 0
