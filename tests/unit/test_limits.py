@@ -10,6 +10,8 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway._proto.tfserving import PredictRequest
 from gateway.limits import json_depth
@@ -121,3 +123,27 @@ def test_a_chunked_body_is_refused_once_it_passes_the_limit(tmp_path: Path) -> N
         assert answer.status_code == 413
         assert "limit of 10000 bytes" in answer.json()["error"]
         assert gw.calls == 0
+
+
+def _reference_depth(value: Any) -> int:
+    """Nesting by recursion over the parsed value: the independent truth."""
+    children = value.values() if isinstance(value, dict) else value
+    if isinstance(value, dict | list):
+        return 1 + max((_reference_depth(child) for child in children), default=0)
+    return 0
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSON_VALUES, indent=st.sampled_from([None, 1]))
+def test_json_depth_matches_a_recursive_count(value: Any, indent: int | None) -> None:
+    """Strings full of brackets, quotes and backslashes (hypothesis's text() draws them)
+    must not change the count; nor must whitespace."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False).encode()
+    assert json_depth(text) == _reference_depth(value)
