@@ -55,6 +55,8 @@ def resolve_admin_token(settings: AuthSettings) -> tuple[str, Path]:
         os.link(draft, path)  # fails if another process created it first
     except FileExistsError:
         pass
+    except OSError:  # a file system without hard links: last writer wins
+        os.replace(draft, path)
     finally:
         draft.unlink(missing_ok=True)
     return path.read_text().strip(), path

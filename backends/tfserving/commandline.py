@@ -32,9 +32,10 @@ class TFServingSettings:
     """How to run TF Serving; defaults give a fair comparison with TorchServe locally."""
 
     grpc_port: int = 0
-    """gRPC port (`--port`); 0 picks a free loopback port at start."""
+    """gRPC port (`--port`); 0: the bundled server binds a port the OS picks and reports
+    it (PORTS_FILE_ENV), the real binary gets a free loopback port."""
     rest_port: int = 0
-    """REST port (`--rest_api_port`); 0 picks a free loopback port at start."""
+    """REST port (`--rest_api_port`); 0 as for `grpc_port`."""
     enable_batching: bool = True
     """Server-side batching (`--enable_batching`) with the parameters below."""
     max_batch_size: int = 4096
