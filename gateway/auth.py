@@ -15,6 +15,7 @@ import hmac
 import logging
 import os
 import secrets
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -47,8 +48,8 @@ def resolve_admin_token(settings: AuthSettings) -> tuple[str, Path]:
     if path.is_file() and path.read_text().strip():
         return path.read_text().strip(), path
     path.parent.mkdir(parents=True, exist_ok=True)
-    draft = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    draft = Path(name)
     with os.fdopen(fd, "w") as handle:
         handle.write(new_secret() + "\n")
     try:

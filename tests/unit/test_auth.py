@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +144,20 @@ def test_grpc_answers_resource_exhausted(tmp_path: Path) -> None:
             gw.predict(predict_request(), metadata=metadata)
         assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "rate limit" in (refused.value.details() or "")
+
+
+def test_processes_starting_together_agree_on_one_admin_token(tmp_path: Path) -> None:
+    path = tmp_path / "admin_token"
+    code = (
+        "import sys; from pathlib import Path; from gateway.auth import resolve_admin_token;"
+        "from gateway.settings import AuthSettings;"
+        "print(resolve_admin_token(AuthSettings(admin_token_file=Path(sys.argv[1])))[0])"
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    tokens = {worker.communicate(timeout=60)[0].strip() for worker in workers}
+    assert tokens == {path.read_text().strip()}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["admin_token"]  # no drafts left
