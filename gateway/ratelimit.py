@@ -26,6 +26,8 @@ class TokenBucket:
     capacity: float
     tokens: float
     updated: float
+    limit: RateLimitSettings | None = None
+    """The settings it was made from (a changed key file brings new ones)."""
 
     def take(self, now: float) -> float:
         """Take one token; returns 0.0 on success, else the seconds until one is due."""
@@ -67,9 +69,12 @@ class RateLimiter:
 
     def _bucket(self, key: str, limit: RateLimitSettings) -> TokenBucket:
         bucket = self._buckets.get(key)
+        if bucket is not None and bucket.limit is limit:
+            return bucket
         rate = float(limit.requests_per_s or 0.0)
         capacity = float(limit.burst or max(1, math.ceil(rate)))
-        if bucket is None or (bucket.rate, bucket.capacity) != (rate, capacity):
+        if bucket is None or (bucket.rate, bucket.capacity) != (rate, capacity):  # new limit
             bucket = TokenBucket(rate, capacity, capacity, self._clock())
             self._buckets[key] = bucket
+        bucket.limit = limit
         return bucket
