@@ -27,7 +27,7 @@ HEADER = "# Written by `dualserve keys`: sha256 digests only, never a key. Keep 
 def keys_file_for(config: Path) -> Path:
     """The keys file the gateway with this config reads (the config need not exist yet)."""
     from gateway.auth import keys_file_path
-    from gateway.settings import AuthSettings
+    from gateway.security_settings import AuthSettings
 
     raw = yaml.safe_load(config.read_text()) if config.is_file() else None
     auth = AuthSettings.model_validate((raw or {}).get("auth") or {})
@@ -56,7 +56,7 @@ def new(
 ) -> None:
     """Print a new key once and store its digest (an admin token replaces the old one)."""
     from gateway.auth import new_secret, read_keys_file
-    from gateway.settings import ApiKeySettings, RateLimitSettings, hash_secret
+    from gateway.security_settings import ApiKeySettings, RateLimitSettings, hash_secret
 
     path = keys_file_for(config)
     keys = read_keys_file(path)

@@ -25,7 +25,7 @@ import yaml
 
 from gateway.errors import Unauthorized
 from gateway.ratelimit import RateLimiter
-from gateway.settings import ApiKeySettings, AuthSettings, KeysFile, hash_secret
+from gateway.security_settings import ApiKeySettings, AuthSettings, KeysFile, hash_secret
 
 DEFAULT_ADMIN_TOKEN_FILE = Path(".dualserve") / "admin_token"
 KEYS_FILE_NAME = "keys.yaml"

@@ -13,7 +13,7 @@ import numpy as np
 
 from gateway.errors import BadRequest, FailedPrecondition, NotFound
 from gateway.limits import check_tensors
-from gateway.settings import LimitsSettings
+from gateway.security_settings import LimitsSettings
 from gateway.types import Framework, InferRequest
 from trainers.manifest import Manifest, load_manifest
 

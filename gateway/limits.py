@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gateway.errors import BadRequest, PayloadTooLarge
-from gateway.settings import LimitsSettings
+from gateway.security_settings import LimitsSettings
 from gateway.types import InferRequest
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.errors import RateLimited
-from gateway.settings import RateLimitSettings
+from gateway.security_settings import RateLimitSettings
 
 
 @dataclass

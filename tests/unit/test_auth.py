@@ -17,7 +17,7 @@ import yaml
 from gateway.auth import Authenticator
 from gateway.errors import RateLimited, Unauthorized
 from gateway.ratelimit import RateLimiter
-from gateway.settings import AuthSettings, RateLimitSettings
+from gateway.security_settings import AuthSettings, RateLimitSettings
 from tests.unit.test_gateway_app import ROW, _gateway
 from tests.unit.test_grpc_ingress import predict_request, running
 
