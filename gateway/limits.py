@@ -75,8 +75,9 @@ def check_json_depth(raw: bytes, limits: LimitsSettings) -> None:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with PayloadTooLarge (413) once it passes `limit` bytes:
     by its Content-Length before reading, else while the chunks arrive."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit():
+    headers = request.headers
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and "transfer-encoding" not in headers:
         if int(declared) > limit:
             raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
         return await request.body()  # the server delivers no more than the declared length
