@@ -27,6 +27,11 @@ class GatewayError(Exception):
         """HTTP headers the error reply carries (e.g. `Retry-After`); none by default."""
         return {}
 
+    @property
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        """gRPC trailing metadata the error carries; none by default."""
+        return ()
+
 
 class BadRequest(GatewayError):
     """Malformed body, wrong tensor name, shape or dtype."""
@@ -86,6 +91,14 @@ class Overloaded(GatewayError):
         if self.retry_after_s is None:
             return {}
         return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+    @property
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        """gRPC's server pushback (gRFC A6 `grpc-retry-pushback-ms`): a client with a
+        retry policy waits this long before its next attempt."""
+        if self.retry_after_s is None:
+            return ()
+        return (("grpc-retry-pushback-ms", str(math.ceil(self.retry_after_s * 1000))),)
 
 
 class RateLimited(Overloaded):

@@ -144,6 +144,8 @@ def test_grpc_answers_resource_exhausted(tmp_path: Path) -> None:
             gw.predict(predict_request(), metadata=metadata)
         assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "rate limit" in (refused.value.details() or "")
+        pushback = dict(refused.value.trailing_metadata() or ())["grpc-retry-pushback-ms"]
+        assert 90_000 < int(pushback) <= 100_000  # a token per 100 s, on the real clock
 
 
 def test_processes_starting_together_agree_on_one_admin_token(tmp_path: Path) -> None:
