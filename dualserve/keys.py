@@ -17,16 +17,23 @@ import yaml
 app = typer.Typer(help="API keys and the admin token (stored as digests only).")
 
 ConfigOption = Annotated[
-    Path,
-    typer.Option(help="the gateway config; its keys file is auth.keys_file or keys.yaml beside it"),
+    Path | None,
+    typer.Option(
+        help="the gateway config (default: the one `dualserve up` writes under --run-dir);"
+        " its keys file is auth.keys_file or keys.yaml beside it"
+    ),
 ]
-DEFAULT_CONFIG = Path("run/gateway/gateway.yaml")
+RunDirOption = Annotated[
+    Path, typer.Option(envvar="DUALSERVE_RUN_DIR", help="where `dualserve up` keeps its files")
+]
 HEADER = "# Written by `dualserve keys`: sha256 digests only, never a key. Keep it private.\n"
 
 
-def keys_file_for(config: Path) -> Path:
+def keys_file_for(config: Path | None, run_dir: Path) -> Path:
     """The keys file the gateway with this config reads (the config need not exist yet)."""
     from gateway.auth import keys_file_path
+
+    config = config or run_dir / "gateway" / "gateway.yaml"
     from gateway.security_settings import AuthSettings
 
     raw = yaml.safe_load(config.read_text()) if config.is_file() else None
@@ -48,7 +55,8 @@ def _write(path: Path, content: object) -> None:
 
 @app.command("new")
 def new(
-    config: ConfigOption = DEFAULT_CONFIG,
+    config: ConfigOption = None,
+    run_dir: RunDirOption = Path("run"),
     admin: Annotated[bool, typer.Option("--admin", help="a new admin token instead")] = False,
     name: Annotated[str | None, typer.Option(help="who holds the key")] = None,
     rate: Annotated[float | None, typer.Option(help="requests/s for this key")] = None,
@@ -58,7 +66,7 @@ def new(
     from gateway.auth import new_secret, read_keys_file
     from gateway.security_settings import ApiKeySettings, RateLimitSettings, hash_secret
 
-    path = keys_file_for(config)
+    path = keys_file_for(config, run_dir)
     keys = read_keys_file(path)
     secret = new_secret()
     if admin:
@@ -74,11 +82,11 @@ def new(
 
 
 @app.command("list")
-def list_keys(config: ConfigOption = DEFAULT_CONFIG) -> None:
+def list_keys(config: ConfigOption = None, run_dir: RunDirOption = Path("run")) -> None:
     """The keys in the keys file: name, digest prefix, rate limit."""
     from gateway.auth import read_keys_file
 
-    path = keys_file_for(config)
+    path = keys_file_for(config, run_dir)
     keys = read_keys_file(path)
     typer.echo(f"{path}: admin token {'set' if keys.admin_token else 'not set'}")
     for key in keys.api_keys:
@@ -91,13 +99,13 @@ def revoke(
     key: Annotated[
         str, typer.Argument(help="a name, or a digest prefix (sha256: + 8 hex or more)")
     ],
-    config: ConfigOption = DEFAULT_CONFIG,
+    config: ConfigOption = None,
+    run_dir: RunDirOption = Path("run"),
 ) -> None:
-    """Remove API keys by name or digest prefix (the gateway stops accepting them within
-    a second)."""
+    """Remove API keys by name or digest prefix; a running gateway drops them within a second."""
     from gateway.auth import read_keys_file
 
-    path = keys_file_for(config)
+    path = keys_file_for(config, run_dir)
     keys = read_keys_file(path)
     by_digest = len(key) >= len("sha256:") + 8 and key.startswith("sha256:")
     kept = [

@@ -55,3 +55,9 @@ def test_revoking_an_unknown_key_fails(tmp_path: Path) -> None:
         app, ["keys", "revoke", "nobody", "--config", str(tmp_path / "g.yaml")]
     )
     assert result.exit_code == 1 and "no key named" in result.output
+
+
+def test_the_default_is_the_config_dualserve_up_writes(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    _keys("new", "--run-dir", str(run_dir))
+    assert len(yaml.safe_load((run_dir / "gateway" / "keys.yaml").read_text())["api_keys"]) == 1
