@@ -3,11 +3,20 @@
 Processes are tracked by pid files (never by name) and started in their own session so
 that stopping one stops everything it spawned (TorchServe's Java frontend and its Python
 workers, for example).
+
+A pid file names the process by pid AND start time (`psutil.Process.create_time`, seconds
+since the epoch), as `{"pid": 123, "create_time": 1764398400.12}`: after a reboot or a
+crash the pid may belong to another process, and a bare pid would make `dualserve down`
+signal that process's whole group. A pid whose start time differs, and a pid file in the
+old bare-pid form (which cannot prove anything), count as not running: the file is
+removed with a warning and nothing is signalled.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import signal
 import socket
@@ -16,10 +25,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 
 LOOPBACK = "127.0.0.1"
+START_TIME_TOLERANCE_S = 1.0
+"""Linux derives create_time from the boot time in /proc/stat, which can move by up to a
+second between reads; a reused pid starts later than that (the pid space must wrap)."""
+BIND_FAILURE_MARKERS = ("Address already in use", "cannot bind", "Failed to bind")
+"""Log lines of a server that lost its port (Python, Java BindException, gRPC core)."""
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class LaunchError(RuntimeError):
@@ -31,6 +49,26 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def retry_on_bind_failure(launch: Callable[[], T], name: str) -> T:
+    """`launch()`, and once more when it failed because the server could not bind a port.
+
+    For servers that cannot bind port 0 themselves (TorchServe, the real
+    `tensorflow_model_server`): `free_port` closes its probe socket before the server
+    binds, so another process can take the port in between. `launch` must choose its
+    free ports anew on each call and stop what it started when it fails.
+
+    Raises:
+        LaunchError: the second failure, or a first one that is not a bind failure.
+    """
+    try:
+        return launch()
+    except LaunchError as exc:
+        if not any(marker in str(exc) for marker in BIND_FAILURE_MARKERS):
+            raise
+        logger.warning("%s could not bind a port chosen for it; retrying once", name)
+    return launch()
 
 
 def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
@@ -48,6 +86,41 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 @dataclass(frozen=True)
+class PidRecord:
+    """What a pid file holds: the pid and the process's start time (epoch seconds)."""
+
+    pid: int
+    create_time: float
+
+    @classmethod
+    def of(cls, pid: int) -> PidRecord:
+        """The record of the live process `pid` (psutil.Error when it is gone)."""
+        return cls(pid, psutil.Process(pid).create_time())
+
+    @classmethod
+    def parse(cls, text: str) -> PidRecord | None:
+        """The record in a pid file's text; None for anything else (a bare pid too)."""
+        try:
+            data = json.loads(text)
+            return cls(int(data["pid"]), float(data["create_time"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def text(self) -> str:
+        return json.dumps({"pid": self.pid, "create_time": self.create_time}) + "\n"
+
+    def is_running(self) -> bool:
+        """True while the very process that was recorded runs (not a zombie)."""
+        if not pid_alive(self.pid):
+            return False
+        try:
+            started = psutil.Process(self.pid).create_time()
+        except psutil.Error:
+            return False
+        return abs(started - self.create_time) <= START_TIME_TOLERANCE_S
+
+
+@dataclass(frozen=True)
 class ManagedProcess:
     """A process started by dualserve: its pid file and log, under a run directory."""
 
@@ -56,15 +129,40 @@ class ManagedProcess:
     log_file: Path
 
     def pid(self) -> int | None:
-        """The recorded pid when that process is still alive, else None."""
+        """The recorded pid while that very process is alive, else None.
+
+        A pid file that does not identify a live process of ours (unreadable, a bare pid,
+        a pid now used by a process started at another time) is removed with a warning.
+        """
         try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
+            text = self.pid_file.read_text()
+        except OSError:
             return None
-        return pid if pid_alive(pid) else None
+        record = PidRecord.parse(text)
+        if record is not None and record.is_running():
+            return record.pid
+        if record is None or pid_alive(record.pid):
+            self._forget(text.strip())
+        return None
 
     def running(self) -> bool:
         return self.pid() is not None
+
+    def record(self, pid: int) -> None:
+        """Write the pid file of the just-started process `pid` (atomically)."""
+        tmp = self.pid_file.with_name(f".{self.pid_file.name}.tmp")
+        tmp.write_text(PidRecord.of(pid).text())
+        tmp.replace(self.pid_file)
+
+    def _forget(self, content: str) -> None:
+        logger.warning(
+            "%s: %s does not identify a process dualserve started (%r; the pid is free or"
+            " belongs to a process started at another time); removed it, nothing signalled",
+            self.name,
+            self.pid_file,
+            content[:80],
+        )
+        self.pid_file.unlink(missing_ok=True)
 
 
 def pid_alive(pid: int) -> bool:
@@ -107,7 +205,7 @@ def start(
             env={**os.environ, **(env or {})},
             start_new_session=True,
         )
-    proc.pid_file.write_text(f"{child.pid}\n")
+    proc.record(child.pid)
     return proc
 
 

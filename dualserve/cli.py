@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dualserve.keys import app as keys_app
+
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -100,6 +102,7 @@ def status(
 
 experiment_app = typer.Typer(help="A/B experiments: reports from the prediction log.")
 app.add_typer(experiment_app, name="experiment")
+app.add_typer(keys_app, name="keys")
 
 
 def _log_url(run_dir: Path) -> str:

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -30,6 +31,11 @@ from gateway.openapi import operation
 from gateway.outcome import fan_out
 from gateway.protocols import feedback_rest, tfserving_rest, v2_rest
 from gateway.protocols.http import (
+    HEADER_BACKEND,
+    HEADER_FAILOVER,
+    HEADER_REQUEST_ID,
+    HEADER_ROUTING_KEY,
+    HEADER_VERSION,
     gateway_error_handler,
     json_response,
     unexpected_error_handler,
@@ -53,7 +59,7 @@ def build_context(
     for tests. The router emits one outcome per upstream call; metrics, live statistics
     and the prediction log observe it. Routing policy and experiments' state live in the
     experiments database, followed through one control plane."""
-    catalog = Catalog.from_store(settings.model_store)
+    catalog = Catalog.from_store(settings.model_store, settings.limits)
     if upstreams is None:
         from gateway.upstreams.factory import build_upstreams
 
@@ -74,7 +80,7 @@ def build_context(
     return GatewayContext(
         settings=settings, catalog=catalog, router=router,
         dataplane=DataPlane(router, metrics), metrics=metrics,
-        auth=Authenticator(settings.auth), experiments=experiments,
+        auth=Authenticator(settings.auth, settings.config_file), experiments=experiments,
         control=control, policies=policies, stats=stats, mirror=mirror,
     )  # fmt: skip
 
@@ -108,13 +114,32 @@ def create_app(
     app.include_router(v2_rest.router)
     app.include_router(admin.router)
     app.include_router(feedback_rest.router)
-    app.add_fast_routes([*tfserving_rest.router.routes, *v2_rest.router.routes])
+    _add_cors_or_fast_routes(app, settings)
     _add_operations_routes(app, ctx)
     app.add_exception_handler(GatewayError, gateway_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
+
+
+CLIENT_HEADERS = (HEADER_BACKEND, HEADER_VERSION, HEADER_REQUEST_ID, HEADER_ROUTING_KEY)
+
+
+def _add_cors_or_fast_routes(app: GatewayApp, settings: GatewaySettings) -> None:
+    """CORS only for the origins configured (none by default: browsers on other sites get
+    no access). The fast path skips middleware, so with CORS on every route takes the
+    ordinary one and carries the CORS headers."""
+    if not settings.cors_origins:
+        app.add_fast_routes([*tfserving_rest.router.routes, *v2_rest.router.routes])
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-API-Key", *CLIENT_HEADERS],
+        expose_headers=[*CLIENT_HEADERS, HEADER_FAILOVER],
+    )
 
 
 async def _start_grpc(app: FastAPI, ctx: GatewayContext) -> GrpcIngress | None:

@@ -6,12 +6,14 @@ version is a 404, a wrong tensor name, dtype or shape a 400 naming the problem.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from gateway.errors import BadRequest, FailedPrecondition, NotFound
+from gateway.limits import check_tensors
+from gateway.security_settings import LimitsSettings
 from gateway.types import Framework, InferRequest
 from trainers.manifest import Manifest, load_manifest
 
@@ -34,6 +36,7 @@ class ModelInfo:
     versions: dict[int, tuple[Framework, ...]]
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
 
     @property
     def latest(self) -> int:
@@ -59,11 +62,11 @@ class Catalog:
         self._models = models
 
     @classmethod
-    def from_store(cls, store: Path) -> Catalog:
-        return cls.from_manifest(load_manifest(store))
+    def from_store(cls, store: Path, limits: LimitsSettings | None = None) -> Catalog:
+        return cls.from_manifest(load_manifest(store), limits)
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest) -> Catalog:
+    def from_manifest(cls, manifest: Manifest, limits: LimitsSettings | None = None) -> Catalog:
         models = {}
         for name, entry in manifest.models.items():
             if not entry.versions:
@@ -74,6 +77,7 @@ class Catalog:
                 versions={int(v): tuple(e.frameworks) for v, e in entry.versions.items()},
                 inputs=tuple(_tensor(t.name, t.dtype, t.shape) for t in latest.signature.inputs),
                 outputs=tuple(_tensor(t.name, t.dtype, t.shape) for t in latest.signature.outputs),
+                limits=limits or LimitsSettings(),
             )
         return cls(models)
 
@@ -105,6 +109,7 @@ def validate(request: InferRequest, info: ModelInfo, strict_dtype: bool) -> None
     if signature not in (None, "", SERVING_SIGNATURE):
         # both exports carry one signature; TF Serving's words and code for any other
         raise FailedPrecondition(f'Serving signature key "{signature}" not found.')
+    check_tensors(request, info.limits)  # batch size and values per tensor (gateway.limits)
     expected = {t.name: t for t in info.inputs}
     unknown = sorted(set(request.inputs) - set(expected))
     if unknown:

@@ -6,6 +6,7 @@ nothing else decides a status.
 
 from __future__ import annotations
 
+import math
 from http import HTTPStatus
 
 import grpc
@@ -20,6 +21,16 @@ class GatewayError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the error reply carries (e.g. `Retry-After`); none by default."""
+        return {}
+
+    @property
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        """gRPC trailing metadata the error carries; none by default."""
+        return ()
 
 
 class BadRequest(GatewayError):
@@ -61,10 +72,37 @@ class PayloadTooLarge(GatewayError):
 
 
 class Overloaded(GatewayError):
-    """Shed load: a queue or concurrency limit is full."""
+    """Shed load: a queue or concurrency limit is full.
+
+    Args:
+        retry_after_s: when the client may try again; sent as `Retry-After` in whole
+            seconds, rounded up (RFC 9110 section 10.2.3).
+    """
 
     status = HTTPStatus.TOO_MANY_REQUESTS
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+    @property
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        """gRPC's server pushback (gRFC A6 `grpc-retry-pushback-ms`): a client with a
+        retry policy waits this long before its next attempt."""
+        if self.retry_after_s is None:
+            return ()
+        return (("grpc-retry-pushback-ms", str(math.ceil(self.retry_after_s * 1000))),)
+
+
+class RateLimited(Overloaded):
+    """The API key's rate limit is used up (`auth.rate_limit`)."""
 
 
 class UpstreamError(GatewayError):
@@ -83,6 +121,10 @@ class UpstreamUnavailable(UpstreamError):
 
     status = HTTPStatus.SERVICE_UNAVAILABLE
     grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class BreakerOpen(UpstreamUnavailable):
+    """The arm's circuit breaker refuses calls after repeated failures (nothing was sent)."""
 
 
 class UpstreamTimeout(UpstreamError):

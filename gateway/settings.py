@@ -20,6 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from gateway.security_settings import AuthSettings, LimitsSettings
 from gateway.types import Framework
 
 Transport = Literal["grpc", "rest"]
@@ -262,16 +263,6 @@ class ExperimentsSettings(BaseModel):
     flush_interval_s: float = Field(0.2, gt=0, description="longest wait before a write")
 
 
-class AuthSettings(BaseModel):
-    admin_token: SecretStr | None = Field(None, description="admin bearer token")
-    admin_token_file: Path | None = Field(
-        None, description="where the admin token is read, or generated at first start"
-    )
-    api_keys: list[SecretStr] = Field(
-        default_factory=list, description="prediction API keys; empty = predictions are open"
-    )
-
-
 class GatewaySettings(BaseSettings):
     """Everything the gateway needs; `create_app(settings)` wires it."""
 
@@ -304,6 +295,10 @@ class GatewaySettings(BaseSettings):
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1, description="larger bodies get 413")
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins browsers may call from; empty = CORS off"
+    )
     shadow_queue_size: int = Field(1000, ge=1, description="mirrored calls waiting; full = drop")
     config_file: Path | None = Field(None, description="the YAML file these came from")
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)

@@ -21,6 +21,10 @@ from backends.tfserving.aux_config import (
 from backends.tfserving.model_config import ModelConfig, render_model_config
 
 BINARY = "tensorflow_model_server"
+PORTS_FILE_ENV = "DUALSERVE_TFSERVING_PORTS_FILE"
+"""Set for the bundled server only: a port flag of 0 lets the OS pick the port (no race
+between choosing a free port and binding it), and the server writes the bound ports to
+this file as `{"grpc": P, "rest": Q}` once both listen. The real binary has no such mode."""
 
 
 @dataclass(frozen=True)
@@ -28,9 +32,10 @@ class TFServingSettings:
     """How to run TF Serving; defaults give a fair comparison with TorchServe locally."""
 
     grpc_port: int = 0
-    """gRPC port (`--port`); 0 picks a free loopback port at start."""
+    """gRPC port (`--port`); 0: the bundled server binds a port the OS picks and reports
+    it (PORTS_FILE_ENV), the real binary gets a free loopback port."""
     rest_port: int = 0
-    """REST port (`--rest_api_port`); 0 picks a free loopback port at start."""
+    """REST port (`--rest_api_port`); 0 as for `grpc_port`."""
     enable_batching: bool = True
     """Server-side batching (`--enable_batching`) with the parameters below."""
     max_batch_size: int = 4096

@@ -96,13 +96,14 @@ def _convert(name: str, kind: str, value: str | None) -> int | bool | str:
     return value
 
 
-def validate(flags: ServerFlags) -> None:
-    """Cross-flag rules the real binary enforces at start."""
+def validate(flags: ServerFlags, any_port: bool = False) -> None:
+    """Cross-flag rules the real binary enforces at start; `any_port` (the launcher's
+    ports-file mode) lets 0 mean "a port the OS picks"."""
     if not flags.model_config_file and not flags.model_base_path:
         raise FlagError("either --model_config_file or --model_base_path must be given")
     if flags.model_config_file and flags.model_base_path:
         raise FlagError("--model_config_file and --model_base_path cannot both be given")
     if flags.batching_parameters_file and not flags.enable_batching:
         flags.warnings.append("--batching_parameters_file is ignored without --enable_batching")
-    if flags.port <= 0 and flags.rest_api_port <= 0:
+    if flags.port <= 0 and flags.rest_api_port <= 0 and not any_port:
         raise FlagError("--port must be a positive port number")

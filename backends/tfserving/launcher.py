@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -18,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from backends import process
+from backends.artifacts import verify_savedmodels
 from backends.process import LOOPBACK, LaunchError, ManagedProcess
 from backends.tfserving.aux_config import DEFAULT_METRICS_PATH
 from backends.tfserving.commandline import (
+    BINARY,
+    PORTS_FILE_ENV,
     TFServingSettings,
     server_command,
     server_flags,
@@ -29,6 +34,7 @@ from backends.tfserving.commandline import (
 
 NAME = "tfserving"
 ENDPOINTS_FILE = "tfserving.json"
+PORTS_FILE = "tfserving.ports.json"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HTTP_TIMEOUT = 2.0
 
@@ -73,6 +79,10 @@ def start_tfserving(
 ) -> TFServingEndpoints:
     """Start TF Serving for `models` (default: every TF model in the manifest).
 
+    The SavedModel each model would load is first verified against the manifest's
+    sha256 (`backends.artifacts`; a mismatch is a LaunchError naming it, before any start).
+    The bundled server binds the ports it is not given itself and reports them (no race
+    for a free port); the real binary gets free ports, with one retry if it loses one.
     Returns once every model has an AVAILABLE version; on failure or timeout the process
     is stopped and LaunchError carries the log tail. Endpoints go to run_dir/tfserving.json.
     """
@@ -80,23 +90,59 @@ def start_tfserving(
     run_dir = Path(run_dir).resolve()
     models = list(models) if models is not None else tf_models(Path(model_store))
     _check_exports(Path(model_store), models)
-    grpc_port = settings.grpc_port or process.free_port()
-    rest_port = settings.rest_port or process.free_port()
+    verify_savedmodels(Path(model_store), models)
     files = write_configs(Path(model_store), run_dir, settings, models)
-    command, binary = server_command(server_flags(settings, grpc_port, rest_port, files))
-    proc = process.start(NAME, command, run_dir, env=_child_env())
-    rest = f"http://{LOOPBACK}:{rest_port}"
+    return process.retry_on_bind_failure(
+        lambda: _launch(run_dir, settings, models, files, timeout), NAME
+    )
+
+
+def _launch(
+    run_dir: Path,
+    settings: TFServingSettings,
+    models: list[str],
+    files: dict[str, Path],
+    timeout: float,
+) -> TFServingEndpoints:
+    binary = shutil.which(BINARY) or ""
+    ports_file = None if binary else run_dir / PORTS_FILE
+    if ports_file is None:  # the real binary cannot bind port 0 and tell us the port
+        ports = (
+            settings.grpc_port or process.free_port(),
+            settings.rest_port or process.free_port(),
+        )
+    else:
+        ports_file.unlink(missing_ok=True)
+        ports = (settings.grpc_port, settings.rest_port)
+    command, kind = server_command(server_flags(settings, *ports, files), binary)
+    env = {**_child_env(), **({PORTS_FILE_ENV: str(ports_file)} if ports_file else {})}
+    proc = process.start(NAME, command, run_dir, env=env)
+    deadline = time.monotonic() + timeout
     try:
-        _wait_available(proc, rest, models, timeout)
+        grpc_port, rest_port = _bound_ports(proc, ports, ports_file, timeout)
+        rest = f"http://{LOOPBACK}:{rest_port}"
+        _wait_available(proc, rest, models, max(deadline - time.monotonic(), 1.0))
     except BaseException:
         process.stop(proc)
         raise
     endpoints = TFServingEndpoints(
-        rest, f"{LOOPBACK}:{grpc_port}", rest + DEFAULT_METRICS_PATH, binary, proc.pid() or 0
+        rest, f"{LOOPBACK}:{grpc_port}", rest + DEFAULT_METRICS_PATH, kind, proc.pid() or 0
     )
     record = {**asdict(endpoints), "models": models, "settings": asdict(settings)}
     (run_dir / ENDPOINTS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return endpoints
+
+
+def _bound_ports(
+    proc: ManagedProcess, ports: tuple[int, int], ports_file: Path | None, timeout: float
+) -> tuple[int, int]:
+    """(gRPC, REST): the given ones, or those the bundled server reports once it listens
+    (it loads every model before it opens its ports, like the real binary)."""
+    if ports_file is None:
+        return ports
+    process.wait_until(proc, ports_file.is_file, timeout, what="listening", interval=0.1)
+    bound = json.loads(ports_file.read_text(encoding="utf-8"))
+    return int(bound["grpc"]), int(bound["rest"])
 
 
 def _check_exports(model_store: Path, models: list[str]) -> None:
@@ -159,6 +205,7 @@ def stop_tfserving(run_dir: Path) -> bool:
     run_dir = Path(run_dir).resolve()
     stopped = process.stop(managed(run_dir))
     (run_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
+    (run_dir / PORTS_FILE).unlink(missing_ok=True)
     return stopped
 
 

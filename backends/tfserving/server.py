@@ -10,6 +10,7 @@ core (+ batcher) -> gRPC and REST servers on one event loop, until SIGTERM/SIGIN
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from aiohttp import web
 from backends.tfserving import aux_config
 from backends.tfserving.aux_config import BatchingParameters, MonitoringConfig
 from backends.tfserving.batching import BatchScheduler
+from backends.tfserving.commandline import PORTS_FILE_ENV
 from backends.tfserving.core import ServingCore
 from backends.tfserving.flags import FlagError, ServerFlags, parse_flags, validate
 from backends.tfserving.grpc_service import add_services
@@ -49,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         flags = parse_flags(sys.argv[1:] if argv is None else argv)
-        validate(flags)
+        validate(flags, any_port=PORTS_FILE_ENV in os.environ)
         models = model_configs(flags)
         batching = batching_parameters(flags)
         monitoring = monitoring_config(flags)
@@ -126,8 +128,11 @@ async def serve(
     core = await build_core(flags, models, batching)
     manager = core.manager
     host = os.environ.get(BIND_HOST_ENV, "0.0.0.0")
-    grpc_server = await start_grpc(core, host, flags.port)
-    runner = await start_rest(core, host, flags, monitoring)
+    ports_file = os.environ.get(PORTS_FILE_ENV)
+    grpc_server, grpc_port = await start_grpc(core, host, flags.port)
+    runner, rest_port = await start_rest(core, host, flags, monitoring, bool(ports_file))
+    if ports_file:
+        write_ports(Path(ports_file), grpc_port, rest_port)
     try:
         await wait_for_stop()
     finally:
@@ -153,33 +158,49 @@ async def build_core(
     return ServingCore(manager, metrics, batcher)
 
 
-async def start_grpc(core: ServingCore, host: str, port: int) -> grpc.aio.Server:
+async def start_grpc(core: ServingCore, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    """The started gRPC server and the port it bound (the OS picks one for port 0)."""
     options = [
         ("grpc.max_receive_message_length", GRPC_MESSAGE_LIMIT),
         ("grpc.max_send_message_length", GRPC_MESSAGE_LIMIT),
     ]
     server = grpc.aio.server(options=options)
     add_services(server, core)
-    if server.add_insecure_port(f"{host}:{port}") == 0:
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
         raise OSError(f"cannot bind the gRPC port {host}:{port}")
     await server.start()
-    log.info("Running gRPC ModelServer at %s:%d ...", host, port)
-    return server
+    log.info("Running gRPC ModelServer at %s:%d ...", host, bound)
+    return server, bound
 
 
 async def start_rest(
-    core: ServingCore, host: str, flags: ServerFlags, monitoring: MonitoringConfig
-) -> web.AppRunner | None:
+    core: ServingCore,
+    host: str,
+    flags: ServerFlags,
+    monitoring: MonitoringConfig,
+    any_port: bool = False,
+) -> tuple[web.AppRunner | None, int]:
+    """The REST runner and its bound port; (None, 0) when REST is off (port 0, unless
+    `any_port`: then the OS picks the port)."""
     port = flags.rest_api_port
-    if port <= 0:
-        return None
+    if port <= 0 and not any_port:
+        return None, 0
     metrics_path = monitoring.path if monitoring.enable else None
     app = create_rest_app(core, metrics_path, flags.rest_api_timeout_in_ms / 1e3)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    log.info("Exporting HTTP/REST API at:%s:%d ...", host, port)
-    return runner
+    await web.TCPSite(runner, host, max(port, 0)).start()
+    bound = int(runner.addresses[0][1])
+    log.info("Exporting HTTP/REST API at:%s:%d ...", host, bound)
+    return runner, bound
+
+
+def write_ports(path: Path, grpc_port: int, rest_port: int) -> None:
+    """Atomically, so the launcher never reads half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"grpc": grpc_port, "rest": rest_port}), encoding="utf-8")
+    tmp.replace(path)
 
 
 async def wait_for_stop() -> None:

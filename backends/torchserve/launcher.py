@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from backends import process
+from backends.artifacts import verify_archives
 from backends.process import LaunchError, ManagedProcess
 from backends.torchserve.archives import find_archives, mar_dir
 from backends.torchserve.config import (
@@ -84,14 +85,29 @@ def start_torchserve(
         timeout: seconds to wait for every model to have a READY worker.
 
     Raises:
-        LaunchError: with the log tails, when the server fails or is not ready in time;
-            the half-started server is stopped first.
+        LaunchError: naming the archive, when one does not match the sha256 the manifest
+            records (nothing is started); with the log tails, when the server fails or is
+            not ready in time (the half-started server is stopped first).
     """
     settings = settings or TorchServeSettings()
     model_store, run_dir = Path(model_store).resolve(), Path(run_dir).resolve()
     archives = find_archives(model_store, models, settings.serve_versions)
-    ports = _resolve_ports(settings)
+    verify_archives(model_store, archives)
     settings = _with_gpus(settings)
+    # TorchServe (Java) cannot bind port 0 and report it: free ports, one retry if lost.
+    return process.retry_on_bind_failure(
+        lambda: _launch(model_store, run_dir, settings, archives, timeout), NAME
+    )
+
+
+def _launch(
+    model_store: Path,
+    run_dir: Path,
+    settings: TorchServeSettings,
+    archives: list[ModelArchive],
+    timeout: float,
+) -> TorchServeEndpoints:
+    ports = _resolve_ports(settings)
     _prepare_run_dir(run_dir)
     config = run_dir / CONFIG_FILE
     config.write_text(render_config(settings, ports, mar_dir(model_store), archives))

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from gateway._proto.tfserving import TensorProto
+from gateway.security_settings import DEFAULT_MAX_TENSOR_ELEMENTS
 
 # tensorflow/core/framework/types.proto
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING = 1, 2, 3, 4, 5, 6, 7
@@ -118,6 +119,12 @@ def _from_typed_field(
     if flat.size == expected:
         return flat.reshape(shape)
     # TF's own rule: one value (or none) fills the whole tensor, e.g. tf.fill results.
+    if flat.size <= 1 and expected > DEFAULT_MAX_TENSOR_ELEMENTS:
+        # A few bytes must not allocate gigabytes: refused before np.full, not after.
+        raise TensorCodecError(
+            f"shape {list(shape)} filled from one value would hold {expected} values, more"
+            f" than the limit of {DEFAULT_MAX_TENSOR_ELEMENTS} (limits.max_tensor_elements)"
+        )
     if flat.size <= 1 and expected > 0:
         fill = flat[0] if flat.size else np.zeros((), dtype=dtype)[()]
         return np.full(shape, fill, dtype=dtype)

@@ -115,7 +115,7 @@ class Boundary:
 
 async def abort(call: Call, exc: GatewayError) -> None:
     """End the call with the error's gRPC code and sentence; the request id trails."""
-    trailing = ((KEY_REQUEST_ID, call.request_id),)
+    trailing = ((KEY_REQUEST_ID, call.request_id), *exc.trailing_metadata)
     await call.context.abort(exc.grpc_code, exc.message, trailing_metadata=trailing)
 
 

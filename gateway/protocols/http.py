@@ -9,8 +9,10 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
+from gateway.errors import BadRequest, GatewayError
+from gateway.limits import check_json_depth, read_body
 from gateway.routing.policy import parse_pin
+from gateway.security_settings import LimitsSettings
 from gateway.types import Framework, InferResponse, new_request_id
 
 logger = logging.getLogger(__name__)
@@ -35,24 +37,17 @@ def pinned_backend(request: Request) -> Framework | None:
     return parse_pin(request.headers.get(HEADER_BACKEND), f"header {HEADER_BACKEND}")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing bodies over `limit` bytes before reading them."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"request body of {len(raw)} bytes exceeds the limit of {limit}")
-    return raw
-
-
 async def json_body(request: Request, limit: int) -> Any:
-    """The parsed JSON body, limited as `read_body` says."""
-    return parse_json(await read_body(request, limit))
+    """The parsed JSON body: at most `limit` bytes (`limits.read_body`), nested no deeper
+    than `limits.max_json_depth`."""
+    raw = await read_body(request, limit)
+    return parse_json(raw, request.app.state.gateway.settings.limits)
 
 
-def parse_json(raw: bytes) -> Any:
-    """A JSON document; BadRequest "malformed JSON body: ..." when it is not one."""
+def parse_json(raw: bytes, limits: LimitsSettings) -> Any:
+    """A JSON document within `limits`' nesting depth; BadRequest "malformed JSON body:
+    ..." when it is not one."""
+    check_json_depth(raw, limits)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -85,7 +80,7 @@ async def gateway_error_handler(request: Request, exc: Exception) -> Response:
     if protocol is not None:
         dataplane = request.app.state.gateway.dataplane
         dataplane.count_error(protocol, request.path_params.get("model"), exc)
-    headers = {}
+    headers = exc.headers
     rid = getattr(request.state, "request_id", None)
     if rid:
         headers[HEADER_REQUEST_ID] = rid

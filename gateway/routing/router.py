@@ -18,7 +18,7 @@ import numpy as np
 from gateway.catalog import Catalog, ModelInfo, validate
 from gateway.errors import GatewayError, NotFound, UpstreamError, UpstreamRejected
 from gateway.outcome import CallKind, CallOutcome, Comparison, Observer, compare
-from gateway.routing.breaker import BreakerOpen, BreakerState, CircuitBreaker
+from gateway.routing.breaker import CircuitBreaker
 from gateway.routing.policy import Decision, decide, routing_key
 from gateway.routing.policy_store import LayerName, Route
 from gateway.settings import GatewaySettings
@@ -66,7 +66,7 @@ class Router:
         self.catalog = catalog
         self.upstreams = upstreams
         self.policies = policies
-        self.breakers = {fw: CircuitBreaker(settings.breaker) for fw in FRAMEWORKS}
+        self.breakers = {fw: CircuitBreaker(settings.breaker, fw) for fw in FRAMEWORKS}
         self.timeouts = {
             "tensorflow": settings.tensorflow.timeout_s,
             "pytorch": settings.pytorch.timeout_s,
@@ -139,18 +139,7 @@ class Router:
     async def call_arm(self, arm: Framework, request: InferRequest) -> InferResponse:
         """One upstream call through the arm's breaker (no outcome: callers emit it)."""
         breaker = self.breakers[arm]
-        if not breaker.allow():
-            raise BreakerOpen(arm, "circuit breaker is open after repeated failures")
-        try:
-            response = await self.upstreams[arm].infer(request, self.timeouts[arm])
-        except (UpstreamRejected, NotFound):
-            breaker.record_success()  # the backend is healthy; the request was not
-            raise
-        except UpstreamError:
-            breaker.record_failure()
-            raise
-        breaker.record_success()
-        return response
+        return await breaker.call(lambda: self.upstreams[arm].infer(request, self.timeouts[arm]))
 
     def _submit_shadow(self, arm: Framework, routed: _Routed, answer: InferResponse) -> None:
         if self._mirror is None:
@@ -206,8 +195,7 @@ class Router:
     async def ready(self, model: str) -> dict[Framework, bool]:
         """Readiness per arm for `model` (an open breaker counts as not ready)."""
         return {
-            arm: self.breakers[arm].state != BreakerState.OPEN
-            and await self._upstream_ready(arm, model)
+            arm: self.breakers[arm].accepting and await self._upstream_ready(arm, model)
             for arm in FRAMEWORKS
         }
 

@@ -7,6 +7,7 @@ file is read again whenever its modification time changes, checked at most once 
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from backends.torchserve.tokens import TokenError, read_token
 from gateway.errors import UpstreamError, UpstreamUnavailable
 
 BACKEND = "pytorch"
+logger = logging.getLogger(__name__)
 
 
 class TokenSource:
@@ -59,11 +61,13 @@ class TokenSource:
         except FileNotFoundError as exc:
             if self._cached is not None:  # a stopped server removes it; the call will say so
                 return self._cached[1]
-            message = f"no token file at {path}; is TorchServe running?"
+            logger.warning("no TorchServe token file at %s", path)
+            message = "TorchServe's token file is missing; is TorchServe running?"
             raise UpstreamUnavailable(BACKEND, message) from exc
         if self._cached is None or self._cached[0] != mtime:
             try:
                 self._cached = (mtime, read_token(path, "inference"))
-            except TokenError as exc:
-                raise UpstreamError(BACKEND, str(exc)) from exc
+            except TokenError as exc:  # the path stays in the log, out of the answer
+                logger.warning("%s", exc)
+                raise UpstreamError(BACKEND, "TorchServe's token file is unusable") from exc
         return self._cached[1]

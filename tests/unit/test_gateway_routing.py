@@ -1,4 +1,4 @@
-"""Split, stickiness, breaker and policy decisions, without any server."""
+"""Split, stickiness and policy decisions, without any server (breakers: test_breaker.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import random
 import pytest
 
 from gateway.errors import Forbidden
-from gateway.routing.breaker import BreakerState, CircuitBreaker
 from gateway.routing.policy import decide
 from gateway.routing.split import choose_arm
-from gateway.settings import BreakerSettings, ModelPolicy
+from gateway.settings import ModelPolicy
 from gateway.types import InferRequest
 
 KEYS = [f"user-{i}" for i in range(1000)]
@@ -58,21 +57,6 @@ def test_shadow_mirrors_to_the_other_arm_and_failover_is_optional() -> None:
     )
     plain = decide(ModelPolicy(mode="pinned", failover=False), request, random.Random(0))
     assert (plain.primary, plain.shadow, plain.fallback) == ("tensorflow", None, None)
-
-
-def test_breaker_opens_then_probes_then_closes() -> None:
-    now = [0.0]
-    breaker = CircuitBreaker(
-        BreakerSettings(failure_threshold=2, reset_after_s=10), clock=lambda: now[0]
-    )
-    breaker.record_failure()
-    assert breaker.allow()
-    breaker.record_failure()
-    assert breaker.state is BreakerState.OPEN and not breaker.allow()
-    now[0] = 11
-    assert breaker.allow() and not breaker.allow()  # one probe at a time
-    breaker.record_success()
-    assert breaker.state is BreakerState.CLOSED
 
 
 def test_weights_must_be_usable() -> None:
