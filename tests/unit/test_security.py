@@ -37,7 +37,7 @@ def test_an_unexpected_exception_answers_without_detail_over_rest(tmp_path: Path
     for upstream in upstreams.values():
         upstream.infer = _explode  # type: ignore[method-assign]
     with TestClient(app, raise_server_exceptions=False) as client:
-        app.state.gateway.router.stats.snapshot = _explode  # an admin route fails too
+        app.state.gateway.stats.snapshot = _explode  # an admin route fails too
         answers = [
             client.post("/v1/models/toy:predict", json=ROW),
             client.post("/v2/models/toy/infer", json=V2),
