@@ -21,20 +21,24 @@ def main(
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.drain import DrainingServer
     from gateway.settings import load_settings
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = load_settings(config, **overrides)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    server_config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
         http="httptools",
         log_level=log_level,
         access_log=False,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=int(settings.drain.grace_s),
     )
+    drain = app.state.gateway.drain
+    DrainingServer(server_config, drain, settings.drain.delay_s).run()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -11,10 +13,12 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import admin
+from gateway.admission import Admission, LimitedUpstream
 from gateway.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.context import GatewayContext
 from gateway.dataplane import DataPlane
+from gateway.drain import Drain
 from gateway.errors import GatewayError, NotFound
 from gateway.experiments.service import ExperimentService
 from gateway.experiments.stats import ExperimentStats
@@ -44,6 +48,11 @@ def build_context(
         from gateway.upstreams.factory import build_upstreams
 
         upstreams = build_upstreams(settings, catalog.latest_versions())
+    limits = settings.admission
+    upstreams = {
+        arm: LimitedUpstream(upstream, limits.upstream_max_in_flight)
+        for arm, upstream in upstreams.items()
+    }
     metrics = GatewayMetrics()
     router = Router(catalog, upstreams, settings, ExperimentStats(), metrics)
     experiments = ExperimentService(settings.experiments, catalog, router, settings.config_file)
@@ -56,6 +65,8 @@ def build_context(
         metrics=metrics,
         auth=Authenticator(settings.auth),
         experiments=experiments,
+        admission=Admission(limits.max_in_flight, limits.retry_after_s),
+        drain=Drain(),
     )
 
 
@@ -74,6 +85,7 @@ def create_app(
         finally:
             if grpc_ingress is not None:  # first: no new calls while the rest closes
                 await grpc_ingress.stop()
+            await _drain_shadow(ctx)
             await ctx.router.shadow.aclose()
             await ctx.experiments.aclose()  # after the mirror: its last records are logged
             for upstream in ctx.router.upstreams.values():
@@ -86,7 +98,8 @@ def create_app(
     app.include_router(v2_rest.router)
     app.include_router(admin.router)
     app.include_router(feedback_rest.router)
-    app.add_fast_routes([*tfserving_rest.router.routes, *v2_rest.router.routes])
+    app.add_fast_routes(tfserving_rest.router.routes, tfserving_rest.PROTOCOL)
+    app.add_fast_routes(v2_rest.router.routes, v2_rest.PROTOCOL)
     _add_operations_routes(app, ctx)
     app.add_exception_handler(GatewayError, gateway_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
@@ -107,8 +120,16 @@ async def _start_grpc(app: FastAPI, ctx: GatewayContext) -> GrpcIngress | None:
     return ingress
 
 
+async def _drain_shadow(ctx: GatewayContext) -> None:
+    """Let queued mirror copies finish (bounded by the drain grace) before closing."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(ctx.router.shadow.drain(), ctx.settings.drain.grace_s)
+
+
 async def _all_models_ready(ctx: GatewayContext) -> bool:
-    """Ready when every configured model has at least one ready arm."""
+    """Ready when every configured model has at least one ready arm (never while draining)."""
+    if ctx.drain.draining:
+        return False
     for model in ctx.catalog.names:
         if not any((await ctx.router.ready(model)).values()):
             return False
@@ -124,7 +145,9 @@ def _add_operations_routes(app: FastAPI, ctx: GatewayContext) -> None:
     async def readyz() -> Response:
         models = {m: await ctx.router.ready(m) for m in ctx.catalog.names}
         ok = bool(models) and all(any(arms.values()) for arms in models.values())
-        return json_response({"ready": ok, "models": models}, status=200 if ok else 503)
+        ok = ok and not ctx.drain.draining
+        body = {"ready": ok, "draining": ctx.drain.draining, "models": models}
+        return json_response(body, status=200 if ok else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gateway.admission import Admission
 from gateway.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.dataplane import DataPlane
+from gateway.drain import Drain
 from gateway.metrics import GatewayMetrics
 from gateway.routing.router import Router
 from gateway.settings import GatewaySettings
@@ -25,3 +27,5 @@ class GatewayContext:
     metrics: GatewayMetrics
     auth: Authenticator
     experiments: ExperimentService
+    admission: Admission
+    drain: Drain

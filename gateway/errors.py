@@ -6,20 +6,28 @@ nothing else decides a status.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 
 import grpc
 
 
 class GatewayError(Exception):
-    """Base: `status` for HTTP, `grpc_code` for gRPC, the message names the problem."""
+    """Base: `status` for HTTP, `grpc_code` for gRPC, the message names the problem.
+
+    Attributes:
+        headers: response headers the cause carries (e.g. `Retry-After` on 429, `Allow`
+            on 405); every transport's handler sends them (gRPC as trailing metadata,
+            keys lower-cased).
+    """
 
     status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
     grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = dict(headers or {})
 
 
 class BadRequest(GatewayError):
@@ -61,7 +69,7 @@ class PayloadTooLarge(GatewayError):
 
 
 class Overloaded(GatewayError):
-    """Shed load: a queue or concurrency limit is full."""
+    """Shed load: a concurrency limit or a rate limit is full (send `Retry-After`)."""
 
     status = HTTPStatus.TOO_MANY_REQUESTS
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -86,6 +94,14 @@ class UpstreamUnavailable(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
+    status = HTTPStatus.GATEWAY_TIMEOUT
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class DeadlineExceeded(GatewayError):
+    """The client's own deadline passed before an answer could be had (no backend is to
+    blame: not counted against any breaker)."""
+
     status = HTTPStatus.GATEWAY_TIMEOUT
     grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
 

@@ -58,6 +58,32 @@ class BreakerSettings(BaseModel):
     reset_after_s: float = Field(5.0, gt=0, description="open time before a half-open probe")
 
 
+class AdmissionSettings(BaseModel):
+    """Load shedding per worker process (see `gateway.admission` for the sizing)."""
+
+    max_in_flight: int = Field(
+        32, ge=1, description="prediction requests in flight per worker; more get 429"
+    )
+    upstream_max_in_flight: int = Field(
+        64, ge=1, description="calls in flight per backend kind per worker; more get 429"
+    )
+    retry_after_s: float = Field(1.0, gt=0, description="the Retry-After a refused client gets")
+
+
+class DrainSettings(BaseModel):
+    """Graceful shutdown on SIGTERM (see `gateway.drain`)."""
+
+    delay_s: float = Field(
+        1.0,
+        ge=0,
+        description="after SIGTERM, keep serving (readiness false, `Connection: close` on"
+        " every reply) this long so load balancers and keep-alive clients move away",
+    )
+    grace_s: float = Field(
+        10.0, gt=0, description="then wait at most this long for in-flight requests"
+    )
+
+
 class ModelPolicy(BaseModel):
     """How one model's traffic is routed between the two frameworks."""
 
@@ -185,6 +211,8 @@ class GatewaySettings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1, description="larger bodies get 413")
     shadow_queue_size: int = Field(1000, ge=1, description="mirrored calls waiting; full = drop")
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    drain: DrainSettings = Field(default_factory=DrainSettings)
     config_file: Path | None = Field(None, description="the YAML file these came from")
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
 

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from gateway.context import GatewayContext
+from gateway.deadline import from_time_remaining
 from gateway.errors import BadRequest, GatewayError
 from gateway.routing.policy import parse_pin
 from gateway.types import Framework, InferResponse, new_request_id
@@ -46,6 +47,11 @@ class Call:
             if isinstance(value, str)  # `-bin` keys carry bytes; none of ours does
         }
         return cls(context, headers, headers.get(KEY_REQUEST_ID) or new_request_id())
+
+    @property
+    def deadline(self) -> float | None:
+        """The call's deadline as an absolute monotonic instant (None: the client set none)."""
+        return from_time_remaining(self.context.time_remaining())
 
     @property
     def routing_key(self) -> str | None:
@@ -92,10 +98,15 @@ class Boundary:
         """A unary handler for `method`; `model_of` marks a prediction method whose
         errors are counted under the model the request names."""
 
+        admission = self.ctx.admission if model_of is not None else None
+
         async def behaviour(message: Any, context: grpc.aio.ServicerContext) -> Any:
             call = Call.of(context)
             try:
-                return await method(message, call)
+                if admission is None:
+                    return await method(message, call)
+                with admission.admitted():  # Overloaded before any decoding
+                    return await method(message, call)
             except GatewayError as exc:
                 if model_of is not None:
                     self.ctx.dataplane.count_error(self.protocol, model_of(message), exc)
@@ -115,7 +126,10 @@ class Boundary:
 
 async def abort(call: Call, exc: GatewayError) -> None:
     """End the call with the error's gRPC code and sentence; the request id trails."""
-    trailing = ((KEY_REQUEST_ID, call.request_id),)
+    trailing = (
+        (KEY_REQUEST_ID, call.request_id),
+        *((key.lower(), value) for key, value in exc.headers.items()),
+    )
     await call.context.abort(exc.grpc_code, exc.message, trailing_metadata=trailing)
 
 

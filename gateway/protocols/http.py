@@ -75,7 +75,7 @@ async def gateway_error_handler(request: Request, exc: Exception) -> Response:
     if protocol is not None:
         dataplane = request.app.state.gateway.dataplane
         dataplane.count_error(protocol, request.path_params.get("model"), exc)
-    headers = {}
+    headers = dict(exc.headers)
     rid = getattr(request.state, "request_id", None)
     if rid:
         headers[HEADER_REQUEST_ID] = rid

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from gateway import deadline
 from gateway.catalog import ModelInfo
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest
@@ -102,6 +103,7 @@ async def infer(request: Request) -> Response:
             request_id=rid,
             routing_key=request.headers.get(HEADER_ROUTING_KEY),
             pinned=pinned_backend(request),
+            deadline=deadline.from_headers(request.headers),
             parameters=parameters,
         ),
         PROTOCOL,

@@ -11,7 +11,15 @@ import time
 from collections.abc import Mapping
 
 from gateway.catalog import Catalog, ModelInfo, validate
-from gateway.errors import NotFound, UpstreamError, UpstreamRejected, UpstreamUnavailable
+from gateway.deadline import budget
+from gateway.errors import (
+    DeadlineExceeded,
+    NotFound,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from gateway.experiments.shadow import ShadowMirror
 from gateway.experiments.stats import ExperimentStats
 from gateway.metrics import GatewayMetrics
@@ -106,12 +114,20 @@ class Router:
     async def call_arm(self, arm: Framework, request: InferRequest) -> InferResponse:
         """One upstream call through the arm's breaker, recorded in the arm's statistics."""
         breaker = self.breakers[arm]
+        timeout = budget(self.timeouts[arm], request.deadline)  # DeadlineExceeded if none left
         if not breaker.allow():
             self.stats.record_error(request.model, arm, "BreakerOpen")
             raise UpstreamUnavailable(arm, "circuit breaker is open after repeated failures")
         started = time.perf_counter()
         try:
-            response = await self.upstreams[arm].infer(request, self.timeouts[arm])
+            response = await self.upstreams[arm].infer(request, timeout)
+        except UpstreamTimeout as exc:
+            if timeout < self.timeouts[arm]:  # the client's deadline, not the backend's fault
+                breaker.record_success()
+                raise DeadlineExceeded(f"{arm}: the request's deadline passed") from exc
+            breaker.record_failure()
+            self.stats.record_error(request.model, arm, type(exc).__name__)
+            raise
         except (UpstreamRejected, NotFound) as exc:
             breaker.record_success()  # the backend is healthy; the request was not
             self.stats.record_error(request.model, arm, type(exc).__name__)
