@@ -50,8 +50,11 @@ def from_time_remaining(remaining: float | None, now: float | None = None) -> fl
     return (time.monotonic() if now is None else now) + remaining
 
 
-def budget(timeout_s: float, deadline: float | None, now: float | None = None) -> float:
-    """Seconds an upstream call may take: `timeout_s`, shortened to the deadline.
+def budget(
+    timeout_s: float, deadline: float | None, share: float = 1.0, now: float | None = None
+) -> float:
+    """Seconds one upstream attempt may take: `timeout_s`, shortened to `share` of the time
+    left before the deadline (the router keeps the rest for a failover).
 
     Raises:
         DeadlineExceeded: the deadline has already passed.
@@ -61,7 +64,7 @@ def budget(timeout_s: float, deadline: float | None, now: float | None = None) -
     left = deadline - (time.monotonic() if now is None else now)
     if left <= 0:
         raise DeadlineExceeded("the request's deadline passed before an answer could be had")
-    return min(timeout_s, left)
+    return min(timeout_s, left * share)
 
 
 def _envoy_timeout(headers: Mapping[str, str]) -> float | None:

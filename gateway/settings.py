@@ -56,6 +56,12 @@ class BreakerSettings(BaseModel):
 
     failure_threshold: int = Field(5, ge=1, description="consecutive failures that open it")
     reset_after_s: float = Field(5.0, gt=0, description="open time before a half-open probe")
+    min_timeout_s: float = Field(
+        0.1,
+        gt=0,
+        description="a timeout counts as the backend's failure only when the attempt had at"
+        " least this long; shorter ones are the client's deadline (504, not counted)",
+    )
 
 
 class AdmissionSettings(BaseModel):

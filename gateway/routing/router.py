@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 from gateway.catalog import Catalog, ModelInfo, validate
 from gateway.deadline import budget
@@ -52,6 +53,7 @@ class Router:
             "tensorflow": settings.tensorflow.timeout_s,
             "pytorch": settings.pytorch.timeout_s,
         }
+        self.min_breaker_timeout = settings.breaker.min_timeout_s
         self._rng = rng or random.Random()
         self.shadow = ShadowMirror(
             self.call_arm, stats, settings.shadow_queue_size, on_result=metrics.observe_shadow
@@ -85,7 +87,8 @@ class Router:
             and decision.shadow in arms
             and decision.shadow != response.backend
         ):
-            self.shadow.submit(decision.shadow, request, response)
+            # The mirror answers nobody: the client's deadline does not bound it.
+            self.shadow.submit(decision.shadow, replace(request, deadline=None), response)
         return response.select(request.outputs)
 
     async def _answer(
@@ -96,14 +99,17 @@ class Router:
             if request.pinned is not None:
                 raise NotFound(f"{request.model} version {request.version} has no {primary} build")
             primary = other(primary)
+        fallback = decision.fallback
+        # A client that pinned a framework asked for that framework: no failover.
+        if fallback not in arms or request.pinned is not None:
+            fallback = None
         try:
-            return await self.call_arm(primary, request)
+            # With a fallback, the first attempt may spend half of the client's time.
+            return await self.call_arm(primary, request, 0.5 if fallback else 1.0)
         except (UpstreamRejected, NotFound):
             raise
         except UpstreamError:
-            fallback = decision.fallback
-            # A client that pinned a framework asked for that framework: no failover.
-            if fallback is None or fallback not in arms or request.pinned is not None:
+            if fallback is None:
                 raise
         self.metrics.failovers.labels(request.model, primary).inc()
         response = await self.call_arm(fallback, request)
@@ -111,10 +117,22 @@ class Router:
         self.stats.arm(request.model, fallback).failovers_in += 1
         return response
 
-    async def call_arm(self, arm: Framework, request: InferRequest) -> InferResponse:
-        """One upstream call through the arm's breaker, recorded in the arm's statistics."""
+    async def call_arm(
+        self, arm: Framework, request: InferRequest, share: float = 1.0
+    ) -> InferResponse:
+        """One upstream call through the arm's breaker, recorded in the arm's statistics.
+
+        Args:
+            share: the part of the time left before the client's deadline this attempt
+                may spend (the rest is kept for a failover).
+
+        Raises:
+            DeadlineExceeded: no time was left, or the attempt had less than
+                `breaker.min_timeout_s` and ran out (the client's doing: not counted).
+            UpstreamError: the backend failed (counted by the arm's breaker).
+        """
         breaker = self.breakers[arm]
-        timeout = budget(self.timeouts[arm], request.deadline)  # DeadlineExceeded if none left
+        timeout = budget(self.timeouts[arm], request.deadline, share=share)
         if not breaker.allow():
             self.stats.record_error(request.model, arm, "BreakerOpen")
             raise UpstreamUnavailable(arm, "circuit breaker is open after repeated failures")
@@ -122,7 +140,7 @@ class Router:
         try:
             response = await self.upstreams[arm].infer(request, timeout)
         except UpstreamTimeout as exc:
-            if timeout < self.timeouts[arm]:  # the client's deadline, not the backend's fault
+            if timeout < self.min_breaker_timeout:  # too short to blame the backend
                 breaker.record_success()
                 raise DeadlineExceeded(f"{arm}: the request's deadline passed") from exc
             breaker.record_failure()

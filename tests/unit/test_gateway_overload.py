@@ -132,6 +132,26 @@ async def test_no_failover_once_the_deadline_has_passed(
 
 
 @pytest.mark.anyio
+async def test_a_hung_arm_gets_half_the_deadline_then_the_other_arm_answers(
+    gateway: tuple[httpx.AsyncClient, Any, dict[str, GatedUpstream]],
+) -> None:
+    client, app, upstreams = gateway
+    upstreams["pytorch"].gate.set()  # TF hangs, PyTorch answers
+    reply = await client.post(
+        "/v1/models/toy:predict",
+        json=ROW,
+        headers={"X-Routing-Key": "tf-user", "x-envoy-expected-rq-timeout-ms": "800"},
+    )
+    tf_timeouts = upstreams["tensorflow"].timeouts
+    if not tf_timeouts:  # the key hashed to PyTorch: nothing to fail over from
+        pytest.fail("pick a routing key that the 50/50 split sends to tensorflow")
+    assert reply.status_code == 200
+    assert reply.headers["X-Backend"] == "pytorch" and reply.headers["X-Failover"] == "true"
+    assert 0.1 <= tf_timeouts[0] <= 0.4  # half of what was left: the rest was kept
+    assert app.state.gateway.router.breakers["tensorflow"]._failures == 1  # counted
+
+
+@pytest.mark.anyio
 async def test_draining_answers_with_connection_close_and_not_ready(
     gateway: tuple[httpx.AsyncClient, Any, dict[str, GatedUpstream]],
 ) -> None:
@@ -184,6 +204,7 @@ def test_malformed_deadline_headers_name_the_header(headers: dict[str, str]) -> 
 def test_budget_is_the_shorter_of_timeout_and_deadline() -> None:
     assert budget(5.0, None, now=0.0) == 5.0
     assert budget(5.0, 2.0, now=1.5) == pytest.approx(0.5)
+    assert budget(5.0, 2.0, share=0.5, now=1.0) == pytest.approx(0.5)
     assert budget(0.1, 2.0, now=1.5) == 0.1
     with pytest.raises(DeadlineExceeded):
         budget(5.0, 2.0, now=2.0)
