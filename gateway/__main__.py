@@ -21,14 +21,12 @@ def main(
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.drain import DrainingServer
     from gateway.settings import load_settings
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = load_settings(config, **overrides)
-    app = create_app(settings)
-    server_config = uvicorn.Config(
-        app,
+    uvicorn.run(
+        create_app(settings),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -37,8 +35,6 @@ def main(
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain.grace_s),
     )
-    drain = app.state.gateway.drain
-    DrainingServer(server_config, drain, settings.drain.delay_s).run()
 
 
 if __name__ == "__main__":

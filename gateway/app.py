@@ -18,7 +18,7 @@ from gateway.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.context import GatewayContext
 from gateway.dataplane import DataPlane
-from gateway.drain import Drain
+from gateway.drain import Drain, hold_exit_signals
 from gateway.errors import GatewayError, NotFound
 from gateway.experiments.service import ExperimentService
 from gateway.experiments.stats import ExperimentStats
@@ -80,9 +80,11 @@ def create_app(
         ctx.router.shadow.start()
         await ctx.experiments.start()
         grpc_ingress = await _start_grpc(app, ctx)
+        release_signals = hold_exit_signals(ctx.drain, ctx.settings.drain.delay_s)
         try:
             yield
         finally:
+            release_signals()
             if grpc_ingress is not None:  # first: no new calls while the rest closes
                 await grpc_ingress.stop()
             await _drain_shadow(ctx)

@@ -2,9 +2,10 @@
 
 The order, per worker process (Kubernetes' pod termination and Envoy's drain do the same):
 
-1. SIGTERM arrives: `Drain.begin()`. `/readyz`, `/v2/health/ready` and gRPC health answer
-   not ready, so load balancers stop choosing this process; it keeps serving, and every
-   REST reply carries `Connection: close` so keep-alive clients reconnect elsewhere.
+1. SIGTERM arrives: `Drain.begin()` (see `hold_exit_signals`). `/readyz`,
+   `/v2/health/ready` and gRPC health answer not ready, so load balancers stop choosing
+   this process; it keeps serving, and every REST reply carries `Connection: close` so
+   keep-alive clients reconnect elsewhere.
 2. After `drain.delay_s`, uvicorn closes its listeners and lets the requests in flight
    finish (at most `drain.grace_s`); then the lifespan's shutdown stops the gRPC ingress
    with the same grace, drains the shadow queue and flushes the prediction log.
@@ -16,12 +17,12 @@ was reset at every SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-
-import uvicorn
 
 
 class Drain:
@@ -47,28 +48,36 @@ class Drain:
         return 0.0 if self.started_at is None else self._clock() - self.started_at
 
 
-class DrainingServer(uvicorn.Server):
-    """uvicorn's server with step 1 above before its own graceful shutdown.
+def hold_exit_signals(drain: Drain, delay_s: float) -> Callable[[], None]:
+    """Put step 1 in front of the server's own SIGTERM/SIGINT handling; returns the undo.
 
-    Args:
-        config: uvicorn's config (its `timeout_graceful_shutdown` is step 2's grace).
-        drain: the app's `Drain` (the same object readiness reads).
-        delay_s: how long step 1 lasts.
+    Called from the app's lifespan, after uvicorn installed its handlers (uvicorn uses
+    `signal.signal`, whatever runs it: one process or each worker of its supervisor). The
+    first signal starts the drain and hands the signal to the server's handler
+    `delay_s` later; a second SIGINT goes through at once. Outside the main thread
+    (tests' in-process servers) there is nothing to hold and nothing is changed.
     """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
-    def __init__(self, config: uvicorn.Config, drain: Drain, delay_s: float) -> None:
-        super().__init__(config)
-        self.drain = drain
-        self.delay_s = delay_s
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.drain.draining and sig == signal.SIGINT:  # a second Ctrl-C: stop now
-            super().handle_exit(sig, frame)
+    def on_exit_signal(sig: int, frame: FrameType | None) -> None:
+        handler = previous[signal.Signals(sig)]
+        if not callable(handler):
             return
-        self._captured_signals.append(sig)
-        self.drain.begin()
+        if drain.draining:
+            if sig == signal.SIGINT:
+                handler(sig, frame)
+            return
+        drain.begin()
+        loop.call_soon_threadsafe(loop.call_later, delay_s, handler, sig, frame)
 
-    async def on_tick(self, counter: int) -> bool:
-        if self.drain.draining and self.drain.elapsed() >= self.delay_s:
-            self.should_exit = True
-        return await super().on_tick(counter)
+    for sig in previous:
+        signal.signal(sig, on_exit_signal)
+
+    def undo() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return undo
