@@ -28,7 +28,7 @@ class Shot:
     answered: float
     status: int  # 0 = no HTTP answer (connection refused, reset, client timeout)
     backend: str | None
-    error: str | None = None
+    error: str | None = None  # the exception, or the start of a non-200 answer's body
 
     @property
     def latency(self) -> float:
@@ -104,10 +104,10 @@ class Load:
         self.in_flight += 1
         try:
             async with session.post(self.url, json=self.body, headers=headers) as reply:
-                await reply.read()
+                content = await reply.read()
                 status, backend = reply.status, reply.headers.get("X-Backend")
                 retry_after = reply.headers.get("Retry-After")
-            error = None
+            error = None if status == 200 else content[:200].decode(errors="replace")
         except (aiohttp.ClientError, TimeoutError) as exc:
             status, backend, retry_after, error = 0, None, None, type(exc).__name__
         finally:
