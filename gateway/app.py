@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -12,12 +14,14 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import admin
+from gateway.admission import Admission, LimitedUpstream
 from gateway.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.context import GatewayContext
 from gateway.control import ControlPlane
 from gateway.database import open_database
 from gateway.dataplane import DataPlane
+from gateway.drain import Drain, hold_exit_signals
 from gateway.errors import GatewayError, NotFound
 from gateway.experiments.service import ExperimentService
 from gateway.experiments.shadow import ShadowMirror
@@ -64,6 +68,11 @@ def build_context(
         from gateway.upstreams.factory import build_upstreams
 
         upstreams = build_upstreams(settings, catalog.latest_versions())
+    limits = settings.admission
+    upstreams = {
+        arm: LimitedUpstream(upstream, limits.upstream_max_in_flight)
+        for arm, upstream in upstreams.items()
+    }
     metrics, stats, exp = GatewayMetrics(), ExperimentStats(), settings.experiments
     control = ControlPlane(
         lambda: open_database(exp.database_url, data_dir(exp, settings.config_file))
@@ -82,6 +91,7 @@ def build_context(
         dataplane=DataPlane(router, metrics), metrics=metrics,
         auth=Authenticator(settings.auth, settings.config_file), experiments=experiments,
         control=control, policies=policies, stats=stats, mirror=mirror,
+        admission=Admission(limits.max_in_flight, limits.retry_after_s), drain=Drain(),
     )  # fmt: skip
 
 
@@ -96,11 +106,14 @@ def create_app(
         ctx.mirror.start()
         await ctx.experiments.start()
         grpc_ingress = await _start_grpc(app, ctx)
+        release_signals = hold_exit_signals(ctx.drain, ctx.settings.drain.delay_s)
         try:
             yield
         finally:
+            release_signals()
             if grpc_ingress is not None:  # first: no new calls while the rest closes
                 await grpc_ingress.stop()
+            await _drain_shadow(ctx)
             await ctx.mirror.aclose()
             await ctx.experiments.aclose()  # after the mirror: its last records are logged
             await ctx.control.aclose()
@@ -130,9 +143,11 @@ def _add_cors_or_fast_routes(app: GatewayApp, settings: GatewaySettings) -> None
     """CORS only for the origins configured (none by default: browsers on other sites get
     no access). The fast path skips middleware, so with CORS on every route takes the
     ordinary one and carries the CORS headers."""
+    app.add_fast_routes(tfserving_rest.router.routes, tfserving_rest.PROTOCOL)
+    app.add_fast_routes(v2_rest.router.routes, v2_rest.PROTOCOL)
     if not settings.cors_origins:
-        app.add_fast_routes([*tfserving_rest.router.routes, *v2_rest.router.routes])
         return
+    app.direct = False
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -155,8 +170,16 @@ async def _start_grpc(app: FastAPI, ctx: GatewayContext) -> GrpcIngress | None:
     return ingress
 
 
+async def _drain_shadow(ctx: GatewayContext) -> None:
+    """Let queued mirror copies finish (bounded by the drain grace) before closing."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(ctx.mirror.drain(), ctx.settings.drain.grace_s)
+
+
 async def _all_models_ready(ctx: GatewayContext) -> bool:
-    """Ready when every configured model has at least one ready arm."""
+    """Ready when every configured model has at least one ready arm (never while draining)."""
+    if ctx.drain.draining:
+        return False
     for model in ctx.catalog.names:
         if not any((await ctx.router.ready(model)).values()):
             return False
@@ -178,7 +201,9 @@ def _add_operations_routes(app: FastAPI, ctx: GatewayContext) -> None:
     async def readyz() -> Response:
         models = {m: await ctx.router.ready(m) for m in ctx.catalog.names}
         ok = bool(models) and all(any(arms.values()) for arms in models.values())
-        return json_response({"ready": ok, "models": models}, status=200 if ok else 503)
+        ok = ok and not ctx.drain.draining
+        body = {"ready": ok, "draining": ctx.drain.draining, "models": models}
+        return json_response(body, status=200 if ok else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gateway.admission import Admission
 from gateway.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.control import ControlPlane
 from gateway.dataplane import DataPlane
+from gateway.drain import Drain
 from gateway.metrics import GatewayMetrics
 from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router
@@ -43,3 +45,5 @@ class GatewayContext:
     policies: PolicyStore
     stats: ExperimentStats
     mirror: ShadowMirror
+    admission: Admission
+    drain: Drain

@@ -12,6 +12,7 @@ A `Database` is used from one thread only; callers run it on their own worker th
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -86,9 +87,24 @@ def open_sqlite(path: Path | None) -> Database:
     target = ":memory:" if path is None else path
     conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-    conn.execute("PRAGMA journal_mode=WAL")
+    _use_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints
     return Database(conn, "?", sqlite3.IntegrityError)
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch a new file to WAL. SQLite answers "database is locked" at once, without its
+    busy handler, when two processes switch the same new file together (workers starting
+    at once): the loser retries until the winner is done, within `BUSY_TIMEOUT_S`."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)  # the other process holds the lock for microseconds
 
 
 def open_postgres(url: str) -> Database:

@@ -132,6 +132,14 @@ class UpstreamTimeout(UpstreamError):
     grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class DeadlineExceeded(GatewayError):
+    """The client's own deadline passed before an answer could be had (no backend is to
+    blame: no breaker counts it; see `gateway.deadline`)."""
+
+    status = HTTPStatus.GATEWAY_TIMEOUT
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class UpstreamRejected(UpstreamError):
     """The backend refused the request as bad input (a 4xx that passed our validation)."""
 

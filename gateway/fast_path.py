@@ -17,8 +17,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from gateway.admission import Admission
 from gateway.errors import GatewayError
 from gateway.protocols.http import gateway_error_handler, unexpected_error_handler
 
@@ -28,27 +29,53 @@ class GatewayApp(FastAPI):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.fast_routes: list[Route] = []
+        self.fast_routes: list[tuple[Route, str]] = []
+        self.direct = True
 
-    def add_fast_routes(self, routes: Iterable[BaseRoute]) -> None:
+    def add_fast_routes(self, routes: Iterable[BaseRoute], protocol: str) -> None:
         """Serve these routes' POSTs directly: plain `Route`s, and `APIRoute`s whose
-        endpoint takes only the request (any other parameter needs dependency injection)."""
+        endpoint takes only the request (any other parameter needs dependency injection);
+        `protocol` labels their metrics. With `direct` off (CORS middleware configured)
+        they take FastAPI's ordinary path, still behind admission control."""
         self.fast_routes += [
-            Route(r.path, r.endpoint, methods=list(r.methods))  # APIRoute.matches costs more
+            (Route(r.path, r.endpoint, methods=list(r.methods)), protocol)  # cheaper matches
             for r in routes
             if isinstance(r, Route) and r.methods and "POST" in r.methods and _direct(r)
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            for route in self.fast_routes:
-                match, child_scope = route.matches(scope)
-                if match is Match.FULL:
-                    scope.update(child_scope)
-                    scope["app"] = self
-                    await _serve(route, scope, receive, send)
-                    return
+        if scope["type"] == "http":
+            ctx = self.state.gateway
+            if ctx.drain.draining:
+                send = _closing(send)
+            if scope["method"] == "POST":
+                for route, protocol in self.fast_routes:
+                    match, child_scope = route.matches(scope)
+                    if match is Match.FULL:
+                        await self._prediction(route, child_scope, protocol, scope, receive, send)
+                        return
         await super().__call__(scope, receive, send)
+
+    async def _prediction(
+        self, route: Route, child: Scope, protocol: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        admission = self.state.gateway.admission
+        if self.direct:
+            scope.update(child)
+            scope["app"] = self
+            await _serve(route, protocol, admission, scope, receive, send)
+            return
+        try:
+            admission.acquire()
+        except GatewayError as exc:
+            request = Request(scope, receive)
+            request.state.protocol = protocol
+            await (await gateway_error_handler(request, exc))(scope, receive, send)
+            return
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            admission.release()
 
 
 def _direct(route: Route) -> bool:
@@ -66,11 +93,27 @@ def _direct(route: Route) -> bool:
     )
 
 
-async def _serve(route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+def _closing(send: Send) -> Send:
+    """`send` with `Connection: close` on the response (while draining)."""
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+        await send(message)
+
+    return closing
+
+
+async def _serve(
+    route: Route, protocol: str, admission: Admission, scope: Scope, receive: Receive, send: Send
+) -> None:
     request = Request(scope, receive)
     try:
-        response = await route.endpoint(request)
+        with admission.admitted():  # shed before the body is read (429, Retry-After)
+            response = await route.endpoint(request)
     except GatewayError as exc:
+        if not hasattr(request.state, "protocol"):  # refused before the endpoint ran
+            request.state.protocol = protocol
         response = await gateway_error_handler(request, exc)
     except Exception as exc:  # what FastAPI's handler for Exception would answer
         response = await unexpected_error_handler(request, exc)

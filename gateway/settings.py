@@ -60,6 +60,38 @@ class BreakerSettings(BaseModel):
 
     failure_threshold: int = Field(5, ge=1, description="consecutive failures that open it")
     reset_after_s: float = Field(5.0, gt=0, description="open time before a half-open probe")
+    min_timeout_s: float = Field(
+        0.1,
+        gt=0,
+        description="a timeout counts as the backend's failure only when the attempt had at"
+        " least this long; shorter ones are the client's deadline (504, not counted)",
+    )
+
+
+class AdmissionSettings(BaseModel):
+    """Load shedding per worker process (see `gateway.admission` for the sizing)."""
+
+    max_in_flight: int = Field(
+        32, ge=1, description="prediction requests in flight per worker; more get 429"
+    )
+    upstream_max_in_flight: int = Field(
+        64, ge=1, description="calls in flight per backend kind per worker; more get 429"
+    )
+    retry_after_s: float = Field(1.0, gt=0, description="the Retry-After a refused client gets")
+
+
+class DrainSettings(BaseModel):
+    """Graceful shutdown on SIGTERM (see `gateway.drain`)."""
+
+    delay_s: float = Field(
+        1.0,
+        ge=0,
+        description="after SIGTERM, keep serving (readiness false, `Connection: close` on"
+        " every reply) this long so load balancers and keep-alive clients move away",
+    )
+    grace_s: float = Field(
+        10.0, gt=0, description="then wait at most this long for in-flight requests"
+    )
 
 
 class ModelPolicy(BaseModel):
@@ -300,6 +332,8 @@ class GatewaySettings(BaseSettings):
         default_factory=list, description="origins browsers may call from; empty = CORS off"
     )
     shadow_queue_size: int = Field(1000, ge=1, description="mirrored calls waiting; full = drop")
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    drain: DrainSettings = Field(default_factory=DrainSettings)
     config_file: Path | None = Field(None, description="the YAML file these came from")
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
 

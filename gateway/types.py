@@ -35,6 +35,8 @@ class InferRequest:
         routing_key: the sticky key (``X-Routing-Key`` or a configured field), if any.
         pinned: a framework the client asked for (``X-Backend``), if any.
         parameters: protocol parameters passed through (e.g. ``signature_name``).
+        deadline: the client's deadline, an absolute ``time.monotonic()`` instant
+            (see `gateway.deadline`), or None when the client gave none.
     """
 
     model: str
@@ -46,6 +48,7 @@ class InferRequest:
     routing_key: str | None = None
     pinned: Framework | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    deadline: float | None = None
 
     @property
     def batch_size(self) -> int:

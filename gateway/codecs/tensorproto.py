@@ -99,6 +99,11 @@ def from_tensor_map(protos: Mapping[str, Any]) -> dict[str, np.ndarray]:
 def _from_content(content: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     if dtype == np.dtype(object):
         raise TensorCodecError("DT_STRING tensors carry their values in string_val")
+    if len(content) % dtype.itemsize:
+        raise TensorCodecError(
+            f"tensor_content of {len(content)} bytes is not a whole number of"
+            f" {dtype.name} values ({dtype.itemsize} bytes each)"
+        )
     flat = np.frombuffer(content, dtype=dtype.newbyteorder("<"))
     expected = math.prod(shape)
     if flat.size != expected:

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from gateway.context import GatewayContext
+from gateway.deadline import from_time_remaining
 from gateway.errors import BadRequest, GatewayError
 from gateway.routing.policy import parse_pin
 from gateway.types import Framework, InferResponse, new_request_id
@@ -46,6 +48,11 @@ class Call:
             if isinstance(value, str)  # `-bin` keys carry bytes; none of ours does
         }
         return cls(context, headers, headers.get(KEY_REQUEST_ID) or new_request_id())
+
+    @property
+    def deadline(self) -> float | None:
+        """The call's deadline as an absolute monotonic instant (None: the client set none)."""
+        return from_time_remaining(self.context.time_remaining())
 
     @property
     def routing_key(self) -> str | None:
@@ -92,13 +99,21 @@ class Boundary:
         """A unary handler for `method`; `model_of` marks a prediction method whose
         errors are counted under the model the request names."""
 
+        admission = self.ctx.admission if model_of is not None else None
+
         async def behaviour(message: Any, context: grpc.aio.ServicerContext) -> Any:
             call = Call.of(context)
             try:
-                return await method(message, call)
+                if isinstance(message, Malformed):
+                    raise BadRequest(f"malformed {request_type.DESCRIPTOR.name}: {message.reason}")
+                if admission is None:
+                    return await method(message, call)
+                with admission.admitted():  # Overloaded before any decoding
+                    return await method(message, call)
             except GatewayError as exc:
                 if model_of is not None:
-                    self.ctx.dataplane.count_error(self.protocol, model_of(message), exc)
+                    model = None if isinstance(message, Malformed) else model_of(message)
+                    self.ctx.dataplane.count_error(self.protocol, model, exc)
                 await abort(call, exc)
             except Exception:
                 logger.exception("unexpected error in %s", self.protocol)
@@ -108,9 +123,29 @@ class Boundary:
 
         return grpc.unary_unary_rpc_method_handler(
             behaviour,
-            request_deserializer=request_type.FromString,
+            request_deserializer=lenient(request_type),
             response_serializer=response_type.SerializeToString,
         )
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A request whose bytes are not a valid message of the method's type."""
+
+    reason: str
+
+
+def lenient(request_type: Any) -> Callable[[bytes], Any]:
+    """`request_type.FromString`, but bytes that do not parse become a `Malformed` for the
+    error boundary to answer with INVALID_ARGUMENT (gRPC itself would say INTERNAL)."""
+
+    def parse(data: bytes) -> Any:
+        try:
+            return request_type.FromString(data)
+        except DecodeError as exc:
+            return Malformed(str(exc) or "the message does not parse")
+
+    return parse
 
 
 async def abort(call: Call, exc: GatewayError) -> None:

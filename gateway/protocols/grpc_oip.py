@@ -40,6 +40,7 @@ def decode_infer(request: Any, call: Call) -> tuple[InferRequest, bool]:
         request_id=call.request_id,
         routing_key=call.routing_key,
         pinned=call.pinned(),
+        deadline=call.deadline,
         parameters=parameters(request),
     )
     return infer, raw

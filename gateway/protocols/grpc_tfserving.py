@@ -80,6 +80,7 @@ def decode_predict(request: Any, call: Call) -> InferRequest:
         request_id=call.request_id,
         routing_key=call.routing_key,
         pinned=call.pinned(),
+        deadline=call.deadline,
         parameters={"signature_name": signature} if signature else {},
     )
 

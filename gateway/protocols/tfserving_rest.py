@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from gateway import deadline
 from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest
@@ -70,6 +71,7 @@ async def _predict(
         request_id=rid,
         routing_key=request.headers.get(HEADER_ROUTING_KEY),
         pinned=pinned_backend(request),
+        deadline=deadline.from_headers(request.headers),
         parameters={k: v for k, v in body.items() if k not in ("instances", "inputs")},
     )
     answer = await ctx.dataplane.infer(infer, PROTOCOL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from gateway import deadline
 from gateway.catalog import ModelInfo
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest
@@ -145,6 +146,7 @@ async def infer(request: Request) -> Response:
             routing_key=request.headers.get(HEADER_ROUTING_KEY),
             pinned=pinned_backend(request),
             parameters=decoded.parameters,
+            deadline=deadline.from_headers(request.headers),
         ),
         PROTOCOL,
         strict_dtype=True,

@@ -14,13 +14,17 @@ from collections.abc import Awaitable, Callable
 from enum import IntEnum
 from typing import TypeVar
 
-from gateway.errors import BreakerOpen, NotFound, UpstreamRejected
+from gateway.errors import BreakerOpen, DeadlineExceeded, NotFound, Overloaded, UpstreamRejected
 from gateway.settings import BreakerSettings
 
 T = TypeVar("T")
 
 HEALTHY_ERRORS: tuple[type[Exception], ...] = (UpstreamRejected, NotFound)
 """Errors that prove the backend answered: the request was bad, the backend is fine."""
+
+NEUTRAL_ERRORS: tuple[type[Exception], ...] = (DeadlineExceeded, Overloaded)
+"""Errors that say nothing of the backend: the client's deadline ran out first, or the
+gateway's own admission control refused the call. No verdict (a probe slot is freed)."""
 
 
 class BreakerState(IntEnum):
@@ -79,9 +83,10 @@ class CircuitBreaker:
     async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run `attempt()` through the breaker and settle its outcome.
 
-        `HEALTHY_ERRORS` and a result count as success; any other `Exception` as a
-        failure; a cancellation (or any other `BaseException`) gives no verdict. In every
-        case a probe slot taken by this call is released.
+        `HEALTHY_ERRORS` and a result count as success; `NEUTRAL_ERRORS` give no verdict;
+        any other `Exception` counts as a failure; a cancellation (or any other
+        `BaseException`) gives no verdict. In every case a probe slot taken by this call
+        is released.
 
         Raises:
             BreakerOpen: the breaker refuses calls now (nothing was attempted).
@@ -92,6 +97,8 @@ class CircuitBreaker:
             result = await attempt()
         except HEALTHY_ERRORS:
             self._succeeded()
+            raise
+        except NEUTRAL_ERRORS:
             raise
         except Exception:
             self._failed()

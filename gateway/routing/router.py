@@ -11,12 +11,21 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from gateway.catalog import Catalog, ModelInfo, validate
-from gateway.errors import GatewayError, NotFound, UpstreamError, UpstreamRejected
+from gateway.deadline import budget
+from gateway.errors import (
+    DeadlineExceeded,
+    GatewayError,
+    NotFound,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
 from gateway.outcome import CallKind, CallOutcome, Comparison, Observer, compare
 from gateway.routing.breaker import CircuitBreaker
 from gateway.routing.policy import Decision, decide, routing_key
@@ -71,6 +80,7 @@ class Router:
             "tensorflow": settings.tensorflow.timeout_s,
             "pytorch": settings.pytorch.timeout_s,
         }
+        self.min_breaker_timeout = settings.breaker.min_timeout_s
         self._emit_outcome = emit
         self._mirror = mirror
         self._rng = rng or random.Random()
@@ -127,8 +137,10 @@ class Router:
         self, kind: CallKind, arm: Framework, routed: _Routed, can_fail_over: bool
     ) -> InferResponse:
         begun = time.perf_counter()
+        # With a failover possible, the first attempt may spend half of the client's time.
+        share = 0.5 if can_fail_over else 1.0
         try:
-            response = await self.call_arm(arm, routed.request)
+            response = await self.call_arm(arm, routed.request, share)
         except GatewayError as exc:
             final = not (can_fail_over and _fails_over(exc))
             self._emit(kind, arm, routed, begun, final, error=exc)
@@ -136,10 +148,33 @@ class Router:
         self._emit(kind, arm, routed, begun, True, response=response)
         return response
 
-    async def call_arm(self, arm: Framework, request: InferRequest) -> InferResponse:
-        """One upstream call through the arm's breaker (no outcome: callers emit it)."""
-        breaker = self.breakers[arm]
-        return await breaker.call(lambda: self.upstreams[arm].infer(request, self.timeouts[arm]))
+    async def call_arm(
+        self, arm: Framework, request: InferRequest, share: float = 1.0
+    ) -> InferResponse:
+        """One upstream call through the arm's breaker (no outcome: callers emit it).
+
+        Args:
+            share: the part of the time left before the client's deadline this attempt
+                may spend (the rest is kept for a failover).
+
+        Raises:
+            DeadlineExceeded: no time was left, or the attempt had less than
+                `breaker.min_timeout_s` and ran out (the client's doing: no verdict).
+            BreakerOpen: the arm's breaker refuses calls now.
+            UpstreamError: the backend failed (counted by the arm's breaker).
+        """
+        timeout = budget(self.timeouts[arm], request.deadline, share)
+        return await self.breakers[arm].call(lambda: self._attempt(arm, request, timeout))
+
+    async def _attempt(
+        self, arm: Framework, request: InferRequest, timeout: float
+    ) -> InferResponse:
+        try:
+            return await self.upstreams[arm].infer(request, timeout)
+        except UpstreamTimeout as exc:
+            if timeout < self.min_breaker_timeout:  # too short to blame the backend
+                raise DeadlineExceeded(f"{arm}: the request's deadline passed") from exc
+            raise
 
     def _submit_shadow(self, arm: Framework, routed: _Routed, answer: InferResponse) -> None:
         if self._mirror is None:
@@ -153,7 +188,9 @@ class Router:
 
     async def _shadow(self, arm: Framework, routed: _Routed, answer: dict[str, np.ndarray]) -> None:
         """The mirrored call, off the reply's path; its outcome carries the comparison."""
-        routed = _Routed(routed.request, routed.layer, time.perf_counter())
+        # The mirror answers nobody: the client's deadline does not bound it.
+        request = replace(routed.request, deadline=None)
+        routed = _Routed(request, routed.layer, time.perf_counter())
         try:
             shadow = await self.call_arm(arm, routed.request)
         except GatewayError as exc:

@@ -2,9 +2,10 @@
 
 A replica is marked unhealthy for `unhealthy_for_s` when a call to it fails at the
 connection level (`UpstreamUnavailable`: refused, reset, gRPC UNAVAILABLE); the same call
-then moves on to the next healthy replica within what is left of its deadline. Anything
-else (a timeout, a rejected request, a backend error) is raised at once: a request that
-may have reached a backend is never sent twice.
+then moves on to the next healthy replica within what is left of its deadline, if the
+retry budget allows. Anything else (a timeout, a rejected request, a backend error) is
+raised at once: a request that may have reached a backend is never sent twice. A replica
+that keeps failing is ejected for a while (`resilience.OutlierDetector`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from gateway.upstreams.resilience import OutlierDetector, RetryBudget
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -28,6 +30,8 @@ class ReplicaPool(Generic[T]):
         replicas: per-replica clients (channels, base URLs, ...), at least one.
         unhealthy_for_s: how long a replica is skipped after a connection failure.
         clock: a monotonic clock, injectable for tests.
+        budget: bounds the retries (default: 20% of calls plus 3 per second).
+        outliers: ejects replicas that keep failing (default: 5 in a row, 5 s and up).
     """
 
     def __init__(
@@ -36,6 +40,8 @@ class ReplicaPool(Generic[T]):
         replicas: Sequence[T],
         unhealthy_for_s: float,
         clock: Clock = time.monotonic,
+        budget: RetryBudget | None = None,
+        outliers: OutlierDetector | None = None,
     ) -> None:
         if not replicas:
             raise ValueError(f"{backend}: no replica addresses configured")
@@ -45,6 +51,8 @@ class ReplicaPool(Generic[T]):
         self._clock = clock
         self._next = 0
         self._down_until = [0.0] * len(self.replicas)
+        self.budget = budget or RetryBudget(clock=clock)
+        self.outliers = outliers or OutlierDetector(len(self.replicas), clock=clock)
 
     def healthy(self) -> list[T]:
         """Healthy replicas in the order the next call tries them (advances the rotation)."""
@@ -52,7 +60,11 @@ class ReplicaPool(Generic[T]):
         self._next = (start + 1) % count
         now = self._clock()
         order = [(start + i) % count for i in range(count)]
-        return [self.replicas[i] for i in order if self._down_until[i] <= now]
+        return [
+            self.replicas[i]
+            for i in order
+            if self._down_until[i] <= now and not self.outliers.ejected(i)
+        ]
 
     def mark_unhealthy(self, replica: T) -> None:
         self._down_until[self.replicas.index(replica)] = self._clock() + self.unhealthy_for_s
@@ -68,20 +80,37 @@ class ReplicaPool(Generic[T]):
         deadline = self._clock() + timeout
         last: UpstreamUnavailable | None = None
         candidates = self.healthy()
-        for replica in candidates:
+        self.budget.deposit()
+        for tried, replica in enumerate(candidates):
             left = deadline - self._clock()
             if left <= 0:
                 raise UpstreamTimeout(self.backend, f"no answer within {timeout:g} s") from last
+            if tried and not self.budget.try_withdraw():
+                raise self._none_left(tried, last, "retry budget spent") from last
             try:
-                return await attempt(replica, left)
+                answer = await attempt(replica, left)
             except UpstreamUnavailable as exc:
                 self.mark_unhealthy(replica)
+                self.outliers.record_failure(self.replicas.index(replica))
                 last = exc
+                continue
+            except UpstreamRejected:
+                self.outliers.record_success(self.replicas.index(replica))  # it answered
+                raise
+            except UpstreamError:
+                self.outliers.record_failure(self.replicas.index(replica))
+                raise
+            self.outliers.record_success(self.replicas.index(replica))
+            return answer
         raise self._none_left(len(candidates), last) from last
 
-    def _none_left(self, tried: int, last: UpstreamUnavailable | None) -> UpstreamUnavailable:
+    def _none_left(
+        self, tried: int, last: UpstreamUnavailable | None, why: str | None = None
+    ) -> UpstreamUnavailable:
         total = len(self.replicas)
-        if last is None:
+        if why is not None:
+            detail = f"{tried} of {total} tried, then {why}"
+        elif last is None:
             detail = f"all {total} marked unhealthy for up to {self.unhealthy_for_s:g} s"
         else:
             reason = last.message.removeprefix(f"{self.backend}: ")
