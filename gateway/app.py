@@ -39,7 +39,7 @@ def build_context(
     settings: GatewaySettings, upstreams: Mapping[Framework, Upstream] | None = None
 ) -> GatewayContext:
     """Every object of one gateway; upstreams are injectable for tests."""
-    catalog = Catalog.from_store(settings.model_store)
+    catalog = Catalog.from_store(settings.model_store, settings.version_labels)
     if upstreams is None:
         from gateway.upstreams.factory import build_upstreams
 

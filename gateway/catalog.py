@@ -6,7 +6,8 @@ version is a 404, a wrong tensor name, dtype or shape a 400 naming the problem.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,21 +31,31 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """One model: its versions (and which frameworks export each), its signature, and
+    its TF Serving version labels (label -> version, from the gateway config)."""
+
     name: str
     versions: dict[int, tuple[Framework, ...]]
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
+    labels: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def latest(self) -> int:
         return max(self.versions)
 
     def resolve_version(self, version: int | None, label: str | None) -> int:
-        """A concrete version: the given one, a label (`latest`), or the latest."""
+        """A concrete version: the given one, the one a configured label names, or the latest.
+
+        Raises:
+            BadRequest: an unknown label, in TF Serving's words (its `ServerCore`
+                answers INVALID_ARGUMENT "Unrecognized servable version label: <label>").
+            NotFound: a version the model does not have.
+        """
         if label is not None:
-            if label != "latest":
-                raise NotFound(f"model {self.name} has no version label '{label}'")
-            return self.latest
+            if label not in self.labels:
+                raise BadRequest(f"Unrecognized servable version label: {label}")
+            return self.labels[label]
         if version is None:
             return self.latest
         if version not in self.versions:
@@ -59,11 +70,22 @@ class Catalog:
         self._models = models
 
     @classmethod
-    def from_store(cls, store: Path) -> Catalog:
-        return cls.from_manifest(load_manifest(store))
+    def from_store(
+        cls, store: Path, version_labels: Mapping[str, Mapping[str, int]] | None = None
+    ) -> Catalog:
+        return cls.from_manifest(load_manifest(store), version_labels)
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest) -> Catalog:
+    def from_manifest(
+        cls, manifest: Manifest, version_labels: Mapping[str, Mapping[str, int]] | None = None
+    ) -> Catalog:
+        """The manifest's models, with `version_labels` (model -> label -> version).
+
+        Raises:
+            ValueError: a label of a model the manifest lacks, or naming a version the
+                model does not have (TF Serving refuses such a model config too).
+        """
+        labels = dict(version_labels or {})
         models = {}
         for name, entry in manifest.models.items():
             if not entry.versions:
@@ -74,7 +96,12 @@ class Catalog:
                 versions={int(v): tuple(e.frameworks) for v, e in entry.versions.items()},
                 inputs=tuple(_tensor(t.name, t.dtype, t.shape) for t in latest.signature.inputs),
                 outputs=tuple(_tensor(t.name, t.dtype, t.shape) for t in latest.signature.outputs),
+                labels=dict(labels.pop(name, {})),
             )
+        if labels:
+            raise ValueError(f"version_labels name models not in the model store: {sorted(labels)}")
+        for info in models.values():
+            _check_labels(info)
         return cls(models)
 
     @property
@@ -89,6 +116,15 @@ class Catalog:
 
     def latest_versions(self) -> dict[str, int]:
         return {name: info.latest for name, info in self._models.items()}
+
+
+def _check_labels(info: ModelInfo) -> None:
+    for label, version in info.labels.items():
+        if version not in info.versions:
+            raise ValueError(
+                f"version label '{label}' of model {info.name} names version {version}, "
+                f"which the model store does not have (it has {sorted(info.versions)})"
+            )
 
 
 def _tensor(name: str, dtype: str, shape: list[int]) -> TensorInfo:

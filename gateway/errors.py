@@ -12,14 +12,16 @@ import grpc
 
 
 class GatewayError(Exception):
-    """Base: `status` for HTTP, `grpc_code` for gRPC, the message names the problem."""
+    """Base: `status` for HTTP, `grpc_code` for gRPC, the message names the problem;
+    `headers` are HTTP headers the error response must carry (e.g. `Allow` on a 405)."""
 
     status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
     grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = dict(headers or {})
 
 
 class BadRequest(GatewayError):
@@ -58,6 +60,14 @@ class NotFound(GatewayError):
 class PayloadTooLarge(GatewayError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class UnsupportedMediaType(GatewayError):
+    """A request body in a content coding the gateway cannot decode (RFC 9110 §15.5.16);
+    the response lists the codings it accepts in `Accept-Encoding` (RFC 9110 §12.5.3)."""
+
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class Overloaded(GatewayError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,18 @@ class GatewayEndpoints:
 
 
 def gateway_config(
-    state: dict[str, Any], model_store: Path, run_dir: Path, port: int, grpc_port: int | None = None
+    state: dict[str, Any],
+    model_store: Path,
+    run_dir: Path,
+    port: int,
+    grpc_port: int | None = None,
+    version_labels: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, Any]:
     """The local default: both backends over gRPC, every model 50/50 sticky with failover
-    and client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`."""
+    and client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`;
+    the TF Serving `version_labels` the TF server was given (none by default)."""
     tf, torch = state["tensorflow"], state["pytorch"]
+    labels = {model: dict(pairs) for model, pairs in (version_labels or {}).items()}
     return {
         "host": LOOPBACK,
         "port": port,
@@ -43,18 +51,23 @@ def gateway_config(
             "token_file": torch["token_file"],
         },
         "auth": {"admin_token_file": str(run_dir / "admin_token")},
+        **({"version_labels": labels} if labels else {}),
     }
 
 
 def start_gateway(
-    state: dict[str, Any], model_store: Path, run_dir: Path, timeout: float = 60.0
+    state: dict[str, Any],
+    model_store: Path,
+    run_dir: Path,
+    timeout: float = 60.0,
+    version_labels: Mapping[str, Mapping[str, int]] | None = None,
 ) -> GatewayEndpoints:
     """Write run_dir/gateway.yaml, start `python -m gateway`, wait for /readyz (the
     gRPC ingress is started before the REST one answers)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     grpc_port = next(p for p in iter(free_port, None) if p != port)
-    config = gateway_config(state, model_store, run_dir, port, grpc_port)
+    config = gateway_config(state, model_store, run_dir, port, grpc_port, version_labels)
     config_file = run_dir / "gateway.yaml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "gateway", "--config", str(config_file)]

@@ -15,7 +15,10 @@ from trainers.manifest import Signature
 HANDLER_DIR = Path(__file__).resolve().parent.parent / "backends" / "torchserve"
 HANDLER = HANDLER_DIR / "handler.py"
 # Modules the handler imports from its own folder inside the archive.
-HANDLER_MODULES = (HANDLER_DIR / "tensor_frames.py",)
+HANDLER_MODULES = (
+    HANDLER_DIR / "tensor_frames.py",
+    HANDLER_DIR.parent / "tfserving_json.py",  # TF Serving's JSON format, shared with the gateway
+)
 SIGNATURE_FILE = "signature.json"
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,10 @@ def start_tfserving(
     settings: TFServingSettings | None = None,
     models: list[str] | None = None,
     timeout: float = 120.0,
+    version_labels: Mapping[str, Mapping[str, int]] | None = None,
 ) -> TFServingEndpoints:
-    """Start TF Serving for `models` (default: every TF model in the manifest).
+    """Start TF Serving for `models` (default: every TF model in the manifest), with
+    `version_labels` (model -> label -> version) in its model config.
 
     Returns once every model has an AVAILABLE version; on failure or timeout the process
     is stopped and LaunchError carries the log tail. Endpoints go to run_dir/tfserving.json.
@@ -82,7 +85,7 @@ def start_tfserving(
     _check_exports(Path(model_store), models)
     grpc_port = settings.grpc_port or process.free_port()
     rest_port = settings.rest_port or process.free_port()
-    files = write_configs(Path(model_store), run_dir, settings, models)
+    files = write_configs(Path(model_store), run_dir, settings, models, version_labels)
     command, binary = server_command(server_flags(settings, grpc_port, rest_port, files))
     proc = process.start(NAME, command, run_dir, env=_child_env())
     rest = f"http://{LOOPBACK}:{rest_port}"

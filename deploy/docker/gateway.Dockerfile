@@ -23,7 +23,7 @@ WORKDIR /app
 # The gateway package, and the four first-party modules it imports from elsewhere:
 # TorchServe's token file reader, tensor frames and gRPC stubs, and the manifest schema.
 COPY gateway/ gateway/
-COPY backends/__init__.py backends/py.typed backends/
+COPY backends/__init__.py backends/py.typed backends/tfserving_json.py backends/
 COPY backends/torchserve/__init__.py backends/torchserve/tokens.py \
      backends/torchserve/tensor_frames.py backends/torchserve/
 COPY backends/torchserve/_proto/ backends/torchserve/_proto/

@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from backends import tfserving_json as codec
 from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest
 from gateway.protocols.http import (
     HEADER_ROUTING_KEY,
     begin,
-    json_body,
     json_response,
     pinned_backend,
+    read_body,
 )
-from gateway.protocols.tfserving_json import decode_predict, encode_predict
 from gateway.types import InferRequest
 
 router = APIRouter()
 PROTOCOL = "tfserving-rest"
-_TF_DTYPES = {
-    "float32": "DT_FLOAT",
-    "float64": "DT_DOUBLE",
-    "int64": "DT_INT64",
-    "int32": "DT_INT32",
-}
 
 
 def _ctx(request: Request) -> GatewayContext:
@@ -40,15 +35,24 @@ def _version(text: str) -> int:
     return int(text)
 
 
+_bad_request = partial(codec.errors_as, BadRequest)
+"""The shared codec's errors are the client's: 400 with the codec's (TF Serving's) text."""
+
+
 async def _predict(
     request: Request, model: str, version: int | None, label: str | None
 ) -> Response:
     ctx = _ctx(request)
     rid = begin(request, PROTOCOL)
     ctx.auth.check_predict(request.headers)
-    body = await json_body(request, ctx.settings.max_body_bytes)
+    raw = await read_body(request, ctx.settings.max_body_bytes)
+    with _bad_request():  # the body is checked before the model, as TF Serving does
+        body = codec.parse_predict(codec.loads(raw))
     info = ctx.catalog.get(model)
-    tensors, fmt = decode_predict(body, [t.name for t in info.inputs])
+    dtypes = {t.name: t.dtype for t in info.inputs}
+    with _bad_request():
+        values = codec.named_values(body, list(dtypes))
+        tensors = {name: codec.to_array(v, name, dtypes.get(name)) for name, v in values.items()}
     infer = InferRequest(
         model=model,
         inputs=tensors,
@@ -57,10 +61,12 @@ async def _predict(
         request_id=rid,
         routing_key=request.headers.get(HEADER_ROUTING_KEY),
         pinned=pinned_backend(request),
-        parameters={k: v for k, v in body.items() if k not in ("instances", "inputs")},
+        parameters=body.parameters,
     )
     answer = await ctx.dataplane.infer(infer, PROTOCOL)
-    return json_response(encode_predict(answer.outputs, fmt), answer)
+    with _bad_request():
+        encoded = codec.encode_predict(answer.outputs, body.row_format)
+    return json_response(encoded, answer)
 
 
 # The predict routes are plain Starlette endpoints: FastAPI's dependency machinery costs
@@ -117,7 +123,7 @@ async def label_status(request: Request, model: str, label: str) -> Response:
 
 def _tensor_info(tensor: TensorInfo) -> dict[str, Any]:
     return {
-        "dtype": _TF_DTYPES.get(tensor.dtype.name, "DT_INVALID"),
+        "dtype": codec.TF_DTYPES.get(tensor.dtype.name, "DT_INVALID"),
         "tensor_shape": {
             "dim": [{"size": str(d), "name": ""} for d in tensor.shape],
             "unknown_rank": False,

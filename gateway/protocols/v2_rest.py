@@ -89,7 +89,7 @@ async def infer(request: Request) -> Response:
     ctx = _ctx(request)
     rid = begin(request, PROTOCOL)
     ctx.auth.check_predict(request.headers)
-    body = await json_body(request, ctx.settings.max_body_bytes)
+    body = await json_body(request, ctx.settings.max_body_bytes, non_finite=True)
     tensors, outputs, parameters = decode_infer(body)
     if isinstance(body.get("id"), str) and body["id"]:
         rid = request.state.request_id = request.headers.get("X-Request-Id") or body["id"]

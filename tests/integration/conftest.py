@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,12 +13,14 @@ from dualserve.stack import StackPaths, down, up
 
 
 @contextmanager
-def running_stack(store: Path, run_dir: Path) -> Iterator[dict[str, Any]]:
+def running_stack(
+    store: Path, run_dir: Path, version_labels: Mapping[str, Mapping[str, int]] | None = None
+) -> Iterator[dict[str, Any]]:
     """`up` on free loopback ports, always `down` after: the state plus `paths`, `store`
     and the admin `Authorization` header."""
     paths = StackPaths(store, run_dir)
     try:
-        state = up(paths)
+        state = up(paths, version_labels=version_labels)
         token = Path(state["gateway"]["admin_token_file"]).read_text().strip()
         yield {
             **state,

@@ -1,0 +1,354 @@
+"""TF Serving's REST JSON format: the one parser and writer every dualserve side shares.
+
+Used by the gateway's TF Serving REST ingress (and its TF Serving REST upstream), the
+bundled TF Serving server (`backends/tfserving/rest_codec.py`) and the TorchServe handler,
+which packs this file next to itself in every .mar: so it imports only the standard
+library and numpy. orjson is used when installed (the dualserve venv has it; the official
+TorchServe image does not), with the same results either way.
+
+What it follows (TF Serving's "RESTful API" guide, sections "Request format", "Response
+format", "Encoding binary values" and "JSON Mapping"):
+
+- row format `{"instances": [...]}` answered as `{"predictions": ...}`, columnar format
+  `{"inputs": ...}` answered as `{"outputs": ...}`; a lone output loses its name;
+- `{"b64": "..."}` for binary strings; outputs whose name ends in `_bytes` are written so;
+- the tokens `NaN`, `Infinity` and `-Infinity` read and written for non-finite floats;
+- float32 written as float32: the shortest decimal that reads back as the same float32
+  (`0.022345351`, never the float64 widening `0.022345351055264473`; TF Serving's writer
+  prints `%g`, else `%.9g`, which reads back as the same float32 value).
+
+Every problem raises `JsonFormatError` (a `ValueError`) with TF Serving's wording where it
+has one; each side maps it to its own error type at its own boundary.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+
+try:
+    import orjson as _orjson
+except ImportError:  # the official TorchServe image: the standard library does it all
+    _orjson = None  # type: ignore[assignment]
+
+TF_DTYPES = {
+    "float16": "DT_HALF",
+    "float32": "DT_FLOAT",
+    "float64": "DT_DOUBLE",
+    "int8": "DT_INT8",
+    "int16": "DT_INT16",
+    "int32": "DT_INT32",
+    "int64": "DT_INT64",
+    "uint8": "DT_UINT8",
+    "bool": "DT_BOOL",
+    "object": "DT_STRING",
+}
+"""numpy dtype name -> TF Serving's DataType name (metadata and error messages)."""
+_ACCEPTED_KINDS = {"f": "biuf", "i": "biu", "u": "biu", "b": "b", "c": "biufc"}
+_KIND_NAMES = {"U": "strings", "b": "booleans", "f": "floating-point numbers", "O": "objects"}
+
+
+class JsonFormatError(ValueError):
+    """A body that is not valid TF Serving JSON; the message names the problem."""
+
+
+@contextmanager
+def errors_as(error_type: Callable[[str], Exception]) -> Iterator[None]:
+    """Re-raise this codec's errors as `error_type(message)`: each side's own boundary."""
+    try:
+        yield
+    except JsonFormatError as exc:
+        raise error_type(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class PredictBody:
+    """A parsed `:predict` body.
+
+    Attributes:
+        signature_name: the requested signature ('' = serving_default).
+        payload: the value of `instances` (row format) or `inputs` (columnar format).
+        row_format: True for `instances`, False for `inputs`.
+        parameters: every other top-level key, `signature_name` included.
+    """
+
+    signature_name: str
+    payload: Any
+    row_format: bool
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def loads(raw: bytes | bytearray | memoryview | str) -> Any:
+    """Parse JSON text, accepting TF Serving's `NaN`, `Infinity` and `-Infinity`.
+
+    Raises:
+        JsonFormatError: "JSON Parse error: ..." for text that is not JSON.
+    """
+    first: Exception | None = None
+    if _orjson is not None:
+        try:
+            return _orjson.loads(raw)
+        except _orjson.JSONDecodeError as exc:  # also non-finite tokens: retried below
+            first = exc
+    text = bytes(raw) if isinstance(raw, memoryview) else raw
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise JsonFormatError(f"JSON Parse error: {first or exc}") from None
+
+
+def dumps(document: Any) -> bytes:
+    """JSON bytes: numpy arrays as nested lists, float32 as float32, non-finite as tokens.
+
+    Accepts dicts, lists, tuples, str, int, float, bool, None, numpy arrays and scalars.
+    """
+    if _orjson is not None and _all_finite(document):
+        return _orjson.dumps(document, option=_orjson.OPT_SERIALIZE_NUMPY)
+    return _write(document).encode()
+
+
+def parse_predict(document: Any) -> PredictBody:
+    """Check a parsed `:predict` body's shape; tensors are converted later (`to_array`).
+
+    Raises:
+        JsonFormatError: not an object, neither or both of `instances`/`inputs`, a
+            non-list or empty `instances`, a non-string `signature_name`.
+    """
+    if not isinstance(document, dict):
+        raise JsonFormatError("JSON Value: request body must be a JSON object")
+    has_rows, has_columns = "instances" in document, "inputs" in document
+    if has_rows == has_columns:
+        raise JsonFormatError(
+            "Missing 'inputs' or 'instances' key"
+            if not has_rows
+            else "Not both 'instances' and 'inputs' may be given; use one of them"
+        )
+    signature = document.get("signature_name", "")
+    if not isinstance(signature, str):
+        raise JsonFormatError("'signature_name' must be a string")
+    payload = document["instances"] if has_rows else document["inputs"]
+    if has_rows and not isinstance(payload, list):
+        raise JsonFormatError("Expecting 'instances' to be a list/array")
+    if has_rows and not payload:
+        raise JsonFormatError("'instances' is an empty list")
+    parameters = {k: v for k, v in document.items() if k not in ("instances", "inputs")}
+    return PredictBody(signature, payload, has_rows, parameters)
+
+
+def named_values(body: PredictBody, input_names: Sequence[str]) -> dict[str, Any]:
+    """The body's JSON values by input name; unnamed values go to the only input.
+
+    Raises:
+        JsonFormatError: unnamed values for a signature with several inputs, or named
+            instances whose keys differ.
+    """
+    if body.row_format:
+        return _row_values(body.payload, input_names)
+    payload = body.payload
+    if isinstance(payload, dict) and not _is_b64(payload):
+        return dict(payload)
+    if len(input_names) != 1:
+        raise JsonFormatError(
+            f"'inputs' must be an object with the named inputs {sorted(input_names)}"
+        )
+    return {input_names[0]: payload}
+
+
+def _row_values(instances: list[Any], input_names: Sequence[str]) -> dict[str, Any]:
+    if not (isinstance(instances[0], dict) and not _is_b64(instances[0])):
+        if len(input_names) != 1:
+            raise JsonFormatError(
+                "instances is a plain list, but expecting list of objects as multiple "
+                f"input tensors required as per tensorinfo_map {sorted(input_names)}"
+            )
+        return {input_names[0]: instances}
+    names = list(instances[0])
+    for index, instance in enumerate(instances):
+        if not isinstance(instance, dict) or set(instance) != set(names):
+            raise JsonFormatError(
+                f"Failed to process element: {index} of 'instances' list. "
+                f"Error: every instance must be an object with the keys {sorted(names)}"
+            )
+    return {name: [instance[name] for instance in instances] for name in names}
+
+
+def _is_b64(value: dict[str, Any]) -> bool:
+    return set(value) == {"b64"}
+
+
+def to_array(value: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
+    """One input's JSON value as a tensor of `dtype` (None: numbers as parsed, strings
+    and `{"b64": ...}` as bytes).
+
+    Raises:
+        JsonFormatError: ragged nesting, values of the wrong JSON type, bad base64;
+            the message names the input.
+    """
+    if (dtype is not None and dtype.kind in "OSU") or (dtype is None and _has_object(value)):
+        return _string_array(value, name)
+    try:
+        parsed = np.asarray(value)
+    except ValueError:
+        raise JsonFormatError(
+            f"input '{name}': values do not form a rectangular tensor (rows of different lengths)"
+        ) from None
+    target = dtype if dtype is not None else parsed.dtype
+    if parsed.dtype.kind not in _ACCEPTED_KINDS.get(target.kind, "biuf"):
+        raise JsonFormatError(
+            f"input '{name}': expected {_describe(target)} values "
+            f"but received {_KIND_NAMES.get(parsed.dtype.kind, str(parsed.dtype))}"
+        )
+    return parsed.astype(target, copy=False)
+
+
+def _describe(dtype: np.dtype) -> str:
+    if dtype.kind not in "biufc":  # no dtype asked for, and the values are not numbers
+        return "numeric"
+    return f"{TF_DTYPES.get(dtype.name, dtype.name)} ({dtype})"
+
+
+def _has_object(value: Any) -> bool:
+    while isinstance(value, list) and value:
+        value = value[0]
+    return isinstance(value, (dict, str))
+
+
+def _string_array(value: Any, name: str) -> np.ndarray:
+    decoded = _decode_strings(value, name)
+    array = np.empty(np.shape(decoded) if isinstance(decoded, list) else (), dtype=object)
+    try:
+        array[...] = decoded
+    except ValueError:
+        raise JsonFormatError(f"input '{name}': values do not form a rectangular tensor") from None
+    return array
+
+
+def _decode_strings(value: Any, name: str) -> Any:
+    if isinstance(value, list):
+        return [_decode_strings(v, name) for v in value]
+    if isinstance(value, dict) and _is_b64(value):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (binascii.Error, TypeError):
+            raise JsonFormatError(
+                f"input '{name}': JSON Value not formatted correctly for base64 data"
+            ) from None
+    if isinstance(value, str):
+        return value.encode()
+    raise JsonFormatError(
+        f"input '{name}': expected strings or {{\"b64\": ...}} objects, got {value!r}"
+    )
+
+
+def decode_predict(
+    document: Any, inputs: Mapping[str, np.dtype | None]
+) -> tuple[PredictBody, dict[str, np.ndarray]]:
+    """`parse_predict`, `named_values` and `to_array` in one: the body and its tensors.
+
+    Args:
+        document: the parsed JSON body.
+        inputs: the signature's input names and dtypes (None: as parsed); a name not in
+            it is converted as parsed and left for the caller's signature check.
+    """
+    body = parse_predict(document)
+    values = named_values(body, list(inputs))
+    return body, {name: to_array(v, name, inputs.get(name)) for name, v in values.items()}
+
+
+def encode_predict(outputs: Mapping[str, np.ndarray], row_format: bool) -> bytes:
+    """TF Serving's answer: `predictions` (row) or `outputs` (columnar) as JSON bytes.
+
+    A lone output is written bare; several are an object (columnar) or one object per
+    batch row (row format, which needs every output to share its 0th dimension).
+
+    Raises:
+        JsonFormatError: row format with outputs of different batch sizes.
+    """
+    values = {name: _output_json(name, value) for name, value in outputs.items()}
+    if not row_format:
+        body: Any = next(iter(values.values())) if len(values) == 1 else values
+        return dumps({"outputs": body})
+    if len(values) == 1:
+        return dumps({"predictions": next(iter(values.values()))})
+    rows = _batch_rows(outputs)
+    return dumps({"predictions": [{n: v[i] for n, v in values.items()} for i in range(rows)]})
+
+
+def _batch_rows(outputs: Mapping[str, np.ndarray]) -> int:
+    sizes = {name: value.shape[0] if value.ndim else -1 for name, value in outputs.items()}
+    distinct = set(sizes.values())
+    if len(distinct) != 1 or -1 in distinct:
+        raise JsonFormatError(
+            f"Tensor batch sizes differ or are missing across outputs {sizes}; "
+            "use the columnar format ('inputs') for this signature"
+        )
+    return int(distinct.pop())
+
+
+def _output_json(name: str, value: np.ndarray) -> Any:
+    if value.dtype.kind not in "OSU":
+        return np.ascontiguousarray(value)
+    return _strings_to_json(value.tolist(), name.endswith("_bytes"))
+
+
+def _strings_to_json(value: Any, as_b64: bool) -> Any:
+    if isinstance(value, list):
+        return [_strings_to_json(v, as_b64) for v in value]
+    if isinstance(value, bytes):
+        if as_b64:
+            return {"b64": base64.b64encode(value).decode()}
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind != "f" or bool(np.isfinite(value).all())
+    if isinstance(value, (float, np.floating)):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    return True
+
+
+def _write(value: Any) -> str:
+    """The slow writer: non-finite tokens, and no orjson. Floats print as their own type."""
+    if isinstance(value, np.ndarray):
+        return _write_array(value)
+    if isinstance(value, dict):
+        items = (f"{json.dumps(str(k))}:{_write(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_write(v) for v in value) + "]"
+    if isinstance(value, (float, np.floating)):
+        return _number(value)
+    if isinstance(value, np.generic):
+        return json.dumps(value.item())
+    return json.dumps(value)
+
+
+def _write_array(array: np.ndarray) -> str:
+    if array.dtype.kind != "f":
+        return json.dumps(array.tolist())
+    if array.ndim == 0:
+        return _number(cast(np.floating, array[()]))  # a numpy scalar keeps its dtype
+    return "[" + ",".join(_write_array(row) for row in array) + "]"
+
+
+def _number(value: float | np.floating) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "-Infinity" if value < 0 else "Infinity"
+    text = str(value)  # numpy prints the shortest decimal that round-trips in its own type
+    return text if any(c in text for c in ".e") else text + ".0"
