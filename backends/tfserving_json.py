@@ -52,6 +52,13 @@ TF_DTYPES = {
     "object": "DT_STRING",
 }
 """numpy dtype name -> TF Serving's DataType name (metadata and error messages)."""
+SIGNATURE_METHODS = {
+    "predict": "tensorflow/serving/predict",
+    "classify": "tensorflow/serving/classify",
+    "regress": "tensorflow/serving/regress",
+}
+"""The `method_name` a signature must have for each REST API (`:predict`, ...)."""
+_API_KINDS = {"classify": "classification", "regress": "regression"}
 _ACCEPTED_KINDS = {"f": "biuf", "i": "biu", "u": "biu", "b": "b", "c": "biufc"}
 _KIND_NAMES = {"U": "strings", "b": "booleans", "f": "floating-point numbers", "O": "objects"}
 
@@ -105,6 +112,22 @@ def loads(raw: bytes | bytearray | memoryview | str) -> Any:
         raise JsonFormatError(f"JSON Parse error: {first or exc}") from None
 
 
+def load_object(raw: bytes | bytearray | memoryview | str) -> dict[str, Any]:
+    """`loads` for a body that must be a JSON object (every TF Serving REST body).
+
+    Raises:
+        JsonFormatError: not JSON, or not an object.
+    """
+    document = loads(raw)
+    _check_object(document)
+    return document  # type: ignore[no-any-return]
+
+
+def _check_object(document: Any) -> None:
+    if not isinstance(document, dict):
+        raise JsonFormatError("JSON Value: request body must be a JSON object")
+
+
 def dumps(document: Any) -> bytes:
     """JSON bytes: numpy arrays as nested lists, float32 as float32, non-finite as tokens.
 
@@ -122,8 +145,7 @@ def parse_predict(document: Any) -> PredictBody:
         JsonFormatError: not an object, neither or both of `instances`/`inputs`, a
             non-list or empty `instances`, a non-string `signature_name`.
     """
-    if not isinstance(document, dict):
-        raise JsonFormatError("JSON Value: request body must be a JSON object")
+    _check_object(document)
     has_rows, has_columns = "instances" in document, "inputs" in document
     if has_rows == has_columns:
         raise JsonFormatError(
@@ -245,6 +267,16 @@ def _decode_strings(value: Any, name: str) -> Any:
         return value.encode()
     raise JsonFormatError(
         f"input '{name}': expected strings or {{\"b64\": ...}} objects, got {value!r}"
+    )
+
+
+def wrong_method(api: str, method_name: str) -> str:
+    """TF Serving's INVALID_ARGUMENT text for `:classify`/`:regress` on a signature of
+    another method (`GetClassificationSignatureDef`/`GetRegressionSignatureDef` in
+    tensorflow_serving/servables/tensorflow/classifier.cc and regressor.cc)."""
+    return (
+        f"Expected {_API_KINDS[api]} signature method_name to be {SIGNATURE_METHODS[api]}. "
+        f"Was: {method_name}"
     )
 
 

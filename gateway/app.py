@@ -132,10 +132,11 @@ def _add_operations_routes(app: FastAPI, ctx: GatewayContext) -> None:
 
 
 async def _http_error_handler(request: Request, exc: Exception) -> Response:
-    """Unknown paths and methods answer in the same `{"error": ...}` form."""
+    """Unknown paths and methods answer in the same `{"error": ...}` form, keeping the
+    headers their cause carries (a 405's `Allow`, RFC 9110 §15.5.6)."""
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         return await gateway_error_handler(request, NotFound(f"no route for {request.url.path}"))
-    error = GatewayError(str(exc.detail))
+    error = GatewayError(str(exc.detail), headers=exc.headers)
     error.status = exc.status_code  # type: ignore[assignment]
     return await gateway_error_handler(request, error)

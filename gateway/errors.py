@@ -6,6 +6,7 @@ nothing else decides a status.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 
 import grpc
@@ -18,7 +19,7 @@ class GatewayError(Exception):
     status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
     grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers = dict(headers or {})

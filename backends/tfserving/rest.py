@@ -16,8 +16,15 @@ from aiohttp import web
 
 from backends.tfserving import rest_codec
 from backends.tfserving.core import ServingCore
-from backends.tfserving.errors import DeadlineExceeded, NotFound, ServingError, Unimplemented
-from backends.tfserving.signature import ModelSpec
+from backends.tfserving.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    ServingError,
+    Unimplemented,
+)
+from backends.tfserving.signature import DEFAULT_SIGNATURE, ModelSpec
+from backends.tfserving_json import SIGNATURE_METHODS, wrong_method
 
 log = logging.getLogger("tfserving.rest")
 JSON = "application/json"
@@ -72,7 +79,7 @@ class RestRoutes:
         if request.method == "POST" and tail == ":predict":
             return await self.predict(request, spec)
         if request.method == "POST" and tail in (":classify", ":regress"):
-            raise Unimplemented(f"{tail[1:]} is not supported by the bundled server; use predict")
+            return await self.classify_or_regress(request, spec, tail[1:])
         raise _malformed(request)
 
     def status(self, spec: ModelSpec) -> web.Response:
@@ -101,6 +108,20 @@ class RestRoutes:
         except TimeoutError:
             raise DeadlineExceeded(f"Request timed out after {self.timeout * 1e3:.0f} ms") from None
         return json_response(rest_codec.encode_predictions(result.outputs, body.row_format))
+
+    async def classify_or_regress(
+        self, request: web.Request, spec: ModelSpec, api: str
+    ) -> web.Response:
+        """TF Serving's order: the body must be JSON, the servable must exist, and the
+        default signature must be of the API's method (the checks TF Serving runs with
+        `--enable_signature_method_name_check`); Classify and Regress themselves are not
+        implemented (dualserve's exports have predict signatures only)."""
+        rest_codec.parse_json_object(await request.read())
+        servable = self.core.manager.resolve(spec)
+        method = servable.signatures[DEFAULT_SIGNATURE].method_name
+        if method != SIGNATURE_METHODS[api]:
+            raise InvalidArgument(wrong_method(api, method))
+        raise Unimplemented(f"{api} is not supported by the bundled server; use predict")
 
 
 def _malformed(request: web.Request) -> NotFound:

@@ -28,6 +28,12 @@ def parse_predict_body(raw: bytes) -> PredictBody:
         return codec.parse_predict(codec.loads(raw))
 
 
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A body that must be a JSON object (`:classify`, `:regress`)."""
+    with _invalid_argument():
+        return codec.load_object(raw)
+
+
 def decode_inputs(body: PredictBody, sig: SignatureInfo) -> dict[str, np.ndarray]:
     """The body's tensors as numpy arrays of the signature's dtypes."""
     with _invalid_argument():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from backends import tfserving_json as codec
 from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
@@ -23,6 +25,22 @@ from gateway.types import InferRequest
 
 router = APIRouter()
 PROTOCOL = "tfserving-rest"
+
+
+class _NameConvertor(Convertor[str]):
+    """TF Serving's model names and labels, `[^/:]+`: so `GET /v1/models/m:predict` is
+    the predict route asked with the wrong method (405, `Allow: POST`), not model 'm:predict'."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("tfname", _NameConvertor())
 
 
 def _ctx(request: Request) -> GatewayContext:
@@ -85,9 +103,40 @@ async def predict_label(request: Request) -> Response:
     return await _predict(request, params["model"], None, params["label"])
 
 
-router.add_route("/v1/models/{model}:predict", predict, methods=["POST"])
-router.add_route("/v1/models/{model}/versions/{version}:predict", predict_version, methods=["POST"])
-router.add_route("/v1/models/{model}/labels/{label}:predict", predict_label, methods=["POST"])
+router.add_route("/v1/models/{model:tfname}:predict", predict, methods=["POST"])
+router.add_route(
+    "/v1/models/{model:tfname}/versions/{version}:predict", predict_version, methods=["POST"]
+)
+router.add_route(
+    "/v1/models/{model:tfname}/labels/{label:tfname}:predict", predict_label, methods=["POST"]
+)
+
+
+def _signature_api(api: str) -> Callable[[Request], Awaitable[Response]]:
+    """`:classify` / `:regress`: TF Serving's checks in its order (a JSON object body,
+    the model, version or label, then the signature's method). Both exports carry a
+    predict signature only, so the answer is TF Serving's INVALID_ARGUMENT for it."""
+
+    async def endpoint(request: Request) -> Response:
+        ctx, params = _ctx(request), request.path_params
+        begin(request, PROTOCOL)
+        ctx.auth.check_predict(request.headers)
+        raw = await read_body(request, ctx.settings.max_body_bytes)
+        with _bad_request():
+            codec.load_object(raw)
+        info = ctx.catalog.get(params["model"])
+        version = _version(params["version"]) if "version" in params else None
+        info.resolve_version(version, params.get("label"))
+        raise BadRequest(codec.wrong_method(api, codec.SIGNATURE_METHODS["predict"]))
+
+    return endpoint
+
+
+for _api in ("classify", "regress"):
+    for _prefix in ("", "/versions/{version}", "/labels/{label:tfname}"):
+        router.add_route(
+            f"/v1/models/{{model:tfname}}{_prefix}:{_api}", _signature_api(_api), ["POST"]
+        )
 
 
 def _status(info: ModelInfo, versions: list[int]) -> dict[str, Any]:
@@ -103,19 +152,19 @@ def _status(info: ModelInfo, versions: list[int]) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models/{model}")
+@router.get("/v1/models/{model:tfname}")
 async def model_status(request: Request, model: str) -> Response:
     info = _ctx(request).catalog.get(model)
     return json_response(_status(info, list(info.versions)))
 
 
-@router.get("/v1/models/{model}/versions/{version}")
+@router.get("/v1/models/{model:tfname}/versions/{version}")
 async def version_status(request: Request, model: str, version: str) -> Response:
     info = _ctx(request).catalog.get(model)
     return json_response(_status(info, [info.resolve_version(_version(version), None)]))
 
 
-@router.get("/v1/models/{model}/labels/{label}")
+@router.get("/v1/models/{model:tfname}/labels/{label:tfname}")
 async def label_status(request: Request, model: str, label: str) -> Response:
     info = _ctx(request).catalog.get(model)
     return json_response(_status(info, [info.resolve_version(None, label)]))
@@ -132,17 +181,31 @@ def _tensor_info(tensor: TensorInfo) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models/{model}/metadata")
-async def metadata(request: Request, model: str) -> Response:
-    info = _ctx(request).catalog.get(model)
+def _metadata(info: ModelInfo, version: int) -> dict[str, Any]:
     signature = {
         "inputs": {t.name: _tensor_info(t) for t in info.inputs},
         "outputs": {t.name: _tensor_info(t) for t in info.outputs},
-        "method_name": "tensorflow/serving/predict",
+        "method_name": codec.SIGNATURE_METHODS["predict"],
     }
-    return json_response(
-        {
-            "model_spec": {"name": model, "signature_name": "", "version": str(info.latest)},
-            "metadata": {"signature_def": {"signature_def": {SERVING_SIGNATURE: signature}}},
-        }
-    )
+    return {
+        "model_spec": {"name": info.name, "signature_name": "", "version": str(version)},
+        "metadata": {"signature_def": {"signature_def": {SERVING_SIGNATURE: signature}}},
+    }
+
+
+@router.get("/v1/models/{model:tfname}/metadata")
+async def metadata(request: Request, model: str) -> Response:
+    info = _ctx(request).catalog.get(model)
+    return json_response(_metadata(info, info.latest))
+
+
+@router.get("/v1/models/{model:tfname}/versions/{version}/metadata")
+async def version_metadata(request: Request, model: str, version: str) -> Response:
+    info = _ctx(request).catalog.get(model)
+    return json_response(_metadata(info, info.resolve_version(_version(version), None)))
+
+
+@router.get("/v1/models/{model:tfname}/labels/{label:tfname}/metadata")
+async def label_metadata(request: Request, model: str, label: str) -> Response:
+    info = _ctx(request).catalog.get(model)
+    return json_response(_metadata(info, info.resolve_version(None, label)))
