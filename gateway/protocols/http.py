@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import zlib
 from typing import Any
 
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from backends import tfserving_json
+from backends import content_coding, tfserving_json
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, UnsupportedMediaType
 from gateway.routing.policy import parse_pin
 from gateway.types import Framework, InferResponse, new_request_id
@@ -22,10 +21,6 @@ HEADER_VERSION = "X-Model-Version"
 HEADER_REQUEST_ID = "X-Request-Id"
 HEADER_ROUTING_KEY = "X-Routing-Key"
 HEADER_FAILOVER = "X-Failover"
-_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-"""Request content codings (RFC 9110 §8.4.1) -> zlib window bits; "deflate" is the zlib
-format (RFC 1950), as RFC 9110 §8.4.1.2 says and tritonclient sends."""
-ACCEPTED_ENCODINGS = "gzip, deflate"
 
 
 def begin(request: Request, protocol: str) -> str:
@@ -42,51 +37,32 @@ def pinned_backend(request: Request) -> Framework | None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, decoded per its Content-Encoding (gzip, deflate or identity).
-
-    `limit` applies to the decoded size, and decoding streams: a small compressed body
-    that inflates past it is refused as soon as it does, never held in memory.
+    """The request body, decoded per its Content-Encoding (gzip, deflate or identity; see
+    `backends.content_coding`). `limit` applies to the decoded size, while it streams.
 
     Raises:
         PayloadTooLarge: the (decoded) body exceeds `limit` bytes.
         UnsupportedMediaType: any other Content-Encoding (415, with `Accept-Encoding`).
         BadRequest: a body that is not valid data of its coding.
     """
-    coding = request.headers.get("content-encoding", "identity").strip().lower()
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
-    if coding in ("", "identity"):
-        raw = await request.body()
-        if len(raw) > limit:
-            raise PayloadTooLarge(f"request body of {len(raw)} bytes exceeds the limit of {limit}")
-        return raw
-    if coding not in _CODINGS:
-        raise UnsupportedMediaType(
-            f"unsupported Content-Encoding '{coding}'; send {ACCEPTED_ENCODINGS} or identity",
-            headers={"Accept-Encoding": ACCEPTED_ENCODINGS},
-        )
-    return await _inflate(request, coding, limit)
-
-
-async def _inflate(request: Request, coding: str, limit: int) -> bytes:
-    decoder = zlib.decompressobj(_CODINGS[coding])
-    decoded = bytearray()
     try:
-        async for chunk in request.stream():
-            data = chunk
-            while data:
-                decoded += decoder.decompress(data, limit + 1 - len(decoded))
-                if len(decoded) > limit:
-                    raise PayloadTooLarge(
-                        f"request body decodes to more than the limit of {limit} bytes"
-                    )
-                data = decoder.unconsumed_tail
-    except zlib.error as exc:
-        raise BadRequest(f"request body is not valid {coding} data: {exc}") from None
-    if not decoder.eof:
-        raise BadRequest(f"request body is not valid {coding} data: truncated")
-    return bytes(decoded)
+        coding = content_coding.request_coding(request.headers.get("content-encoding"))
+        if coding is not None:
+            return await content_coding.decode_body(request.stream(), coding, limit)
+    except content_coding.UnsupportedCoding as exc:
+        accepted = {"Accept-Encoding": content_coding.ACCEPT_ENCODING}
+        raise UnsupportedMediaType(str(exc), headers=accepted) from None
+    except content_coding.BodyTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from None
+    except content_coding.CorruptBody as exc:
+        raise BadRequest(str(exc)) from None
+    raw = await request.body()
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"request body of {len(raw)} bytes exceeds the limit of {limit}")
+    return raw
 
 
 async def json_body(request: Request, limit: int, non_finite: bool = False) -> Any:

@@ -221,3 +221,12 @@ def test_truncated_frame_is_rejected() -> None:
     body = encode_frame({"input": np.ones((1, 64), dtype=np.float32)})[:-10]
     with pytest.raises(InputError, match="runs past the end"):
         decode_request(body, "", SIG)
+
+
+def test_nan_and_infinity_reach_the_model_and_come_back_as_tokens() -> None:
+    """TF Serving's REST API "JSON Mapping": NaN/Infinity read and written, float32 as float32."""
+    body = b'{"instances": [[NaN, Infinity, -Infinity' + b", 0" * 61 + b"]]}"
+    batch, fmt = decode_request(body, "application/json", SIG)
+    assert fmt == "row" and np.isnan(batch[0, 0]) and batch[0, 1] == np.inf
+    outputs = {"probabilities": np.array([[np.nan, 0.022345351055264473]], np.float32)}
+    assert encode_response(outputs, "columnar") == b'{"outputs":[[NaN,0.022345351]]}'
