@@ -83,7 +83,7 @@ CODINGS: list[tuple[str, Callable[[bytes], bytes]]] = [
 def test_compressed_bodies_are_read_on_every_rest_ingress(
     client: TestClient,
     coding: str,
-    compress: object,
+    compress: Callable[[bytes], bytes],
     method: str,
     path: str,
     body: bytes,
