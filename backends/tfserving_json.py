@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -133,8 +133,12 @@ def dumps(document: Any) -> bytes:
 
     Accepts dicts, lists, tuples, str, int, float, bool, None, numpy arrays and scalars.
     """
-    if _orjson is not None and _all_finite(document):
-        return _orjson.dumps(document, option=_orjson.OPT_SERIALIZE_NUMPY)
+    if _orjson is not None:
+        # orjson writes float32 as float32 but non-finite floats as null: only a body
+        # with a null (rare in answers) needs the look at every value.
+        text = _orjson.dumps(document, option=_orjson.OPT_SERIALIZE_NUMPY)
+        if b"null" not in text or _all_finite(document):
+            return text
     return _write(document).encode()
 
 
@@ -310,8 +314,19 @@ def encode_predict(outputs: Mapping[str, np.ndarray], row_format: bool) -> bytes
         return dumps({"outputs": body})
     if len(values) == 1:
         return dumps({"predictions": next(iter(values.values()))})
-    rows = _batch_rows(outputs)
-    return dumps({"predictions": [{n: v[i] for n, v in values.items()} for i in range(rows)]})
+    count = _batch_rows(outputs)
+    rows = {name: _rows(value) for name, value in values.items()}
+    return dumps({"predictions": [{n: col[i] for n, col in rows.items()} for i in range(count)]})
+
+
+def _rows(value: Any) -> list[Any]:
+    """An output's batch rows, cheap for orjson: integers as Python ints (exact), floats
+    as numpy rows or scalars (so float32 stays float32), strings as they are."""
+    if not isinstance(value, np.ndarray):
+        return list(value)
+    if value.ndim == 1 and value.dtype.kind in "biu":
+        return list(value.tolist())
+    return list(value)
 
 
 def _batch_rows(outputs: Mapping[str, np.ndarray]) -> int:
@@ -326,9 +341,11 @@ def _batch_rows(outputs: Mapping[str, np.ndarray]) -> int:
 
 
 def _output_json(name: str, value: np.ndarray) -> Any:
-    if value.dtype.kind not in "OSU":
-        return np.ascontiguousarray(value)
-    return _strings_to_json(value.tolist(), name.endswith("_bytes"))
+    if value.dtype.kind in "OSU":
+        return _strings_to_json(value.tolist(), name.endswith("_bytes"))
+    if value.ndim == 0:
+        return value[()]  # a numpy scalar: it keeps its dtype (orjson takes no 0-d array)
+    return np.ascontiguousarray(value)
 
 
 def _strings_to_json(value: Any, as_b64: bool) -> Any:
@@ -370,11 +387,26 @@ def _write(value: Any) -> str:
 
 
 def _write_array(array: np.ndarray) -> str:
-    if array.dtype.kind != "f":
+    if array.dtype.kind != "f" or array.size == 0:
         return json.dumps(array.tolist())
-    if array.ndim == 0:
-        return _number(cast(np.floating, array[()]))  # a numpy scalar keeps its dtype
-    return "[" + ",".join(_write_array(row) for row in array) + "]"
+    flat = array.reshape(-1)
+    finite = np.isfinite(flat)
+    if _orjson is not None:  # one call formats every finite value in its own type
+        text = _orjson.dumps(np.where(finite, flat, 0), option=_orjson.OPT_SERIALIZE_NUMPY)
+        tokens = text[1:-1].decode().split(",")
+    else:
+        tokens = [_number(value) for value in flat]
+    for index in np.flatnonzero(~finite):
+        tokens[index] = _number(flat[index])
+    return _nest(tokens, array.shape)
+
+
+def _nest(tokens: list[str], shape: tuple[int, ...]) -> str:
+    """Flat value tokens as the nested JSON lists of `shape` (C order)."""
+    items = tokens
+    for size in reversed(shape[1:]):
+        items = ["[" + ",".join(items[i : i + size]) + "]" for i in range(0, len(items), size)]
+    return "[" + ",".join(items) + "]" if shape else items[0]
 
 
 def _number(value: float | np.floating) -> str:

@@ -139,3 +139,13 @@ def test_classify_and_regress_texts_are_tf_servings() -> None:
         "Expected regression signature method_name to be tensorflow/serving/regress. "
         "Was: tensorflow/serving/predict"
     )
+
+
+def test_scalar_and_empty_outputs(flavour: str) -> None:
+    outputs = {
+        "s": np.array(np.float32(0.1)),
+        "inf": np.array(np.float32(np.inf)),
+        "empty": np.zeros((0, 3), np.float32),
+    }
+    body = codec.encode_predict(outputs, row_format=False)
+    assert body == b'{"outputs":{"s":0.1,"inf":Infinity,"empty":[]}}'
