@@ -6,8 +6,11 @@ and to the gateway pinned to each framework (`X-Backend: tensorflow|pytorch`), a
 asserts equal status, equal error text and an equal body: byte for byte on the
 tensorflow arm (the same model behind the same codec), and value for value on the
 pytorch arm (TorchScript computes the same function; float32 sums may differ in the
-last bits, so probabilities are compared with a tolerance, NaN where NaN). Cases that
-have no TF Serving reference (RFC 9110's `Allow`) assert the RFC.
+last bits, so probabilities are compared with a tolerance). Non-finite inputs are the
+exception: the frameworks themselves differ there (TF's ReLU turns NaN into 0, PyTorch's
+keeps it), so the pytorch arm's values are compared with TorchServe's own answer to the
+same TF Serving JSON body. Cases that have no TF Serving reference (RFC 9110's `Allow`)
+assert the RFC.
 
 Each kind of the issue is a parametrised family; each case names its reference.
 One stack serves the module, started with version labels (`dualserve up --label`).
@@ -20,6 +23,7 @@ import math
 import re
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -36,6 +40,7 @@ from tensorflow_serving.apis import (
 )
 
 from backends import tfserving_json
+from backends.torchserve.launcher import read_token
 from tests.integration.conftest import running_stack
 from trainers.data import load_dataset
 
@@ -60,6 +65,17 @@ def tf_rest(stack: dict) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def gateway(stack: dict) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack["gateway"]["rest"], timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def torchserve(stack: dict) -> Iterator[httpx.Client]:
+    """TorchServe directly: the pytorch arm's own reference for values (its handler
+    speaks TF Serving's JSON through the same codec)."""
+    token = read_token(Path(stack["pytorch"]["token_file"]))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    base = stack["pytorch"]["inference"]
+    with httpx.Client(base_url=base, timeout=30, headers=headers) as client:
         yield client
 
 
@@ -133,20 +149,33 @@ NON_FINITE = [
 
 @pytest.mark.parametrize(("form", "token", "at"), NON_FINITE)
 def test_non_finite_numbers_in_and_out(
-    tf_rest: httpx.Client, gateway: httpx.Client, pixels: np.ndarray, form: str, token: str, at: int
+    tf_rest: httpx.Client,
+    torchserve: httpx.Client,
+    gateway: httpx.Client,
+    pixels: np.ndarray,
+    form: str,
+    token: str,
+    at: int,
 ) -> None:
     """TF Serving REST API, JSON Mapping: NaN, Infinity and -Infinity are read in
-    requests and written in answers (what the model answers as NaN reaches the client so)."""
+    requests and written in answers: what a backend answers as NaN reaches the client as
+    NaN (the pytorch model propagates it; TF's ReLU maps NaN to 0)."""
     row = _row(pixels[0], token, at)
     body = {
         "row": f'{{"instances": [{row}]}}',
         "columnar": f'{{"inputs": {{"input": [{row}]}}}}',
         "two rows": f'{{"instances": [{_row(pixels[1])}, {row}]}}',
     }[form]
-    reference, arms = _exchange(tf_rest, gateway, "POST", f"/v1/models/{MLP}:predict", content=body)
+    path = f"/v1/models/{MLP}:predict"
+    reference, arms = _exchange(tf_rest, gateway, "POST", path, content=body)
     assert reference.status_code == 200, reference.text
-    assert "NaN" in reference.text or "Infinity" in reference.text  # the model propagates it
-    assert_conforms(reference, arms)
+    assert arms["tensorflow"].content == reference.content
+    torch_reference = torchserve.post(f"/predictions/{MLP}", content=body)
+    assert (torch_reference.status_code, arms["pytorch"].status_code) == (200, 200)
+    assert "NaN" in torch_reference.text and "NaN" in arms["pytorch"].text
+    _same_values(
+        tfserving_json.loads(arms["pytorch"].content), tfserving_json.loads(torch_reference.content)
+    )
 
 
 def test_non_finite_numbers_on_v2_rest(
