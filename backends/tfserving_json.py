@@ -303,12 +303,14 @@ def encode_predict(outputs: Mapping[str, np.ndarray], row_format: bool) -> bytes
     """TF Serving's answer: `predictions` (row) or `outputs` (columnar) as JSON bytes.
 
     A lone output is written bare; several are an object (columnar) or one object per
-    batch row (row format, which needs every output to share its 0th dimension).
+    batch row (row format, which needs every output to share its 0th dimension), their
+    names in sorted order (TF Serving writes its output map's order, which protobuf leaves
+    unspecified; sorted makes every dualserve side write the same bytes).
 
     Raises:
         JsonFormatError: row format with outputs of different batch sizes.
     """
-    values = {name: _output_json(name, value) for name, value in outputs.items()}
+    values = {name: _output_json(name, outputs[name]) for name in sorted(outputs)}
     if not row_format:
         body: Any = next(iter(values.values())) if len(values) == 1 else values
         return dumps({"outputs": body})

@@ -125,16 +125,21 @@ def assert_conforms(
     reference: httpx.Response,
     arms: dict[str, httpx.Response],
     torch_reference: httpx.Response | None = None,
+    tf_values: bool = True,
 ) -> None:
-    """Equal status, equal error text, equal body: bytes on the tensorflow arm; on the
-    pytorch arm TF Serving's structure and types, and `torch_reference`'s values (the two
-    frameworks' trained weights differ in the last digits)."""
+    """Equal status, equal error text, equal body: bytes on the tensorflow arm (without
+    `tf_values`, its structure and types only); on the pytorch arm TF Serving's structure
+    and types, and `torch_reference`'s values (the two frameworks' trained weights differ
+    in the last digits)."""
     for arm, reply in arms.items():
         assert reply.status_code == reference.status_code, (arm, reply.text, reference.text)
         if reference.status_code != 200:
             assert reply.json()["error"] == reference.json()["error"], arm
-        elif arm == "tensorflow":
+        elif arm == "tensorflow" and tf_values:
             assert reply.content == reference.content, (reply.text, reference.text)
+        elif arm == "tensorflow":
+            want = tfserving_json.loads(reference.content)
+            _same_values(tfserving_json.loads(reply.content), want, values=False)
         else:
             got = tfserving_json.loads(reply.content)
             _same_values(got, tfserving_json.loads(reference.content), values=False)
@@ -177,7 +182,10 @@ def test_non_finite_numbers_in_and_out(
 ) -> None:
     """TF Serving REST API, JSON Mapping: NaN, Infinity and -Infinity are read in
     requests and written in answers: what a backend answers as NaN reaches the client as
-    NaN (the pytorch model propagates it; TF's ReLU maps NaN to 0)."""
+    NaN. PyTorch propagates NaN, so the pytorch arm's values are checked; TF's answer to a
+    NaN input depends on the kernel's code path (Eigen's vectorised max(NaN, 0) gives 0,
+    its scalar one NaN: seen here as finite through one ingress and NaN through another
+    for the same bytes), so the tensorflow arm is checked for status and structure."""
     row = _row(pixels[0], token, at)
     body = {
         "row": f'{{"instances": [{row}]}}',
@@ -188,7 +196,7 @@ def test_non_finite_numbers_in_and_out(
     reference, arms = _exchange(tf_rest, gateway, "POST", path, content=body)
     assert reference.status_code == 200, reference.text
     torch_reference = _torch(torchserve, MLP, body)
-    assert_conforms(reference, arms, torch_reference)
+    assert_conforms(reference, arms, torch_reference, tf_values=False)
     assert "NaN" in torch_reference.text and "NaN" in arms["pytorch"].text
 
 

@@ -41,7 +41,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 def test_nan_and_infinity_in_and_out_on_tf_serving_rest(client: TestClient) -> None:
     reply = client.post("/v1/models/toy:predict", content=ROW)
     assert reply.status_code == 200, reply.text
-    assert reply.text.startswith('{"predictions":[{"probabilities":[NaN,NaN,NaN]')
+    assert reply.text.startswith('{"predictions":[{"class":0,"probabilities":[NaN,NaN,NaN]')
     second = tfserving_json.loads(reply.content)["predictions"][1]["probabilities"]
     assert all(math.isfinite(p) for p in second)
 

@@ -148,4 +148,4 @@ def test_scalar_and_empty_outputs(flavour: str) -> None:
         "empty": np.zeros((0, 3), np.float32),
     }
     body = codec.encode_predict(outputs, row_format=False)
-    assert body == b'{"outputs":{"s":0.1,"inf":Infinity,"empty":[]}}'
+    assert body == b'{"outputs":{"empty":[],"inf":Infinity,"s":0.1}}'
