@@ -1,32 +1,22 @@
 """TF Serving's REST JSON format: the one parser and writer every dualserve side shares.
 
-Used by the gateway's TF Serving REST ingress (and its TF Serving REST upstream), the
-bundled TF Serving server (`backends/tfserving/rest_codec.py`) and the TorchServe handler,
-which packs this file next to itself in every .mar: so it imports only the standard
-library and numpy. orjson is used when installed (the dualserve venv has it; the official
-TorchServe image does not), with the same results either way.
+Used by the gateway's TF Serving REST ingress and upstream, the bundled TF Serving server
+(`backends/tfserving/rest_codec.py`) and the TorchServe handler, which packs this file and
+`json_text.py` (the JSON text: NaN/Infinity tokens, float32 written as float32) next to
+itself in every .mar; so both import only the standard library and numpy.
 
-What it follows (TF Serving's "RESTful API" guide, sections "Request format", "Response
-format", "Encoding binary values" and "JSON Mapping"):
-
-- row format `{"instances": [...]}` answered as `{"predictions": ...}`, columnar format
-  `{"inputs": ...}` answered as `{"outputs": ...}`; a lone output loses its name;
-- `{"b64": "..."}` for binary strings; outputs whose name ends in `_bytes` are written so;
-- the tokens `NaN`, `Infinity` and `-Infinity` read and written for non-finite floats;
-- float32 written as float32: the shortest decimal that reads back as the same float32
-  (`0.022345351`, never the float64 widening `0.022345351055264473`; TF Serving's writer
-  prints `%g`, else `%.9g`, which reads back as the same float32 value).
-
-Every problem raises `JsonFormatError` (a `ValueError`) with TF Serving's wording where it
-has one; each side maps it to its own error type at its own boundary.
+It follows TF Serving's "RESTful API" guide ("Request format", "Response format",
+"Encoding binary values"): row format `{"instances": [...]}` answered as
+`{"predictions": ...}`, columnar `{"inputs": ...}` answered as `{"outputs": ...}` (a
+lone output loses its name), `{"b64": "..."}` for binary strings (outputs named
+`*_bytes` are written so). Every problem raises `JsonFormatError` (a `ValueError`) in TF
+Serving's words where it has some; each side maps it to its own error (`errors_as`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
-try:
-    import orjson as _orjson
-except ImportError:  # the official TorchServe image: the standard library does it all
-    _orjson = None  # type: ignore[assignment]
+try:  # inside a .mar: a sibling module (TorchServe puts the model directory on sys.path)
+    from json_text import JsonFormatError, dumps, loads
+except ImportError:  # imported from the source tree
+    from backends.json_text import JsonFormatError, dumps, loads
+
+__all__ = ["JsonFormatError", "PredictBody", "dumps", "loads"]
 
 TF_DTYPES = {
     "float16": "DT_HALF",
@@ -61,10 +53,6 @@ SIGNATURE_METHODS = {
 _API_KINDS = {"classify": "classification", "regress": "regression"}
 _ACCEPTED_KINDS = {"f": "biuf", "i": "biu", "u": "biu", "b": "b", "c": "biufc"}
 _KIND_NAMES = {"U": "strings", "b": "booleans", "f": "floating-point numbers", "O": "objects"}
-
-
-class JsonFormatError(ValueError):
-    """A body that is not valid TF Serving JSON; the message names the problem."""
 
 
 @contextmanager
@@ -93,25 +81,6 @@ class PredictBody:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-def loads(raw: bytes | bytearray | memoryview | str) -> Any:
-    """Parse JSON text, accepting TF Serving's `NaN`, `Infinity` and `-Infinity`.
-
-    Raises:
-        JsonFormatError: "JSON Parse error: ..." for text that is not JSON.
-    """
-    first: Exception | None = None
-    if _orjson is not None:
-        try:
-            return _orjson.loads(raw)
-        except _orjson.JSONDecodeError as exc:  # also non-finite tokens: retried below
-            first = exc
-    text = bytes(raw) if isinstance(raw, memoryview) else raw
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise JsonFormatError(f"JSON Parse error: {first or exc}") from None
-
-
 def load_object(raw: bytes | bytearray | memoryview | str) -> dict[str, Any]:
     """`loads` for a body that must be a JSON object (every TF Serving REST body).
 
@@ -126,20 +95,6 @@ def load_object(raw: bytes | bytearray | memoryview | str) -> dict[str, Any]:
 def _check_object(document: Any) -> None:
     if not isinstance(document, dict):
         raise JsonFormatError("JSON Value: request body must be a JSON object")
-
-
-def dumps(document: Any) -> bytes:
-    """JSON bytes: numpy arrays as nested lists, float32 as float32, non-finite as tokens.
-
-    Accepts dicts, lists, tuples, str, int, float, bool, None, numpy arrays and scalars.
-    """
-    if _orjson is not None:
-        # orjson writes float32 as float32 but non-finite floats as null: only a body
-        # with a null (rare in answers) needs the look at every value.
-        text = _orjson.dumps(document, option=_orjson.OPT_SERIALIZE_NUMPY)
-        if b"null" not in text or _all_finite(document):
-            return text
-    return _write(document).encode()
 
 
 def parse_predict(document: Any) -> PredictBody:
@@ -358,63 +313,3 @@ def _strings_to_json(value: Any, as_b64: bool) -> Any:
             return {"b64": base64.b64encode(value).decode()}
         return value.decode("utf-8", errors="replace")
     return value
-
-
-def _all_finite(value: Any) -> bool:
-    if isinstance(value, np.ndarray):
-        return value.dtype.kind != "f" or bool(np.isfinite(value).all())
-    if isinstance(value, (float, np.floating)):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_all_finite(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(_all_finite(v) for v in value)
-    return True
-
-
-def _write(value: Any) -> str:
-    """The slow writer: non-finite tokens, and no orjson. Floats print as their own type."""
-    if isinstance(value, np.ndarray):
-        return _write_array(value)
-    if isinstance(value, dict):
-        items = (f"{json.dumps(str(k))}:{_write(v)}" for k, v in value.items())
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_write(v) for v in value) + "]"
-    if isinstance(value, (float, np.floating)):
-        return _number(value)
-    if isinstance(value, np.generic):
-        return json.dumps(value.item())
-    return json.dumps(value)
-
-
-def _write_array(array: np.ndarray) -> str:
-    if array.dtype.kind != "f" or array.size == 0:
-        return json.dumps(array.tolist())
-    flat = array.reshape(-1)
-    finite = np.isfinite(flat)
-    if _orjson is not None:  # one call formats every finite value in its own type
-        text = _orjson.dumps(np.where(finite, flat, 0), option=_orjson.OPT_SERIALIZE_NUMPY)
-        tokens = text[1:-1].decode().split(",")
-    else:
-        tokens = [_number(value) for value in flat]
-    for index in np.flatnonzero(~finite):
-        tokens[index] = _number(flat[index])
-    return _nest(tokens, array.shape)
-
-
-def _nest(tokens: list[str], shape: tuple[int, ...]) -> str:
-    """Flat value tokens as the nested JSON lists of `shape` (C order)."""
-    items = tokens
-    for size in reversed(shape[1:]):
-        items = ["[" + ",".join(items[i : i + size]) + "]" for i in range(0, len(items), size)]
-    return "[" + ",".join(items) + "]" if shape else items[0]
-
-
-def _number(value: float | np.floating) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "-Infinity" if value < 0 else "Infinity"
-    text = str(value)  # numpy prints the shortest decimal that round-trips in its own type
-    return text if any(c in text for c in ".e") else text + ".0"

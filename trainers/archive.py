@@ -18,6 +18,7 @@ HANDLER = HANDLER_DIR / "handler.py"
 HANDLER_MODULES = (
     HANDLER_DIR / "tensor_frames.py",
     HANDLER_DIR.parent / "tfserving_json.py",  # TF Serving's JSON format, shared with the gateway
+    HANDLER_DIR.parent / "json_text.py",  # ... and the JSON text it reads and writes
 )
 SIGNATURE_FILE = "signature.json"
 

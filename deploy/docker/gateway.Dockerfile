@@ -25,7 +25,7 @@ WORKDIR /app
 # token file reader, tensor frames and gRPC stubs, and the manifest schema.
 COPY gateway/ gateway/
 COPY backends/__init__.py backends/py.typed backends/tfserving_json.py \
-     backends/content_coding.py backends/
+     backends/json_text.py backends/content_coding.py backends/
 COPY backends/torchserve/__init__.py backends/torchserve/tokens.py \
      backends/torchserve/tensor_frames.py backends/torchserve/
 COPY backends/torchserve/_proto/ backends/torchserve/_proto/

@@ -9,7 +9,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from backends import content_coding, tfserving_json
+from backends import content_coding, json_text
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, UnsupportedMediaType
 from gateway.routing.policy import parse_pin
 from gateway.types import Framework, InferResponse, new_request_id
@@ -77,8 +77,8 @@ async def json_body(request: Request, limit: int, non_finite: bool = False) -> A
     """
     raw = await read_body(request, limit)
     try:
-        return tfserving_json.loads(raw) if non_finite else orjson.loads(raw)
-    except (tfserving_json.JsonFormatError, orjson.JSONDecodeError) as exc:
+        return json_text.loads(raw) if non_finite else orjson.loads(raw)
+    except (json_text.JsonFormatError, orjson.JSONDecodeError) as exc:
         raise BadRequest(f"malformed JSON body: {exc}") from None
 
 
@@ -97,7 +97,7 @@ def json_response(content: Any, answer: InferResponse | None = None, status: int
     if isinstance(content, bytes):
         body = content
     elif answer is not None:
-        body = tfserving_json.dumps(content)
+        body = json_text.dumps(content)
     else:
         body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
     return Response(

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from backends import json_text
 from backends import tfserving_json as codec
 
 F32 = np.dtype(np.float32)
@@ -25,7 +26,7 @@ def flavour(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     """Every codec test runs as in the gateway (orjson) and as in the official TorchServe
     image (standard library only)."""
     if request.param == "stdlib":
-        monkeypatch.setattr(codec, "_orjson", None)
+        monkeypatch.setattr(json_text, "_orjson", None)
     yield request.param
 
 
