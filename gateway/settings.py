@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -181,7 +181,7 @@ class GatewaySettings(BaseSettings):
         default_factory=dict, description="per-model policies; others get default_policy"
     )
     default_policy: ModelPolicy = Field(default_factory=ModelPolicy)
-    version_labels: dict[str, dict[str, int]] = Field(
+    version_labels: dict[str, dict[str, PositiveInt]] = Field(
         default_factory=dict,
         description="TF Serving version labels, model -> label -> version (e.g. {digits-mlp:"
         " {stable: 1}}); `dualserve up` writes the same ones into TF Serving's model config."

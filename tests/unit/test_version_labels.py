@@ -59,3 +59,15 @@ def test_a_label_must_name_a_version_and_a_model_the_store_has(tmp_path: Path) -
         Catalog.from_store(store, {"toy": {"stable": 7}})
     with pytest.raises(ValueError, match="not in the model store: \\['nope'\\]"):
         Catalog.from_store(store, {"nope": {"stable": 1}})
+
+
+def test_settings_refuse_a_label_on_a_version_that_cannot_exist() -> None:
+    from pydantic import ValidationError
+
+    from gateway.settings import GatewaySettings
+
+    assert GatewaySettings(version_labels={"m": {"stable": 1}}).version_labels == {
+        "m": {"stable": 1}
+    }
+    with pytest.raises(ValidationError, match="greater than 0"):
+        GatewaySettings(version_labels={"m": {"stable": 0}})
