@@ -194,3 +194,17 @@ def test_every_route_answers_405_with_allow_for_other_methods(client: TestClient
     reply = client.get("/v1/models/toy:predict")
     assert (reply.status_code, reply.headers["Allow"]) == (405, "POST")
     assert orjson.loads(reply.content) == {"error": "Method Not Allowed"}
+
+
+def test_the_tf_serving_rest_upstream_sends_and_reads_nan() -> None:
+    """With `tensorflow.transport: rest` the gateway speaks TF Serving's JSON to the
+    backend: NaN inputs go out as `NaN`, NaN answers come back as float32 NaN."""
+    from gateway.upstreams.bodies import columnar_json, columnar_outputs
+    from gateway.upstreams.failures import Target
+
+    sent = columnar_json({"input": np.array([[np.nan, 1.5]], np.float32)})
+    assert sent == b'{"inputs":{"input":[[NaN,1.5]]}}'
+    answer = b'{"outputs": {"probabilities": [[NaN, 0.25]], "class": [0]}}'
+    outputs = columnar_outputs(answer, [], Target("tensorflow", "toy"))
+    assert outputs["probabilities"].dtype == np.float32
+    assert np.isnan(outputs["probabilities"][0, 0]) and outputs["probabilities"][0, 1] == 0.25
