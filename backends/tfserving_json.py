@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -227,6 +228,25 @@ def _decode_strings(value: Any, name: str) -> Any:
     raise JsonFormatError(
         f"input '{name}': expected strings or {{\"b64\": ...}} objects, got {value!r}"
     )
+
+
+def check_examples(document: dict[str, Any]) -> None:
+    """TF Serving's checks of a `:classify`/`:regress` body before it looks at the model
+    (json_tensor.cc `FillClassifyRegressRequestFromJson`; its text names classify for
+    both APIs, and quotes the body as rapidjson's pretty writer prints it).
+
+    Raises:
+        JsonFormatError: no `examples` key, not a list, or an empty list.
+    """
+    if "examples" not in document:
+        problem = "When method is classify, key 'examples' is expected and was not found"
+    elif not isinstance(document["examples"], list):
+        problem = "Expecting 'examples' value to be an list/array"
+    elif not document["examples"]:
+        problem = "'examples' value is an empty array"
+    else:
+        return
+    raise JsonFormatError(f"JSON Value: {json.dumps(document, indent=4)} {problem}")
 
 
 def wrong_method(api: str, method_name: str) -> str:

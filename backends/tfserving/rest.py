@@ -119,11 +119,11 @@ class RestRoutes:
     async def classify_or_regress(
         self, request: web.Request, spec: ModelSpec, api: str
     ) -> web.Response:
-        """TF Serving's order: the body must be JSON, the servable must exist, and the
-        default signature must be of the API's method (the checks TF Serving runs with
-        `--enable_signature_method_name_check`); Classify and Regress themselves are not
-        implemented (dualserve's exports have predict signatures only)."""
-        rest_codec.parse_json_object(await read_body(request))
+        """TF Serving's order: the body must be JSON with `examples`, the servable must
+        exist, and the default signature must be of the API's method (the checks TF
+        Serving runs with `--enable_signature_method_name_check`); Classify and Regress
+        themselves are not implemented (dualserve's exports have predict signatures only)."""
+        rest_codec.parse_examples_body(await read_body(request))
         servable = self.core.manager.resolve(spec)
         method = servable.signatures[DEFAULT_SIGNATURE].method_name
         if method != SIGNATURE_METHODS[api]:

@@ -28,10 +28,12 @@ def parse_predict_body(raw: bytes) -> PredictBody:
         return codec.parse_predict(codec.loads(raw))
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """A body that must be a JSON object (`:classify`, `:regress`)."""
+def parse_examples_body(raw: bytes) -> dict[str, Any]:
+    """A `:classify` / `:regress` body: a JSON object with a non-empty `examples` list."""
     with _invalid_argument():
-        return codec.load_object(raw)
+        document = codec.load_object(raw)
+        codec.check_examples(document)
+    return document
 
 
 def decode_inputs(body: PredictBody, sig: SignatureInfo) -> dict[str, np.ndarray]:

@@ -113,8 +113,8 @@ router.add_route(
 
 
 def _signature_api(api: str) -> Callable[[Request], Awaitable[Response]]:
-    """`:classify` / `:regress`: TF Serving's checks in its order (a JSON object body,
-    the model, version or label, then the signature's method). Both exports carry a
+    """`:classify` / `:regress`: TF Serving's checks in its order (a JSON object body with
+    `examples`, the model, version or label, then the signature's method). Both exports carry a
     predict signature only, so the answer is TF Serving's INVALID_ARGUMENT for it."""
 
     async def endpoint(request: Request) -> Response:
@@ -123,7 +123,7 @@ def _signature_api(api: str) -> Callable[[Request], Awaitable[Response]]:
         ctx.auth.check_predict(request.headers)
         raw = await read_body(request, ctx.settings.max_body_bytes)
         with _bad_request():
-            codec.load_object(raw)
+            codec.check_examples(codec.load_object(raw))
         info = ctx.catalog.get(params["model"])
         version = _version(params["version"]) if "version" in params else None
         info.resolve_version(version, params.get("label"))

@@ -339,12 +339,13 @@ def test_a_body_that_inflates_past_the_limit_is_413(
 
 # ---- kind 4: version labels ------------------------------------------------------------
 
+EXAMPLES = '{"examples": [{"x": [1.0]}]}'
 LABEL_FORMS = [
     pytest.param("GET", f"/v1/models/{MLP}/labels/{{label}}", None, id="status"),
     pytest.param("GET", f"/v1/models/{MLP}/labels/{{label}}/metadata", None, id="metadata"),
     pytest.param("POST", f"/v1/models/{MLP}/labels/{{label}}:predict", "predict", id="predict"),
-    pytest.param("POST", f"/v1/models/{MLP}/labels/{{label}}:classify", "{}", id="classify"),
-    pytest.param("POST", f"/v1/models/{MLP}/labels/{{label}}:regress", "{}", id="regress"),
+    pytest.param("POST", f"/v1/models/{MLP}/labels/{{label}}:classify", EXAMPLES, id="classify"),
+    pytest.param("POST", f"/v1/models/{MLP}/labels/{{label}}:regress", EXAMPLES, id="regress"),
 ]
 
 
@@ -478,16 +479,19 @@ def test_predict_by_model_version_and_label(
 
 @pytest.mark.parametrize("api", ["classify", "regress"])
 @pytest.mark.parametrize(("model", "prefix"), PREFIXES)
-@pytest.mark.parametrize("body", ['{"examples": [{"x": [1.0]}]}', "{}", "{not json"])
+@pytest.mark.parametrize(
+    "body", ['{"examples": [{"x": [1.0]}]}', "{}", '{"examples": []}', "{not json"]
+)
 def test_classify_and_regress_on_a_predict_signature(
     tf_rest: httpx.Client, gateway: httpx.Client, api: str, model: str, prefix: str, body: str
 ) -> None:
-    """TF Serving REST API, Classify and Regress API: both exports carry a predict signature, so
-    TF Serving answers INVALID_ARGUMENT (classifier.cc / regressor.cc), after the body."""
+    """TF Serving REST API, Classify and Regress API: the body is checked first
+    (json_tensor.cc), then the model; both exports carry a predict signature, so TF
+    Serving answers INVALID_ARGUMENT for it (classifier.cc / regressor.cc)."""
     path = f"/v1/models/{model}{prefix}:{api}"
     reference, arms = _exchange(tf_rest, gateway, "POST", path, content=body)
     assert reference.status_code == 400
-    if body != "{not json":
+    if body.startswith('{"examples": [{'):
         assert f"signature method_name to be tensorflow/serving/{api}." in reference.text
     assert_conforms(reference, arms)
 

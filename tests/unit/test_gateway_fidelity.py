@@ -144,7 +144,8 @@ def test_configured_labels_and_versions_resolve(client: TestClient, path: str) -
 )
 def test_unknown_labels_are_tf_servings_400(client: TestClient, method: str, path: str) -> None:
     label = path.split("/labels/")[1].split("/")[0].split(":")[0]
-    reply = client.request(method, path, content=b'{"instances": [[0, 0, 0, 0]]}')
+    body = b'{"instances": [[0, 0, 0, 0]], "examples": [{"x": 1}]}'
+    reply = client.request(method, path, content=body)
     assert reply.status_code == 400
     assert reply.json() == {"error": f"Unrecognized servable version label: {label}"}
 

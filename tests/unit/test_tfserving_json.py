@@ -150,3 +150,22 @@ def test_scalar_and_empty_outputs(flavour: str) -> None:
     }
     body = codec.encode_predict(outputs, row_format=False)
     assert body == b'{"outputs":{"empty":[],"inf":Infinity,"s":0.1}}'
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ({}, "When method is classify, key 'examples' is expected and was not found"),
+        ({"examples": {"x": 1}}, "Expecting 'examples' value to be an list/array"),
+        ({"examples": []}, "'examples' value is an empty array"),
+    ],
+)
+def test_classify_and_regress_bodies_are_checked_as_tf_serving_does(
+    document: dict, problem: str
+) -> None:
+    """json_tensor.cc FillClassifyRegressRequestFromJson: the body, pretty-printed, then
+    the problem."""
+    with pytest.raises(codec.JsonFormatError) as caught:
+        codec.check_examples(document)
+    assert str(caught.value) == f"JSON Value: {json.dumps(document, indent=4)} {problem}"
+    codec.check_examples({"examples": [{"x": [1.0]}]})

@@ -89,7 +89,8 @@ def test_classify_and_regress_on_a_predict_signature_answer_tf_servings_error(
     tmp_path: Path, api: str, kind: str
 ) -> None:
     """tensorflow_serving/servables/tensorflow/classifier.cc, regressor.cc."""
-    status, body = call(tmp_path, "POST", f"/v1/models/adder/versions/1:{api}", json={})
+    examples = {"examples": [{"x": [1.0]}]}
+    status, body = call(tmp_path, "POST", f"/v1/models/adder/versions/1:{api}", json=examples)
     assert status == 400
     assert body["error"] == (
         f"Expected {kind} signature method_name to be tensorflow/serving/{api}. "
@@ -97,6 +98,11 @@ def test_classify_and_regress_on_a_predict_signature_answer_tf_servings_error(
     )
     status, body = call(tmp_path, "POST", f"/v1/models/adder:{api}", data=b"{oops")
     assert status == 400 and body["error"].startswith("JSON Parse error")
+    status, body = call(tmp_path, "POST", f"/v1/models/adder:{api}", json={})  # json_tensor.cc
+    assert (status, body["error"]) == (
+        400,
+        "JSON Value: {} When method is classify, key 'examples' is expected and was not found",
+    )
 
 
 def test_metadata_route(tmp_path: Path) -> None:
