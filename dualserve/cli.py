@@ -36,6 +36,20 @@ def _paths(model_store: Path, run_dir: Path) -> Any:
     return StackPaths(model_store=model_store, run_dir=run_dir.resolve())
 
 
+def parse_labels(values: list[str]) -> dict[str, dict[str, int]]:
+    """`MODEL:LABEL=VERSION` options as model -> label -> version."""
+    labels: dict[str, dict[str, int]] = {}
+    for value in values:
+        model, _, rest = value.partition(":")
+        label, _, version = rest.partition("=")
+        if not (model and label and version.isdigit() and int(version) > 0):
+            raise typer.BadParameter(
+                f"'{value}' is not MODEL:LABEL=VERSION (e.g. digits-mlp:stable=1)"
+            )
+        labels.setdefault(model, {})[label] = int(version)
+    return labels
+
+
 @app.command()
 def up(
     model_store: ModelStoreOption = Path("model_store"),
@@ -45,6 +59,13 @@ def up(
         int,
         typer.Option(min=1, envvar="DUALSERVE_WORKERS", help="gateway worker processes"),
     ] = 1,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a TF Serving version label, MODEL:LABEL=VERSION (repeatable); given to"
+            " TF Serving's model config and the gateway alike. None by default"
+        ),
+    ] = None,
 ) -> None:
     """Start both backends from the model store and wait until every model is ready."""
     from backends.process import LaunchError
@@ -52,6 +73,7 @@ def up(
     from trainers.errors import ManifestError
 
     console = Console()
+    labels = parse_labels(label or [])
     paths = _paths(model_store, run_dir)
     running = stack.status(paths)
     if running:
@@ -60,7 +82,9 @@ def up(
         return
     try:
         with console.status("starting TF Serving and TorchServe, waiting for every model"):
-            state = stack.up(paths, timeout=timeout, gateway_workers=gateway_workers)
+            state = stack.up(
+                paths, timeout=timeout, gateway_workers=gateway_workers, version_labels=labels
+            )
     except (LaunchError, ManifestError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(code=1) from None

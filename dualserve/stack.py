@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,16 +45,26 @@ class StackPaths:
         return self.run_dir / STATE_FILE
 
 
-def up(paths: StackPaths, timeout: float = 180.0, gateway_workers: int = 1) -> dict[str, Any]:
+def up(
+    paths: StackPaths,
+    timeout: float = 180.0,
+    gateway_workers: int = 1,
+    version_labels: Mapping[str, Mapping[str, int]] | None = None,
+) -> dict[str, Any]:
     """Start both backends in parallel, then the gateway (`gateway_workers` processes)
     in front of them; wait until every model is ready.
+
+    `version_labels` (model -> label -> version, none by default) go into TF Serving's
+    model config and the gateway's config alike: the one source of both.
 
     If anything fails, whatever did start is stopped again, so a failed `up` leaves
     nothing running.
     """
     store = paths.model_store.resolve()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        tf_future = pool.submit(start_tfserving, store, paths.tfserving_dir, None, None, timeout)
+        tf_future = pool.submit(
+            start_tfserving, store, paths.tfserving_dir, None, None, timeout, version_labels
+        )
         torch_future = pool.submit(
             start_torchserve, store, paths.torchserve_dir, None, None, timeout
         )
@@ -65,7 +76,7 @@ def up(paths: StackPaths, timeout: float = 180.0, gateway_workers: int = 1) -> d
     state = _state(asdict(tf_future.result()), asdict(torch_future.result()))
     try:
         gateway = start_gateway(
-            state, store, paths.gateway_dir, timeout=timeout, workers=gateway_workers
+            state, store, paths.gateway_dir, timeout, gateway_workers, version_labels
         )
     except Exception:
         down(paths)

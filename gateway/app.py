@@ -63,7 +63,7 @@ def build_context(
     for tests. The router emits one outcome per upstream call; metrics, live statistics
     and the prediction log observe it. Routing policy and experiments' state live in the
     experiments database, followed through one control plane."""
-    catalog = Catalog.from_store(settings.model_store, settings.limits)
+    catalog = Catalog.from_store(settings.model_store, settings.limits, settings.version_labels)
     if upstreams is None:
         from gateway.upstreams.factory import build_upstreams
 
@@ -211,11 +211,12 @@ def _add_operations_routes(app: FastAPI, ctx: GatewayContext) -> None:
 
 
 async def _http_error_handler(request: Request, exc: Exception) -> Response:
-    """Unknown paths and methods answer in the same `{"error": ...}` form."""
+    """Unknown paths and methods answer in the same `{"error": ...}` form, keeping the
+    headers their cause carries (a 405's `Allow`, RFC 9110 §15.5.6)."""
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         return await gateway_error_handler(request, NotFound(f"no route for {request.url.path}"))
-    error = GatewayError(str(exc.detail))
+    error = GatewayError(str(exc.detail), headers=exc.headers)
     error.status = exc.status_code  # type: ignore[assignment]
     response = await gateway_error_handler(request, error)
     if exc.status_code == 405:

@@ -6,6 +6,7 @@ version is a 404, a wrong tensor name, dtype or shape a 400 naming the problem.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,22 +33,32 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """One model: its versions (and which frameworks export each), its signature, and
+    its TF Serving version labels (label -> version, from the gateway config)."""
+
     name: str
     versions: dict[int, tuple[Framework, ...]]
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    labels: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def latest(self) -> int:
         return max(self.versions)
 
     def resolve_version(self, version: int | None, label: str | None) -> int:
-        """A concrete version: the given one, a label (`latest`), or the latest."""
+        """A concrete version: the given one, the one a configured label names, or the latest.
+
+        Raises:
+            BadRequest: an unknown label, in TF Serving's words (its `ServerCore`
+                answers INVALID_ARGUMENT "Unrecognized servable version label: <label>").
+            NotFound: a version the model does not have.
+        """
         if label is not None:
-            if label != "latest":
-                raise NotFound(f"model {self.name} has no version label '{label}'")
-            return self.latest
+            if label not in self.labels:
+                raise BadRequest(f"Unrecognized servable version label: {label}")
+            return self.labels[label]
         if version is None:
             return self.latest
         if version not in self.versions:
@@ -62,11 +73,29 @@ class Catalog:
         self._models = models
 
     @classmethod
-    def from_store(cls, store: Path, limits: LimitsSettings | None = None) -> Catalog:
-        return cls.from_manifest(load_manifest(store), limits)
+    def from_store(
+        cls,
+        store: Path,
+        limits: LimitsSettings | None = None,
+        version_labels: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> Catalog:
+        return cls.from_manifest(load_manifest(store), limits, version_labels)
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, limits: LimitsSettings | None = None) -> Catalog:
+    def from_manifest(
+        cls,
+        manifest: Manifest,
+        limits: LimitsSettings | None = None,
+        version_labels: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> Catalog:
+        """The manifest's models, with request `limits` and `version_labels` (model ->
+        label -> version).
+
+        Raises:
+            ValueError: a label of a model the manifest lacks, or naming a version the
+                model does not have (TF Serving refuses such a model config too).
+        """
+        labels = dict(version_labels or {})
         models = {}
         for name, entry in manifest.models.items():
             if not entry.versions:
@@ -78,7 +107,12 @@ class Catalog:
                 inputs=tuple(_tensor(t.name, t.dtype, t.shape) for t in latest.signature.inputs),
                 outputs=tuple(_tensor(t.name, t.dtype, t.shape) for t in latest.signature.outputs),
                 limits=limits or LimitsSettings(),
+                labels=dict(labels.pop(name, {})),
             )
+        if labels:
+            raise ValueError(f"version_labels name models not in the model store: {sorted(labels)}")
+        for info in models.values():
+            _check_labels(info)
         return cls(models)
 
     @property
@@ -93,6 +127,15 @@ class Catalog:
 
     def latest_versions(self) -> dict[str, int]:
         return {name: info.latest for name, info in self._models.items()}
+
+
+def _check_labels(info: ModelInfo) -> None:
+    for label, version in info.labels.items():
+        if version not in info.versions:
+            raise ValueError(
+                f"version label '{label}' of model {info.name} names version {version}, "
+                f"which the model store does not have (it has {sorted(info.versions)})"
+            )
 
 
 def _tensor(name: str, dtype: str, shape: list[int]) -> TensorInfo:

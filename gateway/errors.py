@@ -7,25 +7,33 @@ nothing else decides a status.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from http import HTTPStatus
 
 import grpc
 
 
 class GatewayError(Exception):
-    """Base: `status` for HTTP, `grpc_code` for gRPC, the message names the problem."""
+    """Base: `status` for HTTP, `grpc_code` for gRPC, the message names the problem.
+
+    Args:
+        message: the sentence the client reads.
+        headers: HTTP headers its cause needs on the reply (e.g. `Allow` on a 405,
+            `Accept-Encoding` on a 415; RFC 9110 §15.5.6, §12.5.3).
+    """
 
     status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
     grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self._headers = dict(headers or {})
 
     @property
     def headers(self) -> dict[str, str]:
-        """HTTP headers the error reply carries (e.g. `Retry-After`); none by default."""
-        return {}
+        """HTTP headers the error reply carries (a fresh dict: callers may add to it)."""
+        return dict(self._headers)
 
     @property
     def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
@@ -69,6 +77,14 @@ class NotFound(GatewayError):
 class PayloadTooLarge(GatewayError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class UnsupportedMediaType(GatewayError):
+    """A request body in a content coding the gateway cannot decode (RFC 9110 §15.5.16);
+    the response lists the codings it accepts in `Accept-Encoding` (RFC 9110 §12.5.3)."""
+
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class Overloaded(GatewayError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,14 @@ def gateway_config(
     port: int,
     grpc_port: int | None = None,
     workers: int = 1,
+    version_labels: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, Any]:
     """The local default: both backends over gRPC, every model 50/50 sticky with failover
     and client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`;
-    `workers` processes serving both ports."""
+    `workers` processes serving both ports; the TF Serving `version_labels` the TF server
+    was given (none by default)."""
     tf, torch = state["tensorflow"], state["pytorch"]
+    labels = {model: dict(pairs) for model, pairs in (version_labels or {}).items()}
     return {
         "host": LOOPBACK,
         "port": port,
@@ -54,6 +58,7 @@ def gateway_config(
             "token_file": torch["token_file"],
         },
         "auth": {"admin_token_file": str(run_dir / "admin_token")},
+        **({"version_labels": labels} if labels else {}),
     }
 
 
@@ -63,6 +68,7 @@ def start_gateway(
     run_dir: Path,
     timeout: float = 60.0,
     workers: int = 1,
+    version_labels: Mapping[str, Mapping[str, int]] | None = None,
 ) -> GatewayEndpoints:
     """Write run_dir/gateway.yaml, start `python -m gateway`, wait until every worker
     serves (`workers.json` lists them all) and /readyz answers 200 (each worker starts its
@@ -70,7 +76,7 @@ def start_gateway(
     run_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     grpc_port = next(p for p in iter(free_port, None) if p != port)
-    config = gateway_config(state, model_store, run_dir, port, grpc_port, workers)
+    config = gateway_config(state, model_store, run_dir, port, grpc_port, workers, version_labels)
     config_file = run_dir / "gateway.yaml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "gateway", "--config", str(config_file)]

@@ -12,7 +12,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -324,6 +324,12 @@ class GatewaySettings(BaseSettings):
         default_factory=dict, description="per-model policies; others get default_policy"
     )
     default_policy: ModelPolicy = Field(default_factory=ModelPolicy)
+    version_labels: dict[str, dict[str, PositiveInt]] = Field(
+        default_factory=dict,
+        description="TF Serving version labels, model -> label -> version (e.g. {digits-mlp:"
+        " {stable: 1}}); `dualserve up` writes the same ones into TF Serving's model config."
+        " None by default, as in TF Serving; an unknown label is 400 / INVALID_ARGUMENT",
+    )
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1, description="larger bodies get 413")

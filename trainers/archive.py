@@ -15,7 +15,11 @@ from trainers.manifest import Signature
 HANDLER_DIR = Path(__file__).resolve().parent.parent / "backends" / "torchserve"
 HANDLER = HANDLER_DIR / "handler.py"
 # Modules the handler imports from its own folder inside the archive.
-HANDLER_MODULES = (HANDLER_DIR / "tensor_frames.py",)
+HANDLER_MODULES = (
+    HANDLER_DIR / "tensor_frames.py",
+    HANDLER_DIR.parent / "tfserving_json.py",  # TF Serving's JSON format, shared with the gateway
+    HANDLER_DIR.parent / "json_text.py",  # ... and the JSON text it reads and writes
+)
 SIGNATURE_FILE = "signature.json"
 
 

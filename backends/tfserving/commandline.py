@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +59,16 @@ class TFServingSettings:
 
 
 def write_configs(
-    model_store: Path, run_dir: Path, settings: TFServingSettings, models: list[str]
+    model_store: Path,
+    run_dir: Path,
+    settings: TFServingSettings,
+    models: list[str],
+    version_labels: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, Path]:
-    """Write the three text-proto files TF Serving reads; returns their paths by role."""
+    """Write the three text-proto files TF Serving reads; returns their paths by role.
+
+    `version_labels` (model -> label -> version) become each model's `version_labels`.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     base = Path(model_store).resolve() / "tensorflow"
     files = {
@@ -68,7 +76,8 @@ def write_configs(
         "batching": run_dir / "batching_parameters.txt",
         "monitoring": run_dir / "monitoring.config",
     }
-    configs = [ModelConfig(name=m, base_path=base / m) for m in models]
+    labels = version_labels or {}
+    configs = [ModelConfig(name=m, base_path=base / m, labels=labels.get(m, {})) for m in models]
     files["model_config"].write_text(render_model_config(configs), encoding="utf-8")
     params = BatchingParameters(
         max_batch_size=settings.max_batch_size,

@@ -7,6 +7,7 @@ TF Serving's texts where it has one, so clients that match on them keep working.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 
 
@@ -15,6 +16,8 @@ class ServingError(Exception):
 
     http_status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
     grpc_code: str = "INTERNAL"
+    headers: Mapping[str, str] = {}
+    """HTTP headers the REST error response carries (e.g. a 415's `Accept-Encoding`)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -25,6 +28,20 @@ class InvalidArgument(ServingError):
     """Bad input: unknown input name, wrong shape or dtype, malformed JSON."""
 
     http_status = HTTPStatus.BAD_REQUEST
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class PayloadTooLarge(ServingError):
+    """A (decoded) request body over the server's size limit."""
+
+    http_status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class UnsupportedMediaType(ServingError):
+    """A request body in a content coding the server does not decode (RFC 9110 §15.5.16)."""
+
+    http_status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
     grpc_code = "INVALID_ARGUMENT"
 
 

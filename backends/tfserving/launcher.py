@@ -15,6 +15,7 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,10 @@ def start_tfserving(
     settings: TFServingSettings | None = None,
     models: list[str] | None = None,
     timeout: float = 120.0,
+    version_labels: Mapping[str, Mapping[str, int]] | None = None,
 ) -> TFServingEndpoints:
-    """Start TF Serving for `models` (default: every TF model in the manifest).
+    """Start TF Serving for `models` (default: every TF model in the manifest), with
+    `version_labels` (model -> label -> version) in its model config.
 
     The SavedModel each model would load is first verified against the manifest's
     sha256 (`backends.artifacts`; a mismatch is a LaunchError naming it, before any start).
@@ -91,7 +94,7 @@ def start_tfserving(
     models = list(models) if models is not None else tf_models(Path(model_store))
     _check_exports(Path(model_store), models)
     verify_savedmodels(Path(model_store), models)
-    files = write_configs(Path(model_store), run_dir, settings, models)
+    files = write_configs(Path(model_store), run_dir, settings, models, version_labels)
     return process.retry_on_bind_failure(
         lambda: _launch(run_dir, settings, models, files, timeout), NAME
     )

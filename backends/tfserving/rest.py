@@ -14,10 +14,20 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from backends import content_coding
 from backends.tfserving import rest_codec
 from backends.tfserving.core import ServingCore
-from backends.tfserving.errors import DeadlineExceeded, NotFound, ServingError, Unimplemented
-from backends.tfserving.signature import ModelSpec
+from backends.tfserving.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    PayloadTooLarge,
+    ServingError,
+    Unimplemented,
+    UnsupportedMediaType,
+)
+from backends.tfserving.signature import DEFAULT_SIGNATURE, ModelSpec
+from backends.tfserving_json import SIGNATURE_METHODS, wrong_method
 
 log = logging.getLogger("tfserving.rest")
 JSON = "application/json"
@@ -28,6 +38,8 @@ _MODEL_PATH = re.compile(
     r"(?P<tail>/metadata|:predict|:classify|:regress)?$"
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_BODY_BYTES = 64 * 1024**2
+"""The largest request body, after decoding its Content-Encoding."""
 
 
 def json_response(body: bytes, status: int = 200) -> web.Response:
@@ -40,7 +52,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ServingError as exc:
-        return json_response(rest_codec.encode_error(exc.message), exc.http_status)
+        response = json_response(rest_codec.encode_error(exc.message), exc.http_status)
+        response.headers.update(exc.headers)
+        return response
     except web.HTTPException:
         raise
     except Exception as exc:
@@ -72,7 +86,7 @@ class RestRoutes:
         if request.method == "POST" and tail == ":predict":
             return await self.predict(request, spec)
         if request.method == "POST" and tail in (":classify", ":regress"):
-            raise Unimplemented(f"{tail[1:]} is not supported by the bundled server; use predict")
+            return await self.classify_or_regress(request, spec, tail[1:])
         raise _malformed(request)
 
     def status(self, spec: ModelSpec) -> web.Response:
@@ -92,7 +106,7 @@ class RestRoutes:
         return json_response(rest_codec.dumps(body))
 
     async def predict(self, request: web.Request, spec: ModelSpec) -> web.Response:
-        body = rest_codec.parse_predict_body(await request.read())
+        body = rest_codec.parse_predict_body(await read_body(request))
         spec = ModelSpec(spec.name, spec.version, spec.label, body.signature_name)
         call = self.core.predict(spec, lambda sig: rest_codec.decode_inputs(body, sig), (), "REST")
         try:
@@ -101,6 +115,39 @@ class RestRoutes:
         except TimeoutError:
             raise DeadlineExceeded(f"Request timed out after {self.timeout * 1e3:.0f} ms") from None
         return json_response(rest_codec.encode_predictions(result.outputs, body.row_format))
+
+    async def classify_or_regress(
+        self, request: web.Request, spec: ModelSpec, api: str
+    ) -> web.Response:
+        """TF Serving's order: the body must be JSON with `examples`, the servable must
+        exist, and the default signature must be of the API's method (the checks TF
+        Serving runs with `--enable_signature_method_name_check`); Classify and Regress
+        themselves are not implemented (dualserve's exports have predict signatures only)."""
+        rest_codec.parse_examples_body(await read_body(request))
+        servable = self.core.manager.resolve(spec)
+        method = servable.signatures[DEFAULT_SIGNATURE].method_name
+        if method != SIGNATURE_METHODS[api]:
+            raise InvalidArgument(wrong_method(api, method))
+        raise Unimplemented(f"{api} is not supported by the bundled server; use predict")
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The body, decoded per its Content-Encoding as the gateway decodes it (TF Serving
+    accepts gzip); the size limit (`client_max_size`) applies to the decoded body."""
+    limit = MAX_BODY_BYTES
+    try:
+        coding = content_coding.request_coding(request.headers.get("Content-Encoding"))
+        if coding is None:
+            return await request.read()
+        return await content_coding.decode_body(request.content.iter_any(), coding, limit)
+    except content_coding.UnsupportedCoding as exc:
+        error = UnsupportedMediaType(str(exc))
+        error.headers = {"Accept-Encoding": content_coding.ACCEPT_ENCODING}
+        raise error from None
+    except content_coding.BodyTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from None
+    except content_coding.CorruptBody as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 def _malformed(request: web.Request) -> NotFound:
@@ -111,7 +158,11 @@ def create_rest_app(
     core: ServingCore, metrics_path: str | None, timeout: float = 30.0
 ) -> web.Application:
     """The REST application; the Prometheus page is served when `metrics_path` is set."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024**2)
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=MAX_BODY_BYTES,
+        handler_args={"auto_decompress": False},  # read_body decodes, with the limit
+    )
     routes = RestRoutes(core, timeout)
     if metrics_path:
 

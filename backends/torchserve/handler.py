@@ -27,7 +27,8 @@ object (`{"error": ..., "code": 400, ...}`), which gRPC clients must check.
 
 This file runs inside TorchServe's worker, so it imports nothing from the dualserve
 packages; the model's signature travels in the archive as `signature.json`, and
-`tensor_frames.py` as a sibling module.
+`tensor_frames.py` and `tfserving_json.py` (TF Serving's JSON format, the codec the
+gateway and the bundled TF server share) as sibling modules.
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ from ts.torch_handler.base_handler import BaseHandler
 from ts.utils.util import PredictionException
 
 try:  # inside a .mar: packed next to this file, and TorchServe puts it on sys.path
+    import tfserving_json
     from tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
     from tensor_frames import FrameError, decode_frame, encode_frame, is_frame
 except ImportError:  # imported from the source tree (tests)
+    from backends import tfserving_json
     from backends.torchserve.tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
     from backends.torchserve.tensor_frames import FrameError, decode_frame, encode_frame, is_frame
 
@@ -103,16 +106,22 @@ def decode_request(body: Any, content_type: str, signature: Signature) -> tuple[
         return signature.check(_decode_frame(body, signature)), "frame"
     if content_type.startswith(NPY_CONTENT_TYPE) or _is_npy(body):
         return signature.check(_decode_npy(body, signature)), "npy"
-    payload = _as_json(body)
-    if not isinstance(payload, dict):
-        raise InputError("request body must be a JSON object with 'instances' or 'inputs'")
-    if "instances" in payload and "inputs" in payload:
-        raise InputError("request has both 'instances' and 'inputs'; send exactly one")
-    if "instances" in payload:
-        return signature.check(_rows(payload["instances"], signature)), "row"
-    if "inputs" in payload:
-        return signature.check(_columns(payload["inputs"], signature)), "columnar"
-    raise InputError("request body is missing 'instances' (row format) or 'inputs' (columnar)")
+    return _decode_json(body, signature)
+
+
+def _decode_json(body: Any, signature: Signature) -> tuple[np.ndarray, str]:
+    """TF Serving's JSON (row or columnar) through the shared codec."""
+    with tfserving_json.errors_as(InputError):
+        payload = tfserving_json.parse_predict(_as_json(body))
+        values = tfserving_json.named_values(payload, [signature.name])
+    unknown = sorted(set(values) - {signature.name})
+    if unknown:
+        raise InputError(f"unknown input '{unknown[0]}'; the model takes '{signature.name}'")
+    if signature.name not in values:
+        raise InputError(f"the request has no input named '{signature.name}'")
+    with tfserving_json.errors_as(InputError):
+        array = tfserving_json.to_array(values[signature.name], signature.name, signature.dtype)
+    return signature.check(array), "row" if payload.row_format else "columnar"
 
 
 def _is_npy(body: Any) -> bool:
@@ -120,15 +129,12 @@ def _is_npy(body: Any) -> bool:
 
 
 def _as_json(body: Any) -> Any:
-    if isinstance(body, (bytes, bytearray)):
+    """TorchServe hands JSON bodies over parsed (its json.loads reads NaN too), gRPC
+    bodies as bytes."""
+    if isinstance(body, (bytes, bytearray, str)):
         try:
-            return json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"malformed JSON body: {exc}") from exc
-    if isinstance(body, str):
-        try:
-            return json.loads(body)
-        except json.JSONDecodeError as exc:
+            return tfserving_json.loads(body)
+        except tfserving_json.JsonFormatError as exc:
             raise InputError(f"malformed JSON body: {exc}") from exc
     return body
 
@@ -161,51 +167,13 @@ def _decode_npy(body: Any, signature: Signature) -> np.ndarray:
     return _check_dtype(array, signature)
 
 
-def _rows(instances: Any, signature: Signature) -> np.ndarray:
-    if not isinstance(instances, list) or not instances:
-        raise InputError("'instances' must be a non-empty list")
-    if all(isinstance(row, dict) for row in instances):
-        missing = [i for i, row in enumerate(instances) if signature.name not in row]
-        if missing:
-            raise InputError(f"instances[{missing[0]}] has no input named '{signature.name}'")
-        instances = [row[signature.name] for row in instances]
-    return _to_array(instances, f"instances ({signature.name})")
-
-
-def _columns(inputs: Any, signature: Signature) -> np.ndarray:
-    if isinstance(inputs, dict):
-        unknown = sorted(set(inputs) - {signature.name})
-        if unknown:
-            raise InputError(f"unknown input '{unknown[0]}'; the model takes '{signature.name}'")
-        if signature.name not in inputs:
-            raise InputError(f"'inputs' has no tensor named '{signature.name}'")
-        inputs = inputs[signature.name]
-    return _to_array(inputs, f"inputs ({signature.name})")
-
-
-def _to_array(values: Any, field: str) -> np.ndarray:
-    try:
-        array = np.asarray(values)
-    except ValueError as exc:  # ragged nesting
-        raise InputError(f"{field}: ragged or malformed tensor ({exc})") from exc
-    if array.dtype.kind not in "iuf":
-        raise InputError(f"{field}: expected numbers (float32), got {array.dtype.name} values")
-    return array.astype(np.float32, copy=False)
-
-
 def encode_response(outputs: dict[str, np.ndarray], fmt: str) -> Any:
-    """TF Serving's response shapes: row -> predictions, columnar -> outputs."""
+    """TF Serving's response shapes (row -> predictions, columnar -> outputs), npz or a frame."""
     if fmt == "frame":
         return encode_frame(outputs)
     if fmt == "npy":
         return _encode_npz(outputs)
-    if fmt == "columnar":
-        return json.dumps({"outputs": {k: v.tolist() for k, v in outputs.items()}})
-    names = list(outputs)
-    predictions = [
-        {name: outputs[name][i].tolist() for name in names} for i in range(len(outputs[names[0]]))
-    ]
-    return json.dumps({"predictions": predictions})
+    return tfserving_json.encode_predict(outputs, row_format=fmt == "row")
 
 
 def _encode_npz(outputs: dict[str, np.ndarray]) -> bytes:

@@ -20,10 +20,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONPATH=/app
 COPY --from=deps /install /usr/local
 WORKDIR /app
-# The gateway package, and the four first-party modules it imports from elsewhere:
-# TorchServe's token file reader, tensor frames and gRPC stubs, and the manifest schema.
+# The gateway package, and the first-party modules it imports from elsewhere: TF Serving's
+# JSON codec and the request content codings (shared with the backends), TorchServe's
+# token file reader, tensor frames and gRPC stubs, and the manifest schema.
 COPY gateway/ gateway/
-COPY backends/__init__.py backends/py.typed backends/
+COPY backends/__init__.py backends/py.typed backends/tfserving_json.py \
+     backends/json_text.py backends/content_coding.py backends/
 COPY backends/torchserve/__init__.py backends/torchserve/tokens.py \
      backends/torchserve/tensor_frames.py backends/torchserve/
 COPY backends/torchserve/_proto/ backends/torchserve/_proto/

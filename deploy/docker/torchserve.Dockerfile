@@ -8,7 +8,8 @@
 # TorchServe 0.12.0 imports yaml in every worker without declaring it; without it workers die
 # at import and requests hang until a timeout (the same reason pyproject's torchserve extra
 # lists pyyaml). The dualserve handler itself needs only numpy and torch, already in the image;
-# the .mar carries handler.py, tensor_frames.py and signature.json.
+# the .mar carries handler.py, tensor_frames.py, tfserving_json.py,
+# json_text.py and signature.json.
 ARG TORCHSERVE_IMAGE=pytorch/torchserve:0.12.0-gpu
 FROM ${TORCHSERVE_IMAGE}
 USER root

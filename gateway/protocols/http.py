@@ -9,8 +9,10 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from gateway.errors import BadRequest, GatewayError
-from gateway.limits import check_json_depth, read_body
+from backends import content_coding, json_text
+from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, UnsupportedMediaType
+from gateway.limits import check_json_depth
+from gateway.limits import read_body as read_identity_body
 from gateway.routing.policy import parse_pin
 from gateway.security_settings import LimitsSettings
 from gateway.types import Framework, InferResponse, new_request_id
@@ -37,24 +39,57 @@ def pinned_backend(request: Request) -> Framework | None:
     return parse_pin(request.headers.get(HEADER_BACKEND), f"header {HEADER_BACKEND}")
 
 
-async def json_body(request: Request, limit: int) -> Any:
-    """The parsed JSON body: at most `limit` bytes (`limits.read_body`), nested no deeper
-    than `limits.max_json_depth`."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, decoded per its Content-Encoding (gzip, deflate or identity; see
+    `backends.content_coding`). `limit` applies to the decoded size, while it streams
+    (identity bodies: `limits.read_body`).
+
+    Raises:
+        PayloadTooLarge: the (decoded) body exceeds `limit` bytes.
+        UnsupportedMediaType: any other Content-Encoding (415, with `Accept-Encoding`).
+        BadRequest: a body that is not valid data of its coding.
+    """
+    try:
+        coding = content_coding.request_coding(request.headers.get("content-encoding"))
+        if coding is not None:
+            return await content_coding.decode_body(request.stream(), coding, limit)
+    except content_coding.UnsupportedCoding as exc:
+        accepted = {"Accept-Encoding": content_coding.ACCEPT_ENCODING}
+        raise UnsupportedMediaType(str(exc), headers=accepted) from None
+    except content_coding.BodyTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from None
+    except content_coding.CorruptBody as exc:
+        raise BadRequest(str(exc)) from None
+    return await read_identity_body(request, limit)
+
+
+async def json_body(request: Request, limit: int, non_finite: bool = False) -> Any:
+    """The parsed JSON body, decoded and limited as `read_body` says (see `parse_json`)."""
     raw = await read_body(request, limit)
-    return parse_json(raw, request.app.state.gateway.settings.limits)
+    return parse_json(raw, request.app.state.gateway.settings.limits, non_finite)
 
 
-def parse_json(raw: bytes, limits: LimitsSettings) -> Any:
-    """A JSON document within `limits`' nesting depth; BadRequest "malformed JSON body:
-    ..." when it is not one."""
+def parse_json(raw: bytes, limits: LimitsSettings, non_finite: bool = False) -> Any:
+    """A JSON document nested no deeper than `limits.max_json_depth`.
+
+    Args:
+        non_finite: accept the tokens `NaN`, `Infinity` and `-Infinity` (prediction
+            bodies: TF Serving and Triton read them); configuration bodies refuse them.
+
+    Raises:
+        BadRequest: "malformed JSON body: ..." naming the parser's complaint, or the
+            nesting limit.
+    """
     check_json_depth(raw, limits)
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return json_text.loads(raw) if non_finite else orjson.loads(raw)
+    except (json_text.JsonFormatError, orjson.JSONDecodeError) as exc:
         raise BadRequest(f"malformed JSON body: {exc}") from None
 
 
 def json_response(content: Any, answer: InferResponse | None = None, status: int = 200) -> Response:
+    """`content` as JSON (or as is, when already encoded bytes). Prediction answers (with
+    `answer`) write float32 as float32 and non-finite numbers as `NaN`/`Infinity`."""
     headers = {}
     if answer is not None:
         headers = {
@@ -64,8 +99,14 @@ def json_response(content: Any, answer: InferResponse | None = None, status: int
         }
         if answer.failover:
             headers[HEADER_FAILOVER] = "true"
+    if isinstance(content, bytes):
+        body = content
+    elif answer is not None:
+        body = json_text.dumps(content)
+    else:
+        body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
     return Response(
-        orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
+        body,
         status_code=status,
         media_type="application/json",
         headers=headers,

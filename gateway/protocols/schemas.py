@@ -43,8 +43,16 @@ class PredictRequest(BaseModel):
         json_schema_extra={"oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}]}
     )
 
-    signature_name: str = Field(None, description="only serving_default is served")  # type: ignore[assignment]
-    instances: list[Any] = Field(None, description="row format: one entry per example")  # type: ignore[arg-type]
+    signature_name: str = Field(
+        None,  # type: ignore[assignment]
+        description="only serving_default is served",
+        json_schema_extra={"enum": ["", "serving_default"]},
+    )
+    instances: list[Any] = Field(
+        None,  # type: ignore[arg-type]
+        description="row format: one entry per example (at least one)",
+        json_schema_extra={"minItems": 1},
+    )
     inputs: Any = Field(
         None,
         description="columnar format: a tensor, or named tensors",

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.convertors import Convertor, register_url_convertor
 
+from backends import tfserving_json as codec
 from gateway import deadline
 from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest
+from gateway.limits import check_json_depth
 from gateway.openapi import (
     ANSWER_HEADERS,
     PREDICTION_ERRORS,
@@ -21,9 +26,9 @@ from gateway.openapi import (
 from gateway.protocols.http import (
     HEADER_ROUTING_KEY,
     begin,
-    json_body,
     json_response,
     pinned_backend,
+    read_body,
 )
 from gateway.protocols.schemas import (
     ModelStatusResponse,
@@ -31,17 +36,26 @@ from gateway.protocols.schemas import (
     PredictResponse,
     TfModelMetadataResponse,
 )
-from gateway.protocols.tfserving_json import decode_predict, encode_predict
 from gateway.types import InferRequest
 
 router = APIRouter()
 PROTOCOL = "tfserving-rest"
-_TF_DTYPES = {
-    "float32": "DT_FLOAT",
-    "float64": "DT_DOUBLE",
-    "int64": "DT_INT64",
-    "int32": "DT_INT32",
-}
+
+
+class _NameConvertor(Convertor[str]):
+    """TF Serving's model names and labels, `[^/:]+`: so `GET /v1/models/m:predict` is
+    the predict route asked with the wrong method (405, `Allow: POST`), not model 'm:predict'."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("tfname", _NameConvertor())
 
 
 def _ctx(request: Request) -> GatewayContext:
@@ -54,15 +68,25 @@ def _version(text: str) -> int:
     return int(text)
 
 
+_bad_request = partial(codec.errors_as, BadRequest)
+"""The shared codec's errors are the client's: 400 with the codec's (TF Serving's) text."""
+
+
 async def _predict(
     request: Request, model: str, version: int | None, label: str | None
 ) -> Response:
     ctx = _ctx(request)
     rid = begin(request, PROTOCOL)
     ctx.auth.check_predict(request.headers)
-    body = await json_body(request, ctx.settings.max_body_bytes)
+    raw = await read_body(request, ctx.settings.max_body_bytes)
+    check_json_depth(raw, ctx.settings.limits)
+    with _bad_request():  # the body is checked before the model, as TF Serving does
+        body = codec.parse_predict(codec.loads(raw))
     info = ctx.catalog.get(model)
-    tensors, fmt = decode_predict(body, [t.name for t in info.inputs])
+    dtypes = {t.name: t.dtype for t in info.inputs}
+    with _bad_request():
+        values = codec.named_values(body, list(dtypes))
+        tensors = {name: codec.to_array(v, name, dtypes.get(name)) for name, v in values.items()}
     infer = InferRequest(
         model=model,
         inputs=tensors,
@@ -72,10 +96,12 @@ async def _predict(
         routing_key=request.headers.get(HEADER_ROUTING_KEY),
         pinned=pinned_backend(request),
         deadline=deadline.from_headers(request.headers),
-        parameters={k: v for k, v in body.items() if k not in ("instances", "inputs")},
+        parameters=body.parameters,
     )
     answer = await ctx.dataplane.infer(infer, PROTOCOL)
-    return json_response(encode_predict(answer.outputs, fmt), answer)
+    with _bad_request():
+        encoded = codec.encode_predict(answer.outputs, body.row_format)
+    return json_response(encoded, answer)
 
 
 # The predict routes are plain Starlette endpoints: FastAPI's dependency machinery costs
@@ -101,13 +127,61 @@ _PREDICT = operation(
     headers=PREDICTION_HEADERS,
     answer_headers=ANSWER_HEADERS,
 )
-router.add_api_route("/v1/models/{model}:predict", predict, methods=["POST"], **_PREDICT)
+router.add_api_route("/v1/models/{model:tfname}:predict", predict, methods=["POST"], **_PREDICT)
 router.add_api_route(
-    "/v1/models/{model}/versions/{version}:predict", predict_version, methods=["POST"], **_PREDICT
+    "/v1/models/{model:tfname}/versions/{version}:predict",
+    predict_version,
+    methods=["POST"],
+    **_PREDICT,
 )
 router.add_api_route(
-    "/v1/models/{model}/labels/{label}:predict", predict_label, methods=["POST"], **_PREDICT
+    "/v1/models/{model:tfname}/labels/{label:tfname}:predict",
+    predict_label,
+    methods=["POST"],
+    **_PREDICT,
 )
+
+
+def _signature_api(api: str) -> Callable[[Request], Awaitable[Response]]:
+    """`:classify` / `:regress`: TF Serving's checks in its order (a JSON object body with
+    `examples`, the model, version or label, then the signature's method). Both exports carry a
+    predict signature only, so the answer is TF Serving's INVALID_ARGUMENT for it."""
+
+    async def endpoint(request: Request) -> Response:
+        ctx, params = _ctx(request), request.path_params
+        begin(request, PROTOCOL)
+        ctx.auth.check_predict(request.headers)
+        raw = await read_body(request, ctx.settings.max_body_bytes)
+        check_json_depth(raw, ctx.settings.limits)
+        with _bad_request():
+            codec.check_examples(codec.load_object(raw))
+        info = ctx.catalog.get(params["model"])
+        version = _version(params["version"]) if "version" in params else None
+        info.resolve_version(version, params.get("label"))
+        raise BadRequest(codec.wrong_method(api, codec.SIGNATURE_METHODS["predict"]))
+
+    return endpoint
+
+
+# TF Serving's classify/regress bodies: `{"signature_name"?, "context"?, "examples": [...]}`.
+_SIGNATURE_API = operation(
+    body={
+        "application/json": {
+            "type": "object",
+            "required": ["examples"],
+            "properties": {"examples": {"type": "array", "minItems": 1}},
+        }
+    },
+    statuses=PREDICTION_ERRORS,
+)
+for _api in ("classify", "regress"):
+    for _prefix in ("", "/versions/{version}", "/labels/{label:tfname}"):
+        router.add_api_route(
+            f"/v1/models/{{model:tfname}}{_prefix}:{_api}",
+            _signature_api(_api),
+            methods=["POST"],
+            **_SIGNATURE_API,
+        )
 
 
 def _status(info: ModelInfo, versions: list[int]) -> dict[str, Any]:
@@ -123,19 +197,19 @@ def _status(info: ModelInfo, versions: list[int]) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models/{model}", **operation(ModelStatusResponse))
+@router.get("/v1/models/{model:tfname}", **operation(ModelStatusResponse))
 async def model_status(request: Request, model: str) -> Response:
     info = _ctx(request).catalog.get(model)
     return json_response(_status(info, list(info.versions)))
 
 
-@router.get("/v1/models/{model}/versions/{version}", **operation(ModelStatusResponse))
+@router.get("/v1/models/{model:tfname}/versions/{version}", **operation(ModelStatusResponse))
 async def version_status(request: Request, model: str, version: str) -> Response:
     info = _ctx(request).catalog.get(model)
     return json_response(_status(info, [info.resolve_version(_version(version), None)]))
 
 
-@router.get("/v1/models/{model}/labels/{label}", **operation(ModelStatusResponse))
+@router.get("/v1/models/{model:tfname}/labels/{label:tfname}", **operation(ModelStatusResponse))
 async def label_status(request: Request, model: str, label: str) -> Response:
     info = _ctx(request).catalog.get(model)
     return json_response(_status(info, [info.resolve_version(None, label)]))
@@ -143,7 +217,7 @@ async def label_status(request: Request, model: str, label: str) -> Response:
 
 def _tensor_info(tensor: TensorInfo) -> dict[str, Any]:
     return {
-        "dtype": _TF_DTYPES.get(tensor.dtype.name, "DT_INVALID"),
+        "dtype": codec.TF_DTYPES.get(tensor.dtype.name, "DT_INVALID"),
         "tensor_shape": {
             "dim": [{"size": str(d), "name": ""} for d in tensor.shape],
             "unknown_rank": False,
@@ -152,17 +226,36 @@ def _tensor_info(tensor: TensorInfo) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models/{model}/metadata", **operation(TfModelMetadataResponse))
-async def metadata(request: Request, model: str) -> Response:
-    info = _ctx(request).catalog.get(model)
+def _metadata(info: ModelInfo, version: int) -> dict[str, Any]:
     signature = {
         "inputs": {t.name: _tensor_info(t) for t in info.inputs},
         "outputs": {t.name: _tensor_info(t) for t in info.outputs},
-        "method_name": "tensorflow/serving/predict",
+        "method_name": codec.SIGNATURE_METHODS["predict"],
     }
-    return json_response(
-        {
-            "model_spec": {"name": model, "signature_name": "", "version": str(info.latest)},
-            "metadata": {"signature_def": {"signature_def": {SERVING_SIGNATURE: signature}}},
-        }
-    )
+    return {
+        "model_spec": {"name": info.name, "signature_name": "", "version": str(version)},
+        "metadata": {"signature_def": {"signature_def": {SERVING_SIGNATURE: signature}}},
+    }
+
+
+@router.get("/v1/models/{model:tfname}/metadata", **operation(TfModelMetadataResponse))
+async def metadata(request: Request, model: str) -> Response:
+    info = _ctx(request).catalog.get(model)
+    return json_response(_metadata(info, info.latest))
+
+
+@router.get(
+    "/v1/models/{model:tfname}/versions/{version}/metadata", **operation(TfModelMetadataResponse)
+)
+async def version_metadata(request: Request, model: str, version: str) -> Response:
+    info = _ctx(request).catalog.get(model)
+    return json_response(_metadata(info, info.resolve_version(_version(version), None)))
+
+
+@router.get(
+    "/v1/models/{model:tfname}/labels/{label:tfname}/metadata",
+    **operation(TfModelMetadataResponse),
+)
+async def label_metadata(request: Request, model: str, label: str) -> Response:
+    info = _ctx(request).catalog.get(model)
+    return json_response(_metadata(info, info.resolve_version(None, label)))

@@ -231,8 +231,14 @@ def encode_infer(
                 "name": name,
                 "datatype": datatype_of(value.dtype),
                 "shape": list(value.shape),
-                "data": value.reshape(-1).tolist(),
+                "data": _data(value),
             }
             for name, value in outputs.items()
         ],
     }
+
+
+def _data(value: np.ndarray) -> Any:
+    """Numbers stay numpy (float32 written as float32, NaN as `NaN`); strings as lists."""
+    flat = value.reshape(-1)
+    return flat if flat.dtype.kind in "biuf" else flat.tolist()

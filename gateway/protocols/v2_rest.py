@@ -133,7 +133,7 @@ async def infer(request: Request) -> Response:
     ctx.catalog.get(model)  # as Triton: an unknown model is 404 whatever the body
     raw = await read_body(request, ctx.settings.max_body_bytes)
     head, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
-    decoded = decode_infer(parse_json(head, ctx.settings.limits), binary)
+    decoded = decode_infer(parse_json(head, ctx.settings.limits, non_finite=True), binary)
     if decoded.id and HEADER_REQUEST_ID not in request.headers:
         rid = request.state.request_id = decoded.id
     answer = await ctx.dataplane.infer(

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import orjson
 
+from backends import tfserving_json
 from backends.torchserve.tensor_frames import FrameError, decode_frame, encode_frame
 from gateway.errors import UpstreamError, UpstreamRejected
 from gateway.types import InferRequest
@@ -34,11 +34,10 @@ def frame_outputs(body: bytes, target: Target) -> dict[str, np.ndarray]:
 
 def columnar_json(inputs: Mapping[str, np.ndarray], signature_name: str | None = None) -> bytes:
     """TF Serving's columnar request body, `{"inputs": {...}, "signature_name"?}`."""
-    payload: dict[str, Any] = {"inputs": dict(inputs)}
+    payload: dict[str, Any] = {"inputs": {k: _jsonable(v) for k, v in inputs.items()}}
     if signature_name:
         payload["signature_name"] = signature_name
-    # orjson writes numpy arrays natively; other dtypes fall back to lists.
-    return orjson.dumps(payload, default=_to_list, option=orjson.OPT_SERIALIZE_NUMPY)
+    return tfserving_json.dumps(payload)
 
 
 def columnar_outputs(body: bytes, names: list[str], target: Target) -> dict[str, np.ndarray]:
@@ -48,8 +47,8 @@ def columnar_outputs(body: bytes, names: list[str], target: Target) -> dict[str,
     and integers int64, which is what TF Serving and the handler produced them from.
     """
     try:
-        outputs = orjson.loads(body)["outputs"]
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        outputs = tfserving_json.loads(body)["outputs"]
+    except (tfserving_json.JsonFormatError, KeyError, TypeError) as exc:
         raise UpstreamError(target.backend, f"{target}: unreadable JSON answer ({exc})") from exc
     if not isinstance(outputs, dict):  # TF Serving drops the name of a lone output
         outputs = {names[0] if len(names) == 1 else "outputs": outputs}
@@ -74,9 +73,6 @@ def _json_array(value: Any) -> np.ndarray:
     return array.astype(np.float32) if array.dtype == np.float64 else array
 
 
-def _to_list(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+def _jsonable(value: np.ndarray) -> Any:
+    """Numbers stay numpy (the codec writes them natively); other tensors as lists."""
+    return value if value.dtype.kind in "biuf" else value.tolist()

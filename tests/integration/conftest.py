@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,17 @@ from dualserve.stack import StackPaths, down, up
 
 
 @contextmanager
-def running_stack(store: Path, run_dir: Path, gateway_workers: int = 1) -> Iterator[dict[str, Any]]:
+def running_stack(
+    store: Path,
+    run_dir: Path,
+    gateway_workers: int = 1,
+    version_labels: Mapping[str, Mapping[str, int]] | None = None,
+) -> Iterator[dict[str, Any]]:
     """`up` on free loopback ports (the gateway with `gateway_workers` processes), always
     `down` after: the state plus `paths`, `store` and the admin `Authorization` header."""
     paths = StackPaths(store, run_dir)
     try:
-        state = up(paths, gateway_workers=gateway_workers)
+        state = up(paths, gateway_workers=gateway_workers, version_labels=version_labels)
         token = Path(state["gateway"]["admin_token_file"]).read_text().strip()
         yield {
             **state,

@@ -195,7 +195,7 @@ BAD_REQUESTS = [
         "/predictions/digits-mlp",
         {"instances": [["a"] * 64]},
         400,
-        "expected numbers",
+        "input': expected DT_FLOAT (float32) values but received strings",
     ),
     ("malformed JSON", "/predictions/digits-mlp", b"{not json", 400, "malformed JSON body"),
 ]

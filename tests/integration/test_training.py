@@ -86,6 +86,8 @@ def test_mar_holds_torchscript_handler_and_manifest(trained_store: Path) -> None
             "model.pt",
             "handler.py",
             "tensor_frames.py",
+            "tfserving_json.py",
+            "json_text.py",
             "signature.json",
             "MAR-INF/MANIFEST.json",
         } <= names

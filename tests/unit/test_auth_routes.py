@@ -29,6 +29,7 @@ PUBLIC = {  # answered without credentials on purpose: health, metrics, model st
     "/openapi.json", "/healthz", "/readyz", "/metrics",
     "/v1/models/{model}", "/v1/models/{model}/versions/{version}",
     "/v1/models/{model}/labels/{label}", "/v1/models/{model}/metadata",
+    "/v1/models/{model}/versions/{version}/metadata", "/v1/models/{model}/labels/{label}/metadata",
     "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{model}",
     "/v2/models/{model}/ready", "/v2/models/{model}/versions/{version}",
     "/v2/models/{model}/versions/{version}/ready",
@@ -62,7 +63,7 @@ def walk(routes: Iterable[BaseRoute], prefix: str = "") -> Iterator[tuple[str, s
             yield from walk(inner.routes, prefix + route.include_context.prefix)  # type: ignore[attr-defined]
         elif isinstance(route, Route):
             for method in sorted((route.methods or set()) - {"HEAD"}):
-                yield prefix + route.path, method
+                yield prefix + route.path_format, method  # `{model}`, not `{model:tfname}`
 
 
 @pytest.fixture

@@ -78,5 +78,7 @@ def test_other_methods_still_get_fastapis_answers(setup: tuple[TestClient, Any])
     client, _ = setup
     reply = client.put("/v1/models/toy:predict", json=ROW)
     assert reply.status_code == 405 and "error" in reply.json()
-    unknown_verb = client.post("/v1/models/toy:nonsense", json=ROW)  # GET /v1/models/{m} only
-    assert unknown_verb.status_code == 405 and "error" in unknown_verb.json()
+    assert reply.headers["Allow"] == "POST"  # RFC 9110 §15.5.6
+    # model names are TF Serving's [^/:]+: an unknown verb is no route, not model "toy:nonsense"
+    unknown_verb = client.post("/v1/models/toy:nonsense", json=ROW)
+    assert unknown_verb.status_code == 404 and "error" in unknown_verb.json()

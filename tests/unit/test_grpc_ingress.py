@@ -112,13 +112,19 @@ def test_predict_answers_from_the_pinned_arm_with_trailing_metadata(gw: Gateway,
     assert len(gw.upstreams[arm].calls) == 1
 
 
-def test_model_spec_version_label_and_output_filter(gw: Gateway) -> None:
-    request = predict_request(version=1)
-    request.output_filter.append("class")
-    reply, call = gw.predict(request)
-    assert list(reply.outputs) == ["class"] and trailing(call)["x-model-version"] == "1"
-    reply, call = gw.predict(predict_request(version_label="latest"))
-    assert set(reply.outputs) == {"class", "probabilities"} and reply.model_spec.version.value == 2
+def test_model_spec_version_label_and_output_filter(tmp_path: Path) -> None:
+    with running(tmp_path, version_labels={"toy": {"stable": 1}}) as gw:
+        request = predict_request(version=2)
+        request.output_filter.append("class")
+        reply, call = gw.predict(request)
+        assert list(reply.outputs) == ["class"] and trailing(call)["x-model-version"] == "2"
+        reply, call = gw.predict(predict_request(version_label="stable"))
+        assert set(reply.outputs) == {"class", "probabilities"}
+        assert reply.model_spec.version.value == 1
+        # no label is invented: TF Serving knows only the configured ones
+        error = _code(gw, PREDICT, predict_request(version_label="latest"), PredictResponse)
+        assert error.code() == Code.INVALID_ARGUMENT
+        assert error.details() == "Unrecognized servable version label: latest"
 
 
 def test_signature_name_and_routing_key_reach_the_upstream(gw: Gateway) -> None:
@@ -187,7 +193,11 @@ BAD_DTYPE = np.zeros((2, 4), np.float64)
         (predict_request(BAD_DTYPE), Code.INVALID_ARGUMENT, "expected dtype float32"),
         (predict_request(model="nope"), Code.NOT_FOUND, "unknown model 'nope'"),
         (predict_request(version=9), Code.NOT_FOUND, "has no version 9"),
-        (predict_request(version_label="canary"), Code.NOT_FOUND, "no version label 'canary'"),
+        (
+            predict_request(version_label="canary"),
+            Code.INVALID_ARGUMENT,
+            "Unrecognized servable version label: canary",
+        ),
         (
             predict_request(signature_name="classify"),
             Code.FAILED_PRECONDITION,

@@ -31,6 +31,8 @@ ERROR_TABLE = {
     errors.Unimplemented: (HTTPStatus.NOT_IMPLEMENTED, "UNIMPLEMENTED"),
     errors.DeadlineExceeded: (HTTPStatus.GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED"),
     errors.InternalError: (HTTPStatus.INTERNAL_SERVER_ERROR, "INTERNAL"),
+    errors.PayloadTooLarge: (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "RESOURCE_EXHAUSTED"),
+    errors.UnsupportedMediaType: (HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "INVALID_ARGUMENT"),
 }
 
 

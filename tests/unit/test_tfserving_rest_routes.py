@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from backends.tfserving.core import ServingCore
@@ -79,8 +80,29 @@ def test_status_route_and_malformed_paths(tmp_path: Path) -> None:
     assert status == 200 and body["model_version_status"][0]["state"] == "AVAILABLE"
     status, body = call(tmp_path, "DELETE", "/v1/models/adder")
     assert (status, body) == (404, {"error": "Malformed request: DELETE /v1/models/adder"})
-    status, body = call(tmp_path, "POST", "/v1/models/adder:classify", json={})
-    assert status == 501 and "classify" in body["error"]
+
+
+@pytest.mark.parametrize(
+    ("api", "kind"), [("classify", "classification"), ("regress", "regression")]
+)
+def test_classify_and_regress_on_a_predict_signature_answer_tf_servings_error(
+    tmp_path: Path, api: str, kind: str
+) -> None:
+    """tensorflow_serving/servables/tensorflow/classifier.cc, regressor.cc."""
+    examples = {"examples": [{"x": [1.0]}]}
+    status, body = call(tmp_path, "POST", f"/v1/models/adder/versions/1:{api}", json=examples)
+    assert status == 400
+    assert body["error"] == (
+        f"Expected {kind} signature method_name to be tensorflow/serving/{api}. "
+        "Was: tensorflow/serving/predict"
+    )
+    status, body = call(tmp_path, "POST", f"/v1/models/adder:{api}", data=b"{oops")
+    assert status == 400 and body["error"].startswith("JSON Parse error")
+    status, body = call(tmp_path, "POST", f"/v1/models/adder:{api}", json={})  # json_tensor.cc
+    assert (status, body["error"]) == (
+        400,
+        "JSON Value: {} When method is classify, key 'examples' is expected and was not found",
+    )
 
 
 def test_metadata_route(tmp_path: Path) -> None:

@@ -48,17 +48,13 @@ def test_npy_body() -> None:
             "application/json",
             r"input: expected shape \[-1, 64\], got \[1, 63\]",
         ),
-        ({"instances": [["a"] * 64]}, "application/json", "expected numbers"),
-        ({"instances": [[1.0] * 64, [1.0]]}, "application/json", "ragged|expected shape"),
-        ({"instances": []}, "application/json", "non-empty list"),
-        (
-            {"instances": [{"pixels": [0] * 64}]},
-            "application/json",
-            "instances\\[0\\] has no input named 'input'",
-        ),
+        ({"instances": [["a"] * 64]}, "application/json", "expected DT_FLOAT .* strings"),
+        ({"instances": [[1.0] * 64, [1.0]]}, "application/json", "not form a rectangular"),
+        ({"instances": []}, "application/json", "'instances' is an empty list"),
+        ({"instances": [{"pixels": [0] * 64}]}, "application/json", "unknown input 'pixels'"),
         ({"inputs": {"pixels": [[0] * 64]}}, "application/json", "unknown input 'pixels'"),
-        ({"data": 1}, "application/json", "missing 'instances'"),
-        ({"instances": [[0] * 64], "inputs": [[0] * 64]}, "application/json", "both"),
+        ({"data": 1}, "application/json", "Missing 'inputs' or 'instances' key"),
+        ({"instances": [[0] * 64], "inputs": [[0] * 64]}, "application/json", "Not both"),
         ([1, 2], "application/json", "JSON object"),
         (b"not npy", "application/x-npy", "not a valid .npy"),
     ],
@@ -225,3 +221,12 @@ def test_truncated_frame_is_rejected() -> None:
     body = encode_frame({"input": np.ones((1, 64), dtype=np.float32)})[:-10]
     with pytest.raises(InputError, match="runs past the end"):
         decode_request(body, "", SIG)
+
+
+def test_nan_and_infinity_reach_the_model_and_come_back_as_tokens() -> None:
+    """TF Serving's REST API "JSON Mapping": NaN/Infinity read and written, float32 as float32."""
+    body = b'{"instances": [[NaN, Infinity, -Infinity' + b", 0" * 61 + b"]]}"
+    batch, fmt = decode_request(body, "application/json", SIG)
+    assert fmt == "row" and np.isnan(batch[0, 0]) and batch[0, 1] == np.inf
+    outputs = {"probabilities": np.array([[np.nan, 0.022345351055264473]], np.float32)}
+    assert encode_response(outputs, "columnar") == b'{"outputs":[[NaN,0.022345351]]}'
