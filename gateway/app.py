@@ -43,7 +43,7 @@ def build_context(
     if upstreams is None:
         from gateway.upstreams.factory import build_upstreams
 
-        upstreams = build_upstreams(settings, catalog.latest_versions())
+        upstreams = build_upstreams(settings)
     metrics = GatewayMetrics()
     router = Router(catalog, upstreams, settings, ExperimentStats(), metrics)
     experiments = ExperimentService(settings.experiments, catalog, router, settings.config_file)

@@ -87,9 +87,6 @@ class Catalog:
         except KeyError:
             raise NotFound(f"unknown model '{model}'") from None
 
-    def latest_versions(self) -> dict[str, int]:
-        return {name: info.latest for name, info in self._models.items()}
-
 
 def _tensor(name: str, dtype: str, shape: list[int]) -> TensorInfo:
     return TensorInfo(name, np.dtype(dtype), tuple(shape))
