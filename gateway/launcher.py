@@ -27,15 +27,16 @@ class GatewayEndpoints:
 def gateway_config(
     state: dict[str, Any], model_store: Path, run_dir: Path, port: int, grpc_port: int | None = None
 ) -> dict[str, Any]:
-    """The local default: both backends over gRPC, every model 50/50 sticky with failover
-    and client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`."""
+    """The local default: each backend over its faster transport (TF Serving REST,
+    TorchServe gRPC: see `gateway.settings`), every model 50/50 sticky with failover and
+    client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`."""
     tf, torch = state["tensorflow"], state["pytorch"]
     return {
         "host": LOOPBACK,
         "port": port,
         "grpc_port": grpc_port,
         "model_store": str(Path(model_store).resolve()),
-        "tensorflow": {"transport": "grpc", "grpc": [tf["grpc"]], "rest": [tf["rest"]]},
+        "tensorflow": {"transport": "rest", "grpc": [tf["grpc"]], "rest": [tf["rest"]]},
         "pytorch": {
             "transport": "grpc",
             "grpc": [torch["grpc"]],

@@ -33,7 +33,11 @@ def key_file(path: Path, key: str) -> Path:
 
 def test_grpc_settings_reach_the_grpc_clients() -> None:
     settings = GatewaySettings(
-        tensorflow={"grpc": ["10.0.0.1:8500", "10.0.0.2:8500"], "timeout_s": 1.5},
+        tensorflow={
+            "transport": "grpc",
+            "grpc": ["10.0.0.1:8500", "10.0.0.2:8500"],
+            "timeout_s": 1.5,
+        },
         pytorch={"grpc": ["10.0.0.3:7070"], "unhealthy_for_s": 9.0, "token": "abc"},
     )
     upstreams = build_upstreams(settings)
@@ -72,7 +76,15 @@ def test_rest_settings_reach_the_rest_clients(tmp_path: Path) -> None:
 
 def test_missing_addresses_fail_fast() -> None:
     with pytest.raises(ValueError, match=r"settings\.pytorch\.grpc lists no replica"):
-        build_upstreams(GatewaySettings(tensorflow={"grpc": ["h:1"]}))
+        build_upstreams(GatewaySettings(tensorflow={"rest": ["http://h:1"]}))
+    # TF Serving's default transport is REST: gRPC addresses alone are not enough
+    with pytest.raises(ValueError, match=r"settings\.tensorflow\.rest lists no replica"):
+        build_upstreams(GatewaySettings(tensorflow={"grpc": ["h:1"]}, pytorch={"grpc": ["h:2"]}))
+
+
+def test_each_backend_defaults_to_its_faster_transport() -> None:
+    settings = GatewaySettings()
+    assert (settings.tensorflow.transport, settings.pytorch.transport) == ("rest", "grpc")
 
 
 def test_token_and_timeout_from_settings_reach_the_wire(tmp_path: Path) -> None:
@@ -81,7 +93,7 @@ def test_token_and_timeout_from_settings_reach_the_wire(tmp_path: Path) -> None:
     async def go(model: str) -> int:
         async with rest_backend(seen) as url:
             settings = GatewaySettings(
-                tensorflow={"grpc": ["h:1"]},
+                tensorflow={"rest": ["http://h:1"]},
                 pytorch={
                     "transport": "rest",
                     "rest": [url],
