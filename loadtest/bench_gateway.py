@@ -9,7 +9,7 @@ then gateway / floor ratios (throughput, p50 minus the floor's, CPU per request 
 gRPC ingress / REST ingress, and the issue-15 goals met or not.
 
     python -m loadtest.bench_gateway [--model digits-mlp] [--duration 5] [--rounds 2]
-        [--workers 1,2] [--transport default,rest,grpc]
+        [--workers 1,2] [--transport default,rest,grpc] [--log on,off]
 
 Uses a running stack's backends (`dualserve up`) when run/state.json exists, else starts
 one and stops it at the end. CPU is the user + system time of the process tree (psutil).
@@ -235,7 +235,7 @@ def summarise(cells: list[Cell]) -> list[Row]:
 
 
 def variants_of(
-    workers: list[int], transports: list[str], console: Console
+    workers: list[int], transports: list[str], logs: list[bool], console: Console
 ) -> list[GatewayVariant]:
     """The gateways to start; worker counts above 1 need the settings' `workers` field."""
     if not WORKERS_SUPPORTED and any(w > 1 for w in workers):
@@ -244,7 +244,12 @@ def variants_of(
             "issue adds it): measuring 1 worker only[/yellow]"
         )
         workers = [1]
-    return [GatewayVariant(w, t) for w in dict.fromkeys(workers) for t in dict.fromkeys(transports)]
+    return [
+        GatewayVariant(w, t, log)
+        for w in dict.fromkeys(workers)
+        for t in dict.fromkeys(transports)
+        for log in dict.fromkeys(logs)
+    ]
 
 
 def _csv(value: str) -> list[str]:
@@ -294,13 +299,15 @@ def main(
     transport: Annotated[
         str, typer.Option(help="upstream transports: default (as `dualserve up`), rest, grpc")
     ] = "default",
+    log: Annotated[str, typer.Option(help="prediction log: on, off or on,off")] = "on",
     model_store: Path = Path("model_store"),
     run_dir: Path = Path("run"),
     output: Annotated[Path | None, typer.Option(help="write the results as JSON")] = None,
 ) -> None:
     console = Console()
     paths = StackPaths(model_store, run_dir.resolve())
-    variants = variants_of([int(w) for w in _csv(workers)], _csv(transport), console)
+    logs = [value == "on" for value in _csv(log)]
+    variants = variants_of([int(w) for w in _csv(workers)], _csv(transport), logs, console)
     started_here = not paths.state_file.is_file()
     if started_here:
         with console.status("starting the stack (dualserve up)"):

@@ -28,16 +28,17 @@ WORKERS_SUPPORTED = "workers" in GatewaySettings.model_fields
 
 @dataclass(frozen=True)
 class GatewayVariant:
-    """One gateway the bench starts: its process count and upstream transport
-    ("default" = what `dualserve up` configures)."""
+    """One gateway the bench starts: its process count, upstream transport ("default" =
+    what `dualserve up` configures) and whether it writes the prediction log."""
 
     workers: int
     transport: str = "default"
+    log: bool = True
 
     @property
     def label(self) -> str:
         suffix = "" if self.transport == "default" else f"/{self.transport}"
-        return f"gw{self.workers}{suffix}"
+        return f"gw{self.workers}{suffix}{'' if self.log else '/nolog'}"
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ def variant_config(
     config = gateway_config(state, store, run_dir, port, grpc_port)
     if WORKERS_SUPPORTED:
         config["workers"] = variant.workers
+    if not variant.log:
+        config["experiments"] = {"log_enabled": False}
     if variant.transport != "default":
         for framework in ("tensorflow", "pytorch"):
             config[framework]["transport"] = variant.transport

@@ -56,6 +56,8 @@ class FloorProxy:
         body = await _body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"] if k in _FORWARDED}
         url = self.upstream + scope["raw_path"].decode()
+        if scope["query_string"]:
+            url += "?" + scope["query_string"].decode()
         async with self.session.request(scope["method"], url, data=body, headers=headers) as r:
             payload = await r.read()
             kind = r.headers.get("Content-Type", "application/octet-stream").encode()
