@@ -1,18 +1,22 @@
-"""`Server-Timing`'s upstream share against each backend's own measure of the same request.
+"""`Server-Timing`'s upstream share against the backend's own measure of the same request.
 
-The backends' independent figures: TF Serving's `:tensorflow:serving:request_latency`
-histogram (its sum grows by one request's microseconds) and TorchServe's
-`ts_inference_latency_microseconds` counter, read before and after each single request
-(nothing else calls Predict meanwhile: the module has its own stack and sends one request
-at a time). The gateway's clock runs around the backend's, so its upstream figure is never
-below the backend's and, the issue asks, within 1 ms of it.
+The independent figure: TF Serving's `:tensorflow:serving:request_latency` histogram (the
+bundled server's, as TF Serving's own: decoding, running and the batching queue of one
+Predict call), whose sum grows by exactly one request's microseconds when one request is
+sent at a time (the module has its own stack; readiness probes are not Predict calls).
+The gateway's clock runs around the backend's, so its upstream figure is never below the
+backend's and, the issue asks, within 1 ms of it: what lies between is the backend's HTTP
+handling, the loopback and the gateway's HTTP client.
+
+TorchServe is not compared: its gRPC frontend (the gateway's default transport to it)
+counts `ts_inference_requests_total` but leaves `ts_inference_latency_microseconds`
+unchanged (observed with TorchServe 0.12), so it offers no per-request figure.
 """
 
 from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -26,54 +30,42 @@ from trainers.data import load_dataset
 pytestmark = pytest.mark.slow
 
 MODEL = "digits-mlp"
-REQUESTS = 15
+REQUESTS = 25
 TIMING = re.compile(r"^gateway;dur=(\d+\.\d+), upstream;dur=(\d+\.\d+)$")
+FAMILY = ":tensorflow:serving:request_latency"
 
 
-def _metric_sum(url: str, family: str, sample: str, **labels: str) -> float:
-    """The sum of `sample` values whose labels include `labels` (microseconds)."""
-    text = httpx.get(url, timeout=10).text
-    total = 0.0
-    for metrics in text_string_to_metric_families(text):
-        if metrics.name != family:
-            continue
-        for s in metrics.samples:
-            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
-                total += s.value
-    return total
+def predict_micros(metrics_url: str) -> float:
+    """TF Serving's cumulative Predict latency for MODEL, in microseconds."""
+    text = httpx.get(metrics_url, timeout=10).text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == FAMILY
+        for s in family.samples
+        if s.name == f"{FAMILY}_sum"
+        and s.labels.get("model_name") == MODEL
+        and s.labels.get("API") == "predict"
+    )
 
 
-def backend_micros(stack: dict[str, Any], arm: str) -> Callable[[], float]:
-    """A reader of the arm's cumulative Predict latency, in microseconds."""
-    if arm == "tensorflow":
-        url = f"{stack['tensorflow']['metrics']}"
-        family = ":tensorflow:serving:request_latency"
-        return lambda: _metric_sum(url, family, family + "_sum", model_name=MODEL, API="predict")
-    url = f"{stack['pytorch']['metrics']}/metrics"
-    family = "ts_inference_latency_microseconds"
-    return lambda: _metric_sum(url, family, family, model_name=MODEL)
-
-
-@pytest.mark.parametrize("arm", ["tensorflow", "pytorch"])
-def test_upstream_share_agrees_with_the_backends_own_latency(
-    stack: dict[str, Any], arm: str
-) -> None:
+def test_upstream_share_agrees_with_tf_servings_own_latency(stack: dict[str, Any]) -> None:
     x = to_model_input(load_dataset("digits").test.x[:REQUESTS], "mlp")
-    read = backend_micros(stack, arm)
+    metrics = stack["tensorflow"]["metrics"]
     gaps_ms = []
     with httpx.Client(base_url=stack["gateway"]["rest"], timeout=30) as client:
         for row in x:
-            before = read()
+            before = predict_micros(metrics)
             reply = client.post(
                 f"/v1/models/{MODEL}:predict",
                 json={"instances": [row.tolist()]},
-                headers={"X-Backend": arm},
+                headers={"X-Backend": "tensorflow"},
             )
-            backend_ms = (read() - before) / 1000
+            backend_ms = (predict_micros(metrics) - before) / 1000
             assert reply.status_code == 200, reply.text
             match = TIMING.match(reply.headers["Server-Timing"])
             assert match is not None, reply.headers["Server-Timing"]
-            assert backend_ms > 0, "the backend counted no Predict call"
+            assert backend_ms > 0, "TF Serving counted no Predict call"
             gaps_ms.append(float(match[2]) - backend_ms)
     assert min(gaps_ms) >= -0.001, gaps_ms  # the gateway's clock encloses the backend's
-    assert statistics.median(gaps_ms) < 1.0, np.round(gaps_ms, 3).tolist()
+    assert statistics.median(gaps_ms) < 1.0, np.round(sorted(gaps_ms), 3).tolist()
