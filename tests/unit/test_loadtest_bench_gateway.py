@@ -4,6 +4,7 @@ arithmetic the issue states (checked by hand)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +12,8 @@ import pytest
 from aiohttp import web
 
 from backends.process import free_port
+from gateway.settings import GatewaySettings
+from loadtest.bench_processes import WORKERS_SUPPORTED, GatewayVariant, variant_config
 from loadtest.bench_ratios import Row, floor_ratios, goals
 from loadtest.floor_proxy import FloorProxy
 
@@ -98,3 +101,21 @@ def test_goals_apply_where_the_issue_says() -> None:
     assert checks[("CPU/req", "gw1 rest->tf c=16")] is True  # 1.25x <= 1.3x
     assert checks[("CPU/req", "gw1 rest->tf c=1")] is False  # 1.5x
     assert ("REST", "gw1 rest->tf c=1") not in checks  # throughput: top concurrency only
+
+
+STATE = {
+    "tensorflow": {"rest": "http://127.0.0.1:1", "grpc": "127.0.0.1:2"},
+    "pytorch": {"inference": "http://127.0.0.1:3", "grpc": "127.0.0.1:4", "token_file": "k"},
+}
+
+
+def test_gateway_variants_are_valid_gateway_configs(tmp_path: Path) -> None:
+    plain = variant_config(STATE, tmp_path, tmp_path, GatewayVariant(1))
+    rest_nolog = variant_config(STATE, tmp_path, tmp_path, GatewayVariant(2, "rest", log=False))
+    assert (plain["tensorflow"]["transport"], plain["pytorch"]["transport"]) == ("rest", "grpc")
+    assert rest_nolog["pytorch"]["transport"] == "rest"
+    assert rest_nolog["experiments"] == {"log_enabled": False}
+    assert ("workers" in rest_nolog) is WORKERS_SUPPORTED  # written only where it exists
+    for config in (plain, rest_nolog):
+        GatewaySettings.model_validate(config)  # the gateway would start with it
+    assert GatewayVariant(2, "rest", log=False).label == "gw2/rest/nolog"
