@@ -67,7 +67,7 @@ def build_context(
     if upstreams is None:
         from gateway.upstreams.factory import build_upstreams
 
-        upstreams = build_upstreams(settings, catalog.latest_versions())
+        upstreams = build_upstreams(settings)
     limits = settings.admission
     upstreams = {
         arm: LimitedUpstream(upstream, limits.upstream_max_in_flight)

@@ -125,9 +125,6 @@ class Catalog:
         except KeyError:
             raise NotFound(f"unknown model '{model}'") from None
 
-    def latest_versions(self) -> dict[str, int]:
-        return {name: info.latest for name, info in self._models.items()}
-
 
 def _check_labels(info: ModelInfo) -> None:
     for label, version in info.labels.items():

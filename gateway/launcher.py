@@ -38,8 +38,9 @@ def gateway_config(
     workers: int = 1,
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, Any]:
-    """The local default: both backends over gRPC, every model 50/50 sticky with failover
-    and client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`;
+    """The local default: each backend over its faster transport (TF Serving REST,
+    TorchServe gRPC: see `gateway.settings`), every model 50/50 sticky with failover and
+    client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`;
     `workers` processes serving both ports; the TF Serving `version_labels` the TF server
     was given (none by default)."""
     tf, torch = state["tensorflow"], state["pytorch"]
@@ -50,7 +51,7 @@ def gateway_config(
         "grpc_port": grpc_port,
         "workers": workers,
         "model_store": str(Path(model_store).resolve()),
-        "tensorflow": {"transport": "grpc", "grpc": [tf["grpc"]], "rest": [tf["rest"]]},
+        "tensorflow": {"transport": "rest", "grpc": [tf["grpc"]], "rest": [tf["rest"]]},
         "pytorch": {
             "transport": "grpc",
             "grpc": [torch["grpc"]],

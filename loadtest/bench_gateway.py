@@ -1,15 +1,20 @@
-"""Gateway overhead benchmark: the same load directly at each backend and through the
-gateway pinned to it, interleaved in one run, with exact per-request latencies. When the
-gateway has a gRPC ingress, TF Serving's `Predict` over gRPC joins in (straight at TF
-Serving and through the gateway pinned to each backend) and gRPC / REST through the
-gateway is printed as ratios.
+"""Gateway overhead benchmark, measured against the floor of any Python hop.
+
+The same load, interleaved in one run with exact per-request latencies, goes straight at
+each backend (`direct`), through a minimal pass-through proxy (`floor`:
+loadtest/floor_proxy.py, uvicorn + httptools + one aiohttp session, bytes forwarded) and
+through gateways the bench starts itself, one per `--workers` count and `--transport`,
+over REST and over the gateway's gRPC ingress, pinned to each arm. It prints every row,
+then gateway / floor ratios (throughput, p50 minus the floor's, CPU per request ratio),
+gRPC ingress / REST ingress, and the issue-15 goals met or not.
 
     python -m loadtest.bench_gateway [--model digits-mlp] [--duration 5] [--rounds 2]
+        [--workers 1,2] [--transport default,rest,grpc] [--log on,off]
 
-Uses a running stack (`dualserve up`) when run/state.json exists, else starts one and
-stops it at the end. Prints throughput, p50/p99, the gateway/direct ratios and the
-gateway's CPU milliseconds per forwarded request (psutil). Locust rounds latencies to
-whole milliseconds, which hides sub-millisecond overhead: this uses its own client.
+Uses a running stack's backends (`dualserve up`) when run/state.json exists, else starts
+one and stops it at the end. CPU is the user + system time of the process tree (psutil).
+Locust rounds latencies to whole milliseconds, which hides sub-millisecond overhead: this
+uses its own client.
 """
 
 from __future__ import annotations
@@ -26,27 +31,53 @@ from typing import Annotated, Any
 import aiohttp
 import grpc
 import numpy as np
-import psutil
 import typer
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from backends.torchserve.launcher import read_token
 from dualserve.stack import StackPaths, down, read_state, up
 from gateway._proto.tfserving import PREDICT, PredictRequest
 from gateway.codecs.tensorproto import to_tensor_proto
+from loadtest.bench_processes import (
+    GatewayVariant,
+    Running,
+    bench_processes,
+    tree_cpu_s,
+)
+from loadtest.bench_ratios import Row, print_report, report_json
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
 
 @dataclass(frozen=True)
 class Target:
-    name: str
+    """One row of the benchmark: where requests go and whose CPU is counted.
+
+    Attributes:
+        kind: `direct` (the backend itself), `floor` (the pass-through proxy) or a gateway
+            variant's label (`gw1`, `gw2/rest`, ...).
+        arm: `tf` or `torch`, the backend that answers.
+        ingress: `rest` or `grpc` (then `url` is host:port and the call TF Serving's Predict).
+        headers: REST headers, or gRPC metadata.
+        pid: the process tree whose CPU is counted per request; None for direct rows.
+    """
+
+    kind: str
+    arm: str
+    ingress: str
     url: str
-    headers: dict[str, str]  # REST headers, or gRPC metadata
-    via_gateway: bool
-    grpc: bool = False  # `url` is then host:port and the call TF Serving's Predict
+    headers: dict[str, str]
+    pid: int | None = None
+
+    @property
+    def name(self) -> str:
+        ingress = "-grpc" if self.ingress == "grpc" else ""
+        return f"{self.kind}{ingress}->{self.arm}"
+
+    @property
+    def grpc(self) -> bool:
+        return self.ingress == "grpc"
 
 
 @dataclass(frozen=True)
@@ -59,47 +90,50 @@ class Payloads:
 
 @dataclass
 class Cell:
-    target: str
+    target: Target
     concurrency: int
     latencies: list[float]
     errors: int
     seconds: float
-    gateway_cpu_s: float
-
-    @property
-    def throughput(self) -> float:
-        return len(self.latencies) / self.seconds
-
-    def percentile_ms(self, q: float) -> float:
-        return float(np.percentile(self.latencies, q) * 1000) if self.latencies else float("nan")
+    cpu_s: float
 
 
-def targets(state: dict[str, Any], model: str) -> list[Target]:
+def direct_targets(state: dict[str, Any], model: str) -> list[Target]:
+    """Straight at each backend: TF Serving REST and gRPC, TorchServe REST."""
     token = read_token(Path(state["pytorch"]["token_file"]), "inference")
-    gw = state["gateway"]["rest"]
+    tf, torch = state["tensorflow"], state["pytorch"]
     return [
-        Target("tf-direct", f"{state['tensorflow']['rest']}/v1/models/{model}:predict", {}, False),
-        Target("gateway->tf", f"{gw}/v1/models/{model}:predict", {"X-Backend": "tensorflow"}, True),
+        Target("direct", "tf", "rest", f"{tf['rest']}/v1/models/{model}:predict", {}),
+        Target("direct", "tf", "grpc", tf["grpc"], {}),
         Target(
-            "torch-direct",
-            f"{state['pytorch']['inference']}/predictions/{model}",
+            "direct", "torch", "rest", f"{torch['inference']}/predictions/{model}",
             {"Authorization": f"Bearer {token}"},
-            False,
         ),
-        Target("gateway->torch", f"{gw}/v1/models/{model}:predict", {"X-Backend": "pytorch"}, True),
-    ]
+    ]  # fmt: skip
 
 
-def grpc_targets(state: dict[str, Any]) -> list[Target]:
-    """gRPC rows: direct TF Serving, and the gateway's gRPC ingress pinned to each arm."""
-    gw = state["gateway"].get("grpc")
-    if not gw:
-        return []
-    return [
-        Target("tf-direct-grpc", state["tensorflow"]["grpc"], {}, False, grpc=True),
-        Target("gateway-grpc->tf", gw, {"x-backend": "tensorflow"}, True, grpc=True),
-        Target("gateway-grpc->torch", gw, {"x-backend": "pytorch"}, True, grpc=True),
-    ]
+def floor_targets(directs: list[Target], floors: dict[str, Running]) -> list[Target]:
+    """The direct REST rows' paths and headers, through each arm's floor proxy."""
+    out = []
+    for t in directs:
+        if t.ingress == "rest":
+            path = t.url.split("/", 3)[3]
+            floor = floors[t.arm]
+            out.append(Target("floor", t.arm, "rest", f"{floor.rest}/{path}", t.headers, floor.pid))
+    return out
+
+
+def gateway_targets(label: str, gateway: Running, model: str) -> list[Target]:
+    """REST and gRPC ingress of one gateway, pinned to each arm."""
+    out = []
+    for arm, backend in (("tf", "tensorflow"), ("torch", "pytorch")):
+        url = f"{gateway.rest}/v1/models/{model}:predict"
+        out.append(Target(label, arm, "rest", url, {"X-Backend": backend}, gateway.pid))
+        if gateway.grpc:
+            out.append(
+                Target(label, arm, "grpc", gateway.grpc, {"x-backend": backend}, gateway.pid)
+            )
+    return out
 
 
 def _predict_bytes(model: str, x: np.ndarray) -> bytes:
@@ -154,188 +188,133 @@ async def _grpc_worker(
 Worker = Callable[[float, list[float], list[int], int], Awaitable[None]]
 
 
-async def _measure(
-    target: Target, concurrency: int, duration: float, worker: Worker, gateway: psutil.Process
-) -> Cell:
+async def _measure(target: Target, concurrency: int, duration: float, worker: Worker) -> Cell:
     await worker(time.perf_counter() + 0.5, [], [0], 0)  # warm-up
     latencies: list[float] = []
     errors = [0]
-    cpu_before = sum(gateway.cpu_times()[:2])
+    cpu_before = tree_cpu_s(target.pid) if target.pid else 0.0
     started = time.perf_counter()
     deadline = started + duration
     await asyncio.gather(*(worker(deadline, latencies, errors, k * 7) for k in range(concurrency)))
     seconds = time.perf_counter() - started
-    cpu = sum(gateway.cpu_times()[:2]) - cpu_before
-    return Cell(
-        target.name, concurrency, latencies, errors[0], seconds, cpu if target.via_gateway else 0.0
-    )
+    cpu = tree_cpu_s(target.pid) - cpu_before if target.pid else 0.0
+    return Cell(target, concurrency, latencies, errors[0], seconds, cpu)
 
 
-async def run_cell(
-    target: Target,
-    concurrency: int,
-    duration: float,
-    payloads: Payloads,
-    gateway: psutil.Process,
-) -> Cell:
+async def run_cell(target: Target, concurrency: int, duration: float, payloads: Payloads) -> Cell:
     if target.grpc:
         async with grpc.aio.insecure_channel(target.url) as channel:
             method = channel.unary_unary(PREDICT)  # bytes in, bytes out
             worker = functools.partial(_grpc_worker, method, target, payloads.grpc)
-            return await _measure(target, concurrency, duration, worker, gateway)
+            return await _measure(target, concurrency, duration, worker)
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         rest = functools.partial(_worker, session, target, payloads.rest)
-        return await _measure(target, concurrency, duration, rest, gateway)
+        return await _measure(target, concurrency, duration, rest)
 
 
-def summarise(cells: list[Cell]) -> dict[tuple[str, int], dict[str, float]]:
+def summarise(cells: list[Cell]) -> list[Row]:
     """Pool the rounds of each (target, concurrency) into one row."""
-    rows: dict[tuple[str, int], dict[str, float]] = {}
-    for key in sorted({(c.target, c.concurrency) for c in cells}):
-        group = [c for c in cells if (c.target, c.concurrency) == key]
+    rows = []
+    for name, conc in dict.fromkeys((c.target.name, c.concurrency) for c in cells):
+        group = [c for c in cells if (c.target.name, c.concurrency) == (name, conc)]
         latencies = [x for c in group for x in c.latencies]
         requests, seconds = len(latencies), sum(c.seconds for c in group)
-        rows[key] = {
-            "throughput": requests / seconds,
-            "p50_ms": float(np.percentile(latencies, 50) * 1000),
-            "p99_ms": float(np.percentile(latencies, 99) * 1000),
-            "errors": sum(c.errors for c in group),
-            "gateway_cpu_ms_per_req": 1000 * sum(c.gateway_cpu_s for c in group) / max(requests, 1),
-        }
+        target = group[0].target
+        rows.append(Row(
+            kind=target.kind, arm=target.arm, ingress=target.ingress, concurrency=conc,
+            throughput=requests / seconds,
+            p50_ms=float(np.percentile(latencies, 50) * 1000) if latencies else float("nan"),
+            p99_ms=float(np.percentile(latencies, 99) * 1000) if latencies else float("nan"),
+            errors=sum(c.errors for c in group),
+            cpu_ms_per_req=1000 * sum(c.cpu_s for c in group) / max(requests, 1),
+        ))  # fmt: skip
     return rows
 
 
-def ratios(rows: dict[tuple[str, int], dict[str, float]]) -> list[dict[str, Any]]:
-    out = []
-    for (name, conc), row in rows.items():
-        if not name.startswith("gateway->"):
-            continue
-        direct = rows[(f"{name.split('->')[1]}-direct", conc)]
-        out.append({
-            "backend": name.split("->")[1], "concurrency": conc,
-            "throughput_ratio": row["throughput"] / direct["throughput"],
-            "added_p50_ms": row["p50_ms"] - direct["p50_ms"],
-            "p99_ratio": row["p99_ms"] / direct["p99_ms"],
-            "gateway_cpu_ms_per_req": row["gateway_cpu_ms_per_req"],
-        })  # fmt: skip
-    return out
+def variants_of(
+    workers: list[int], transports: list[str], logs: list[bool], console: Console
+) -> list[GatewayVariant]:
+    """The gateways to start: every (workers, transport, log) combination."""
+    return [
+        GatewayVariant(w, t, log)
+        for w in dict.fromkeys(workers)
+        for t in dict.fromkeys(transports)
+        for log in dict.fromkeys(logs)
+    ]
 
 
-def grpc_ratios(rows: dict[tuple[str, int], dict[str, float]]) -> list[dict[str, Any]]:
-    """gRPC / REST through the gateway per backend, and the gateway's gRPC ingress / a
-    direct TF Serving gRPC call (`via`)."""
-    out = []
-    for (name, conc), row in rows.items():
-        if not name.startswith("gateway-grpc->"):
-            continue
-        backend = name.split("->")[1]
-        pairs = [("gw REST", rows.get((f"gateway->{backend}", conc)))]
-        if backend == "tf":
-            pairs.append(("direct gRPC", rows.get(("tf-direct-grpc", conc))))
-        for versus, other in pairs:
-            if other is None:
-                continue
-            out.append({
-                "backend": backend, "concurrency": conc, "versus": versus,
-                "throughput_ratio": row["throughput"] / other["throughput"],
-                "p50_ratio": row["p50_ms"] / other["p50_ms"],
-                "p99_ratio": row["p99_ms"] / other["p99_ms"],
-                "gateway_cpu_ms_per_req": row["gateway_cpu_ms_per_req"],
-            })  # fmt: skip
-    return out
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def print_grpc_ratios(console: Console, comparisons: list[dict[str, Any]]) -> None:
-    table = Table(title="gateway gRPC ingress / (gateway REST | direct TF Serving gRPC)")
-    for col in ("backend", "conc", "versus", "throughput ratio", "p50 ratio", "p99 ratio",
-                "gRPC gw CPU ms/req"):  # fmt: skip
-        table.add_column(col, justify="right")
-    for r in comparisons:
-        ratios_ = (r["throughput_ratio"], r["p50_ratio"], r["p99_ratio"])
-        cells = [f"{value:.2f}x" for value in ratios_]
-        cpu = f"{r['gateway_cpu_ms_per_req']:.3f}"
-        table.add_row(r["backend"], str(r["concurrency"]), r["versus"], *cells, cpu)
-    console.print(table)
+def measure(
+    console: Console, every: list[Target], concurrency: list[int], rounds: int, duration: float,
+    payloads: Payloads,
+) -> list[Cell]:  # fmt: skip
+    """Every (target, concurrency) cell, `rounds` times, interleaved."""
+    plan = [(t, c) for _ in range(rounds) for c in concurrency for t in every]
+    cells = []
+    with Progress(console=console) as progress:
+        task = progress.add_task("benchmark", total=len(plan))
+        for target, conc in plan:
+            progress.update(task, description=f"{target.name} c={conc}")
+            cells.append(asyncio.run(run_cell(target, conc, duration, payloads)))
+            progress.advance(task)
+    return cells
 
 
-def print_results(
-    console: Console,
-    rows: dict[tuple[str, int], dict[str, float]],
-    comparisons: list[dict[str, Any]],
-) -> None:
-    table = Table(title="direct vs through the gateway (REST and gRPC, exact latencies)")
-    for col in ("target", "conc", "req/s", "p50 ms", "p99 ms", "errors", "gw CPU ms/req"):
-        table.add_column(col, justify="right")
-    for (name, conc), row in rows.items():
-        cpu = f"{row['gateway_cpu_ms_per_req']:.3f}" if name.startswith("gateway") else ""
-        table.add_row(name, str(conc), f"{row['throughput']:.0f}", f"{row['p50_ms']:.3f}",
-                      f"{row['p99_ms']:.3f}", str(int(row["errors"])), cpu)  # fmt: skip
-    console.print(table)
-    ratio_table = Table(title="gateway / direct")
-    for col in (
-        "backend",
-        "conc",
-        "throughput ratio",
-        "added p50 ms",
-        "p99 ratio",
-        "gw CPU ms/req",
-    ):
-        ratio_table.add_column(col, justify="right")
-    for r in comparisons:
-        ratio_table.add_row(
-            r["backend"],
-            str(r["concurrency"]),
-            f"{r['throughput_ratio']:.2f}x",
-            f"{r['added_p50_ms']:+.3f}",
-            f"{r['p99_ratio']:.2f}x",
-            f"{r['gateway_cpu_ms_per_req']:.3f}",
-        )
-    console.print(ratio_table)
+def run_all(
+    console: Console, paths: StackPaths, model: str, variants: list[GatewayVariant],
+    concurrency: list[int], rounds: int, duration: float,
+) -> list[Cell]:  # fmt: skip
+    """Start the floors and gateways in front of the stack's backends, measure, stop them."""
+    state = read_state(paths.run_dir)
+    directs = direct_targets(state, model)
+    store = paths.model_store.resolve()
+    console.print(f"starting the floor proxies and {len(variants)} gateway(s)")
+    with bench_processes(state, store, paths.run_dir / "bench", variants) as (floors, gateways):
+        every = directs + floor_targets(directs, floors)
+        for variant, gateway in gateways.items():
+            every += gateway_targets(variant.label, gateway, model)
+        return measure(console, every, concurrency, rounds, duration, bodies(model))
 
 
 def main(
     model: str = "digits-mlp",
     duration: Annotated[float, typer.Option(help="seconds per cell")] = 5.0,
     rounds: Annotated[int, typer.Option(help="interleaved repeats of every cell")] = 2,
-    concurrency: Annotated[list[int], typer.Option(help="client concurrency levels")] = [1, 16],  # noqa: B006
+    concurrency: Annotated[str, typer.Option(help="client concurrency levels")] = "1,16",
+    workers: Annotated[
+        str, typer.Option(help="gateway worker processes, one gateway each")
+    ] = "1,2",
+    transport: Annotated[
+        str, typer.Option(help="upstream transports: default (as `dualserve up`), rest, grpc")
+    ] = "default",
+    log: Annotated[str, typer.Option(help="prediction log: on, off or on,off")] = "on",
     model_store: Path = Path("model_store"),
     run_dir: Path = Path("run"),
     output: Annotated[Path | None, typer.Option(help="write the results as JSON")] = None,
 ) -> None:
     console = Console()
     paths = StackPaths(model_store, run_dir.resolve())
+    logs = [value == "on" for value in _csv(log)]
+    variants = variants_of([int(w) for w in _csv(workers)], _csv(transport), logs, console)
     started_here = not paths.state_file.is_file()
     if started_here:
         with console.status("starting the stack (dualserve up)"):
             up(paths)
     try:
-        state = read_state(paths.run_dir)
-        gateway = psutil.Process(state["gateway"]["pid"])
-        payloads = bodies(model)
-        cells: list[Cell] = []
-        every = targets(state, model) + grpc_targets(state)
-        plan = [(t, c) for _ in range(rounds) for c in concurrency for t in every]
-        with Progress(console=console) as progress:
-            task = progress.add_task("benchmark", total=len(plan))
-            for target, conc in plan:
-                progress.update(task, description=f"{target.name} c={conc}")
-                cells.append(asyncio.run(run_cell(target, conc, duration, payloads, gateway)))
-                progress.advance(task)
+        cells = run_all(console, paths, model, variants, [int(c) for c in _csv(concurrency)],
+                        rounds, duration)  # fmt: skip
     finally:
         if started_here:
             down(paths)
     rows = summarise(cells)
-    comparisons = ratios(rows)
-    print_results(console, rows, comparisons)
-    versus_rest = grpc_ratios(rows)
-    if versus_rest:
-        print_grpc_ratios(console, versus_rest)
+    print_report(console, rows)
     if output is not None:
-        serial = {f"{name}@{conc}": row for (name, conc), row in rows.items()}
-        report = {"rows": serial, "ratios": comparisons, "grpc_ratios": versus_rest}
-        output.write_text(json.dumps(report, indent=2))
+        output.write_text(json.dumps(report_json(rows), indent=2))
 
 
 if __name__ == "__main__":

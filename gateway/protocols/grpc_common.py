@@ -20,6 +20,8 @@ from gateway.context import GatewayContext
 from gateway.deadline import from_time_remaining
 from gateway.errors import BadRequest, GatewayError
 from gateway.routing.policy import parse_pin
+from gateway.server_timing import METADATA_KEY as KEY_SERVER_TIMING
+from gateway.server_timing import server_timing
 from gateway.types import Framework, InferResponse, new_request_id
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class Call:
             (KEY_BACKEND, answer.backend),
             (KEY_VERSION, str(answer.version)),
             (KEY_REQUEST_ID, self.request_id),
+            (KEY_SERVER_TIMING, server_timing(answer.timings)),
         ]
         if answer.failover:
             trailing.append((KEY_FAILOVER, "true"))

@@ -15,6 +15,8 @@ from gateway.limits import check_json_depth
 from gateway.limits import read_body as read_identity_body
 from gateway.routing.policy import parse_pin
 from gateway.security_settings import LimitsSettings
+from gateway.server_timing import HEADER as HEADER_SERVER_TIMING
+from gateway.server_timing import server_timing
 from gateway.types import Framework, InferResponse, new_request_id
 
 logger = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ def json_response(content: Any, answer: InferResponse | None = None, status: int
             HEADER_BACKEND: answer.backend,
             HEADER_VERSION: str(answer.version),
             HEADER_REQUEST_ID: answer.request_id,
+            HEADER_SERVER_TIMING: server_timing(answer.timings),
         }
         if answer.failover:
             headers[HEADER_FAILOVER] = "true"

@@ -55,13 +55,10 @@ class Target:
     backend: Framework
     model: str
     version: int | str | None = None
-    label: str | None = None
 
     def __str__(self) -> str:
         if self.version is not None:
             return f"model '{self.model}' version {self.version}"
-        if self.label is not None:
-            return f"model '{self.model}' label '{self.label}'"
         return f"model '{self.model}'"
 
 

@@ -1,13 +1,16 @@
-"""grpc.aio channels of one backend: one per replica, opened once, balanced by `ReplicaPool`."""
+"""The gRPC wire: grpc.aio channels of one backend, one per replica, opened once, and the
+one error boundary of its calls."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from gateway.upstreams.replicas import ReplicaPool
+from gateway.settings import UpstreamSettings
+from gateway.upstreams.failures import Target, from_grpc, from_transport
 
 _MIB = 1024 * 1024
 # Why these: answers of large batches exceed gRPC's 4 MiB default; a backend that comes
@@ -41,34 +44,54 @@ class Replica:
         return method
 
 
-class ChannelPool:
-    """Opens the channels on first use, inside the running event loop they belong to.
+@dataclass(frozen=True)
+class GrpcCall:
+    """One unary call: the method's full path, its message (de)serializers, the message
+    and the call's metadata."""
+
+    method: str
+    serializer: Callable[[Any], bytes]
+    deserializer: Callable[[bytes], Any]
+    message: Any
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+class GrpcWire:
+    """A grpc.aio channel per replica address (`settings.grpc`), opened in the event loop.
 
     Args:
-        backend: framework name for error messages.
-        addresses: `host:port` of every replica.
-        unhealthy_for_s: how long a replica that refused a connection is skipped.
+        settings: `grpc` (host:port of every replica).
     """
 
-    def __init__(self, backend: str, addresses: Sequence[str], unhealthy_for_s: float) -> None:
-        if not addresses:
-            raise ValueError(f"{backend}: no gRPC replica addresses configured")
-        self.backend = backend
-        self.addresses = list(addresses)
-        self.unhealthy_for_s = unhealthy_for_s
-        self._pool: ReplicaPool[Replica] | None = None
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self.addresses = list(settings.grpc)
 
-    def get(self) -> ReplicaPool[Replica]:
-        if self._pool is None:
-            replicas = [
-                Replica(a, grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS))
-                for a in self.addresses
-            ]
-            self._pool = ReplicaPool(self.backend, replicas, self.unhealthy_for_s)
-        return self._pool
+    def open(self) -> list[Replica]:
+        return [
+            Replica(a, grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS))
+            for a in self.addresses
+        ]
 
-    async def aclose(self) -> None:
-        if self._pool is not None:
-            for replica in self._pool.replicas:
-                await replica.channel.close()
-            self._pool = None
+    async def send(self, replica: Replica, call: GrpcCall, timeout: float, target: Target) -> Any:
+        method = replica.unary(call.method, call.serializer, call.deserializer)
+        return await grpc_call(method, call.message, timeout, target, call.metadata)
+
+    async def aclose(self, replicas: list[Replica]) -> None:
+        for replica in replicas:
+            await replica.channel.close()
+
+
+async def grpc_call(
+    method: grpc.aio.UnaryUnaryMultiCallable,
+    message: Any,
+    timeout: float,
+    target: Target,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> Any:
+    """The error boundary of every gRPC call."""
+    try:
+        return await method(message, timeout=timeout, metadata=metadata)
+    except grpc.RpcError as exc:
+        raise from_grpc(exc, target) from exc
+    except (TimeoutError, OSError) as exc:
+        raise from_transport(exc, target) from exc

@@ -1,4 +1,5 @@
-"""The pooled aiohttp session of a REST client, and the one error boundary of its calls.
+"""The REST wire: the pooled aiohttp session of a backend, and the one error boundary of
+its calls.
 
 aiohttp rather than httpx: forwarding small bodies at concurrency 16 it moved ~5x the
 requests per second on this machine (loadtest/bench_upstream_clients.py).
@@ -7,10 +8,22 @@ requests per second on this machine (loadtest/bench_upstream_clients.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import aiohttp
 
+from gateway.settings import UpstreamSettings
 from gateway.upstreams.failures import Target, from_http, from_transport
+
+
+@dataclass(frozen=True)
+class RestCall:
+    """One HTTP request, relative to a replica's base URL."""
+
+    method: str
+    path: str
+    body: bytes | None = None
+    headers: Mapping[str, str] | None = None
 
 
 class LazySession:
@@ -70,3 +83,27 @@ async def fetch(
     if response.status >= 300:
         raise from_http(response.status, payload, target)
     return payload
+
+
+class RestWire:
+    """Every replica's base URL (`settings.rest`) over one pooled session.
+
+    Args:
+        settings: `rest` (base URLs), `max_connections` (per replica), `timeout_s`.
+    """
+
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self.urls = [url.rstrip("/") for url in settings.rest]
+        self.session = LazySession(settings.max_connections, len(self.urls), settings.timeout_s)
+
+    def open(self) -> list[str]:
+        return list(self.urls)
+
+    async def send(self, replica: str, call: RestCall, timeout: float, target: Target) -> bytes:
+        url = replica + call.path
+        return await fetch(
+            self.session.get(), call.method, url, target, timeout, call.body, call.headers
+        )
+
+    async def aclose(self, replicas: list[str]) -> None:
+        await self.session.aclose()

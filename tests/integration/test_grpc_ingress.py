@@ -139,7 +139,7 @@ def test_backend_down_without_failover_is_unavailable(stack: dict[str, Any], x: 
     """A gateway in process whose PyTorch replica is a dead port; pinned calls cannot fail over."""
     settings = GatewaySettings(
         model_store=stack["store"], grpc_port=0, auth={"admin_token": "t"},  # type: ignore[arg-type]
-        tensorflow={"grpc": [stack["tensorflow"]["grpc"]]},  # type: ignore[arg-type]
+        tensorflow={"transport": "grpc", "grpc": [stack["tensorflow"]["grpc"]]},  # type: ignore[arg-type]
         pytorch={"grpc": [f"127.0.0.1:{free_port()}"], "timeout_s": 2.0},  # type: ignore[arg-type]
         experiments={"log_enabled": False},  # type: ignore[arg-type]
     )  # fmt: skip

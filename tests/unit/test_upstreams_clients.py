@@ -41,12 +41,16 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.settings import TorchServeSettings
 from gateway.types import InferRequest
 from gateway.upstreams.base import Upstream
-from gateway.upstreams.tfserving_grpc import TFServingGrpcUpstream
-from gateway.upstreams.tfserving_rest import TFServingRestUpstream
-from gateway.upstreams.torchserve_grpc import TorchServeGrpcUpstream
-from gateway.upstreams.torchserve_rest import TorchServeRestUpstream
+from gateway.upstreams.grpc_channels import GrpcWire
+from gateway.upstreams.pooled import PooledUpstream
+from gateway.upstreams.rest_session import RestWire
+from gateway.upstreams.tfserving_grpc import TFServingGrpc
+from gateway.upstreams.tfserving_rest import TFServingRest
+from gateway.upstreams.torchserve_grpc import TorchServeGrpc
+from gateway.upstreams.torchserve_rest import TorchServeRest
 from gateway.upstreams.torchserve_token import TokenSource
 
 TOKEN = "s3cret"
@@ -208,11 +212,11 @@ async def rest_backend(seen: Seen) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-CLASSES: dict[str, Any] = {
-    "tf-grpc": TFServingGrpcUpstream,
-    "tf-rest": TFServingRestUpstream,
-    "ts-grpc": TorchServeGrpcUpstream,
-    "ts-rest": TorchServeRestUpstream,
+CODECS: dict[str, Any] = {
+    "tf-grpc": TFServingGrpc,
+    "tf-rest": TFServingRest,
+    "ts-grpc": TorchServeGrpc,
+    "ts-rest": TorchServeRest,
 }
 
 
@@ -223,10 +227,16 @@ def backend(kind: str, seen: Seen) -> Any:
     return grpc_backend(tf_grpc_handlers(seen) if kind == "tf-grpc" else ts_grpc_handlers(seen))
 
 
-def make_client(kind: str, addresses: list[str], **options: Any) -> Upstream:
+def make_client(
+    kind: str, addresses: list[str], token: TokenSource | None = None, **settings: Any
+) -> Upstream:
+    """The pooled client of `kind` on `addresses`; `settings` are `UpstreamSettings` fields."""
+    transport = "rest" if kind.endswith("rest") else "grpc"
+    config = TorchServeSettings(transport=transport, **{transport: addresses}, **settings)
+    wire = RestWire(config) if transport == "rest" else GrpcWire(config)
     if kind.startswith("ts"):
-        options.setdefault("token", TokenSource(TOKEN))
-    return CLASSES[kind](addresses, **options)
+        return PooledUpstream(config, CODECS[kind](token or TokenSource(TOKEN)), wire)
+    return PooledUpstream(config, CODECS[kind](), wire)
 
 
 def dead_address(kind: str) -> str:
@@ -249,13 +259,13 @@ def infer(kind: str, request: InferRequest, timeout: float = 5.0, **options: Any
     return asyncio.run(go()), seen
 
 
-KINDS = list(CLASSES)
+KINDS = list(CODECS)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_infer_round_trip(kind: str) -> None:
     request = InferRequest(model="digits-mlp", inputs={"input": PIXELS}, version=3)
-    response, _ = infer(kind, request, default_versions={"digits-mlp": 9})
+    response, _ = infer(kind, request)
     np.testing.assert_allclose(response.outputs["probabilities"], PIXELS * 2)
     assert response.outputs["probabilities"].dtype == np.float32
     np.testing.assert_array_equal(response.outputs["class"], [3, 3])
@@ -267,9 +277,11 @@ def test_infer_round_trip(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["tf-rest", "ts-grpc", "ts-rest"])
-def test_version_defaults_when_the_backend_does_not_say(kind: str) -> None:
-    request = InferRequest(model="digits-mlp", inputs={"input": PIXELS}, outputs=["class"])
-    response, _ = infer(kind, request, default_versions={"digits-mlp": 9})
+def test_version_asked_for_is_reported_when_the_backend_does_not_say(kind: str) -> None:
+    request = InferRequest(
+        model="digits-mlp", inputs={"input": PIXELS}, version=9, outputs=["class"]
+    )
+    response, _ = infer(kind, request)
     assert response.version == 9
     assert list(response.outputs) == ["class"]
 
@@ -278,13 +290,13 @@ def test_tf_grpc_sends_the_model_spec_and_output_filter() -> None:
     request = InferRequest(
         model="digits-mlp",
         inputs={"input": PIXELS},
-        version_label="stable",
+        version=2,
         outputs=["class"],
         parameters={"signature_name": "serving_default"},
     )
     response, seen = infer("tf-grpc", request)
     sent = seen.requests[0]
-    assert (sent.model_spec.name, sent.model_spec.version_label) == ("digits-mlp", "stable")
+    assert (sent.model_spec.name, sent.model_spec.version.value) == ("digits-mlp", 2)
     assert sent.model_spec.signature_name == "serving_default"
     assert list(sent.output_filter) == ["class"]
     assert list(response.outputs) == ["class"]
@@ -292,12 +304,12 @@ def test_tf_grpc_sends_the_model_spec_and_output_filter() -> None:
 
 def test_tf_rest_url_and_body() -> None:
     request = InferRequest(
-        model="digits-mlp", inputs={"input": PIXELS}, version_label="stable",
+        model="digits-mlp", inputs={"input": PIXELS}, version=2,
         parameters={"signature_name": "serving_default"},
     )  # fmt: skip
     _, seen = infer("tf-rest", request)
     path, body = seen.requests[0]
-    assert path == "/v1/models/digits-mlp/labels/stable:predict"
+    assert path == "/v1/models/digits-mlp/versions/2:predict"
     assert body == {"inputs": {"input": PIXELS.tolist()}, "signature_name": "serving_default"}
 
 
@@ -343,7 +355,7 @@ def test_configured_timeout_caps_the_callers(kind: str) -> None:
 def test_wrong_token_is_a_gateway_error() -> None:
     async def go() -> None:
         async with rest_backend(Seen()) as url:
-            client = TorchServeRestUpstream([url], token=TokenSource("wrong"))
+            client = make_client("ts-rest", [url], token=TokenSource("wrong"))
             try:
                 await client.infer(InferRequest(model="m", inputs={"input": PIXELS}), 2.0)
             finally:
@@ -388,8 +400,9 @@ def test_a_dead_replica_is_skipped_and_ready_still_answers(kind: str) -> None:
 
 def test_torchserve_grpc_error_body_in_an_ok_reply() -> None:
     from gateway.upstreams.failures import Target
-    from gateway.upstreams.torchserve_grpc import _outputs
 
     body = json.dumps({"error": "input: expected shape [-1, 64]", "code": 400}).encode()
+    request = InferRequest(model="digits-mlp", inputs={"input": PIXELS})
     with pytest.raises(UpstreamRejected, match="expected shape"):
-        _outputs(body, Target("pytorch", "digits-mlp"))
+        answer = PredictionResponse(prediction=body)
+        TorchServeGrpc().decode(answer, request, Target("pytorch", "digits-mlp"))

@@ -15,14 +15,15 @@ from gateway.settings import GatewaySettings
 from gateway.types import InferRequest
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.factory import build_upstreams
-from gateway.upstreams.tfserving_grpc import TFServingGrpcUpstream
-from gateway.upstreams.tfserving_rest import TFServingRestUpstream
-from gateway.upstreams.torchserve_grpc import TorchServeGrpcUpstream
-from gateway.upstreams.torchserve_rest import TorchServeRestUpstream
+from gateway.upstreams.grpc_channels import GrpcWire
+from gateway.upstreams.pooled import PooledUpstream
+from gateway.upstreams.rest_session import RestWire
+from gateway.upstreams.tfserving_grpc import TFServingGrpc
+from gateway.upstreams.tfserving_rest import TFServingRest
+from gateway.upstreams.torchserve_grpc import TorchServeGrpc
+from gateway.upstreams.torchserve_rest import TorchServeRest
 from gateway.upstreams.torchserve_token import TokenSource
 from tests.unit.test_upstreams_clients import TOKEN, Seen, rest_backend
-
-VERSIONS = {"digits-mlp": 4}
 
 
 def key_file(path: Path, key: str) -> Path:
@@ -32,18 +33,22 @@ def key_file(path: Path, key: str) -> Path:
 
 def test_grpc_settings_reach_the_grpc_clients() -> None:
     settings = GatewaySettings(
-        tensorflow={"grpc": ["10.0.0.1:8500", "10.0.0.2:8500"], "timeout_s": 1.5},
+        tensorflow={
+            "transport": "grpc",
+            "grpc": ["10.0.0.1:8500", "10.0.0.2:8500"],
+            "timeout_s": 1.5,
+        },
         pytorch={"grpc": ["10.0.0.3:7070"], "unhealthy_for_s": 9.0, "token": "abc"},
     )
-    upstreams = build_upstreams(settings, VERSIONS)
+    upstreams = build_upstreams(settings)
     tf, torch = upstreams["tensorflow"], upstreams["pytorch"]
-    assert isinstance(tf, TFServingGrpcUpstream)
-    assert isinstance(torch, TorchServeGrpcUpstream)
-    assert tf.channels.addresses == ["10.0.0.1:8500", "10.0.0.2:8500"]
-    assert tf.timeout_s == 1.5
-    assert torch.channels.unhealthy_for_s == 9.0
-    assert torch.token.metadata() == (("authorization", "Bearer abc"),)
-    assert tf.default_versions == torch.default_versions == VERSIONS
+    assert isinstance(tf, PooledUpstream) and isinstance(torch, PooledUpstream)
+    assert isinstance(tf.codec, TFServingGrpc) and isinstance(tf.wire, GrpcWire)
+    assert isinstance(torch.codec, TorchServeGrpc) and isinstance(torch.wire, GrpcWire)
+    assert tf.wire.addresses == ["10.0.0.1:8500", "10.0.0.2:8500"]
+    assert tf.settings.timeout_s == 1.5
+    assert torch.settings.unhealthy_for_s == 9.0
+    assert torch.codec.token.metadata() == (("authorization", "Bearer abc"),)
     assert all(isinstance(u, Upstream) for u in upstreams.values())
 
 
@@ -57,20 +62,29 @@ def test_rest_settings_reach_the_rest_clients(tmp_path: Path) -> None:
             "token_file": key_file(tmp_path / "key_file.json", "from-file"),
         },
     )
-    upstreams = build_upstreams(settings, VERSIONS)
+    upstreams = build_upstreams(settings)
     tf, torch = upstreams["tensorflow"], upstreams["pytorch"]
-    assert isinstance(tf, TFServingRestUpstream)
-    assert isinstance(torch, TorchServeRestUpstream)
-    assert tf.replicas.replicas == ["http://a:8501"]
-    assert tf.session.max_connections == 7
-    assert torch.replicas.replicas == ["http://b:8080", "http://c:8080"]
-    assert torch.timeout_s == 0.25
-    assert torch.token.headers() == {"Authorization": "Bearer from-file"}
+    assert isinstance(tf, PooledUpstream) and isinstance(torch, PooledUpstream)
+    assert isinstance(tf.codec, TFServingRest) and isinstance(tf.wire, RestWire)
+    assert isinstance(torch.codec, TorchServeRest) and isinstance(torch.wire, RestWire)
+    assert tf.pool().replicas == ["http://a:8501"]
+    assert tf.wire.session.max_connections == 7
+    assert torch.pool().replicas == ["http://b:8080", "http://c:8080"]
+    assert torch.settings.timeout_s == 0.25
+    assert torch.codec.token.headers() == {"Authorization": "Bearer from-file"}
 
 
 def test_missing_addresses_fail_fast() -> None:
     with pytest.raises(ValueError, match=r"settings\.pytorch\.grpc lists no replica"):
-        build_upstreams(GatewaySettings(tensorflow={"grpc": ["h:1"]}), VERSIONS)
+        build_upstreams(GatewaySettings(tensorflow={"rest": ["http://h:1"]}))
+    # TF Serving's default transport is REST: gRPC addresses alone are not enough
+    with pytest.raises(ValueError, match=r"settings\.tensorflow\.rest lists no replica"):
+        build_upstreams(GatewaySettings(tensorflow={"grpc": ["h:1"]}, pytorch={"grpc": ["h:2"]}))
+
+
+def test_each_backend_defaults_to_its_faster_transport() -> None:
+    settings = GatewaySettings()
+    assert (settings.tensorflow.transport, settings.pytorch.transport) == ("rest", "grpc")
 
 
 def test_token_and_timeout_from_settings_reach_the_wire(tmp_path: Path) -> None:
@@ -79,7 +93,7 @@ def test_token_and_timeout_from_settings_reach_the_wire(tmp_path: Path) -> None:
     async def go(model: str) -> int:
         async with rest_backend(seen) as url:
             settings = GatewaySettings(
-                tensorflow={"grpc": ["h:1"]},
+                tensorflow={"rest": ["http://h:1"]},
                 pytorch={
                     "transport": "rest",
                     "rest": [url],
@@ -87,9 +101,10 @@ def test_token_and_timeout_from_settings_reach_the_wire(tmp_path: Path) -> None:
                     "token_file": key_file(tmp_path / "key_file.json", TOKEN),
                 },
             )
-            client = build_upstreams(settings, VERSIONS)["pytorch"]
+            client = build_upstreams(settings)["pytorch"]
             try:
-                request = InferRequest(model=model, inputs={"input": np.ones((1, 4), np.float32)})
+                x = np.ones((1, 4), np.float32)
+                request = InferRequest(model=model, inputs={"input": x}, version=4)
                 return (await client.infer(request, 30.0)).version
             finally:
                 await client.aclose()

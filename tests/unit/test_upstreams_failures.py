@@ -119,8 +119,7 @@ def test_torchserve_grpc_details_lose_the_java_class_line() -> None:
     assert "InternalServerException" not in error.message
 
 
-def test_targets_describe_label_and_model() -> None:
-    assert str(Target("tensorflow", "m", label="stable")) == "model 'm' label 'stable'"
+def test_targets_describe_version_and_model() -> None:
     assert str(Target("tensorflow", "m")) == "model 'm'"
 
 
