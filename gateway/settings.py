@@ -258,6 +258,9 @@ class ExperimentsSettings(BaseModel):
     )
     retention_days: float | None = Field(30.0, gt=0, description="older records are deleted")
     queue_size: int = Field(10_000, ge=1, description="records waiting; full = drop and count")
+    rollout_tick_s: float = Field(
+        1.0, gt=0, le=60, description="seconds between two looks of the rollout controller"
+    )
     batch_size: int = Field(500, ge=1, description="records per write")
     flush_interval_s: float = Field(0.2, gt=0, description="longest wait before a write")
 

@@ -151,6 +151,31 @@ class ExperimentManager:
         await self._route(self.get(experiment), reason)
         return event
 
+    async def create(self, spec: ExperimentSpec, reason: str) -> Event:
+        """Store an experiment defined at run time (`scheduled`; `tick` starts it when due).
+
+        Raises:
+            Conflict: an experiment with this id exists.
+        """
+        if spec.id in self.states:
+            raise Conflict(f"experiment {spec.id} exists")
+        event = Event(spec.id, "define", reason, spec.model_dump(mode="json"))
+        try:
+            await self._control.write(state_store.create, spec, event)
+        except self._control.integrity_error as exc:  # another process created it first
+            raise Conflict(f"experiment {spec.id} exists") from exc
+        return event
+
+    async def rollout_step(self, event: Event, split: dict[Framework, float]) -> bool:
+        """The rollout controller's transition: store `split` and its `rollout` event, and
+        route by it; False (nothing changed) if the experiment no longer runs."""
+        state = self.get(event.experiment)
+        spec = state.spec.model_copy(update={"split": split})
+        if not await self._control.write(state_store.rollout_step, event, spec):
+            return False
+        await self._route(self.get(event.experiment), event.reason)
+        return True
+
     async def tick(self, now: float) -> None:
         """Start experiments whose start time came, end those whose end date passed."""
         for state in list(self.states.values()):
@@ -188,13 +213,9 @@ class ExperimentManager:
             await self._layers.clear_experiment_layer(model, set_by)
 
     def _reload(self, db: Database) -> None:
-        stored = state_store.load(db)
-        states = {
-            exp_id: ExperimentState(stored[exp_id].spec, stored[exp_id].status)
-            if exp_id in stored
-            else ExperimentState(spec)
-            for exp_id, spec in self._specs.items()
-        }
+        stored = state_store.load(db)  # configured ones and those created at run time
+        states = {exp_id: ExperimentState(spec) for exp_id, spec in self._specs.items()}
+        states.update({i: ExperimentState(s.spec, s.status) for i, s in stored.items()})
         active = {s.spec.model: i for i, s in states.items() if s.status == "running"}
         self.states, self.active = states, active
 

@@ -19,16 +19,17 @@ from typing import Any
 
 from gateway.catalog import Catalog
 from gateway.control import ControlPlane
-from gateway.errors import GatewayError
+from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.experiments import state_store
 from gateway.experiments.analysis import analyse
+from gateway.experiments.controller import RolloutController
 from gateway.experiments.log import PredictionLog
 from gateway.experiments.manager import ExperimentManager, PolicyLayers
 from gateway.experiments.records import FeedbackResult, Outcome, Row
 from gateway.experiments.specs import check_specs, data_dir, default_specs
 from gateway.experiments.store import LogStore, open_store
 from gateway.outcome import CallOutcome
-from gateway.settings import ExperimentsSettings
+from gateway.settings import ExperimentSpec, ExperimentsSettings
 from gateway.types import Framework
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ class ExperimentService:
                 on_written=self._written,
             )  # fmt: skip
         self._unchecked = False  # rows written since the stop rules were last checked
-        self._task: asyncio.Task[None] | None = None
+        self._catalog = catalog
+        self.rollouts = RolloutController(self.manager, control, self._log_rows)
+        self._tasks: list[asyncio.Task[None]] = []
 
     def observe(self, outcome: CallOutcome) -> None:
         """The prediction log's observer: one `serve` record per answered request (its
@@ -116,15 +119,35 @@ class ExperimentService:
         await self.manager.define()
         await self.manager.tick(time.time())
         if self.log is not None:
-            self._task = asyncio.create_task(self._housekeeping(), name="experiments-housekeeping")
+            for loop, name in ((self._housekeeping, "housekeeping"), (self._rollouts, "rollout")):
+                self._tasks.append(asyncio.create_task(loop(), name=f"experiments-{name}"))
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        if self._tasks:
+            await self.rollouts.release()
         if self.log is not None:
             await self.log.aclose()
+
+    async def create(self, spec: ExperimentSpec, reason: str) -> dict[str, Any]:
+        """Define an experiment at run time; it starts now if due and its model is free.
+
+        Raises:
+            BadRequest: an arm names a missing build, or the model is unknown.
+            Conflict: the id exists.
+        """
+        try:
+            check_specs([spec], self._catalog)
+        except NotFound as exc:
+            raise BadRequest(f"model: {exc}") from None
+        except ValueError as exc:  # a version without a build of that framework
+            raise BadRequest(f"arms: {exc}") from None
+        event = await self.manager.create(spec, reason)
+        await self.manager.tick(time.time())
+        return {"experiment": self.describe(spec.id), "event": event.as_dict()}
 
     async def transition(self, experiment: str, action: str, reason: str) -> dict[str, Any]:
         event = await self.manager.transition(experiment, action, reason)
@@ -201,6 +224,19 @@ class ExperimentService:
             except Exception:  # e.g. the database restarts: try again at the next tick
                 logger.exception("experiments housekeeping failed")
             await asyncio.sleep(_TICK_S)
+
+    async def _rollouts(self) -> None:
+        while True:
+            try:
+                await self.rollouts.tick()
+            except Exception:  # e.g. the database restarts: try again at the next tick
+                logger.exception("rollout controller tick failed")
+            await asyncio.sleep(self.settings.rollout_tick_s)
+
+    async def _log_rows(self, experiment: str) -> Any:
+        log = self._require_log()
+        await log.flush()  # this process's queued rows; other processes flush on their own
+        return await log.run(_records, experiment)
 
     async def _housekeep(self, now: float, last_purge: float) -> float:
         """Time rules, stop rules, retention; returns when the log was last purged."""
