@@ -143,8 +143,8 @@ class RolloutController:
             return None
         since = step_event.ts + self._settle_s
         rows = [row for row in await self._rows(spec.id) if row[_TS] >= since]
-        if self._looked.get(spec.id) == (step_event.ts, len(rows)):
-            return None  # nothing new since the last look: the verdict cannot change
+        if not rows or self._looked.get(spec.id) == (step_event.ts, len(rows)):
+            return None  # nothing (new) to look at: the verdict cannot change
         self._looked[spec.id] = (step_event.ts, len(rows))
         analysis = await asyncio.to_thread(self._analyse, rows, events, spec.id)
         action = next_rollout_action(spec, analysis, step)
