@@ -72,7 +72,7 @@ class Process:
 
     def weights(self) -> dict[str, float]:
         assert self.layers.layer is not None
-        return dict(self.layers.layer[0].weights)
+        return {str(arm): share for arm, share in self.layers.layer[0].weights.items()}
 
 
 def _step_ts(events: Sequence[Event]) -> float:
@@ -81,7 +81,7 @@ def _step_ts(events: Sequence[Event]) -> float:
 
 def run(path: Path, scenario: Any, processes: int = 1) -> Any:
     async def main() -> Any:
-        clock, log = [100.0], []
+        clock, log = [100.0], list[Row]()
         procs = [Process(path, clock, log, f"p{i}") for i in range(processes)]
         for proc in procs:
             await proc.start()
