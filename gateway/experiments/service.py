@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,7 @@ class ExperimentService:
         self._catalog = catalog
         self.rollouts = RolloutController(self.manager, control, self._log_rows)
         self._tasks: list[asyncio.Task[None]] = []
+        self._purged_at = 0.0  # when the log was last purged of rows past retention
 
     def observe(self, outcome: CallOutcome) -> None:
         """The prediction log's observer: one `serve` record per answered request (its
@@ -113,14 +114,16 @@ class ExperimentService:
 
     async def start(self) -> None:
         """After the control plane started: store the configured experiments, start those
-        due, and (with a log) run the housekeeping task."""
+        due, and (with a log) run the housekeeping and rollout tasks."""
         if self.log is not None:
             await self.log.start()
         await self.manager.define()
         await self.manager.tick(time.time())
-        if self.log is not None:
-            for loop, name in ((self._housekeeping, "housekeeping"), (self._rollouts, "rollout")):
-                self._tasks.append(asyncio.create_task(loop(), name=f"experiments-{name}"))
+        if self.log is not None:  # both read the log
+            rollout_s = self.settings.rollout_tick_s
+            for call, period_s in ((self._housekeep, _TICK_S), (self.rollouts.tick, rollout_s)):
+                name = f"experiments: {call.__name__}"
+                self._tasks.append(asyncio.create_task(_repeat(call, period_s), name=name))
 
     async def aclose(self) -> None:
         for task in self._tasks:
@@ -216,38 +219,32 @@ class ExperimentService:
             if state.sample_reached(await log.run(_arm_counts, exp_id)):
                 await self.manager.auto(exp_id, "end", "stop rule: sample size per arm reached")
 
-    async def _housekeeping(self) -> None:
-        last_purge = 0.0
-        while True:
-            try:
-                last_purge = await self._housekeep(time.time(), last_purge)
-            except Exception:  # e.g. the database restarts: try again at the next tick
-                logger.exception("experiments housekeeping failed")
-            await asyncio.sleep(_TICK_S)
-
-    async def _rollouts(self) -> None:
-        while True:
-            try:
-                await self.rollouts.tick()
-            except Exception:  # e.g. the database restarts: try again at the next tick
-                logger.exception("rollout controller tick failed")
-            await asyncio.sleep(self.settings.rollout_tick_s)
-
     async def _log_rows(self, experiment: str) -> Any:
         log = self._require_log()
         await log.flush()  # this process's queued rows; other processes flush on their own
         return await log.run(_records, experiment)
 
-    async def _housekeep(self, now: float, last_purge: float) -> float:
-        """Time rules, stop rules, retention; returns when the log was last purged."""
+    async def _housekeep(self) -> None:
+        """Time rules, stop rules, retention (purged at most every `_PURGE_EVERY_S`)."""
+        now = time.time()
         await self.manager.tick(now)
         if self._unchecked:
             await self._check_stop_rules()
         retention = self.settings.retention_days
-        if retention is not None and now - last_purge >= _PURGE_EVERY_S and self.log:
+        if retention is not None and now - self._purged_at >= _PURGE_EVERY_S and self.log:
             await self.log.run(_purge, now - retention * 86400)
-            return now
-        return last_purge
+            self._purged_at = now
+
+
+async def _repeat(call: Callable[[], Awaitable[object]], period_s: float) -> None:
+    """`call()` every `period_s` until cancelled; a failing call (the database restarts)
+    is logged and tried again at the next period."""
+    while True:
+        try:
+            await call()
+        except Exception:
+            logger.exception("experiments: %s failed", getattr(call, "__name__", call))
+        await asyncio.sleep(period_s)
 
 
 # Store calls, run on the log's storage thread.
