@@ -36,11 +36,9 @@ from gateway.experiments.analysis import analyse
 from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.records import Event, Row
 from gateway.experiments.rollout import ROLLED_BACK, RolloutAction, first_step, next_rollout_action
-from gateway.experiments.store import RECORD_COLUMNS
 from gateway.settings import ExperimentSpec
 
 LEASE = "rollout"
-_TS = RECORD_COLUMNS.index("ts")
 _FINAL = ("complete", "rollback")
 Analyse = Callable[[Sequence[Row], Sequence[Event], str], dict[str, Any]]
 
@@ -81,7 +79,8 @@ class RolloutController:
     Args:
         manager: the experiments (their snapshot, and `rollout_step` to move a split).
         control: the control plane (lease, events).
-        rows: an experiment's prediction-log rows (every process's), `RECORD_COLUMNS`.
+        rows: `rows(experiment, since)`: its prediction-log rows (every process's,
+            `RECORD_COLUMNS`) logged at or after `since`.
         holder: this process's name in the lease (`holder_id()` by default).
         clock: seconds since the epoch.
         analyse_fn: the analysis (`analysis.analyse`), run in a worker thread.
@@ -93,7 +92,7 @@ class RolloutController:
         self,
         manager: ExperimentManager,
         control: ControlPlane,
-        rows: Callable[[str], Awaitable[Sequence[Row]]],
+        rows: Callable[[str, float], Awaitable[Sequence[Row]]],
         *,
         holder: str | None = None,
         clock: Callable[[], float] = time.time,
@@ -141,8 +140,7 @@ class RolloutController:
         step = int(step_event.details.get("step", ROLLED_BACK))
         if step == ROLLED_BACK or step_event.details.get("kind") in _FINAL:
             return None
-        since = step_event.ts + self._settle_s
-        rows = [row for row in await self._rows(spec.id) if row[_TS] >= since]
+        rows = await self._rows(spec.id, step_event.ts + self._settle_s)
         if not rows or self._looked.get(spec.id) == (step_event.ts, len(rows)):
             return None  # nothing (new) to look at: the verdict cannot change
         self._looked[spec.id] = (step_event.ts, len(rows))

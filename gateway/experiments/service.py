@@ -219,10 +219,10 @@ class ExperimentService:
             if state.sample_reached(await log.run(_arm_counts, exp_id)):
                 await self.manager.auto(exp_id, "end", "stop rule: sample size per arm reached")
 
-    async def _log_rows(self, experiment: str) -> Any:
+    async def _log_rows(self, experiment: str, since: float) -> Any:
         log = self._require_log()
         await log.flush()  # this process's queued rows; other processes flush on their own
-        return await log.run(_records, experiment)
+        return await log.run(_records, experiment, since)
 
     async def _housekeep(self) -> None:
         """Time rules, stop rules, retention (purged at most every `_PURGE_EVERY_S`)."""
@@ -252,8 +252,8 @@ def _arm_counts(store: LogStore, experiment: str) -> dict[str, int]:
     return store.arm_counts(experiment)
 
 
-def _records(store: LogStore, experiment: str) -> Any:
-    return store.records(experiment)
+def _records(store: LogStore, experiment: str, since: float | None = None) -> Any:
+    return store.records(experiment, since)
 
 
 def _add_feedback(store: LogStore, items: Sequence[tuple[str, int]], ts: float) -> Any:

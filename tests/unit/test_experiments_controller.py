@@ -51,6 +51,7 @@ class Process:
         self.manager = ExperimentManager([SPEC], self.control, self.layers, lambda: clock[0])
         self.verdicts: list[dict[str, Any]] = []
         self.looks = 0
+        self.since: list[float] = []  # what the controller asked the log for
         self.controller = RolloutController(
             self.manager, self.control, self._rows, holder=name, clock=lambda: clock[0],
             analyse_fn=self._analyse, lease_s=LEASE_S, settle_s=1.0,
@@ -62,21 +63,17 @@ class Process:
         await self.manager.define()
         await self.manager.tick(0.0)
 
-    async def _rows(self, experiment: str) -> Sequence[Row]:
-        return list(self._log)
+    async def _rows(self, experiment: str, since: float) -> Sequence[Row]:
+        self.since.append(since)
+        return [r for r in self._log if r[2] >= since]
 
     def _analyse(self, rows: Sequence[Row], events: Sequence[Event], exp: str) -> dict[str, Any]:
         self.looks += 1
-        assert all(r[2] >= _step_ts(events) + 1.0 for r in rows)  # only this step's rows
         return self.verdicts[-1]
 
     def weights(self) -> dict[str, float]:
         assert self.layers.layer is not None
         return {str(arm): share for arm, share in self.layers.layer[0].weights.items()}
-
-
-def _step_ts(events: Sequence[Event]) -> float:
-    return [e.ts for e in events if e.action == "rollout"][-1]
 
 
 def run(path: Path, scenario: Any, processes: int = 1) -> Any:
@@ -121,6 +118,7 @@ def test_rollout_begins_advances_holds_and_completes(tmp_path: Path) -> None:
         assert advance.details["evidence"]["units"] == {"tensorflow": 10, "pytorch": 0}
         assert p.weights() == {"tensorflow": 50, "pytorch": 50}
         assert await p.controller.tick() == []  # the new step has no rows after it yet
+        assert p.since[-1] == advance.ts + 1.0  # its rows, once the processes followed
         clock[0] += 2
         add_rows(log, clock[0], 1)
         (to_100,) = await p.controller.tick()
