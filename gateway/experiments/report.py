@@ -107,17 +107,18 @@ def rollout_lines(result: dict[str, Any]) -> list[str]:
         f"Now: step {last.get('step', '-')}, candidate share {last.get('share', '-')}% "
         f"(last transition: {last.get('kind', '-')}).",
         "",
-        "| time (UTC) | action | step | share % | decided by | reason | units | SRM p |",
-        "|---|---|---:|---:|---|---|---|---:|",
     ]
     for event in steps:
         d, evidence = event["details"], event["details"].get("evidence") or {}
         when = datetime.fromtimestamp(event["ts"], UTC).strftime("%Y-%m-%d %H:%M:%S")
-        units = json.dumps(evidence.get("units"), sort_keys=True) if evidence.get("units") else "-"
-        srm_p = (evidence.get("srm") or {}).get("p_value", "-")
+        figures = [f"step {d.get('step', '-')}", f"candidate {d.get('share', '-')}%"]
+        figures.append(f"decided by {d.get('metric', '-')}")
+        if evidence.get("units"):
+            figures.append(f"units {json.dumps(evidence['units'], sort_keys=True)}")
+        if (evidence.get("srm") or {}).get("p_value") is not None:
+            figures.append(f"SRM p {evidence['srm']['p_value']}")
         lines.append(
-            f"| {when} | {d.get('kind', '-')} | {d.get('step', '-')} | {d.get('share', '-')} "
-            f"| {d.get('metric', '-')} | {event['reason']} | {units} | {srm_p} |"
+            f"- {when} UTC, {d.get('kind', '-')}: {event['reason']} ({', '.join(figures)})"
         )
     return lines
 

@@ -33,13 +33,13 @@ def _client(store: Path, data: Path) -> TestClient:
     return TestClient(create_app(settings, upstreams))  # type: ignore[arg-type]
 
 
-def _weights(client: TestClient, deadline_s: float = 10.0) -> dict[str, float]:
-    """The toy model's experiment layer's weights once the rollout has begun."""
+def _first_step(client: TestClient, deadline_s: float = 10.0) -> dict[str, Any]:
+    """The rollout's first `rollout` event, once the controller wrote it."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        layer = client.get("/admin/models/toy/policy", headers=ADMIN).json()["layers"]
-        if layer["experiment"] and layer["experiment"]["policy"]["weights"]["pytorch"] != 50:
-            return dict(layer["experiment"]["policy"]["weights"])
+        analysis = client.get("/admin/experiments/toy-rollout", headers=ADMIN).json()
+        if analysis["rollout"]:
+            return dict(analysis["rollout"][0])
     raise AssertionError(f"the rollout did not begin within {deadline_s} s")
 
 
@@ -49,13 +49,17 @@ def test_created_experiment_is_stored_started_and_rolled_out(tmp_path: Path) -> 
         busy = client.post("/admin/experiments", json=SPEC, headers=ADMIN)
         assert busy.status_code == 201, busy.text
         assert busy.json()["experiment"]["status"] == "scheduled"  # toy-ab runs on toy
+        # no split given: the rollout's first step, so it never starts at 50/50
+        assert busy.json()["experiment"]["split"] == {"tensorflow": 99, "pytorch": 1}
         assert busy.json()["event"]["action"] == "define"
         again = client.post("/admin/experiments", json=SPEC, headers=ADMIN)
         assert again.status_code == 409 and "toy-rollout" in again.json()["error"]
         client.post("/admin/experiments/toy-ab/end", json={"reason": "make room"}, headers=ADMIN)
-        assert _weights(client) == {"tensorflow": 99, "pytorch": 1}
-        events = client.get("/admin/experiments/toy-rollout", headers=ADMIN).json()["rollout"]
-        assert events[0]["details"]["step"] == 0 and events[0]["details"]["share"] == 1
+        first = _first_step(client)["details"]
+        assert first["kind"] == "advance" and first["step"] == 0 and first["share"] == 1
+        layers = client.get("/admin/models/toy/policy", headers=ADMIN).json()["layers"]
+        assert layers["experiment"]["set_by"] == "experiment toy-rollout"
+        assert layers["experiment"]["policy"]["weights"] == {"tensorflow": 99, "pytorch": 1}
     with _client(store, data) as restarted:
         listed = restarted.get("/admin/experiments", headers=ADMIN).json()["experiments"]
         stored = {e["id"]: e for e in listed}["toy-rollout"]

@@ -19,10 +19,13 @@ def test_rollout_lines_show_the_current_step_and_each_transition_with_its_figure
     ]
     lines = rollout_lines({"rollout": [e.as_dict() for e in events]})
     assert lines[0] == "Now: step -1, candidate share 0.0% (last transition: rollback)."
-    assert lines[-2].startswith("| 1970-01-01 00:10:50 | advance | 0 | 10.0 | start | begins |")
+    assert lines[-2] == (
+        "- 1970-01-01 00:10:50 UTC, advance: begins (step 0, candidate 10.0%, decided by start)"
+    )
     units = '{"pytorch": 9, "tensorflow": 70}'
-    assert (
-        lines[-1] == f"| 1970-01-01 00:11:40 | rollback | -1 | 0.0 | srm | srm | {units} | 0.42 |"
+    assert lines[-1] == (
+        "- 1970-01-01 00:11:40 UTC, rollback: srm"
+        f" (step -1, candidate 0.0%, decided by srm, units {units}, SRM p 0.42)"
     )
     assert rollout_lines({"rollout": []}) == ["This experiment has no rollout."]
 
@@ -42,7 +45,7 @@ def test_report_sections_in_reading_order_with_pairs_and_rollout(tmp_path: Path)
     assert "**candidate_inferior** (decided by: accuracy)" in md
     assert "McNemar exact p" in md and "pairs: 400" in md
     assert "Now: step 1, candidate share 5.0% (last transition: advance)." in md
-    assert "| 1970-01-01 00:08:20 | advance | 1 | 5.0 | - | non-inferior | - | - |" in md
+    assert "- 1970-01-01 00:08:20 UTC, advance: non-inferior (step 1, candidate 5.0%" in md
     assert html_path.read_text().count("data:image/png;base64,") == 4
 
 
