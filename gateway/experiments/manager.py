@@ -106,7 +106,8 @@ class ExperimentManager:
         running experiment whose layer is missing (e.g. a crash between the two writes,
         or a database from before the layers) its layer back."""
         for spec in self._specs.values():
-            event = Event(spec.id, "define", "configured", spec.model_dump(mode="json"))
+            defined = spec.model_dump(mode="json")
+            event = Event(spec.id, "define", "configured", defined, self._clock())
             await self._control.write(state_store.define, spec, event)
         for state in list(self.states.values()):
             owner = self._layers.experiment_layer_owner(state.spec.model)
@@ -128,7 +129,7 @@ class ExperimentManager:
             raise Conflict(f"experiment {experiment} is {state.status}; cannot {action} it")
         if action == "start":
             self._check_model_free(state)
-        event = Event(experiment, action, reason)
+        event = Event(experiment, action, reason, ts=self._clock())
         if not await self._apply(event):
             now = self.get(experiment).status
             raise Conflict(f"experiment {experiment} is {now}; cannot {action} it")
@@ -145,7 +146,7 @@ class ExperimentManager:
             spec = ExperimentSpec.model_validate({**state.spec.model_dump(), "split": split})
         except ValueError as exc:
             raise BadRequest(f"split: {exc}") from None
-        event = Event(experiment, "split", reason, {"split": split})
+        event = Event(experiment, "split", reason, {"split": split}, self._clock())
         if not await self._control.write(state_store.change_split, event, spec):
             raise Conflict(f"experiment {experiment} has ended")
         await self._route(self.get(experiment), reason)
@@ -159,7 +160,7 @@ class ExperimentManager:
         """
         if spec.id in self.states:
             raise Conflict(f"experiment {spec.id} exists")
-        event = Event(spec.id, "define", reason, spec.model_dump(mode="json"))
+        event = Event(spec.id, "define", reason, spec.model_dump(mode="json"), self._clock())
         try:
             await self._control.write(state_store.create, spec, event)
         except self._control.integrity_error as exc:  # another process created it first
@@ -189,7 +190,7 @@ class ExperimentManager:
     async def auto(self, experiment: str, action: str, reason: str) -> bool:
         """A rule's transition: True if this process made it, False if another did first."""
         try:
-            return await self._apply(Event(experiment, action, reason))
+            return await self._apply(Event(experiment, action, reason, ts=self._clock()))
         except Conflict:
             return False
 

@@ -7,7 +7,6 @@ its figures, and only the lease holder acts (another takes over once it stops re
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -82,7 +81,7 @@ def run(path: Path, scenario: Any, processes: int = 1) -> Any:
         procs = [Process(path, clock, log, f"p{i}") for i in range(processes)]
         for proc in procs:
             await proc.start()
-        clock[0] = time.time() + 1  # after the start event (stamped by the real clock)
+        clock[0] += 1  # after the start event (the manager's events use this clock too)
         try:
             return await scenario(procs, clock, log)
         finally:
@@ -176,3 +175,30 @@ def test_only_the_lease_holder_acts_and_another_takes_over(tmp_path: Path) -> No
         return [e.details["step"] for e in events if e.action == "rollout"]
 
     assert run(tmp_path / "db.sqlite3", scenario, processes=2) == [0, 1]
+
+
+def test_a_paused_rollout_is_left_alone_and_restarts_at_its_first_step(tmp_path: Path) -> None:
+    async def scenario(procs: list[Process], clock: list[float], log: list[Row]) -> Any:
+        (p,) = procs
+        await p.controller.tick()
+        clock[0] += 2
+        add_rows(log, clock[0], 10)
+        p.verdicts.append(verdict("candidate_non_inferior"))
+        (advance,) = await p.controller.tick()
+        clock[0] += 1
+        await p.manager.transition("m-ab", "pause", "look at it")
+        late = Event("m-ab", "rollout", "a tick that read the state before the pause", {})
+        assert not await p.manager.rollout_step(late, {"tensorflow": 0, "pytorch": 100})
+        add_rows(log, clock[0] + 2, 10)
+        assert await p.controller.tick() == [] and p.layers.layer is None  # paused: no layer
+        clock[0] += 1
+        await p.manager.transition("m-ab", "start", "go on")
+        clock[0] += 1
+        (again,) = await p.controller.tick()
+        events = await p.control.read(read_events, "m-ab")
+        return advance.details["step"], again.details, [e.action for e in events], p.weights()
+
+    step, again, actions, weights = run(tmp_path / "db.sqlite3", scenario)
+    assert step == 1 and again["kind"] == "advance" and again["step"] == 0
+    assert actions == ["define", "start", "rollout", "rollout", "pause", "start", "rollout"]
+    assert weights == {"tensorflow": 90, "pytorch": 10}
