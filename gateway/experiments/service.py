@@ -130,8 +130,10 @@ class ExperimentService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._tasks:
+        try:
             await self.rollouts.release()
+        except Exception:  # the database is gone: the lease expires on its own
+            logger.exception("releasing the rollout lease failed")
         if self.log is not None:
             await self.log.aclose()
 
