@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
 from backends.torchserve.launcher import stop_torchserve
