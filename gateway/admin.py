@@ -14,13 +14,17 @@ from gateway.errors import BadRequest
 from gateway.openapi import inline, operation, ref
 from gateway.protocols.http import json_body, json_response
 from gateway.protocols.schemas import ExperimentChange, SplitChange
-from gateway.settings import ModelPolicy
+from gateway.settings import ExperimentSpec, ModelPolicy
 
 router = APIRouter(prefix="/admin")
 # Every field of a policy has a default, so its schema doubles as "the fields to change".
 _POLICY_CHANGE = operation(ModelPolicy, body={"application/json": inline(ModelPolicy)})
 _TRANSITION = operation(body={"application/json": ref(ExperimentChange)}, statuses=(409, 503))
 _SPLIT_CHANGE = operation(body={"application/json": ref(SplitChange)}, statuses=(409, 503))
+_CREATED = {"description": "the experiment, as stored, and its `define` event"}
+_CREATE = operation(
+    body={"application/json": ref(ExperimentSpec)}, statuses=(409, 503), extra={201: _CREATED}
+)
 
 
 def _ctx(request: Request) -> GatewayContext:
@@ -61,9 +65,7 @@ async def set_override(request: Request, model: str) -> Response:
     try:
         policy = ModelPolicy.model_validate(merged)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "policy"
-        raise BadRequest(f"{where}: {first['msg']}") from None
+        raise _invalid(exc, "policy") from None
     await ctx.policies.set_layer(model, "override", policy, set_by, reason)
     return json_response({"model": model, **ctx.policies.describe(model)})
 
@@ -75,6 +77,13 @@ async def clear_override(request: Request, model: str) -> Response:
     ctx.catalog.get(model)
     await ctx.policies.clear_layer(model, "override")
     return json_response({"model": model, **ctx.policies.describe(model)})
+
+
+def _invalid(exc: ValidationError, name: str) -> BadRequest:
+    """400 naming the first bad field (dotted path) and what is wrong with it."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or name
+    return BadRequest(f"{where}: {first['msg']}")
 
 
 def _override_body(body: Any) -> tuple[dict[str, Any], str, str]:
@@ -136,6 +145,22 @@ async def _change(request: Request, ctx: GatewayContext) -> dict[str, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("reason"), str):
         raise BadRequest("reason: every experiment change needs a reason (a string)")
     return body
+
+
+@router.post("/experiments", status_code=201, **_CREATE)
+async def create_experiment(request: Request) -> Response:
+    """Define an experiment at run time from a spec (the YAML's `ExperimentSpec`); it is
+    stored, and starts at once when due and its model runs no other experiment."""
+    ctx = _ctx(request)
+    body = await json_body(request, ctx.settings.max_body_bytes)
+    if not isinstance(body, dict):
+        raise BadRequest("experiment: must be a JSON object (an ExperimentSpec)")
+    try:
+        spec = ExperimentSpec.model_validate(body)
+    except ValidationError as exc:
+        raise _invalid(exc, "experiment") from None
+    created = await ctx.experiments.create(spec, "created through the admin API")
+    return json_response(created, status=201)
 
 
 @router.get("/experiments/{experiment}", **operation(statuses=(503,)))

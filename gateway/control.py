@@ -61,6 +61,10 @@ class ControlPlane:
         self._task: asyncio.Task[None] | None = None
         self.revision = -1
 
+    def add_schema(self, schema: Sequence[str]) -> None:
+        """Before `start`: tables no follower re-reads (e.g. a lease; see `transact`)."""
+        self._schema.extend(schema)
+
     def follow(self, reload: Reload, schema: Sequence[str] = ()) -> None:
         """Before `start`: create `schema`, and call `reload(db)` (on the control thread)
         at start and after every change. `reload` swaps in a new snapshot in one assignment,
@@ -104,6 +108,13 @@ class ControlPlane:
         db = self._require()
         return await self._call(self._write, db, call, args)
 
+    async def transact(self, call: Callable[..., T], *args: Any) -> T:
+        """`call(db, cursor, *args)` in one transaction that changes no followed state:
+        no revision bump, no re-read (a lease renewed every second must not make every
+        process re-read its snapshots every second)."""
+        db = self._require()
+        return await self._call(self._transact, db, call, args)
+
     async def refresh(self) -> None:
         """Re-read now if the revision moved (the follower does this every `poll_s`)."""
         db = self._require()
@@ -115,6 +126,10 @@ class ControlPlane:
             bump_revision(cursor)
         self._reload(db)
         return result
+
+    def _transact(self, db: Database, call: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with db.transaction() as cursor:
+            return call(db, cursor, *args)
 
     def _refresh(self, db: Database) -> None:
         if read_revision(db) != self.revision:

@@ -86,7 +86,13 @@ PREDICTION_HEADERS: list[dict[str, Any]] = [
 ]
 
 
+_REFERENCED: dict[str, type[BaseModel]] = {}  # models outside `schemas` that routes ref
+
+
 def ref(model: type[BaseModel]) -> dict[str, str]:
+    """A reference to `model`'s schema in the components (added there by `document`)."""
+    if model.__module__ != schemas.__name__:
+        _REFERENCED[model.__name__] = model
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
@@ -154,12 +160,12 @@ def document(app: FastAPI) -> dict[str, Any]:
 
 
 def _body_schemas() -> dict[str, Any]:
-    """Every model of `gateway.protocols.schemas`, referable from any operation."""
+    """Every model of `gateway.protocols.schemas` and every model a route `ref`s."""
     models = [
         m
         for _, m in inspect.getmembers(schemas, inspect.isclass)
         if issubclass(m, BaseModel) and m.__module__ == schemas.__name__
-    ]
+    ] + list(_REFERENCED.values())
     _, top = models_json_schema(
         [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
     )

@@ -258,7 +258,10 @@ class ExperimentSpec(BaseModel):
         min_length=1,
         description="metrics that must be within their margins (drop accuracy without feedback)",
     )
-    rollout: RolloutSpec | None = Field(None, description="None = a fixed split, no rollout")
+    rollout: RolloutSpec | None = Field(
+        None,
+        description="None = a fixed split; with a rollout, `split` defaults to its first step",
+    )
 
     @model_validator(mode="after")
     def _roles_match_arms(self) -> ExperimentSpec:
@@ -271,6 +274,16 @@ class ExperimentSpec(BaseModel):
             self.arms = roles
         elif len(self.arms) == 2:
             self.control, self.candidate = self.arms
+        return self
+
+    @model_validator(mode="after")
+    def _rollout_starts_at_its_first_step(self) -> ExperimentSpec:
+        """With a rollout and no split given, the split is the first step's, so the
+        candidate never gets more than that before the rollout controller's first look."""
+        if self.rollout is not None and "split" not in self.model_fields_set:
+            assert self.control is not None and self.candidate is not None  # roles filled
+            first = self.rollout.steps[0]
+            self.split = {self.control.framework: 100 - first, self.candidate.framework: first}
         return self
 
     @model_validator(mode="after")
@@ -308,6 +321,9 @@ class ExperimentsSettings(BaseModel):
     )
     retention_days: float | None = Field(30.0, gt=0, description="older records are deleted")
     queue_size: int = Field(10_000, ge=1, description="records waiting; full = drop and count")
+    rollout_tick_s: float = Field(
+        1.0, gt=0, le=60, description="seconds between two looks of the rollout controller"
+    )
     batch_size: int = Field(500, ge=1, description="records per write")
     flush_interval_s: float = Field(0.2, gt=0, description="longest wait before a write")
 

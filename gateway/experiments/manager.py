@@ -106,7 +106,8 @@ class ExperimentManager:
         running experiment whose layer is missing (e.g. a crash between the two writes,
         or a database from before the layers) its layer back."""
         for spec in self._specs.values():
-            event = Event(spec.id, "define", "configured", spec.model_dump(mode="json"))
+            defined = spec.model_dump(mode="json")
+            event = Event(spec.id, "define", "configured", defined, self._clock())
             await self._control.write(state_store.define, spec, event)
         for state in list(self.states.values()):
             owner = self._layers.experiment_layer_owner(state.spec.model)
@@ -128,7 +129,7 @@ class ExperimentManager:
             raise Conflict(f"experiment {experiment} is {state.status}; cannot {action} it")
         if action == "start":
             self._check_model_free(state)
-        event = Event(experiment, action, reason)
+        event = Event(experiment, action, reason, ts=self._clock())
         if not await self._apply(event):
             now = self.get(experiment).status
             raise Conflict(f"experiment {experiment} is {now}; cannot {action} it")
@@ -145,11 +146,36 @@ class ExperimentManager:
             spec = ExperimentSpec.model_validate({**state.spec.model_dump(), "split": split})
         except ValueError as exc:
             raise BadRequest(f"split: {exc}") from None
-        event = Event(experiment, "split", reason, {"split": split})
+        event = Event(experiment, "split", reason, {"split": split}, self._clock())
         if not await self._control.write(state_store.change_split, event, spec):
             raise Conflict(f"experiment {experiment} has ended")
         await self._route(self.get(experiment), reason)
         return event
+
+    async def create(self, spec: ExperimentSpec, reason: str) -> Event:
+        """Store an experiment defined at run time (`scheduled`; `tick` starts it when due).
+
+        Raises:
+            Conflict: an experiment with this id exists.
+        """
+        if spec.id in self.states:
+            raise Conflict(f"experiment {spec.id} exists")
+        event = Event(spec.id, "define", reason, spec.model_dump(mode="json"), self._clock())
+        try:
+            await self._control.write(state_store.create, spec, event)
+        except self._control.integrity_error as exc:  # another process created it first
+            raise Conflict(f"experiment {spec.id} exists") from exc
+        return event
+
+    async def rollout_step(self, event: Event, split: dict[Framework, float]) -> bool:
+        """The rollout controller's transition: store `split` and its `rollout` event, and
+        route by it; False (nothing changed) if the experiment no longer runs."""
+        state = self.get(event.experiment)
+        spec = state.spec.model_copy(update={"split": split})
+        if not await self._control.write(state_store.rollout_step, event, spec):
+            return False
+        await self._route(self.get(event.experiment), event.reason)
+        return True
 
     async def tick(self, now: float) -> None:
         """Start experiments whose start time came, end those whose end date passed."""
@@ -164,7 +190,7 @@ class ExperimentManager:
     async def auto(self, experiment: str, action: str, reason: str) -> bool:
         """A rule's transition: True if this process made it, False if another did first."""
         try:
-            return await self._apply(Event(experiment, action, reason))
+            return await self._apply(Event(experiment, action, reason, ts=self._clock()))
         except Conflict:
             return False
 
@@ -188,13 +214,9 @@ class ExperimentManager:
             await self._layers.clear_experiment_layer(model, set_by)
 
     def _reload(self, db: Database) -> None:
-        stored = state_store.load(db)
-        states = {
-            exp_id: ExperimentState(stored[exp_id].spec, stored[exp_id].status)
-            if exp_id in stored
-            else ExperimentState(spec)
-            for exp_id, spec in self._specs.items()
-        }
+        stored = state_store.load(db)  # configured ones and those created at run time
+        states = {exp_id: ExperimentState(spec) for exp_id, spec in self._specs.items()}
+        states.update({i: ExperimentState(s.spec, s.status) for i, s in stored.items()})
         active = {s.spec.model: i for i, s in states.items() if s.status == "running"}
         self.states, self.active = states, active
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,15 +98,27 @@ def paired_lines(paired: dict[str, Any] | None) -> list[str]:
 
 
 def rollout_lines(result: dict[str, Any]) -> list[str]:
+    """The rollout's current step and share, then every transition with its figures."""
     steps = result.get("rollout") or []
     if not steps:
         return ["This experiment has no rollout."]
-    lines = ["| time | step | reason | details |", "|---|---|---|---|"]
+    last = steps[-1]["details"]
+    lines = [
+        f"Now: step {last.get('step', '-')}, candidate share {last.get('share', '-')}% "
+        f"(last transition: {last.get('kind', '-')}).",
+        "",
+    ]
     for event in steps:
-        details = {k: v for k, v in event["details"].items() if k != "analysis"}
+        d, evidence = event["details"], event["details"].get("evidence") or {}
+        when = datetime.fromtimestamp(event["ts"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        figures = [f"step {d.get('step', '-')}", f"candidate {d.get('share', '-')}%"]
+        figures.append(f"decided by {d.get('metric', '-')}")
+        if evidence.get("units"):
+            figures.append(f"units {json.dumps(evidence['units'], sort_keys=True)}")
+        if (evidence.get("srm") or {}).get("p_value") is not None:
+            figures.append(f"SRM p {evidence['srm']['p_value']}")
         lines.append(
-            f"| {event['ts']:.0f} | {details.get('step', '-')} | {event['reason']} | "
-            f"{json.dumps(details, sort_keys=True)} |"
+            f"- {when} UTC, {d.get('kind', '-')}: {event['reason']} ({', '.join(figures)})"
         )
     return lines
 

@@ -99,6 +99,11 @@ def next_rollout_action(
     return _action(spec, "advance", current_step + 1, decision["sentence"], "decision")
 
 
+def first_step(spec: ExperimentSpec) -> RolloutAction:
+    """The rollout's start: the candidate gets the first step's share."""
+    return _action(spec, "advance", 0, "the rollout begins at its first step", "start")
+
+
 def _breach(spec: ExperimentSpec, analysis: dict[str, Any]) -> tuple[str, str] | None:
     if (analysis.get("srm") or {}).get("flagged"):
         return "srm", "sample-ratio mismatch: the units per arm do not follow the step's split"

@@ -12,23 +12,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from gateway.catalog import Catalog
 from gateway.control import ControlPlane
-from gateway.errors import GatewayError
+from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.experiments import state_store
 from gateway.experiments.analysis import analyse
+from gateway.experiments.controller import RolloutController
 from gateway.experiments.log import PredictionLog
 from gateway.experiments.manager import ExperimentManager, PolicyLayers
 from gateway.experiments.records import FeedbackResult, Outcome, Row
 from gateway.experiments.specs import check_specs, data_dir, default_specs
 from gateway.experiments.store import LogStore, open_store
 from gateway.outcome import CallOutcome
-from gateway.settings import ExperimentsSettings
+from gateway.settings import ExperimentSpec, ExperimentsSettings
 from gateway.types import Framework
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,10 @@ class ExperimentService:
                 on_written=self._written,
             )  # fmt: skip
         self._unchecked = False  # rows written since the stop rules were last checked
-        self._task: asyncio.Task[None] | None = None
+        self._catalog = catalog
+        self.rollouts = RolloutController(self.manager, control, self._log_rows)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._purged_at = 0.0  # when the log was last purged of rows past retention
 
     def observe(self, outcome: CallOutcome) -> None:
         """The prediction log's observer: one `serve` record per answered request (its
@@ -110,21 +114,45 @@ class ExperimentService:
 
     async def start(self) -> None:
         """After the control plane started: store the configured experiments, start those
-        due, and (with a log) run the housekeeping task."""
+        due, and (with a log) run the housekeeping and rollout tasks."""
         if self.log is not None:
             await self.log.start()
         await self.manager.define()
         await self.manager.tick(time.time())
-        if self.log is not None:
-            self._task = asyncio.create_task(self._housekeeping(), name="experiments-housekeeping")
+        if self.log is not None:  # both read the log
+            rollout_s = self.settings.rollout_tick_s
+            for call, period_s in ((self._housekeep, _TICK_S), (self.rollouts.tick, rollout_s)):
+                name = f"experiments: {call.__name__}"
+                self._tasks.append(asyncio.create_task(_repeat(call, period_s), name=name))
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        try:
+            await self.rollouts.release()
+        except Exception:  # the database is gone: the lease expires on its own
+            logger.exception("releasing the rollout lease failed")
         if self.log is not None:
             await self.log.aclose()
+
+    async def create(self, spec: ExperimentSpec, reason: str) -> dict[str, Any]:
+        """Define an experiment at run time; it starts now if due and its model is free.
+
+        Raises:
+            BadRequest: an arm names a missing build, or the model is unknown.
+            Conflict: the id exists.
+        """
+        try:
+            check_specs([spec], self._catalog)
+        except NotFound as exc:
+            raise BadRequest(f"model: {exc}") from None
+        except ValueError as exc:  # a version without a build of that framework
+            raise BadRequest(f"arms: {exc}") from None
+        event = await self.manager.create(spec, reason)
+        await self.manager.tick(time.time())
+        return {"experiment": self.describe(spec.id), "event": event.as_dict()}
 
     async def transition(self, experiment: str, action: str, reason: str) -> dict[str, Any]:
         event = await self.manager.transition(experiment, action, reason)
@@ -193,25 +221,32 @@ class ExperimentService:
             if state.sample_reached(await log.run(_arm_counts, exp_id)):
                 await self.manager.auto(exp_id, "end", "stop rule: sample size per arm reached")
 
-    async def _housekeeping(self) -> None:
-        last_purge = 0.0
-        while True:
-            try:
-                last_purge = await self._housekeep(time.time(), last_purge)
-            except Exception:  # e.g. the database restarts: try again at the next tick
-                logger.exception("experiments housekeeping failed")
-            await asyncio.sleep(_TICK_S)
+    async def _log_rows(self, experiment: str, since: float) -> Any:
+        log = self._require_log()
+        await log.flush()  # this process's queued rows; other processes flush on their own
+        return await log.run(_records, experiment, since)
 
-    async def _housekeep(self, now: float, last_purge: float) -> float:
-        """Time rules, stop rules, retention; returns when the log was last purged."""
+    async def _housekeep(self) -> None:
+        """Time rules, stop rules, retention (purged at most every `_PURGE_EVERY_S`)."""
+        now = time.time()
         await self.manager.tick(now)
         if self._unchecked:
             await self._check_stop_rules()
         retention = self.settings.retention_days
-        if retention is not None and now - last_purge >= _PURGE_EVERY_S and self.log:
+        if retention is not None and now - self._purged_at >= _PURGE_EVERY_S and self.log:
             await self.log.run(_purge, now - retention * 86400)
-            return now
-        return last_purge
+            self._purged_at = now
+
+
+async def _repeat(call: Callable[[], Awaitable[object]], period_s: float) -> None:
+    """`call()` every `period_s` until cancelled; a failing call (the database restarts)
+    is logged and tried again at the next period."""
+    while True:
+        try:
+            await call()
+        except Exception:
+            logger.exception("experiments: %s failed", getattr(call, "__name__", call))
+        await asyncio.sleep(period_s)
 
 
 # Store calls, run on the log's storage thread.
@@ -219,8 +254,8 @@ def _arm_counts(store: LogStore, experiment: str) -> dict[str, int]:
     return store.arm_counts(experiment)
 
 
-def _records(store: LogStore, experiment: str) -> Any:
-    return store.records(experiment)
+def _records(store: LogStore, experiment: str, since: float | None = None) -> Any:
+    return store.records(experiment, since)
 
 
 def _add_feedback(store: LogStore, items: Sequence[tuple[str, int]], ts: float) -> Any:

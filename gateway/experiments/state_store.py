@@ -63,6 +63,19 @@ def define(db: Database, cursor: Any, spec: ExperimentSpec, event: Event) -> boo
     return inserted
 
 
+def create(db: Database, cursor: Any, spec: ExperimentSpec, event: Event) -> None:
+    """Insert an experiment created at run time, with its `define` event.
+
+    Raises:
+        db.integrity_error: an experiment with this id exists.
+    """
+    cursor.execute(
+        f"INSERT INTO experiments (id, model, spec, status, updated_at) VALUES ({db.marks(5)})",
+        (spec.id, spec.model, spec.model_dump_json(), "scheduled", event.ts),
+    )
+    add_event(db, cursor, event)
+
+
 def _prior_events(db: Database, cursor: Any, experiment: str) -> list[tuple[str, str]]:
     sql = "SELECT action, details FROM experiment_events WHERE experiment = {} ORDER BY ts"
     cursor.execute(sql.format(db.placeholder), (experiment,))
@@ -74,7 +87,7 @@ def _replay(spec: ExperimentSpec, events: list[tuple[str, str]]) -> tuple[Experi
     for action, details in events:
         if action in STATUS_AFTER:
             status = STATUS_AFTER[action]
-        elif action == "split":
+        elif action in ("split", "rollout"):
             spec = spec.model_copy(update={"split": json.loads(details)["split"]})
     return spec, status
 
@@ -100,6 +113,17 @@ def change_split(db: Database, cursor: Any, event: Event, spec: ExperimentSpec) 
     p = db.placeholder
     cursor.execute(
         f"UPDATE experiments SET spec = {p}, updated_at = {p} WHERE id = {p} AND status <> 'ended'",
+        (spec.model_dump_json(), event.ts, event.experiment),
+    )
+    return _recorded(db, cursor, event)
+
+
+def rollout_step(db: Database, cursor: Any, event: Event, spec: ExperimentSpec) -> bool:
+    """Store a rollout step's split (in `spec`) if the experiment still runs."""
+    p = db.placeholder
+    cursor.execute(
+        f"UPDATE experiments SET spec = {p}, updated_at = {p}"
+        f" WHERE id = {p} AND status = 'running'",
         (spec.model_dump_json(), event.ts, event.experiment),
     )
     return _recorded(db, cursor, event)

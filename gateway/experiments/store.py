@@ -42,7 +42,7 @@ class LogStore(Protocol):
 
     def write_batch(self, rows: Sequence[Row]) -> None: ...
     def add_feedback(self, items: Sequence[tuple[str, int]], ts: float) -> list[FeedbackResult]: ...
-    def records(self, experiment: str | None) -> list[Row]: ...
+    def records(self, experiment: str | None, since: float | None = None) -> list[Row]: ...
     def events(self, experiment: str | None = None) -> list[Event]: ...
     def arm_counts(self, experiment: str) -> dict[str, int]: ...
     def summary(self) -> dict[str, dict[str, dict[str, Any]]]: ...
@@ -89,16 +89,19 @@ class SqlLogStore:
             cursor.executemany(sql, [(rid, label, ts) for rid, label in fresh.items()])
         return results
 
-    def records(self, experiment: str | None) -> list[Row]:
+    def records(self, experiment: str | None, since: float | None = None) -> list[Row]:
+        """Rows (`RECORD_COLUMNS`) of `experiment` (every row when None) logged at or after
+        `since` (seconds since the epoch; every row when None), oldest first."""
         columns = ", ".join(f"p.{c}" for c in COLUMNS)
         sql = (
             f"SELECT {columns}, f.label FROM predictions p LEFT JOIN feedback f"
-            " ON f.request_id = p.request_id AND p.kind = 'serve'"
+            " ON f.request_id = p.request_id AND p.kind = 'serve' WHERE 1 = 1"
         )
         params: tuple[Any, ...] = ()
         if experiment is not None:
-            sql += f" WHERE p.experiment = {self.placeholder}"
-            params = (experiment,)
+            sql, params = sql + f" AND p.experiment = {self.placeholder}", (experiment,)
+        if since is not None:
+            sql, params = sql + f" AND p.ts >= {self.placeholder}", (*params, since)
         return self._fetch(sql + " ORDER BY p.ts, p.request_id, p.kind", params)
 
     def events(self, experiment: str | None = None) -> list[Event]:

@@ -117,3 +117,38 @@ def test_racing_gateways_create_one_schema_and_start_once(postgres_url: str) -> 
                 await plane.aclose()
 
     assert asyncio.run(scenario()) == ([False, False, True], ["define", "start"])
+
+
+def test_one_of_racing_processes_takes_the_lease_and_another_takes_it_once_expired(
+    postgres_url: str,
+) -> None:
+    """The rollout controller's election on PostgreSQL: the same conditional writes as on
+    SQLite (tests/unit/test_experiments_controller.py) leave one holder at a time."""
+    from gateway.experiments import lease
+
+    async def scenario() -> tuple[list[bool], list[bool], bool, tuple[str, float] | None]:
+        planes = [ControlPlane(lambda: open_postgres(postgres_url)) for _ in range(3)]
+        for plane in planes:
+            plane.add_schema(lease.SCHEMA)
+        try:
+            await asyncio.gather(*(plane.start() for plane in planes))
+            race = [p.transact(lease.acquire, "race", f"p{i}", 100.0, 5.0) for i, p in enumerate(planes)]  # fmt: skip
+            first = await asyncio.gather(*race)
+            holder = first.index(True)
+            # before expiry only the holder renews; after it, one other process takes over
+            later = [
+                await p.transact(lease.acquire, "race", f"p{i}", 104.0 if i == holder else 103.0, 5.0)
+                for i, p in enumerate(planes)
+            ]  # fmt: skip
+            other = (holder + 1) % 3  # the holder stops renewing: expired at 109
+            taken = await planes[other].transact(lease.acquire, "race", f"p{other}", 110.0, 5.0)
+            return first, later, taken, await planes[0].read(lease.holder, "race")
+        finally:
+            for plane in planes:
+                await plane.aclose()
+
+    first, later, taken, holder = asyncio.run(scenario())
+    assert sorted(first) == [False, False, True]
+    assert later[first.index(True)] is True  # renewed at 104 until 109; at 103 nobody else took it
+    assert sum(later) == 1 and taken
+    assert holder == (f"p{(first.index(True) + 1) % 3}", 115.0)

@@ -13,7 +13,10 @@ CONTROL, CANDIDATE = "tensorflow", "pytorch"
 
 
 def define(experiment: str = "exp", ts: float = 0.0, **spec: Any) -> Event:
-    """The `define` event the manager writes, from an ExperimentSpec."""
+    """The `define` event the manager writes, from an ExperimentSpec (split 50/50, as
+    `experiment_rows` draws by default, unless given: with a rollout it would otherwise
+    be the first step's)."""
+    spec.setdefault("split", {CONTROL: 50.0, CANDIDATE: 50.0})
     model = ExperimentSpec(id=experiment, model="m", **spec)
     return Event(experiment, "define", "configured", model.model_dump(mode="json"), ts)
 

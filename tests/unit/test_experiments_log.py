@@ -74,3 +74,15 @@ def test_rows_carry_top1_and_hash_the_key(tmp_path: Path) -> None:
     (record,) = store.records("exp")
     assert record[-1] == 1 and store.summary()["exp"]["pytorch"]["accuracy"] == 1.0
     assert store.purge(before_ts=time.time() + 1) == 1 and store.records(None) == []
+
+
+def test_records_since_a_time_keep_only_later_rows_of_that_experiment(tmp_path: Path) -> None:
+    outcomes = [_outcome(i) for i in range(4)]
+    for i, outcome in enumerate(outcomes):
+        outcome.ts = 100.0 + i  # r0 at 100 ... r3 at 103
+    outcomes[3].experiment = "other"
+    store = SqliteLogStore(tmp_path / "log.sqlite3")
+    store.write_batch([to_row(o) for o in outcomes])
+    assert [r[0] for r in store.records("exp", since=101.0)] == ["r1", "r2"]
+    assert [r[0] for r in store.records("exp")] == ["r0", "r1", "r2"]
+    assert [r[0] for r in store.records(None, since=102.5)] == ["r3"]

@@ -5,8 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.experiments.records import Event
-from gateway.experiments.report import write_report
+from gateway.experiments.report import rollout_lines, write_report
 from tests.unit.experiment_rows import CANDIDATE, CONTROL, define, experiment_rows, row
+
+
+def test_rollout_lines_show_the_current_step_and_each_transition_with_its_figures() -> None:
+    begin = {"kind": "advance", "step": 0, "share": 10.0, "metric": "start"}
+    evidence = {"units": {CONTROL: 70, CANDIDATE: 9}, "srm": {"p_value": 0.42}}
+    back = {"kind": "rollback", "step": -1, "share": 0.0, "metric": "srm", "evidence": evidence}
+    events = [
+        Event("exp", "rollout", "begins", begin, 650.0),
+        Event("exp", "rollout", "srm", back, 700.0),
+    ]
+    lines = rollout_lines({"rollout": [e.as_dict() for e in events]})
+    assert lines[0] == "Now: step -1, candidate share 0.0% (last transition: rollback)."
+    assert lines[-2] == (
+        "- 1970-01-01 00:10:50 UTC, advance: begins (step 0, candidate 10.0%, decided by start)"
+    )
+    units = '{"pytorch": 9, "tensorflow": 70}'
+    assert lines[-1] == (
+        "- 1970-01-01 00:11:40 UTC, rollback: srm"
+        f" (step -1, candidate 0.0%, decided by srm, units {units}, SRM p 0.42)"
+    )
+    assert rollout_lines({"rollout": []}) == ["This experiment has no rollout."]
 
 
 def test_report_sections_in_reading_order_with_pairs_and_rollout(tmp_path: Path) -> None:
@@ -23,7 +44,8 @@ def test_report_sections_in_reading_order_with_pairs_and_rollout(tmp_path: Path)
     assert [md.index(title) for title in order] == sorted(md.index(title) for title in order)
     assert "**candidate_inferior** (decided by: accuracy)" in md
     assert "McNemar exact p" in md and "pairs: 400" in md
-    assert "| 500 | 1 | non-inferior |" in md
+    assert "Now: step 1, candidate share 5.0% (last transition: advance)." in md
+    assert "- 1970-01-01 00:08:20 UTC, advance: non-inferior (step 1, candidate 5.0%" in md
     assert html_path.read_text().count("data:image/png;base64,") == 4
 
 
