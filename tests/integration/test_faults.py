@@ -153,9 +153,8 @@ def test_killed_torchserve_fails_over_then_traffic_returns(
         f" PyTorch answered again {back.answered - restarted_at:.2f} s after its restart"
     )
     assert len(failed) <= in_flight
-    assert {s.backend for s in during if s.status == 200 and s.sent > killed_at + 0.5} == {
-        "tensorflow"
-    }
+    after_kill = {s.backend for s in during if s.status == 200 and s.sent > killed_at + 0.05}
+    assert after_kill == {"tensorflow"}  # failed over (or routed) to TF, none lost
 
 
 def test_hung_tf_server_costs_at_most_one_deadline(
