@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import yaml
 
-from backends.process import LOOPBACK, ManagedProcess, free_port, start, stop, wait_until
-from gateway.workers import read_workers
+from backends.process import LOOPBACK, ManagedProcess, start, stop, wait_until
+from gateway.workers import WORKERS_FILE, read_workers
 
 NAME = "gateway"
 
@@ -75,23 +75,27 @@ def start_gateway(
     serves (`workers.json` lists them all) and /readyz answers 200 (each worker starts its
     gRPC ingress before its REST one answers)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    grpc_port = next(p for p in iter(free_port, None) if p != port)
-    config = gateway_config(state, model_store, run_dir, port, grpc_port, workers, version_labels)
+    # Port 0: the gateway binds its own ports (no window for another process to take a
+    # port chosen here) and names them in workers.json.
+    config = gateway_config(state, model_store, run_dir, 0, 0, workers, version_labels)
     config_file = run_dir / "gateway.yaml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    (run_dir / WORKERS_FILE).unlink(missing_ok=True)  # a previous run's ports are not ours
     command = [sys.executable, "-m", "gateway", "--config", str(config_file)]
     proc = start(NAME, [*command, "--run-dir", str(run_dir)], run_dir, cwd=run_dir)
-    rest = f"http://{LOOPBACK}:{port}"
 
     def ready() -> bool:
-        serving = len(gateway_workers(run_dir)) == workers
-        return serving and httpx.get(f"{rest}/readyz", timeout=2).status_code == 200
+        record = read_workers(run_dir)
+        if record is None or len(gateway_workers(run_dir)) != workers:
+            return False
+        rest = f"http://{LOOPBACK}:{record['port']}"
+        return httpx.get(f"{rest}/readyz", timeout=2).status_code == 200
 
     wait_until(proc, ready, timeout)
+    record = read_workers(run_dir) or {}
     return GatewayEndpoints(
-        rest=rest,
-        grpc=f"{LOOPBACK}:{grpc_port}",
+        rest=f"http://{LOOPBACK}:{record['port']}",
+        grpc=f"{LOOPBACK}:{record['grpc_port']}",
         admin_token_file=str(run_dir / "admin_token"),
         config_file=str(config_file),
         pid=proc.pid() or 0,

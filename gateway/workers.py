@@ -18,6 +18,7 @@ the config path, the bound host and ports and the worker count in the environmen
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -54,13 +55,30 @@ def serve(settings: GatewaySettings, run_dir: Path | None, log_level: str = "war
 
 
 def _serve_one(settings: GatewaySettings, run_dir: Path | None, log_level: str) -> int:
+    """One process. The REST socket is bound here (port 0: any free port, no race), the
+    gRPC ingress binds its own in the lifespan; `workers.json` names both once serving."""
     import uvicorn
+    from uvicorn._compat import asyncio_run
 
     from gateway.app import create_app
 
-    _write_workers(run_dir, [os.getpid()], settings.port, settings.grpc_port)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, **_uvicorn_options(log_level))
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, **_uvicorn_options(log_level)
+    )
+    rest_socket = config.bind_socket()
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        serving = asyncio.create_task(server.serve(sockets=[rest_socket]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)  # uvicorn sets `started` after the lifespan's startup
+        if server.started:
+            port = rest_socket.getsockname()[1]
+            _write_workers(run_dir, [os.getpid()], port, app.state.grpc_port)
+        await serving
+
+    asyncio_run(serve(), loop_factory=config.get_loop_factory())
     return 0
 
 
