@@ -66,6 +66,7 @@ async def set_override(request: Request, model: str) -> Response:
         policy = ModelPolicy.model_validate(merged)
     except ValidationError as exc:
         raise _invalid(exc, "policy") from None
+    ctx.catalog.get(model).check_arm_versions(policy.arm_versions)
     await ctx.policies.set_layer(model, "override", policy, set_by, reason)
     return json_response({"model": model, **ctx.policies.describe(model)})
 

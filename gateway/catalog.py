@@ -65,6 +65,18 @@ class ModelInfo:
             raise NotFound(f"model {self.name} has no version {version}")
         return version
 
+    def check_arm_versions(self, arm_versions: Mapping[Framework, int]) -> None:
+        """A policy's `arm_versions` must name builds the model store has.
+
+        Raises:
+            BadRequest: naming the arm and the version missing.
+        """
+        for arm, version in arm_versions.items():
+            if arm not in self.versions.get(version, ()):
+                raise BadRequest(
+                    f"arm_versions.{arm}: model {self.name} has no {arm} build of version {version}"
+                )
+
 
 class Catalog:
     """Models by name, built once from the manifest at start-up."""

@@ -74,6 +74,14 @@ class NotFound(GatewayError):
     grpc_code = grpc.StatusCode.NOT_FOUND
 
 
+class RequestTimeout(GatewayError):
+    """The request body did not arrive in time (`limits.body_timeout_s`; RFC 9110 §15.5.9),
+    or the client went away while sending it."""
+
+    status = HTTPStatus.REQUEST_TIMEOUT
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class PayloadTooLarge(GatewayError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED

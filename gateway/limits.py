@@ -79,13 +79,17 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and "transfer-encoding" not in headers:
         if int(declared) > limit:
-            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
+            raise PayloadTooLarge(
+                f"request body of {declared} bytes exceeds the limit of {limit} (max_body_bytes)"
+            )
         return await request.body()  # the server delivers no more than the declared length
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            raise PayloadTooLarge(
+                f"request body exceeds the limit of {limit} bytes (max_body_bytes)"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -104,3 +108,14 @@ def check_tensors(request: InferRequest, limits: LimitsSettings) -> None:
                 f"input '{name}' has a batch of {array.shape[0]}, more than the limit of"
                 f" {limits.max_batch_size} (limits.max_batch_size)"
             )
+
+
+def check_request_id(value: str, limits: LimitsSettings, where: str) -> str:
+    """`value` when it is at most `limits.max_request_id_length` characters (ids travel back
+    in headers, which proxies and clients cap at 8-64 KiB); else BadRequest naming `where`."""
+    if len(value) > limits.max_request_id_length:
+        raise BadRequest(
+            f"{where} holds {len(value)} characters, more than the limit of"
+            f" {limits.max_request_id_length} (limits.max_request_id_length)"
+        )
+    return value

@@ -124,3 +124,12 @@ class LimitsSettings(BaseModel):
         DEFAULT_MAX_TENSOR_ELEMENTS, ge=1, description="values in one input tensor"
     )
     max_json_depth: int = Field(32, ge=2, description="nesting of arrays and objects in a body")
+    body_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="longest time a request body may take to arrive (nginx's"
+        " client_body_timeout); past it 408, and its admission slot is free again",
+    )
+    max_request_id_length: int = Field(
+        256, ge=16, description="characters in a request id (X-Request-Id, an OIP body id)"
+    )

@@ -19,6 +19,7 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 import grpc
+from pydantic import ValidationError
 
 from gateway.control import ControlPlane
 from gateway.database import Database
@@ -144,8 +145,9 @@ class ExperimentManager:
             raise Conflict(f"experiment {experiment} has ended")
         try:
             spec = ExperimentSpec.model_validate({**state.spec.model_dump(), "split": split})
-        except ValueError as exc:
-            raise BadRequest(f"split: {exc}") from None
+        except ValidationError as exc:  # the rule's own sentence, not pydantic's dump
+            message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise BadRequest(f"split: {message}") from None
         event = Event(experiment, "split", reason, {"split": split}, self._clock())
         if not await self._control.write(state_store.change_split, event, spec):
             raise Conflict(f"experiment {experiment} has ended")

@@ -19,7 +19,9 @@ from google.protobuf.message import DecodeError
 from gateway.context import GatewayContext
 from gateway.deadline import from_time_remaining
 from gateway.errors import BadRequest, GatewayError
+from gateway.limits import check_request_id
 from gateway.routing.policy import parse_pin
+from gateway.security_settings import LimitsSettings
 from gateway.server_timing import METADATA_KEY as KEY_SERVER_TIMING
 from gateway.server_timing import server_timing
 from gateway.types import Framework, InferResponse, new_request_id
@@ -50,6 +52,10 @@ class Call:
             if isinstance(value, str)  # `-bin` keys carry bytes; none of ours does
         }
         return cls(context, headers, headers.get(KEY_REQUEST_ID) or new_request_id())
+
+    def check_request_id(self, limits: LimitsSettings) -> None:
+        """BadRequest when the request id (metadata or an OIP body `id`) is too long."""
+        check_request_id(self.request_id, limits, "the request id")
 
     @property
     def deadline(self) -> float | None:
@@ -120,6 +126,9 @@ class Boundary:
                 await abort(call, exc)
             except Exception:
                 logger.exception("unexpected error in %s", self.protocol)
+                if model_of is not None:  # a bug is a 500 in the metrics too
+                    model = None if isinstance(message, Malformed) else model_of(message)
+                    self.ctx.dataplane.count_error(self.protocol, model, GatewayError("bug"))
                 await context.abort(
                     grpc.StatusCode.INTERNAL, "internal error in the gateway; see its log"
                 )

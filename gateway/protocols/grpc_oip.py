@@ -98,6 +98,7 @@ class OipServicer:
     async def model_infer(self, request: Any, call: Call) -> Any:
         self.ctx.auth.check_predict(call.headers)
         infer, raw = decode_infer(request, call)
+        call.check_request_id(self.ctx.settings.limits)
         answer = await self.ctx.dataplane.infer(infer, PROTOCOL, strict_dtype=True)
         response = oip.ModelInferResponse(
             model_name=answer.model, model_version=str(answer.version), id=request.id

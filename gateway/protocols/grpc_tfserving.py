@@ -128,6 +128,7 @@ class TFServingServicer:
     async def predict(self, request: Any, call: Call) -> Any:
         self.ctx.auth.check_predict(call.headers)
         infer = decode_predict(request, call)
+        call.check_request_id(self.ctx.settings.limits)
         answer = await self.ctx.dataplane.infer(infer, PROTOCOL, strict_dtype=True)
         response = PredictResponse()
         signature = request.model_spec.signature_name or SERVING_SIGNATURE

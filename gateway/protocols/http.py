@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from backends import content_coding, json_text
-from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, UnsupportedMediaType
-from gateway.limits import check_json_depth
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
+from gateway.limits import check_json_depth, check_request_id
 from gateway.limits import read_body as read_identity_body
 from gateway.routing.policy import parse_pin
 from gateway.security_settings import LimitsSettings
@@ -33,7 +41,8 @@ def begin(request: Request, protocol: str) -> str:
     client's X-Request-Id or a new one, kept on the request for error replies."""
     request.state.protocol = protocol
     value = request.headers.get(HEADER_REQUEST_ID) or new_request_id()
-    request.state.request_id = value
+    limits = request.app.state.gateway.settings.limits
+    request.state.request_id = check_request_id(value, limits, f"header {HEADER_REQUEST_ID}")
     return value
 
 
@@ -47,10 +56,26 @@ async def read_body(request: Request, limit: int) -> bytes:
     (identity bodies: `limits.read_body`).
 
     Raises:
+        RequestTimeout: the body took longer than `limits.body_timeout_s`, or the client
+            left while sending it (408; its admission slot is freed).
         PayloadTooLarge: the (decoded) body exceeds `limit` bytes.
         UnsupportedMediaType: any other Content-Encoding (415, with `Accept-Encoding`).
         BadRequest: a body that is not valid data of its coding.
     """
+    limits: LimitsSettings = request.app.state.gateway.settings.limits
+    try:
+        async with asyncio.timeout(limits.body_timeout_s):
+            return await _read_decoded(request, limit)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {limits.body_timeout_s:g} s"
+            " (limits.body_timeout_s)"
+        ) from None
+    except ClientDisconnect:
+        raise RequestTimeout("the client closed the connection before sending its body") from None
+
+
+async def _read_decoded(request: Request, limit: int) -> bytes:
     try:
         coding = content_coding.request_coding(request.headers.get("content-encoding"))
         if coding is not None:
@@ -59,7 +84,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         accepted = {"Accept-Encoding": content_coding.ACCEPT_ENCODING}
         raise UnsupportedMediaType(str(exc), headers=accepted) from None
     except content_coding.BodyTooLarge as exc:
-        raise PayloadTooLarge(str(exc)) from None
+        raise PayloadTooLarge(f"{exc} (max_body_bytes)") from None
     except content_coding.CorruptBody as exc:
         raise BadRequest(str(exc)) from None
     return await read_identity_body(request, limit)
@@ -137,7 +162,12 @@ async def gateway_error_handler(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback, counted as a 500, answered without detail."""
     logger.exception("unexpected error on %s", request.url.path)
+    protocol = getattr(request.state, "protocol", None)
+    if protocol is not None:
+        dataplane = request.app.state.gateway.dataplane
+        dataplane.count_error(protocol, request.path_params.get("model"), GatewayError("bug"))
     return Response(
         orjson.dumps({"error": "internal error in the gateway; see its log"}),
         status_code=500,

@@ -9,6 +9,7 @@ from gateway import deadline
 from gateway.catalog import ModelInfo
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest
+from gateway.limits import check_request_id
 from gateway.openapi import (
     ANSWER_HEADERS,
     PREDICTION_ERRORS,
@@ -134,6 +135,8 @@ async def infer(request: Request) -> Response:
     raw = await read_body(request, ctx.settings.max_body_bytes)
     head, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
     decoded = decode_infer(parse_json(head, ctx.settings.limits, non_finite=True), binary)
+    if decoded.id:
+        check_request_id(decoded.id, ctx.settings.limits, "the body's id")
     if decoded.id and HEADER_REQUEST_ID not in request.headers:
         rid = request.state.request_id = decoded.id
     answer = await ctx.dataplane.infer(

@@ -104,7 +104,8 @@ class Router:
         decision = decide(policy, request, self._rng)
         if policy.arm_versions and unversioned:  # an experiment names each arm's version
             request.version = policy.arm_versions.get(decision.primary, request.version)
-        arms = info.versions[request.version or info.latest]
+        # A version that left the store since the policy named it: the client's 404.
+        arms = info.versions.get(info.resolve_version(request.version, None), ())
         routed = _Routed(request, route.layer, started)
         response = await self._answer(routed, decision, arms)
         shadow = decision.shadow
@@ -124,13 +125,16 @@ class Router:
         # A client that pinned a framework asked for that framework: no failover.
         if fallback not in arms or fallback == primary or request.pinned is not None:
             fallback = None
+        tried = time.perf_counter()
         try:
             return await self._call("primary", primary, routed, can_fail_over=fallback is not None)
         except UpstreamError as exc:
             if fallback is None or not _fails_over(exc):
                 raise
+        spent = time.perf_counter() - tried  # the failed attempt: upstream time, not ours
         response = await self._call("failover", fallback, routed, can_fail_over=False)
         response.failover = True
+        response.timings["upstream"] = response.timings.get("upstream", 0.0) + spent
         return response
 
     async def _call(

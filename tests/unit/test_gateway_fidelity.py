@@ -102,7 +102,9 @@ def test_a_small_body_that_inflates_past_the_limit_is_413(client: TestClient) ->
         "/v1/models/toy:predict", content=bomb, headers={"Content-Encoding": "gzip"}
     )
     assert reply.status_code == 413
-    assert reply.json() == {"error": "request body decodes to more than the limit of 65536 bytes"}
+    assert reply.json() == {
+        "error": "request body decodes to more than the limit of 65536 bytes (max_body_bytes)"
+    }
 
 
 @pytest.mark.parametrize("path", ["/v1/models/toy:predict", "/v2/models/toy/infer", "/v1/feedback"])

@@ -57,6 +57,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Any,
     settings = settings_for(
         make_store(tmp_path),
         admission={"max_in_flight": 2, "upstream_max_in_flight": 8, "retry_after_s": 3},
+        limits={"body_timeout_s": 0.2, "max_request_id_length": 64},
     )
     app = create_app(settings, upstreams)  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
@@ -208,3 +209,87 @@ def test_budget_is_the_shorter_of_timeout_and_deadline() -> None:
     assert budget(0.1, 2.0, now=1.5) == 0.1
     with pytest.raises(DeadlineExceeded):
         budget(5.0, 2.0, now=2.0)
+
+
+@pytest.mark.anyio
+async def test_a_body_that_never_arrives_is_a_408_and_frees_its_slot(
+    gateway: tuple[httpx.AsyncClient, Any, dict[str, GatedUpstream]],
+) -> None:
+    """A slow client (slowloris) cannot hold an admission slot past limits.body_timeout_s."""
+    client, app, _ = gateway
+    stalled = asyncio.Event()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b'{"instances": [[0.0, '
+        await stalled.wait()  # the rest never comes
+
+    reply = await client.post("/v1/models/toy:predict", content=trickle())
+    assert reply.status_code == 408
+    assert "limits.body_timeout_s" in reply.json()["error"]
+    assert app.state.gateway.admission.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_an_override_naming_a_missing_build_is_refused(
+    gateway: tuple[httpx.AsyncClient, Any, dict[str, GatedUpstream]],
+) -> None:
+    client, _, _ = gateway
+    body = {"policy": {"arm_versions": {"tensorflow": 99}}}
+    reply = await client.patch(
+        "/admin/models/toy/policy", json=body, headers={"Authorization": "Bearer admin-secret"}
+    )
+    assert reply.status_code == 400
+    assert reply.json()["error"] == (
+        "arm_versions.tensorflow: model toy has no tensorflow build of version 99"
+    )
+
+
+@pytest.mark.anyio
+async def test_a_bug_is_a_500_without_detail_and_is_counted(
+    gateway: tuple[httpx.AsyncClient, Any, dict[str, GatedUpstream]],
+) -> None:
+    client, _, upstreams = gateway
+
+    async def explode(request: InferRequest, timeout: float) -> InferResponse:
+        raise RuntimeError("a bug")
+
+    upstreams["tensorflow"].infer = explode  # type: ignore[method-assign]
+    reply = await client.post(
+        "/v1/models/toy:predict", json=ROW, headers={"X-Backend": "tensorflow"}
+    )
+    assert reply.status_code == 500 and "a bug" not in reply.text
+    metrics = (await client.get("/metrics")).text
+    assert 'protocol="tfserving-rest",status="500"' in metrics
+
+
+@pytest.mark.anyio
+async def test_server_timing_charges_a_failed_attempt_to_the_upstream(
+    gateway: tuple[httpx.AsyncClient, Any, dict[str, GatedUpstream]],
+) -> None:
+    client, _, upstreams = gateway
+    upstreams["pytorch"].gate.set()  # TF hangs until its half of the deadline is spent
+    reply = await client.post(
+        "/v1/models/toy:predict",
+        json=ROW,
+        headers={"X-Routing-Key": "tf-user", "x-envoy-expected-rq-timeout-ms": "800"},
+    )
+    assert reply.headers["X-Failover"] == "true"
+    parts = dict(p.strip().split(";dur=") for p in reply.headers["Server-Timing"].split(","))
+    assert float(parts["upstream"]) >= upstreams["tensorflow"].timeouts[0] * 1000
+    assert float(parts["gateway"]) < float(parts["upstream"])
+
+
+@pytest.mark.anyio
+async def test_a_request_id_too_long_for_a_header_is_refused(
+    gateway: tuple[httpx.AsyncClient, Any, dict[str, GatedUpstream]],
+) -> None:
+    client, _, _ = gateway
+    long_id = "x" * 65
+    by_header = await client.post(
+        "/v1/models/toy:predict", json=ROW, headers={"X-Request-Id": long_id}
+    )
+    by_body = await client.post("/v2/models/toy/infer", json={**V2, "id": long_id})
+    for reply in (by_header, by_body):
+        assert reply.status_code == 400
+        assert "(limits.max_request_id_length)" in reply.json()["error"]
+        assert long_id not in reply.headers.get("X-Request-Id", "")
