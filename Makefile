@@ -31,7 +31,8 @@ down: setup
 status: setup
 	$(PY) -m dualserve status
 
-bench: setup
+# The gateway vs the minimal Python proxy (the floor) vs direct, side by side; trains first.
+bench: setup train
 	$(PY) -m loadtest.bench_gateway
 
 test: setup
