@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,15 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for arch in ("mlp", "cnn"):
         run_training(TrainConfig(arch=arch, model_store=store), console)
     return store
+
+
+@pytest.fixture
+def figures(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
+    """Print a test's measured figures to the terminal even while pytest captures output,
+    so `make test` shows them (the fault and simulation tests report what they saw)."""
+
+    def show(text: str) -> None:
+        with capsys.disabled():
+            print(text, flush=True)
+
+    return show

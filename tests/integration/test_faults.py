@@ -13,7 +13,7 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -78,7 +78,7 @@ def _gateway_rss(stack: dict[str, Any]) -> int:
 
 
 def test_overload_is_shed_and_accepted_requests_keep_their_latency(
-    stack: dict[str, Any], body: dict[str, Any]
+    stack: dict[str, Any], body: dict[str, Any], figures: Callable[[str], None]
 ) -> None:
     unloaded = Load(_url(stack), body, LIMIT, headers=_keyed).start()
     unloaded.wait_for(lambda shots: sum(s.status == 200 for s in shots) >= 1500, 60)
@@ -94,7 +94,7 @@ def test_overload_is_shed_and_accepted_requests_keep_their_latency(
 
     accepted = [s for s in stormy if s.status == 200]
     refused = [s for s in stormy if s.status == 429]
-    print(
+    figures(
         f"\nunloaded ({LIMIT} clients): p99 {p99(calm) * 1e3:.1f} ms, {throughput(calm):.0f} req/s"
         f"\noverload ({20 * LIMIT} clients): {len(refused)} refused (429) of {len(stormy)},"
         f" accepted p99 {p99(accepted) * 1e3:.1f} ms, {throughput(stormy):.0f} req/s"
@@ -125,7 +125,7 @@ def _restart_torchserve(stack: dict[str, Any]) -> None:
 
 
 def test_killed_torchserve_fails_over_then_traffic_returns(
-    stack: dict[str, Any], body: dict[str, Any]
+    stack: dict[str, Any], body: dict[str, Any], figures: Callable[[str], None]
 ) -> None:
     load = Load(_url(stack), body, 8, headers=_keyed).start()
     try:
@@ -147,7 +147,7 @@ def test_killed_torchserve_fails_over_then_traffic_returns(
     finally:
         shots = load.stop()
     failed = [s for s in shots if s.status != 200]
-    print(
+    figures(
         f"\n{len(shots)} requests, {len(failed)} failed ({in_flight} in flight at the kill);"
         f" {sum(s.backend == 'tensorflow' for s in during)} answered by TF after the kill;"
         f" PyTorch answered again {back.answered - restarted_at:.2f} s after its restart"
@@ -158,7 +158,7 @@ def test_killed_torchserve_fails_over_then_traffic_returns(
 
 
 def test_hung_tf_server_costs_at_most_one_deadline(
-    stack: dict[str, Any], body: dict[str, Any]
+    stack: dict[str, Any], body: dict[str, Any], figures: Callable[[str], None]
 ) -> None:
     deadline_ms = 800
     headers = lambda i: {**_keyed(i), "x-envoy-expected-rq-timeout-ms": str(deadline_ms)}  # noqa: E731
@@ -177,7 +177,7 @@ def test_hung_tf_server_costs_at_most_one_deadline(
         shots = load.stop()
     during = _since(shots, stopped_at)
     late = [s for s in during if s.sent > stopped_at + deadline_ms / 1000]
-    print(
+    figures(
         f"\nTF stopped: {len(during)} requests, p99 {p99(during) * 1e3:.0f} ms, statuses"
         f" {sorted({s.status for s in during})}; after the first deadline"
         f" {sum(s.status != 200 for s in late)} of {len(late)} failed; breakers {breakers}"
@@ -201,7 +201,7 @@ def _oip_infer(address: str, body: dict[str, Any], timeout: float) -> Any:
 
 
 def test_a_cancelled_half_open_probe_does_not_jam_the_arm(
-    stack: dict[str, Any], body: dict[str, Any]
+    stack: dict[str, Any], body: dict[str, Any], figures: Callable[[str], None]
 ) -> None:
     client = httpx.Client(base_url=stack["gateway"]["rest"], timeout=10)
     pinned = {"X-Backend": "pytorch"}
@@ -229,7 +229,7 @@ def test_a_cancelled_half_open_probe_does_not_jam_the_arm(
     while answered is None and time.monotonic() < deadline:
         reply = client.post(f"/v1/models/{MODEL}:predict", json=body, headers=pinned)
         answered = reply if reply.status_code == 200 else None
-    print(f"\nafter the cancelled probe: {'served' if answered else 'still refused'}")
+    figures(f"\nafter the cancelled probe: {'served' if answered else 'still refused'}")
     assert answered is not None and answered.headers["X-Backend"] == "pytorch"
     ready = client.get("/readyz").json()["models"][MODEL]
     assert ready == {"tensorflow": True, "pytorch": True}
@@ -242,7 +242,7 @@ def _logged_ids(stack: dict[str, Any]) -> set[str]:
 
 
 def test_sigterm_under_load_answers_and_logs_every_accepted_request(
-    stack: dict[str, Any], body: dict[str, Any]
+    stack: dict[str, Any], body: dict[str, Any], figures: Callable[[str], None]
 ) -> None:
     load = Load(_url(stack), body, 16, headers=_keyed, timeout_s=15).start()
     gateway = psutil.Process(stack["gateway"]["pid"])
@@ -258,7 +258,7 @@ def test_sigterm_under_load_answers_and_logs_every_accepted_request(
     answered_after = [s for s in _since(shots, signalled_at) if s.status == 200]
     logged = _logged_ids(stack)
     missing = [s for s in shots if s.status == 200 and s.request_id not in logged]
-    print(
+    figures(
         f"\nSIGTERM: {len(before)} requests sent before it, {len(failed)} failed"
         f" ({sorted({s.error or s.status for s in failed}, key=str)}); {len(answered_after)}"
         f" answered while draining; {len(missing)} answered but not in the log"

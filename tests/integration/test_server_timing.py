@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -49,7 +50,9 @@ def predict_micros(metrics_url: str) -> float:
     )
 
 
-def test_upstream_share_agrees_with_tf_servings_own_latency(stack: dict[str, Any]) -> None:
+def test_upstream_share_agrees_with_tf_servings_own_latency(
+    stack: dict[str, Any], figures: Callable[[str], None]
+) -> None:
     x = to_model_input(load_dataset("digits").test.x[:REQUESTS], "mlp")
     metrics = stack["tensorflow"]["metrics"]
     gaps_ms = []
@@ -68,7 +71,7 @@ def test_upstream_share_agrees_with_tf_servings_own_latency(stack: dict[str, Any
             assert backend_ms > 0, "TF Serving counted no Predict call"
             gaps_ms.append(float(match[2]) - backend_ms)
     gaps = np.round(sorted(gaps_ms), 3).tolist()
-    print(f"\nServer-Timing upstream minus TF Serving's own latency, ms: {gaps}")
+    figures(f"\nServer-Timing upstream minus TF Serving's own latency, ms: {gaps}")
     assert min(gaps_ms) >= -0.001, gaps  # the gateway's clock encloses the backend's
     # The gap is the HTTP round trip both Python sides pay (~0.6-1 ms here); on two cores
     # shared with both backends, scheduling noise lifts single calls past it, so the lower

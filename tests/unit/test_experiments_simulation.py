@@ -10,6 +10,8 @@ significant.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -68,7 +70,7 @@ def _fixed_horizon_p(s: dict[str, np.ndarray]) -> np.ndarray:
     return 2 * stats.norm.sf(np.abs(z))
 
 
-def test_null_experiments_read_every_100_units_keep_alpha() -> None:
+def test_null_experiments_read_every_100_units_keep_alpha(figures: Callable[[str], None]) -> None:
     looks = _looks(_simulate(seed=1, gap=0.0))
     _, p_seq = _sequential_p(looks)
     p_fixed = _fixed_horizon_p(looks)
@@ -78,17 +80,19 @@ def test_null_experiments_read_every_100_units_keep_alpha() -> None:
     assert p_fixed[0, -1] == pytest.approx(one[1])
     ever_seq = float((p_seq < ALPHA).any(axis=1).mean())
     ever_fixed = float((p_fixed < ALPHA).any(axis=1).mean())
-    print(f"\n{EXPERIMENTS} null experiments, read every {STEP} units up to {UNITS}: ever "
+    figures(f"\n{EXPERIMENTS} null experiments, read every {STEP} units up to {UNITS}: ever "
           f"declared a difference: anytime-valid {ever_seq:.3f}, fixed-horizon {ever_fixed:.3f}")  # fmt: skip
     assert ever_seq <= ALPHA + 0.01 < ever_fixed
 
 
 @pytest.mark.parametrize("gap", [-0.05, 0.05])
-def test_a_five_point_gap_is_found_in_its_direction(gap: float) -> None:
+def test_a_five_point_gap_is_found_in_its_direction(
+    gap: float, figures: Callable[[str], None]
+) -> None:
     diff, p = _sequential_p(_looks(_simulate(seed=2, gap=gap)))
     found = (p[:, -1] < ALPHA) & (np.sign(diff[:, -1]) == np.sign(gap))
     wrong = ((p < ALPHA) & (np.sign(diff) == -np.sign(gap))).any(axis=1)
-    print(f"\ngap {gap:+.2f}: found by {UNITS} units in {found.mean():.3f}, wrong sign ever "
+    figures(f"\ngap {gap:+.2f}: found by {UNITS} units in {found.mean():.3f}, wrong sign ever "
           f"{wrong.mean():.3f}")  # fmt: skip
     assert found.mean() > 0.95 and wrong.mean() == 0.0
 
@@ -132,7 +136,9 @@ def _heavy_user_latency(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     return unit, arm[unit], latency
 
 
-def test_a_heavy_user_does_not_make_a_null_latency_difference_significant() -> None:
+def test_a_heavy_user_does_not_make_a_null_latency_difference_significant(
+    figures: Callable[[str], None],
+) -> None:
     rng = np.random.default_rng(6)
     runs, ours, naive = 100, {50: 0, 99: 0}, 0
     for _ in range(runs):
@@ -143,7 +149,7 @@ def test_a_heavy_user_does_not_make_a_null_latency_difference_significant() -> N
             d = cl.difference(found[0][i][0], found[1][i][0])
             ours[q] += bool(sq.always_valid_p(d.value, d.se, d.units, ALPHA) < ALPHA)
         naive += stats.mannwhitneyu(latency[a], latency[b]).pvalue < ALPHA
-    print(f"\nheavy user, {runs} null experiments: significant p50 {ours[50] / runs:.3f}, "
+    figures(f"\nheavy user, {runs} null experiments: significant p50 {ours[50] / runs:.3f}, "
           f"p99 {ours[99] / runs:.3f}; per-request Mann-Whitney {naive / runs:.3f}")  # fmt: skip
     assert ours[50] / runs <= ALPHA and ours[99] / runs <= ALPHA
     assert naive / runs > 0.5  # the per-request test is fooled
