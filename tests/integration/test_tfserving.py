@@ -15,7 +15,15 @@ import grpc
 import httpx
 import numpy as np
 import pytest
+import tensorflow as tf
 from prometheus_client.parser import text_string_to_metric_families
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from backends.process import pid_alive
 from backends.tfserving import (
@@ -25,19 +33,9 @@ from backends.tfserving import (
     stop_tfserving,
     tfserving_status,
 )
-
-tf = pytest.importorskip("tensorflow")
-from tensorflow_serving.apis import (  # noqa: E402
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
-
-from trainers.architecture import to_model_input  # noqa: E402
-from trainers.data import load_dataset  # noqa: E402
-from trainers.tf_model import load_predictor  # noqa: E402
+from trainers.architecture import to_model_input
+from trainers.data import load_dataset
+from trainers.tf_model import load_predictor
 
 TIMEOUT = 10.0
 CHUNK = 8  # the launcher's execution batch size: requests of this size are not split

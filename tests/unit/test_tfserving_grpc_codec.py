@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
-tf = pytest.importorskip("tensorflow")
-from tensorflow_serving.apis import get_model_status_pb2, predict_pb2  # noqa: E402
-
-from backends.tfserving import grpc_codec  # noqa: E402
-from backends.tfserving.core import PredictResult  # noqa: E402
-from backends.tfserving.errors import InvalidArgument  # noqa: E402
-from backends.tfserving.manager import VersionStatus  # noqa: E402
-from backends.tfserving.signature import ModelSpec  # noqa: E402
+from backends.tfserving import grpc_codec
+from backends.tfserving.core import PredictResult
+from backends.tfserving.errors import InvalidArgument
+from backends.tfserving.manager import VersionStatus
+from backends.tfserving.signature import ModelSpec
 
 
 def test_model_spec_reads_version_label_and_signature() -> None:
@@ -48,7 +47,10 @@ def test_a_malformed_tensor_proto_names_its_input() -> None:
 
 
 def test_predict_response_round_trips_through_make_ndarray() -> None:
-    outputs = {"class": np.array([3, 1], np.int64), "p": np.eye(2, dtype=np.float32)}
+    outputs: dict[str, np.ndarray] = {
+        "class": np.array([3, 1], np.int64),
+        "p": np.eye(2, dtype=np.float32),
+    }
     response = grpc_codec.predict_response(PredictResult("m", 2, "serving_default", outputs))
     assert (response.model_spec.name, response.model_spec.version.value) == ("m", 2)
     assert response.model_spec.signature_name == "serving_default"
