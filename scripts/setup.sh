@@ -23,7 +23,8 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install "${pip_args[@]}" -e '.[all,dev]' 2>&1 \
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "setup: pip install failed" >&2; exit 1; }
-  # Test clients for the v2 ingress. tritonclient pins protobuf<7 and greenlet<3.4, which
+  # Test clients for the v2 ingress. tritonclient pins protobuf<7, greenlet<3.4 and
+  # ml-dtypes<=0.5.4 (TensorFlow 2.21 brings 0.6; `pip check` says so), which
   # clash with grpcio-tools and locust; the parts the tests use run on the newer ones.
   "$VENV/bin/python" -m pip install "${pip_args[@]}" --no-deps \
     'tritonclient[grpc,http]==2.73.0' 'python-rapidjson==1.25' \
