@@ -117,8 +117,11 @@ class Boundary:
                     raise BadRequest(f"malformed {request_type.DESCRIPTOR.name}: {message.reason}")
                 if admission is None:
                     return await method(message, call)
-                with admission.admitted():  # Overloaded before any decoding
+                admission.acquire()  # Overloaded before any decoding
+                try:  # (not `admitted()`: a generator context manager costs ~1.5 us a call)
                     return await method(message, call)
+                finally:
+                    admission.release()
             except GatewayError as exc:
                 if model_of is not None:
                     model = None if isinstance(message, Malformed) else model_of(message)

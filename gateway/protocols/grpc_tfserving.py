@@ -60,6 +60,8 @@ def decode_inputs(request: Any) -> dict[str, Any]:
 
 
 def output_filter(request: Any) -> list[str]:
+    if not request.output_filter:
+        return []
     names = list(request.output_filter)
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
