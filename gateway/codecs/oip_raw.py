@@ -36,12 +36,15 @@ DATATYPES: dict[str, np.dtype] = {
     BYTES: np.dtype(object),
 }
 _NAMES = {dtype: name for name, dtype in DATATYPES.items()}
+# Each datatype's little-endian dtype (the wire's), made once rather than per tensor.
+_LITTLE = {name: dtype.newbyteorder("<") for name, dtype in DATATYPES.items()}
 _LENGTH = struct.Struct("<I")
 
 
 def datatype_of(dtype: np.dtype) -> str:
     """The OIP datatype of a numpy dtype (strings and objects are BYTES)."""
-    return _NAMES.get(np.dtype(dtype), BYTES)
+    name = _NAMES.get(dtype)  # a native numpy dtype: one lookup
+    return name if name is not None else _NAMES.get(np.dtype(dtype), BYTES)
 
 
 def dtype_of(name: str, datatype: str) -> np.dtype:
@@ -67,7 +70,10 @@ def from_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes | memory
             f"input '{name}': {len(raw)} bytes of binary data do not match shape "
             f"{list(shape)} of {datatype} ({count * dtype.itemsize} bytes)"
         )
-    flat = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
+    little = _LITTLE[datatype]
+    flat = np.frombuffer(raw, dtype=little)
+    if little != dtype:  # big-endian hosts convert
+        flat = flat.astype(dtype)
     return flat.reshape(tuple(shape))
 
 
@@ -90,9 +96,10 @@ def _bytes_elements(name: str, raw: bytes | memoryview, count: int) -> np.ndarra
     return out
 
 
-def to_raw(value: np.ndarray) -> bytes:
-    """A tensor's raw bytes: little-endian, row major; BYTES length-prefixed (str as UTF-8)."""
-    if datatype_of(value.dtype) == BYTES:
+def to_raw(value: np.ndarray, datatype: str | None = None) -> bytes:
+    """A tensor's raw bytes: little-endian, row major; BYTES length-prefixed (str as UTF-8).
+    `datatype` is `datatype_of(value.dtype)` when the caller knows it already."""
+    if (datatype or datatype_of(value.dtype)) == BYTES:
         parts = []
         for element in value.reshape(-1):
             data = element.encode() if isinstance(element, str) else bytes(element)

@@ -37,8 +37,8 @@ CONTENTS_FIELD: dict[str, str] = {
 
 
 def _shape(spec: Any) -> tuple[int, ...]:
-    shape = tuple(int(d) for d in spec.shape)
-    if any(d < 0 for d in shape):
+    shape = tuple(spec.shape)  # int64 values: Python ints already
+    if shape and min(shape) < 0:
         raise BadRequest(f"input '{spec.name}': shape {list(shape)} has a negative dimension")
     return shape
 
@@ -123,12 +123,13 @@ def decode_inputs(request: Any) -> tuple[dict[str, np.ndarray], bool]:
 def encode_outputs(response: Any, outputs: dict[str, np.ndarray], raw: bool) -> None:
     """Append every output tensor to a `ModelInferResponse` (raw for all of them when
     asked, or when a datatype has no typed field: Triton does not mix the two)."""
-    raw = raw or any(datatype_of(v.dtype) not in CONTENTS_FIELD for v in outputs.values())
+    datatypes = {name: datatype_of(value.dtype) for name, value in outputs.items()}
+    raw = raw or any(datatype not in CONTENTS_FIELD for datatype in datatypes.values())
     for name, value in outputs.items():
-        datatype = datatype_of(value.dtype)
+        datatype = datatypes[name]
         tensor = response.outputs.add(name=name, datatype=datatype, shape=value.shape)
         if raw:
-            response.raw_output_contents.append(to_raw(value))
+            response.raw_output_contents.append(to_raw(value, datatype))
         else:
             getattr(tensor.contents, CONTENTS_FIELD[datatype]).extend(value.ravel().tolist())
 
