@@ -25,15 +25,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from backends.process import LOOPBACK, free_port, port_open
+from gateway._proto.tfserving import PredictResponse
+from gateway.codecs.tensorproto import to_tensor_proto
+from gateway.protocols.grpc_tfserving import fill_spec
 from loadtest.bench_gateway import Target, bodies, measure, summarise
 
 SERVICE = "tensorflow.serving.PredictionService"
-REPLY = b"\n\x0e\n\ndigits-mlp\x1a\x00" + bytes(60)  # a PredictResponse's size, fixed
+
+
+def predict_reply() -> bytes:
+    """A serialized PredictResponse like the gateway's: model spec, ten probabilities."""
+    response = PredictResponse()
+    fill_spec(response.model_spec, "digits-mlp", 1, "serving_default")
+    to_tensor_proto(np.linspace(0, 1, 10, dtype=np.float32), response.outputs["probabilities"])
+    return bytes(response.SerializeToString())
+
+
+REPLY = predict_reply()
 JSON_REPLY = b'{"predictions": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]]}'
 TRAILING = (("x-backend", "tensorflow"), ("server-timing", "total;dur=0.1"))
 
