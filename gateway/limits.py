@@ -34,6 +34,12 @@ _STEP = np.zeros(256, np.int8)
 _STEP[list(b"[{")], _STEP[list(b"]}")] = 1, -1
 
 
+_COUNTED = 4096
+"""Bodies up to this size are first counted for brackets, which for a single-row body (1.3
+KB) costs less than `_structure` (1.1 against 2 us); a larger body goes straight to
+`_structure`, which it needs anyway (a 64-row body of 83 KB: 50 -> 39 us per check)."""
+
+
 def _structure(raw: bytes) -> bytes:
     """The brackets of a JSON text outside its strings, e.g. b'{[[][]]}'.
 
@@ -60,9 +66,9 @@ def _depth(structure: bytes) -> int:
 
 def check_json_depth(raw: bytes, limits: LimitsSettings) -> None:
     """Raises BadRequest naming `limits.max_json_depth` when the parsed body `raw` nests
-    deeper. Costs two passes in C over the body plus work per bracket (measured: a
+    deeper. Costs a pass or two in C over the body plus work per bracket (measured: a
     fraction of the orjson parse it follows)."""
-    if raw.count(b"[") + raw.count(b"{") <= limits.max_json_depth:
+    if len(raw) <= _COUNTED and raw.count(b"[") + raw.count(b"{") <= limits.max_json_depth:
         return  # cannot nest deeper than it has brackets (a small body: no more work)
     structure = _structure(raw)
     depth = _depth(structure)
