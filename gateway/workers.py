@@ -138,6 +138,7 @@ def _uvicorn_options(log_level: str) -> dict[str, Any]:
         # in the gateway reads either (auth and rate limits go by API key, replies carry no
         # absolute URLs), so it is not installed.
         "proxy_headers": False,
+        "server_header": False,  # `server: uvicorn` on every reply: bytes and a header check
     }
 
 

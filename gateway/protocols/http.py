@@ -109,8 +109,11 @@ class BodyTimer:
 
 
 async def _read_decoded(request: Request, limit: int) -> bytes:
+    encoding = request.headers.get("content-encoding")
+    if encoding is None:
+        return await read_identity_body(request, limit)
     try:
-        coding = content_coding.request_coding(request.headers.get("content-encoding"))
+        coding = content_coding.request_coding(encoding)
         if coding is not None:
             return await content_coding.decode_body(request.stream(), coding, limit)
     except content_coding.UnsupportedCoding as exc:
