@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.workers import _uvicorn_options
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
 
 ROW = {"instances": [[0.0, 5.0, 1.0, 2.0]]}
@@ -113,3 +115,12 @@ def test_headers_are_read_case_insensitively_first_wins(setup: tuple[TestClient,
     assert reply.status_code == 200
     assert reply.headers["X-Request-Id"] == "first" and reply.headers["X-Backend"] == "pytorch"
     assert [call.request_id for call in upstreams["pytorch"].calls] == ["first"]
+
+
+def test_uvicorn_calls_the_app_itself(tmp_path: Path) -> None:
+    """No ASGI layer between the server and the prediction routes (uvicorn's proxy headers
+    middleware wrapped every request before; nothing reads the addresses it rewrites)."""
+    app = create_app(settings_for(make_store(tmp_path)), {})  # type: ignore[arg-type]
+    config = uvicorn.Config(app, **_uvicorn_options("warning"))
+    config.load()
+    assert config.loaded_app is app
