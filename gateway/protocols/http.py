@@ -23,6 +23,7 @@ from gateway.limits import check_json_depth, check_request_id
 from gateway.limits import read_body as read_identity_body
 from gateway.routing.policy import parse_pin
 from gateway.security_settings import LimitsSettings
+from gateway.server_timing import HEADER as HEADER_SERVER_TIMING
 from gateway.server_timing import server_timing
 from gateway.types import Framework, InferResponse, new_request_id
 
@@ -33,6 +34,12 @@ HEADER_VERSION = "X-Model-Version"
 HEADER_REQUEST_ID = "X-Request-Id"
 HEADER_ROUTING_KEY = "X-Routing-Key"
 HEADER_FAILOVER = "X-Failover"
+_JSON_TYPE = (b"content-type", b"application/json")
+_ANSWER_KEYS = [
+    name.lower().encode()
+    for name in (HEADER_BACKEND, HEADER_VERSION, HEADER_REQUEST_ID, HEADER_SERVER_TIMING)
+]
+_KEY_FAILOVER = HEADER_FAILOVER.lower().encode()
 
 
 def begin(request: Request, protocol: str) -> str:
@@ -85,18 +92,19 @@ class BodyTimer:
     """
 
     def __init__(self, seconds: float) -> None:
-        self._task = asyncio.current_task()
+        task = asyncio.current_task()
+        assert task is not None, "BodyTimer is used inside a task"
+        self._task = task
         self._seconds = seconds
         self._expired = False
 
     def __enter__(self) -> None:
-        assert self._task is not None, "BodyTimer is used inside a task"
         self._cancelling = self._task.cancelling()
         self._handle = asyncio.get_running_loop().call_later(self._seconds, self._expire)
 
     def _expire(self) -> None:
         self._expired = True
-        self._task.cancel()  # type: ignore[union-attr]
+        self._task.cancel()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, _: Any
@@ -104,7 +112,7 @@ class BodyTimer:
         self._handle.cancel()
         if not self._expired:
             return
-        if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:  # type: ignore[union-attr]
+        if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
             raise TimeoutError from exc
 
 
@@ -167,9 +175,6 @@ def json_response(
     return EncodedResponse(body, status, headers)
 
 
-_JSON_TYPE = (b"content-type", b"application/json")
-
-
 class EncodedResponse(Response):
     """A `Response` of encoded headers: what `Response.__init__` builds from a dict of
     str (encoding, lower-casing, a header list scanned for content-length and -type),
@@ -192,14 +197,15 @@ class EncodedResponse(Response):
 def answer_headers(answer: InferResponse) -> list[tuple[bytes, bytes]]:
     """X-Backend, X-Model-Version, X-Request-Id, Server-Timing and (after a failover)
     X-Failover of a prediction answer, encoded."""
-    headers = [
-        (b"x-backend", answer.backend.encode()),
-        (b"x-model-version", str(answer.version).encode()),
-        (b"x-request-id", answer.request_id.encode("latin-1")),
-        (b"server-timing", server_timing(answer.timings).encode()),
-    ]
+    values = (
+        answer.backend.encode(),
+        str(answer.version).encode(),
+        answer.request_id.encode("latin-1"),
+        server_timing(answer.timings).encode(),
+    )
+    headers = list(zip(_ANSWER_KEYS, values, strict=True))
     if answer.failover:
-        headers.append((b"x-failover", b"true"))
+        headers.append((_KEY_FAILOVER, b"true"))
     return headers
 
 
