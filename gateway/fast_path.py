@@ -6,6 +6,15 @@ need none of that, it was about a third of the gateway's own work per request (m
 in process: 180-200 us through the app vs 125-130 us straight to the endpoint). A
 `GatewayApp` sends POSTs that match one of `fast_routes` straight to its Starlette
 endpoint, with the same error handlers; everything else goes through FastAPI unchanged.
+
+Per request, the direct path also skips what a prediction does not need (measured in
+process, per request): routes whose last literal part the path does not end with are not
+matched at all (a v2 infer skipped nine TF Serving regexes, 5.5 -> 1 us), and the request's
+headers are read from a dict built once (`HeaderTable`: ten lookups, most of them misses,
+cost 7.9 us through Starlette's list scan, 1.7 us so).
+
+Middleware added to a `GatewayApp` turns the direct path off (`add_middleware`), so no
+middleware is ever skipped silently (tests/unit/test_gateway_fast_path.py).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Message, Receive, Scope, Send
@@ -29,8 +39,14 @@ class GatewayApp(FastAPI):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.fast_routes: list[tuple[Route, str]] = []
+        self.fast_routes: list[tuple[str, Route, str]] = []
         self.direct = True
+
+    def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        """Starlette's `add_middleware`, and every route then takes the ordinary path: the
+        direct one would skip the middleware."""
+        self.direct = False
+        super().add_middleware(middleware_class, *args, **kwargs)
 
     def add_fast_routes(self, routes: Iterable[BaseRoute], protocol: str) -> None:
         """Serve these routes' POSTs directly: plain `Route`s, and `APIRoute`s whose
@@ -38,7 +54,7 @@ class GatewayApp(FastAPI):
         `protocol` labels their metrics. With `direct` off (CORS middleware configured)
         they take FastAPI's ordinary path, still behind admission control."""
         self.fast_routes += [
-            (Route(r.path, r.endpoint, methods=list(r.methods)), protocol)  # cheaper matches
+            (_literal_end(r.path), Route(r.path, r.endpoint, methods=list(r.methods)), protocol)
             for r in routes
             if isinstance(r, Route) and r.methods and "POST" in r.methods and _direct(r)
         ]
@@ -49,7 +65,10 @@ class GatewayApp(FastAPI):
             if ctx.drain.draining:
                 send = _closing(send)
             if scope["method"] == "POST":
-                for route, protocol in self.fast_routes:
+                path = scope["path"]
+                for end, route, protocol in self.fast_routes:
+                    if not path.endswith(end):
+                        continue  # cannot match: no regex run
                     match, child_scope = route.matches(scope)
                     if match is Match.FULL:
                         await self._prediction(route, child_scope, protocol, scope, receive, send)
@@ -76,6 +95,42 @@ class GatewayApp(FastAPI):
             await super().__call__(scope, receive, send)
         finally:
             admission.release()
+
+
+def _literal_end(path: str) -> str:
+    """What every path a route template matches ends with: the text after its last
+    parameter, e.g. ':predict' for '/v1/models/{model}:predict'."""
+    return path.rpartition("}")[2]
+
+
+class HeaderTable(Headers):
+    """Starlette's `Headers`, looked up in a dict built once: `Headers` scans its list on
+    every lookup, and a miss (most of a prediction's ~10 lookups) raises and catches a
+    KeyError inside `Mapping.get`. Names are lower case (ASGI); of repeated names the
+    first wins, as in `Headers`."""
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(scope=scope)
+        self._table = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(self._list)}
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self._table.get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        return self._table[key.lower()]
+
+    def __contains__(self, key: Any) -> bool:
+        return isinstance(key, str) and key.lower() in self._table
+
+
+class PredictionRequest(Request):
+    """A `Request` whose headers are a `HeaderTable`."""
+
+    @property
+    def headers(self) -> Headers:
+        if not hasattr(self, "_headers"):
+            self._headers = HeaderTable(self.scope)
+        return self._headers
 
 
 def _direct(route: Route) -> bool:
@@ -107,10 +162,13 @@ def _closing(send: Send) -> Send:
 async def _serve(
     route: Route, protocol: str, admission: Admission, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    request = Request(scope, receive)
+    request = PredictionRequest(scope, receive)
     try:
-        with admission.admitted():  # shed before the body is read (429, Retry-After)
+        admission.acquire()  # shed before the body is read (429, Retry-After)
+        try:  # (not `admission.admitted()`: a generator context manager costs ~1 us)
             response = await route.endpoint(request)
+        finally:
+            admission.release()
     except GatewayError as exc:
         if not hasattr(request.state, "protocol"):  # refused before the endpoint ran
             request.state.protocol = protocol

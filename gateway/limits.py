@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from starlette.requests import ClientDisconnect
 
 from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.security_settings import LimitsSettings
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
 _DROP = bytes(c for c in range(256) if c not in b'[]{}"')
 _STEP = np.zeros(256, np.int8)
 _STEP[list(b"[{")], _STEP[list(b"]}")] = 1, -1
+
+
+_COUNTED = 4096
+"""Bodies up to this size are first counted for brackets, which for a single-row body (1.3
+KB) costs less than `_structure` (1.1 against 2 us); a larger body goes straight to
+`_structure`, which it needs anyway (a 64-row body of 83 KB: 50 -> 39 us per check)."""
 
 
 def _structure(raw: bytes) -> bytes:
@@ -59,9 +66,9 @@ def _depth(structure: bytes) -> int:
 
 def check_json_depth(raw: bytes, limits: LimitsSettings) -> None:
     """Raises BadRequest naming `limits.max_json_depth` when the parsed body `raw` nests
-    deeper. Costs two passes in C over the body plus work per bracket (measured: a
+    deeper. Costs a pass or two in C over the body plus work per bracket (measured: a
     fraction of the orjson parse it follows)."""
-    if raw.count(b"[") + raw.count(b"{") <= limits.max_json_depth:
+    if len(raw) <= _COUNTED and raw.count(b"[") + raw.count(b"{") <= limits.max_json_depth:
         return  # cannot nest deeper than it has brackets (a small body: no more work)
     structure = _structure(raw)
     depth = _depth(structure)
@@ -74,24 +81,41 @@ def check_json_depth(raw: bytes, limits: LimitsSettings) -> None:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with PayloadTooLarge (413) once it passes `limit` bytes:
-    by its Content-Length before reading, else while the chunks arrive."""
-    headers = request.headers
-    declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and "transfer-encoding" not in headers:
-        if int(declared) > limit:
-            raise PayloadTooLarge(
-                f"request body of {declared} bytes exceeds the limit of {limit} (max_body_bytes)"
-            )
-        return await request.body()  # the server delivers no more than the declared length
+    by its Content-Length before reading, else while the chunks arrive.
+
+    Reads the ASGI messages itself: `Request.body()` costs 4 us per request (an async
+    generator under `aclosing`), this loop 1 us (measured under uvloop).
+
+    Raises:
+        PayloadTooLarge: the declared or received body passes `limit` bytes.
+        ClientDisconnect: the client left before its body ended.
+    """
+    _check_declared_length(request, limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(
                 f"request body exceeds the limit of {limit} bytes (max_body_bytes)"
             )
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _check_declared_length(request: Request, limit: int) -> None:
+    headers = request.headers
+    declared = headers.get("content-length")
+    if declared is None or not declared.isdigit() or "transfer-encoding" in headers:
+        return  # chunked: checked while it arrives
+    if int(declared) > limit:
+        raise PayloadTooLarge(
+            f"request body of {declared} bytes exceeds the limit of {limit} (max_body_bytes)"
+        )
 
 
 def check_tensors(request: InferRequest, limits: LimitsSettings) -> None:

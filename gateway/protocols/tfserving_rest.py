@@ -82,9 +82,8 @@ async def _predict(
     check_json_depth(raw, ctx.settings.limits)
     with _bad_request():  # the body is checked before the model, as TF Serving does
         body = codec.parse_predict(codec.loads(raw))
-    info = ctx.catalog.get(model)
-    dtypes = {t.name: t.dtype for t in info.inputs}
-    with _bad_request():
+        info = ctx.catalog.get(model)  # (its NotFound is no codec error: it passes as is)
+        dtypes = {t.name: t.dtype for t in info.inputs}
         values = codec.named_values(body, list(dtypes))
         tensors = {name: codec.to_array(v, name, dtypes.get(name)) for name, v in values.items()}
     infer = InferRequest(

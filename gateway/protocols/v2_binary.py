@@ -16,14 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from fastapi.responses import Response
 
 from gateway.codecs.oip_raw import datatype_of, to_raw
 from gateway.errors import BadRequest
+from gateway.protocols.http import EncodedResponse
 from gateway.protocols.v2_json import V2Request, encode_infer
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSION = "binary_tensor_data"
+_LENGTH_KEY = HEADER_LENGTH.lower().encode()
 
 
 def split_body(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -73,19 +74,19 @@ def encode_response(
     return body, buffers
 
 
-def with_buffers(response: Response, buffers: list[bytes]) -> Response:
+def with_buffers(response: EncodedResponse, buffers: list[bytes]) -> EncodedResponse:
     """`response` (a JSON response) with the binary buffers after its JSON object."""
     if not buffers:
         return response
-    headers = {
-        key: value
-        for key, value in response.headers.items()
-        if key not in ("content-length", "content-type")
-    }
-    headers[HEADER_LENGTH] = str(len(response.body))
-    return Response(
-        bytes(response.body) + b"".join(buffers),
-        status_code=response.status_code,
-        headers=headers,
-        media_type="application/octet-stream",
-    )
+    headers = [
+        (key, value)
+        for key, value in response.raw_headers
+        if key not in (b"content-length", b"content-type")
+    ]
+    body = b"".join([response.body, *buffers])
+    headers += [
+        (_LENGTH_KEY, str(len(response.body)).encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"content-type", b"application/octet-stream"),
+    ]
+    return EncodedResponse(body, response.status_code, headers)

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.workers import _uvicorn_options
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
 
 ROW = {"instances": [[0.0, 5.0, 1.0, 2.0]]}
@@ -82,3 +84,43 @@ def test_other_methods_still_get_fastapis_answers(setup: tuple[TestClient, Any])
     # model names are TF Serving's [^/:]+: an unknown verb is no route, not model "toy:nonsense"
     unknown_verb = client.post("/v1/models/toy:nonsense", json=ROW)
     assert unknown_verb.status_code == 404 and "error" in unknown_verb.json()
+
+
+def test_middleware_added_later_is_never_skipped(tmp_path: Path) -> None:
+    """Middleware added to the app turns the direct path off: predictions pass through it."""
+    upstreams = {fw: FakeUpstream(fw) for fw in ("tensorflow", "pytorch")}  # type: ignore[arg-type]
+    app = create_app(settings_for(make_store(tmp_path)), upstreams)  # type: ignore[arg-type]
+    seen: list[str] = []
+
+    class Counting:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                seen.append(scope["path"])
+            await self.app(scope, receive, send)
+
+    app.add_middleware(Counting)
+    with TestClient(app) as client:
+        assert client.post("/v1/models/toy:predict", json=ROW).status_code == 200
+        assert client.post("/v2/models/toy/infer", json=V2).status_code == 200
+    assert seen == ["/v1/models/toy:predict", "/v2/models/toy/infer"]
+
+
+def test_headers_are_read_case_insensitively_first_wins(setup: tuple[TestClient, Any]) -> None:
+    client, upstreams = setup
+    headers = [("X-Request-Id", "first"), ("x-request-id", "second"), ("X-BACKEND", "pytorch")]
+    reply = client.post("/v1/models/toy:predict", json=ROW, headers=headers)
+    assert reply.status_code == 200
+    assert reply.headers["X-Request-Id"] == "first" and reply.headers["X-Backend"] == "pytorch"
+    assert [call.request_id for call in upstreams["pytorch"].calls] == ["first"]
+
+
+def test_uvicorn_calls_the_app_itself(tmp_path: Path) -> None:
+    """No ASGI layer between the server and the prediction routes (uvicorn's proxy headers
+    middleware wrapped every request before; nothing reads the addresses it rewrites)."""
+    app = create_app(settings_for(make_store(tmp_path)), {})  # type: ignore[arg-type]
+    config = uvicorn.Config(app, **_uvicorn_options("warning"))
+    config.load()
+    assert config.loaded_app is app
