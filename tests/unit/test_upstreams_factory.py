@@ -67,9 +67,12 @@ def test_rest_settings_reach_the_rest_clients(tmp_path: Path) -> None:
     assert isinstance(tf, PooledUpstream) and isinstance(torch, PooledUpstream)
     assert isinstance(tf.codec, TFServingRest) and isinstance(tf.wire, RestWire)
     assert isinstance(torch.codec, TorchServeRest) and isinstance(torch.wire, RestWire)
-    assert tf.pool().replicas == ["http://a:8501"]
-    assert tf.wire.session.max_connections == 7
-    assert torch.pool().replicas == ["http://b:8080", "http://c:8080"]
+    assert [replica.url for replica in tf.pool().replicas] == ["http://a:8501"]
+    assert tf.wire.max_connections == 7
+    assert [replica.url for replica in torch.pool().replicas] == [
+        "http://b:8080",
+        "http://c:8080",
+    ]
     assert torch.settings.timeout_s == 0.25
     assert torch.codec.token.headers() == {"Authorization": "Bearer from-file"}
 
