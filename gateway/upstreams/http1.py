@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 class ProtocolError(Exception):
     """The backend's bytes are not an HTTP/1.1 answer to the request sent."""
@@ -40,6 +42,7 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self._chunks: list[bytes] = []
         self.keep_alive = False
+        self.answered = False  # some byte of the current answer arrived
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -52,6 +55,7 @@ class _Connection(asyncio.Protocol):
         if self._waiter is None:  # nothing was asked: the connection is out of step
             self.close()
             return
+        self.answered = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -75,7 +79,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None and self._waiter is None
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        self.keep_alive = False
+        self.keep_alive = self.answered = False
         self.transport.write(data)
         timer = loop.call_at(deadline, self._fail, TimeoutError())
         try:
@@ -143,19 +147,33 @@ class Http1Pool:
         else:
             await self._slots.acquire()
         try:
-            return await self._exchange(loop, data, deadline, timeout)
+            return await self._exchange(loop, method in _IDEMPOTENT, data, deadline)
         finally:
             self._slots.release()
 
     async def _exchange(
-        self, loop: asyncio.AbstractEventLoop, data: bytes, deadline: float, timeout: float
+        self, loop: asyncio.AbstractEventLoop, idempotent: bool, data: bytes, deadline: float
     ) -> tuple[int, bytes]:
         connection = self._reuse()
+        if connection is not None and idempotent:
+            try:
+                return await self._run(connection, data, deadline)
+            except ConnectionResetError:
+                if connection.answered:
+                    raise
+            # The backend closed a kept-alive connection as the request left: an idempotent
+            # request is sent again on a new one, once (RFC 9112 section 9.3.1, as aiohttp).
+            connection = None
         if connection is None:
             left = deadline - loop.time()
             if left <= 0:
                 raise TimeoutError()
             connection = await asyncio.wait_for(self._connect(loop), left)
+        return await self._run(connection, data, deadline)
+
+    async def _run(
+        self, connection: _Connection, data: bytes, deadline: float
+    ) -> tuple[int, bytes]:
         try:
             answer = await connection.exchange(data, deadline)
         except BaseException:  # a half-done exchange leaves the connection out of step

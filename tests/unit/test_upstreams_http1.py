@@ -202,3 +202,43 @@ def test_header_line_breaks_are_refused(headers: dict[str, str]) -> None:
 def test_only_http_base_urls(url: str) -> None:
     with pytest.raises(ValueError, match="not an http"):
         Http1Pool(url, 1)
+
+
+@asynccontextmanager
+async def closes_second_request(connections: list[int]) -> AsyncIterator[str]:
+    """Answers the first request of each connection (kept alive), then closes the
+    connection when its second request arrives, answering nothing."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(("method", "retried"), [("GET", True), ("POST", False)])
+def test_a_kept_alive_connection_closed_unanswered_is_retried_only_if_idempotent(
+    method: str, retried: bool
+) -> None:
+    async def go() -> None:
+        connections: list[int] = []
+        async with closes_second_request(connections) as url:
+            pool = Http1Pool(url, 1)
+            assert await pool.request(method, "/", b"", None, 2.0) == (200, b"ok")
+            if retried:
+                assert await pool.request(method, "/", b"", None, 2.0) == (200, b"ok")
+            else:  # it may have reached the backend: never sent twice
+                with pytest.raises(ConnectionResetError):
+                    await pool.request(method, "/", b"", None, 2.0)
+            pool.close()
+        assert len(connections) == (2 if retried else 1)
+
+    run(go)
