@@ -5,7 +5,7 @@ Why not aiohttp's `ClientSession`: per call it builds a request and a response o
 header multidicts, a timeout handle and a writer task. Forwarding one digit to the TF
 server at 16 concurrent calls, aiohttp spent 105 us of CPU per call and this client 34 us
 (325 vs 108 us one call at a time; in-process, interleaved rounds, same session pool
-size), which was a fifth of the gateway's CPU per request.
+size): about a sixth of the gateway's whole CPU per request then (0.45 ms at c=16).
 
 What it does: `Content-Length` bodies out; `Content-Length` or chunked answers in (as
 every keep-alive answer is framed); connections reused while the backend keeps them
@@ -81,11 +81,14 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter = loop.create_future()
         self.keep_alive = self.answered = False
         self.transport.write(data)
-        timer = loop.call_at(deadline, self._fail, TimeoutError())
+        timer = loop.call_at(deadline, self._expire)
         try:
             return await waiter
         finally:
             timer.cancel()
+
+    def _expire(self) -> None:
+        self._fail(TimeoutError())
 
     def _fail(self, exc: BaseException) -> None:
         waiter, self._waiter = self._waiter, None
