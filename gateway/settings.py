@@ -55,8 +55,9 @@ class UpstreamSettings(BaseModel):
 class TFServingSettings(UpstreamSettings):
     """TF Serving: REST by default. Through the gateway's own clients (bench_transports,
     digits-mlp, one digit per call, 16 concurrent) REST moved 1.27-1.42x the calls per
-    second of gRPC at 0.63-0.70x the CPU per call (TF Serving's JSON answer is small;
-    grpc.aio's unary call machinery is not)."""
+    second of gRPC at 0.63-0.70x the CPU per call over aiohttp, and 1.46x at 0.27x over
+    the REST wire's own HTTP/1.1 client (issue 15; 0.40x the CPU one call at a time): TF
+    Serving's JSON answer is small, grpc.aio's unary call machinery is not."""
 
     transport: Transport = Field("rest", description="REST (default, measured faster) or gRPC")
 
