@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +44,18 @@ class ModelInfo:
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     labels: Mapping[str, int] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def latest(self) -> int:
         return max(self.versions)
+
+    @cached_property
+    def input_specs(self) -> Mapping[str, TensorInfo]:
+        """The inputs by name (built once: `validate` reads it on every request)."""
+        return {t.name: t for t in self.inputs}
+
+    @cached_property
+    def output_names(self) -> frozenset[str]:
+        return frozenset(t.name for t in self.outputs)
 
     def resolve_version(self, version: int | None, label: str | None) -> int:
         """A concrete version: the given one, the one a configured label names, or the latest.
@@ -162,21 +172,26 @@ def validate(request: InferRequest, info: ModelInfo, strict_dtype: bool) -> None
         # both exports carry one signature; TF Serving's words and code for any other
         raise FailedPrecondition(f'Serving signature key "{signature}" not found.')
     check_tensors(request, info.limits)  # batch size and values per tensor (gateway.limits)
-    expected = {t.name: t for t in info.inputs}
-    unknown = sorted(set(request.inputs) - set(expected))
-    if unknown:
-        raise BadRequest(f"unknown input '{unknown[0]}'; {info.name} takes {_names(expected)}")
-    missing = sorted(set(expected) - set(request.inputs))
-    if missing:
-        raise BadRequest(f"missing input '{missing[0]}'; {info.name} takes {_names(expected)}")
+    expected = info.input_specs
+    if request.inputs.keys() != expected.keys():
+        _name_mismatch(request, info)
     for name, spec in expected.items():
         request.inputs[name] = _conform(request.inputs[name], spec, strict_dtype)
-    known_outputs = {t.name for t in info.outputs}
+    known_outputs = info.output_names
     for output in request.outputs:
         if output not in known_outputs:
             raise BadRequest(
                 f"unknown output '{output}'; {info.name} returns {sorted(known_outputs)}"
             )
+
+
+def _name_mismatch(request: InferRequest, info: ModelInfo) -> None:
+    expected = info.input_specs
+    unknown = sorted(set(request.inputs) - set(expected))
+    if unknown:
+        raise BadRequest(f"unknown input '{unknown[0]}'; {info.name} takes {_names(expected)}")
+    missing = sorted(set(expected) - set(request.inputs))
+    raise BadRequest(f"missing input '{missing[0]}'; {info.name} takes {_names(expected)}")
 
 
 def _conform(array: np.ndarray, spec: TensorInfo, strict_dtype: bool) -> np.ndarray:
@@ -200,5 +215,5 @@ def _dtype_name(array: np.ndarray) -> str:
     )
 
 
-def _names(expected: dict[str, TensorInfo]) -> str:
+def _names(expected: Mapping[str, TensorInfo]) -> str:
     return ", ".join(f"'{n}'" for n in sorted(expected))

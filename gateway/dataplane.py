@@ -34,11 +34,8 @@ class DataPlane:
         total = time.perf_counter() - started
         response.timings["total"] = total
         response.request_id = request.request_id
-        model = request.model
-        self.metrics.requests.labels(model, response.backend, protocol, "200").inc()
-        self.metrics.latency.labels(model, response.backend, protocol).observe(total)
         upstream = response.timings.get("upstream", 0.0)
-        self.metrics.overhead.labels(protocol).observe(max(total - upstream, 0.0))
+        self.metrics.answered(request.model, response.backend, protocol, total, upstream)
         return response
 
     def count_error(self, protocol: str, model: str | None, exc: GatewayError) -> None:

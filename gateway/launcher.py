@@ -38,8 +38,8 @@ def gateway_config(
     workers: int = 1,
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, Any]:
-    """The local default: each backend over its faster transport (TF Serving REST,
-    TorchServe gRPC: see `gateway.settings`), every model 50/50 sticky with failover and
+    """The local default: each backend over its faster transport (REST for both: see
+    `gateway.settings`), every model 50/50 sticky with failover and
     client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`;
     `workers` processes serving both ports; the TF Serving `version_labels` the TF server
     was given (none by default)."""
@@ -53,7 +53,7 @@ def gateway_config(
         "model_store": str(Path(model_store).resolve()),
         "tensorflow": {"transport": "rest", "grpc": [tf["grpc"]], "rest": [tf["rest"]]},
         "pytorch": {
-            "transport": "grpc",
+            "transport": "rest",
             "grpc": [torch["grpc"]],
             "rest": [torch["inference"]],
             "token_file": torch["token_file"],

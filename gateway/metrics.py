@@ -25,7 +25,13 @@ LATENCY_BUCKETS = (
 
 
 class GatewayMetrics:
-    """Requests, latency (total, upstream, the gateway's own), shadow, breakers, failovers."""
+    """Requests, latency (total, upstream, the gateway's own), shadow, breakers, failovers.
+
+    The per-request figures go through `answered`, `upstream_call` and `breaker_state`,
+    which keep each labelled child once made: `labels()` checks and joins its label values
+    and takes a lock on every call (measured: ~1.4 us per call here, three per request).
+    Nothing removes a child from these metrics, so a kept child stays the registry's.
+    """
 
     def __init__(self) -> None:
         # prometheus_client chose its value storage from this variable when it was imported.
@@ -64,6 +70,42 @@ class GatewayMetrics:
             "dualserve_failovers", "Requests answered by the other framework after a failure",
             ["model", "from_arm"], registry=r,
         )  # fmt: skip
+
+        self._answered: dict[tuple[str, str, str], tuple[Counter, Histogram, Histogram]] = {}
+        self._upstream: dict[tuple[str, str], Histogram] = {}
+        self._breaker: dict[str, tuple[Gauge, int]] = {}
+
+    def answered(
+        self, model: str, arm: str, protocol: str, total_s: float, upstream_s: float
+    ) -> None:
+        """One request answered (status 200): its count, latency and the gateway's share."""
+        children = self._answered.get((model, arm, protocol))
+        if children is None:
+            children = self._answered[(model, arm, protocol)] = (
+                self.requests.labels(model, arm, protocol, "200"),
+                self.latency.labels(model, arm, protocol),
+                self.overhead.labels(protocol),
+            )
+        requests, latency, overhead = children
+        requests.inc()
+        latency.observe(total_s)
+        overhead.observe(max(total_s - upstream_s, 0.0))
+
+    def upstream_call(self, model: str, arm: str, seconds: float) -> None:
+        """One answered upstream call's seconds."""
+        child = self._upstream.get((model, arm))
+        if child is None:
+            child = self._upstream[(model, arm)] = self.upstream_latency.labels(model, arm)
+        child.observe(seconds)
+
+    def breaker_state(self, arm: str, state: int) -> None:
+        """The arm's breaker state after a call (written only when it changed)."""
+        known = self._breaker.get(arm)
+        if known is not None and known[1] == state:
+            return
+        child = self.breaker.labels(arm) if known is None else known[0]
+        child.set(state)
+        self._breaker[arm] = (child, state)
 
     def observe_shadow(self, model: str, result: Comparison | None) -> None:
         if result is None:

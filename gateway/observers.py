@@ -18,14 +18,14 @@ def metrics_observer(metrics: GatewayMetrics) -> Observer:
 
     def observe(outcome: CallOutcome) -> None:
         model, arm = outcome.request.model, outcome.arm
-        metrics.breaker.labels(arm).set(outcome.breaker)
+        metrics.breaker_state(arm, outcome.breaker)
         if outcome.kind == "failover":
             metrics.failovers.labels(model, other(arm)).inc()
         if outcome.comparison is not None:
             metrics.observe_shadow(model, outcome.comparison)
         if outcome.response is not None:
             upstream = outcome.response.timings.get("upstream", outcome.latency_s)
-            metrics.upstream_latency.labels(model, arm).observe(upstream)
+            metrics.upstream_call(model, arm, upstream)
 
     return observe
 

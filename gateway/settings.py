@@ -55,8 +55,9 @@ class UpstreamSettings(BaseModel):
 class TFServingSettings(UpstreamSettings):
     """TF Serving: REST by default. Through the gateway's own clients (bench_transports,
     digits-mlp, one digit per call, 16 concurrent) REST moved 1.27-1.42x the calls per
-    second of gRPC at 0.63-0.70x the CPU per call (TF Serving's JSON answer is small;
-    grpc.aio's unary call machinery is not)."""
+    second of gRPC at 0.63-0.70x the CPU per call over aiohttp, and 1.46x at 0.27x over
+    the REST wire's own HTTP/1.1 client (issue 15; 0.40x the CPU one call at a time): TF
+    Serving's JSON answer is small, grpc.aio's unary call machinery is not."""
 
     transport: Transport = Field("rest", description="REST (default, measured faster) or gRPC")
 
@@ -64,10 +65,14 @@ class TFServingSettings(UpstreamSettings):
 class TorchServeSettings(UpstreamSettings):
     """TorchServe adds its inference token (read from the key file TorchServe writes).
 
-    gRPC by default: TorchServe's REST frontend moved only 0.62-0.75x the calls per second
-    of its gRPC one at 16 concurrent calls, for the same CPU per call in the gateway
-    (bench_transports, same runs as `TFServingSettings`)."""
+    REST by default since the REST wire's own HTTP/1.1 client (`upstreams/http1.py`,
+    issue 15): through the gateway's clients (bench_transports, digits-mlp, one digit per
+    call, 3 interleaved rounds) REST moved 1.72x the calls per second of gRPC at 0.48x the
+    CPU per call at 16 concurrent calls, and as many at 0.40x the CPU one at a time;
+    `DataPlane.infer` on the torch arm: 132-145 vs 230-264 us CPU per request at c=16.
+    (Over aiohttp, REST had moved only 0.62-0.75x gRPC's calls per second.)"""
 
+    transport: Transport = Field("rest", description="REST (default, measured faster) or gRPC")
     token_file: Path | None = Field(None, description="TorchServe's key_file.json")
     token: SecretStr | None = Field(None, description="the inference key, overrides token_file")
 

@@ -18,6 +18,7 @@ the fact as Java's `copyCorrectedForCoordinatedOmission` does).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -26,6 +27,7 @@ LOWEST_US = 1
 HIGHEST_US = 600_000_000  # 10 minutes; longer values are recorded as 10 minutes
 SIGNIFICANT_FIGURES = 3
 _SUMMARY_PERCENTILES = (50.0, 90.0, 99.0)
+_PENDING_AT_MOST = 4096
 
 
 def _new_hdr() -> HdrHistogram:
@@ -40,17 +42,40 @@ class LatencyHistogram:
     """Latencies in seconds; percentiles within 0.1%, count and sum exact.
 
     Not thread-safe: one owner records (the gateway's event loop, one Locust process).
+
+    `record` only appends the value; the HDR counts take the pending values, equal ones
+    once, when something reads them or `_PENDING_AT_MOST` are waiting. `hdrh`'s
+    `record_value` is pure Python (~2.5 us a value measured here, on every gateway
+    request); readers see exactly what recording each value at once would give.
     """
 
     def __init__(self) -> None:
-        self._hdr = _new_hdr()
+        self._counts = _new_hdr()
+        self._pending: list[int] = []
         self._total_us = 0
+
+    @property
+    def _hdr(self) -> HdrHistogram:
+        """The HDR counts, every recorded value included."""
+        if self._pending:
+            self._record_pending()
+        return self._counts
+
+    def _record_pending(self) -> None:
+        for value, count in Counter(self._pending).items():
+            self._counts.record_value(value, count)
+        self._pending.clear()
 
     def record(self, seconds: float, count: int = 1) -> None:
         """Add `count` latencies of `seconds` (negative values count as 0)."""
         value = _to_us(seconds)
-        self._hdr.record_value(value, count)
         self._total_us += value * count
+        if count != 1:
+            self._hdr.record_value(value, count)
+            return
+        self._pending.append(value)
+        if len(self._pending) >= _PENDING_AT_MOST:
+            self._record_pending()
 
     @property
     def count(self) -> int:

@@ -15,6 +15,7 @@ when it says (TF Serving's gRPC reply does), else that one.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -115,10 +116,10 @@ class PooledUpstream(Generic[R, C, A]):
             UpstreamError: any subclass, from the wire, the pool or the codec.
         """
         target = Target(self.framework, request.model, request.version)
-        call = self.codec.encode(request)
+        call, send = self.codec.encode(request), self.wire.send
 
-        async def attempt(replica: R, left: float) -> A:
-            return await self.wire.send(replica, call, left, target)
+        def attempt(replica: R, left: float) -> Awaitable[A]:  # no coroutine of its own
+            return send(replica, call, left, target)
 
         started = time.perf_counter()
         answer = await self.pool().call(attempt, min(timeout, self.settings.timeout_s))

@@ -20,6 +20,7 @@ from gateway.upstreams.resilience import OutlierDetector, RetryBudget
 T = TypeVar("T")
 R = TypeVar("R")
 Clock = Callable[[], float]
+_FIRST = (0,)
 
 
 class ReplicaPool(Generic[T]):
@@ -56,18 +57,22 @@ class ReplicaPool(Generic[T]):
 
     def healthy(self) -> list[T]:
         """Healthy replicas in the order the next call tries them (advances the rotation)."""
-        start, count = self._next, len(self.replicas)
+        return [self.replicas[i] for i in self._healthy_indices()]
+
+    def _healthy_indices(self) -> Sequence[int]:
+        count, now = len(self._down_until), self._clock()
+        if count == 1:  # the common deployment: no rotation, no lists
+            return _FIRST if self._down_until[0] <= now and not self.outliers.ejected(0) else ()
+        start = self._next
         self._next = (start + 1) % count
-        now = self._clock()
         order = [(start + i) % count for i in range(count)]
-        return [
-            self.replicas[i]
-            for i in order
-            if self._down_until[i] <= now and not self.outliers.ejected(i)
-        ]
+        return [i for i in order if self._down_until[i] <= now and not self.outliers.ejected(i)]
 
     def mark_unhealthy(self, replica: T) -> None:
-        self._down_until[self.replicas.index(replica)] = self._clock() + self.unhealthy_for_s
+        self._mark_down(self.replicas.index(replica))
+
+    def _mark_down(self, index: int) -> None:
+        self._down_until[index] = self._clock() + self.unhealthy_for_s
 
     async def call(self, attempt: Callable[[T, float], Awaitable[R]], timeout: float) -> R:
         """`attempt(replica, seconds_left)` on healthy replicas until one answers.
@@ -79,28 +84,28 @@ class ReplicaPool(Generic[T]):
         """
         deadline = self._clock() + timeout
         last: UpstreamUnavailable | None = None
-        candidates = self.healthy()
+        candidates = self._healthy_indices()
         self.budget.deposit()
-        for tried, replica in enumerate(candidates):
+        for tried, index in enumerate(candidates):
             left = deadline - self._clock()
             if left <= 0:
                 raise UpstreamTimeout(self.backend, f"no answer within {timeout:g} s") from last
             if tried and not self.budget.try_withdraw():
                 raise self._none_left(tried, last, "retry budget spent") from last
             try:
-                answer = await attempt(replica, left)
+                answer = await attempt(self.replicas[index], left)
             except UpstreamUnavailable as exc:
-                self.mark_unhealthy(replica)
-                self.outliers.record_failure(self.replicas.index(replica))
+                self._mark_down(index)
+                self.outliers.record_failure(index)
                 last = exc
                 continue
             except UpstreamRejected:
-                self.outliers.record_success(self.replicas.index(replica))  # it answered
+                self.outliers.record_success(index)  # it answered
                 raise
             except UpstreamError:
-                self.outliers.record_failure(self.replicas.index(replica))
+                self.outliers.record_failure(index)
                 raise
-            self.outliers.record_success(self.replicas.index(replica))
+            self.outliers.record_success(index)
             return answer
         raise self._none_left(len(candidates), last) from last
 

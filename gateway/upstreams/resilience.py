@@ -40,12 +40,12 @@ class RetryBudget:
         self._tokens = min_per_s  # one second's reserve to start with
         self._cap = max(10.0, 10 * min_per_s)
         self._last = clock()
+        self._deposits = 0
         self.refused = 0
 
     def deposit(self) -> None:
-        """A call was made."""
-        self._refill()
-        self._tokens = min(self._cap, self._tokens + self.ratio)
+        """A call was made (counted now, added when a retry asks: every call pays this)."""
+        self._deposits += 1
 
     def try_withdraw(self) -> bool:
         """May one retry be made now? (It is counted in `refused` when not.)"""
@@ -57,8 +57,12 @@ class RetryBudget:
         return False
 
     def _refill(self) -> None:
+        # Deposits and the reserve only add between withdrawals, so adding their sum under
+        # one cap gives what capping after each would.
         now = self._clock()
-        self._tokens = min(self._cap, self._tokens + (now - self._last) * self.min_per_s)
+        added = self._deposits * self.ratio + (now - self._last) * self.min_per_s
+        self._tokens = min(self._cap, self._tokens + added)
+        self._deposits = 0
         self._last = now
 
 

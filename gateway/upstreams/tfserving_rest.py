@@ -7,6 +7,7 @@ reported version is the one asked for.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import quote
 
 import orjson
@@ -27,7 +28,7 @@ class TFServingRest:
 
     def encode(self, request: InferRequest) -> RestCall:
         body = columnar_json(request.inputs, request.parameters.get("signature_name"))
-        return RestCall("POST", predict_path(request), body, _JSON)
+        return RestCall("POST", predict_path(request.model, request.version), body, _JSON)
 
     def decode(self, answer: bytes, request: InferRequest, target: Target) -> Decoded:
         return Decoded(columnar_outputs(answer, request.outputs, target))
@@ -44,9 +45,10 @@ class TFServingRest:
         return any(isinstance(s, dict) and s.get("state") == "AVAILABLE" for s in statuses)
 
 
-def predict_path(request: InferRequest) -> str:
-    """`/v1/models/{m}[/versions/{v}]:predict` for a request."""
-    path = f"/v1/models/{quote(request.model, safe='')}"
-    if request.version is not None:
-        path += f"/versions/{request.version}"
+@lru_cache(maxsize=1024)  # a few models and versions: quoting is most of the work
+def predict_path(model: str, version: int | None) -> str:
+    """`/v1/models/{m}[/versions/{v}]:predict`."""
+    path = f"/v1/models/{quote(model, safe='')}"
+    if version is not None:
+        path += f"/versions/{version}"
     return path + ":predict"

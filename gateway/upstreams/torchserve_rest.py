@@ -7,6 +7,7 @@ cross without JSON. TorchServe does not report the version that ran.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import quote
 
 from backends.torchserve.tensor_frames import CONTENT_TYPE as FRAME
@@ -50,6 +51,7 @@ class TorchServeRest:
         return b"Healthy" in answer
 
 
+@lru_cache(maxsize=1024)  # a few models and versions: quoting is most of the work
 def predictions_path(model: str, version: int | None) -> str:
     path = f"/predictions/{quote(model, safe='')}"
     return path if version is None else f"{path}/{version}"

@@ -8,8 +8,8 @@ The gateway's clock runs around the backend's, so its upstream figure is never b
 backend's and, the issue asks, within 1 ms of it: what lies between is the backend's HTTP
 handling, the loopback and the gateway's HTTP client.
 
-TorchServe is not compared: its gRPC frontend (the gateway's default transport to it)
-counts `ts_inference_requests_total` but leaves `ts_inference_latency_microseconds`
+TorchServe is not compared: its gRPC frontend (the gateway's default transport to it until
+issue 15) counts `ts_inference_requests_total` but leaves `ts_inference_latency_microseconds`
 unchanged (observed with TorchServe 0.12), so it offers no per-request figure.
 """
 

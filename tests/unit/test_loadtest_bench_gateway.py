@@ -111,9 +111,9 @@ STATE = {
 
 def test_gateway_variants_are_valid_gateway_configs(tmp_path: Path) -> None:
     plain = variant_config(STATE, tmp_path, tmp_path, GatewayVariant(1))
-    rest_nolog = variant_config(STATE, tmp_path, tmp_path, GatewayVariant(2, "rest", log=False))
-    assert (plain["tensorflow"]["transport"], plain["pytorch"]["transport"]) == ("rest", "grpc")
-    assert rest_nolog["pytorch"]["transport"] == "rest"
+    rest_nolog = variant_config(STATE, tmp_path, tmp_path, GatewayVariant(2, "grpc", log=False))
+    assert (plain["tensorflow"]["transport"], plain["pytorch"]["transport"]) == ("rest", "rest")
+    assert rest_nolog["pytorch"]["transport"] == "grpc"
     assert rest_nolog["experiments"] == {"log_enabled": False, "data_dir": str(tmp_path / "data")}
     assert (plain["workers"], rest_nolog["workers"]) == (1, 2)
     for config in (plain, rest_nolog):

@@ -132,3 +132,22 @@ def test_out_of_range_values_are_clamped_not_lost() -> None:
     hist = _hist([-1.0, 3600.0])
     assert hist.count == 2
     assert hist.percentile(100) == pytest.approx(HIGHEST_US * US, rel=1e-3)
+
+
+@pytest.mark.parametrize("n", [1, 4095, 4096, 4097, 10_000])
+def test_pending_values_read_as_recording_each_at_once(n: int) -> None:
+    """`record` defers the HDR work; every reader sees what hdrh's own `record_value` of
+    each value, one at a time, gives (also across the pending limit, 4096)."""
+    rng = random.Random(n)
+    values = [rng.lognormvariate(-7, 0.6) for _ in range(n)]
+    reference = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+    hist = LatencyHistogram()
+    for i, v in enumerate(values):
+        reference.record_value(round(v / US))
+        hist.record(v)
+        if i == n // 2:  # a read half-way, then more values
+            assert hist.count == i + 1
+    assert hist.count == n
+    assert hist.to_json()["hdr"] == reference.encode().decode("ascii")
+    assert hist.percentile(99) == reference.get_value_at_percentile(99) / 1e6
+    assert hist.total == pytest.approx(sum(round(v / US) for v in values) * US)

@@ -38,7 +38,12 @@ def test_grpc_settings_reach_the_grpc_clients() -> None:
             "grpc": ["10.0.0.1:8500", "10.0.0.2:8500"],
             "timeout_s": 1.5,
         },
-        pytorch={"grpc": ["10.0.0.3:7070"], "unhealthy_for_s": 9.0, "token": "abc"},
+        pytorch={
+            "transport": "grpc",
+            "grpc": ["10.0.0.3:7070"],
+            "unhealthy_for_s": 9.0,
+            "token": "abc",
+        },
     )
     upstreams = build_upstreams(settings)
     tf, torch = upstreams["tensorflow"], upstreams["pytorch"]
@@ -67,24 +72,27 @@ def test_rest_settings_reach_the_rest_clients(tmp_path: Path) -> None:
     assert isinstance(tf, PooledUpstream) and isinstance(torch, PooledUpstream)
     assert isinstance(tf.codec, TFServingRest) and isinstance(tf.wire, RestWire)
     assert isinstance(torch.codec, TorchServeRest) and isinstance(torch.wire, RestWire)
-    assert tf.pool().replicas == ["http://a:8501"]
-    assert tf.wire.session.max_connections == 7
-    assert torch.pool().replicas == ["http://b:8080", "http://c:8080"]
+    assert [replica.url for replica in tf.pool().replicas] == ["http://a:8501"]
+    assert tf.wire.max_connections == 7
+    assert [replica.url for replica in torch.pool().replicas] == [
+        "http://b:8080",
+        "http://c:8080",
+    ]
     assert torch.settings.timeout_s == 0.25
     assert torch.codec.token.headers() == {"Authorization": "Bearer from-file"}
 
 
 def test_missing_addresses_fail_fast() -> None:
-    with pytest.raises(ValueError, match=r"settings\.pytorch\.grpc lists no replica"):
+    with pytest.raises(ValueError, match=r"settings\.pytorch\.rest lists no replica"):
         build_upstreams(GatewaySettings(tensorflow={"rest": ["http://h:1"]}))
-    # TF Serving's default transport is REST: gRPC addresses alone are not enough
+    # Both default transports are REST: gRPC addresses alone are not enough
     with pytest.raises(ValueError, match=r"settings\.tensorflow\.rest lists no replica"):
         build_upstreams(GatewaySettings(tensorflow={"grpc": ["h:1"]}, pytorch={"grpc": ["h:2"]}))
 
 
 def test_each_backend_defaults_to_its_faster_transport() -> None:
     settings = GatewaySettings()
-    assert (settings.tensorflow.transport, settings.pytorch.transport) == ("rest", "grpc")
+    assert (settings.tensorflow.transport, settings.pytorch.transport) == ("rest", "rest")
 
 
 def test_token_and_timeout_from_settings_reach_the_wire(tmp_path: Path) -> None:

@@ -31,6 +31,20 @@ def test_retries_stay_within_the_budget_ratio() -> None:
     assert budget.refused == 800
 
 
+def test_deposits_and_the_reserve_fill_up_to_the_cap_only() -> None:
+    clock = Clock()
+    budget = RetryBudget(ratio=0.2, min_per_s=0.5, clock=clock)  # cap: max(10, 5) = 10
+    for _ in range(40):  # 0.5 at start + 40 x 0.2 = 8.5 tokens
+        budget.deposit()
+    clock.now += 1.0  # + 0.5: 9 tokens
+    assert sum(budget.try_withdraw() for _ in range(12)) == 9
+    for _ in range(100):  # 20 tokens' worth, capped at 10
+        budget.deposit()
+    clock.now += 100.0  # 50 more, still 10
+    assert sum(budget.try_withdraw() for _ in range(12)) == 10
+    assert budget.refused == 3 + 2
+
+
 def test_the_reserve_refills_with_time() -> None:
     clock = Clock()
     budget = RetryBudget(ratio=0.0, min_per_s=3.0, clock=clock)
