@@ -74,8 +74,10 @@ class Target:
     secrets_dir: PurePosixPath
 
 
-COMPOSE = Target("compose", "tfserving", "torchserve", "grpc", True, PurePosixPath("/run/secrets"))
-"""One replica per backend: gRPC as locally, TorchServe's token read from a shared volume."""
+COMPOSE = Target("compose", "tfserving", "torchserve", "rest", True, PurePosixPath("/run/secrets"))
+"""One replica per backend: REST as locally (the gateway's HTTP/1.1 client costs less CPU per
+call than gRPC to either backend; see `gateway.settings`), TorchServe's token read from a
+shared volume."""
 K8S = Target(
     "k8s", "tfserving", "torchserve", "rest", False, PurePosixPath("/var/run/secrets/dualserve")
 )
