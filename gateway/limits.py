@@ -135,11 +135,22 @@ def check_tensors(request: InferRequest, limits: LimitsSettings) -> None:
 
 
 def check_request_id(value: str, limits: LimitsSettings, where: str) -> str:
-    """`value` when it is at most `limits.max_request_id_length` characters (ids travel back
-    in headers, which proxies and clients cap at 8-64 KiB); else BadRequest naming `where`."""
+    """`value` when it can travel back as a header: at most `limits.max_request_id_length`
+    characters (proxies and clients cap headers at 8-64 KiB) of printable ASCII (an HTTP
+    field value without control characters, RFC 9110 section 5.5; gRPC's ASCII metadata
+    values, PROTOCOL-HTTP2 "Custom-Metadata"), so a CR/LF or a non-Latin-1 id cannot break
+    the reply's headers.
+
+    Raises:
+        BadRequest: naming `where` and the limit it broke.
+    """
     if len(value) > limits.max_request_id_length:
         raise BadRequest(
             f"{where} holds {len(value)} characters, more than the limit of"
             f" {limits.max_request_id_length} (limits.max_request_id_length)"
+        )
+    if not (value.isascii() and value.isprintable()):
+        raise BadRequest(
+            f"{where} must be printable ASCII (it is echoed in the X-Request-Id header)"
         )
     return value

@@ -18,6 +18,8 @@ from gateway.admission import Admission
 from gateway.app import create_app
 from gateway.deadline import budget, from_headers
 from gateway.errors import BadRequest, DeadlineExceeded, Overloaded, UpstreamTimeout
+from gateway.limits import check_request_id
+from gateway.security_settings import LimitsSettings
 from gateway.types import InferRequest, InferResponse
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
 
@@ -293,3 +295,23 @@ async def test_a_request_id_too_long_for_a_header_is_refused(
         assert reply.status_code == 400
         assert "(limits.max_request_id_length)" in reply.json()["error"]
         assert long_id not in reply.headers.get("X-Request-Id", "")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("bad_id", ["a\r\nSet-Cookie: x=1", "caf\u00e9", "\u4e2d", "tab\there"])
+async def test_a_request_id_that_cannot_be_a_header_value_is_refused(
+    gateway: tuple[httpx.AsyncClient, Any, dict[str, GatedUpstream]], bad_id: str
+) -> None:
+    """A v2 body's `id` is echoed as X-Request-Id: a CR/LF or non-ASCII one would split or
+    break the reply's headers (RFC 9110 section 5.5), so it is a client error, not a 500."""
+    client, _, _ = gateway
+    reply = await client.post("/v2/models/toy/infer", json={**V2, "id": bad_id})
+    assert reply.status_code == 400, reply.text
+    assert "the body's id must be printable ASCII" in reply.json()["error"]
+    assert reply.headers["X-Request-Id"] != bad_id  # the gateway's own id answers
+
+
+def test_printable_ascii_request_ids_pass() -> None:
+    limits = LimitsSettings(max_request_id_length=64)
+    for good in ("req 42/a-b_c", "0f9e8d7c6b5a", "~!@#$%^&*()+={}[]|:;<>,.?"):
+        assert check_request_id(good, limits, "the body's id") == good
