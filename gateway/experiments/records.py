@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,12 +22,18 @@ COLUMNS = (
 Row = tuple[Any, ...]
 
 
-@dataclass(slots=True)
-class Outcome:
-    """One routed request (`kind="serve"`) or shadow call (`kind="shadow"`).
+class Outcome(NamedTuple):
+    """One routed request (`kind="serve"`) or shadow call (`kind="shadow"`), as the log's
+    observer hands it off: references and scalars only, no computation.
+
+    A `NamedTuple`, not a dataclass: the observer builds one per request on the event loop,
+    and a tuple costs a third of a slotted dataclass built by keyword (0.58 vs 1.38 us,
+    measured; issue 15).
 
     Attributes:
+        latency_s: seconds, the client's whole wait (serve) or the shadow call's own.
         outputs: the answer's tensors (top-1 is taken off the hot path), None on errors.
+        ts: wall-clock time of the outcome, seconds since the epoch.
         agreed: shadow calls only: did the shadow arm's top-1 match the answer's.
     """
 
@@ -40,10 +46,10 @@ class Outcome:
     latency_s: float
     status: int
     outputs: dict[str, np.ndarray] | None
+    ts: float
     kind: str = "serve"
     agreed: bool | None = None
     failover: bool = False
-    ts: float = field(default_factory=time.time)
 
 
 def key_hash(key: str | None) -> str | None:
@@ -54,19 +60,30 @@ def key_hash(key: str | None) -> str | None:
 
 
 def top1(outputs: dict[str, np.ndarray] | None) -> tuple[int | None, float | None]:
-    """Class and probability of the first example (feedback labels one request)."""
+    """Class and probability of the first example (feedback labels one request).
+
+    Reads single elements with `ndarray.item` (flat C-order index: the first example's
+    class is element 0, its probability of class `c` element `c`), which costs a tenth of
+    reshaping and indexing (measured, issue 15).
+    """
     if not outputs:
         return None, None
     probs = outputs.get("probabilities")
-    first_probs = None if probs is None else np.asarray(probs).reshape(len(probs), -1)[0]
+    first = None if probs is None else _first_row_size(probs)
     if "class" in outputs:
-        cls = int(np.asarray(outputs["class"]).reshape(-1)[0])
-    elif first_probs is not None:
-        cls = int(np.argmax(first_probs))
+        cls = int(np.asarray(outputs["class"]).item(0))
+    elif probs is not None:
+        cls = int(np.argmax(np.asarray(probs).reshape(len(probs), -1)[0]))
     else:
         return None, None
-    prob = None if first_probs is None else float(first_probs[cls])
-    return cls, prob
+    if probs is None or first is None or not 0 <= cls < first:
+        return cls, None
+    return cls, float(np.asarray(probs).item(cls))
+
+
+def _first_row_size(probs: np.ndarray) -> int | None:
+    array = np.asarray(probs)
+    return array.size // len(array) if array.ndim and len(array) else None
 
 
 def to_row(outcome: Outcome) -> Row:

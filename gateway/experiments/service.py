@@ -91,15 +91,14 @@ class ExperimentService:
         request, response = outcome.request, outcome.response
         shadow = outcome.kind == "shadow"
         self.log.submit(
-            Outcome(
-                request_id=request.request_id, experiment=self._experiment(outcome),
-                model=request.model, arm=outcome.arm, version=outcome.version,
-                routing_key=request.routing_key,
-                latency_s=outcome.latency_s if shadow else outcome.elapsed_s,
-                status=outcome.status, outputs=None if response is None else response.outputs,
-                kind="shadow" if shadow else "serve", failover=outcome.kind == "failover",
-                agreed=None if outcome.comparison is None else outcome.comparison.agreed,
-                ts=outcome.ts,
+            Outcome(  # positional, in field order: keywords cost the loop 2.5x (see Outcome)
+                request.request_id, self._experiment(outcome), request.model, outcome.arm,
+                outcome.version, request.routing_key,
+                outcome.latency_s if shadow else outcome.elapsed_s, outcome.status,
+                None if response is None else response.outputs, outcome.ts,
+                "shadow" if shadow else "serve",
+                None if outcome.comparison is None else outcome.comparison.agreed,
+                outcome.kind == "failover",
             )
         )  # fmt: skip
 
