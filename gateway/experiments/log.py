@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gateway.experiments.records import Outcome, Row, to_row
+from gateway.experiments.log_process import WriterProcess
+from gateway.experiments.log_writer import FlatRecord
+from gateway.experiments.records import Outcome, Row, flat_record, to_row
 from gateway.experiments.store import LogStore
 
 logger = logging.getLogger(__name__)
@@ -40,14 +42,16 @@ class LogCounters:
 
 
 class PredictionLog:
-    """Bounded buffer + one writer task + one storage thread.
+    """Bounded buffer + one writer task + a writer process (or the storage thread).
 
     Args:
         open_store: builds the store (called on the storage thread at `start`).
         queue_size: records waiting at most; more are dropped and counted.
         batch_size: this many waiting records start a write before the linger ends.
         linger_s: after the first record of a batch, wait this long for more.
-        on_written: called on the event loop with every written batch's rows.
+        on_written: called on the event loop with the row count of every written batch.
+        writer: the writer process that inserts the rows (`log_process`); None = the
+            storage thread does (the store is in memory, or a test's).
     """
 
     def __init__(
@@ -56,7 +60,8 @@ class PredictionLog:
         queue_size: int,
         batch_size: int,
         linger_s: float,
-        on_written: Callable[[Sequence[Row]], None] | None = None,
+        on_written: Callable[[int], None] | None = None,
+        writer: WriterProcess | None = None,
     ) -> None:
         self._open_store = open_store
         self._buffer: list[Outcome] = []
@@ -64,6 +69,7 @@ class PredictionLog:
         self._batch_size = batch_size
         self._linger_s = linger_s
         self._on_written = on_written
+        self._writer = writer
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prediction-log")
         self._store: LogStore | None = None
         self._task: asyncio.Task[None] | None = None
@@ -94,7 +100,9 @@ class PredictionLog:
             logger.warning("prediction log buffer is full; dropping records (counted)")
 
     async def start(self) -> None:
-        self._store = await self.run_raw(self._open_store)
+        self._store = await self.run_raw(self._open_store)  # the schema exists from here on
+        if self._writer is not None:
+            await self._writer.start()
         self._task = asyncio.create_task(self._write_loop(), name="prediction-log-writer")
 
     async def run(self, call: Callable[..., T], *args: Any) -> T:
@@ -124,6 +132,8 @@ class PredictionLog:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._writer is not None:
+            await self._writer.close(timeout)
         if self._store is not None:
             await self.run_raw(self._store.close)
             self._store = None
@@ -152,23 +162,43 @@ class PredictionLog:
                     self._progress.notify_all()
 
     async def _write(self, batch: list[Outcome]) -> None:
-        store = self._store
-        assert store is not None
         try:
-            rows, bad = await self.run_raw(lambda: _convert_and_write(store, batch))
-        except Exception:  # a failing store must not stop the writer; it is counted
+            if self._writer is not None:
+                written, failed = await self._write_through_process(self._writer, batch)
+            else:
+                store = self._store
+                assert store is not None
+                written, failed = await self.run_raw(lambda: _convert_and_write(store, batch))
+        except Exception:  # a failing store or writer must not stop the log; it is counted
             self.counters.write_errors += len(batch)
             logger.exception("prediction log write of %d records failed", len(batch))
             return
-        self.counters.write_errors += bad
-        self.counters.written += len(rows)
-        if self._on_written is not None:
-            self._on_written(rows)
+        self.counters.write_errors += failed
+        self.counters.written += written
+        if self._on_written is not None and written:
+            self._on_written(written)
+
+    async def _write_through_process(
+        self, writer: WriterProcess, batch: list[Outcome]
+    ) -> tuple[int, int]:
+        records, malformed = _flatten(batch)  # on the loop: ~0.5 us a record (top-1)
+        written, failed = await writer.write(records)
+        return written, failed + malformed
 
 
-def _convert_and_write(store: LogStore, batch: list[Outcome]) -> tuple[list[Row], int]:
+def _flatten(batch: list[Outcome]) -> tuple[list[FlatRecord], int]:
+    records: list[FlatRecord] = []
+    for outcome in batch:
+        try:
+            records.append(flat_record(outcome))
+        except Exception:
+            logger.exception("prediction log record %r is malformed", outcome.request_id)
+    return records, len(batch) - len(records)
+
+
+def _convert_and_write(store: LogStore, batch: list[Outcome]) -> tuple[int, int]:
     """On the storage thread (top-1 and key hashing stay off the event loop): the rows
-    written, and how many records could not be converted (logged, the others written)."""
+    written and the records that could not be converted (logged, the others written)."""
     rows: list[Row] = []
     for outcome in batch:
         try:
@@ -177,4 +207,4 @@ def _convert_and_write(store: LogStore, batch: list[Outcome]) -> tuple[list[Row]
             logger.exception("prediction log record %r is malformed", outcome.request_id)
     if rows:
         store.write_batch(rows)
-    return rows, len(batch) - len(rows)
+    return len(rows), len(batch) - len(rows)

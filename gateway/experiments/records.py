@@ -1,13 +1,13 @@
 """What the prediction log holds: one row per routed request and per shadow call.
 
 The log's observer of the router's outcomes builds an `Outcome` (a few references, no
-computation) and hands it to the log; everything costly (top-1, hashing the routing key)
-happens in `to_row`, on the log's writer thread, never on the request's own path.
+computation) and hands it to the log; the rest happens per batch, never on the request's
+own path: top-1 (`flat_record`) when the batch is handed to the writer, hashing the
+routing key and the SQL in the writer (`gateway.experiments.log_writer`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,11 +15,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-COLUMNS = (
-    "request_id", "kind", "ts", "experiment", "model", "arm", "version", "key_hash",
-    "latency_ms", "status", "top1", "prob", "agreed", "failover",
-)  # fmt: skip
-Row = tuple[Any, ...]
+# The row's rules live with the writer process (it imports no numpy); re-exported here.
+from gateway.experiments.log_writer import COLUMNS as COLUMNS
+from gateway.experiments.log_writer import FlatRecord, row_of
+from gateway.experiments.log_writer import Row as Row
+from gateway.experiments.log_writer import key_hash as key_hash
 
 
 class Outcome(NamedTuple):
@@ -52,13 +52,6 @@ class Outcome(NamedTuple):
     failover: bool = False
 
 
-def key_hash(key: str | None) -> str | None:
-    """A stable, non-reversible stand-in for the routing key (it may identify a user)."""
-    if key is None:
-        return None
-    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
-
-
 def top1(outputs: dict[str, np.ndarray] | None) -> tuple[int | None, float | None]:
     """Class and probability of the first example (feedback labels one request).
 
@@ -86,15 +79,20 @@ def _first_row_size(probs: np.ndarray) -> int | None:
     return array.size // len(array) if array.ndim and len(array) else None
 
 
-def to_row(outcome: Outcome) -> Row:
+def flat_record(outcome: Outcome) -> FlatRecord:
+    """What the writer needs of one outcome (`log_writer.FlatRecord`): top-1 taken, the
+    tensors dropped, so the batch pickles small."""
     cls, prob = top1(outcome.outputs)
-    agreed = None if outcome.agreed is None else int(outcome.agreed)
     return (
         outcome.request_id, outcome.kind, outcome.ts, outcome.experiment, outcome.model,
-        outcome.arm, outcome.version, key_hash(outcome.routing_key),
-        round(outcome.latency_s * 1000, 4), outcome.status, cls, prob, agreed,
-        int(outcome.failover),
+        outcome.arm, outcome.version, outcome.routing_key, outcome.latency_s,
+        outcome.status, cls, prob, outcome.agreed, outcome.failover,
     )  # fmt: skip
+
+
+def to_row(outcome: Outcome) -> Row:
+    """The `COLUMNS` row of one outcome."""
+    return row_of(flat_record(outcome))
 
 
 @dataclass(frozen=True)

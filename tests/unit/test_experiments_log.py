@@ -4,6 +4,8 @@ with everything written in order, survives a failing store and a malformed recor
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -111,22 +113,28 @@ def test_a_malformed_record_is_counted_and_its_batch_is_written() -> None:
     assert ids == ["r0", "r2"] and log.counters.write_errors == 1 and log.counters.written == 2
 
 
-def test_flush_writes_everything_submitted_without_waiting_for_the_linger() -> None:
-    written: list[Row] = []
+def test_flush_writes_everything_submitted_in_order_without_waiting_for_the_linger(
+    tmp_path: Path,
+) -> None:
+    path, batches = tmp_path / "log.sqlite3", list[int]()
 
-    async def run() -> tuple[list[str], int]:
-        log = PredictionLog(GatedStore, 1000, 500, linger_s=3600.0, on_written=written.extend)
+    async def run() -> int:
+        log = PredictionLog(lambda: SqliteLogStore(path), 1000, 500, 3600.0, batches.append)
         await log.start()
-        for i in range(30):
+        for i in (3, 1, 2, 0, *range(4, 30)):  # not the order of ids or times
             log.submit(_outcome(i))
         await log.flush()  # an hour's linger: only flush can have written them
-        ids = await _stored_ids(log)()
+        written = log.counters.written
         await log.aclose()
-        return ids, log.counters.written
+        return written
 
-    ids, count = asyncio.run(run())
-    assert ids == [f"r{i}" for i in range(30)] and count == 30
-    assert [row[0] for row in written] == ids  # on_written saw them in submit order
+    assert asyncio.run(run()) == 30 and batches == [30]
+    assert _insertion_order(path) == [f"r{i}" for i in (3, 1, 2, 0, *range(4, 30))]
+
+
+def _insertion_order(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return [r[0] for r in conn.execute("SELECT request_id FROM predictions ORDER BY rowid")]
 
 
 def test_a_full_batch_is_written_before_the_linger_ends() -> None:
