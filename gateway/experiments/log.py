@@ -3,14 +3,16 @@
 `submit` appends the outcome to a bounded list and returns; a full list drops the record
 and counts it (`dropped`). The writer task wakes when the first record of a batch
 arrives, lets the batch grow for `linger_s` (less when `batch_size` records wait or
-`flush()` asks), swaps the whole list out and converts and writes it on one storage
-thread, in one transaction, so the event loop never blocks on storage.
+`flush()` asks), swaps the whole list out and hands it, in one transaction, to the
+writer process (`log_process`, `log_writer`), or converts and writes it on the storage
+thread when there is none (a database in memory, a test's store). Reads, feedback and
+retention always run on the storage thread (`run`).
 
 Why a list and not an `asyncio.Queue`: a queue costs the loop a `put_nowait`, a
 `get_nowait` and a `task_done` per record (and a future wake-up per batch); the list
 costs one `append`. Measured in process (issue 15): the loop's cost per record fell
-from 2.4-4.6 us (queue + dataclass) to 0.6 us. Why one transaction per swap: SQLite's
-cost per row is the random-key primary-key index pages each commit rewrites, so larger
+from 2.25 us (queue + dataclass) to 1.09 us. Why one transaction per swap: SQLite's cost
+per row is mostly the random-key primary-key index pages each commit rewrites, so larger
 commits are cheaper per row (22 us at 340 rows, 17 us at 5,000, measured).
 """
 
