@@ -10,9 +10,12 @@ failed), in order, after one `ACK(0, 0)` that says it is ready. It ignores SIGTE
 SIGINT (a `stop` signals the whole process group, and the gateway's drain still has
 records to send) and exits when stdin closes.
 
-Why a process (issue 15): a writer thread releases and retakes the GIL around every SQLite
-statement, and every retake stalls the event loop; measured with a saturated loop, a
-writer thread slowed the loop by 100 us per record (a process: 19 us), for the same CPU.
+Why a process (issue 15): a writer thread takes the GIL for the rows' Python work and
+parameter binding, and retakes it around every SQLite statement, so it competes with the
+event loop; a process does not. Measured (loadtest.bench_log_handoff, and the gateway at
+c=16 side by side): the two cost the same CPU per request within the noise of a shared
+2-core machine (both ~40-55 us a request, most of it SQLite's insert and commit, the same
+in either); the process keeps the gateway's interpreter free of the writer's work.
 This module imports nothing heavy (no numpy), so the writer starts in ~50 ms.
 """
 

@@ -241,7 +241,8 @@ class ExperimentService:
 
 def _writer_process(database_url: str | None, folder: Path | None) -> WriterProcess | None:
     """The log's writer process, unless the log is in memory (a SQLite database in memory
-    lives in one process: its own storage thread writes it)."""
+    lives in one process: its own storage thread writes it). None here is the one switch
+    back to the storage-thread writer (measured at the same CPU; see `log_writer`)."""
     if database_url is None and folder is None:
         return None
     return WriterProcess(database_url, folder)
