@@ -57,6 +57,7 @@ def build(name: str, store_dir: Path, upstream_s: float) -> Any:
     log = app.state.gateway.experiments.log
     if name == "slow":
         log._open_store = lambda: SlowStore(0.05)  # bench-only injection of a slow backend
+        log._writer = None  # written on the storage thread, by the slow store
     return app
 
 

@@ -8,12 +8,12 @@ dialect come from `gateway.database`; experiments' state has its own tables
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.database import Database, Transaction, open_database, open_postgres, open_sqlite
+from gateway.experiments.log_writer import insert_rows
 from gateway.experiments.records import COLUMNS, Event, FeedbackResult, Row
 from gateway.experiments.state_store import SCHEMA as STATE_SCHEMA
 from gateway.experiments.state_store import read_events
@@ -34,7 +34,6 @@ _SCHEMA = (
 # One row of `records()`: the prediction columns, then the fed-back label (or None).
 RECORD_COLUMNS = (*COLUMNS, "label")
 _CHUNK = 500
-_ROWS_PER_INSERT = 64  # 64 x 14 parameters, far below every engine's limit
 
 
 class LogStore(Protocol):
@@ -62,15 +61,7 @@ class SqlLogStore:
         return self._db.marks(count)
 
     def write_batch(self, rows: Sequence[Row]) -> None:
-        # Multi-row INSERTs, not executemany: the sqlite3 module drops and retakes the GIL
-        # around every statement step, and each retake stalls the gateway's event loop
-        # (measured: a row-at-a-time writer thread cost the loop 11-24% of its time; 64
-        # rows per statement, ~0%).
-        with self._transaction() as cursor:
-            for start in range(0, len(rows), _ROWS_PER_INSERT):
-                chunk = rows[start : start + _ROWS_PER_INSERT]
-                sql = _insert_sql(self.placeholder, len(chunk))
-                cursor.execute(sql, [value for row in chunk for value in row])
+        insert_rows(self._db, rows)
 
     def add_feedback(self, items: Sequence[tuple[str, int]], ts: float) -> list[FeedbackResult]:
         """Join labels to served requests; the same label twice counts once."""
@@ -168,15 +159,6 @@ class SqlLogStore:
 
     def _transaction(self) -> Transaction:
         return self._db.transaction()
-
-
-@functools.cache
-def _insert_sql(placeholder: str, rows: int) -> str:
-    one = f"({', '.join([placeholder] * len(COLUMNS))})"
-    return (
-        f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES {', '.join([one] * rows)}"
-        " ON CONFLICT (request_id, kind) DO NOTHING"
-    )
 
 
 def _feedback_outcome(request_id: str, label: int, served: set[str], labels: dict[str, int]) -> str:
