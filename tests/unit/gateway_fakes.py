@@ -4,10 +4,14 @@ the policy store's experiment layer."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
+from aiohttp import web
 
+from backends.process import free_port
 from gateway.errors import GatewayError
 from gateway.settings import GatewaySettings, ModelPolicy
 from gateway.types import Framework, InferRequest, InferResponse
@@ -132,3 +136,16 @@ class FakeLayers:
     async def clear_experiment_layer(self, model: str, set_by: str) -> None:
         if self.layer is not None and self.layer[1] == set_by:
             self.layer, self.writes = None, self.writes + 1
+
+
+@asynccontextmanager
+async def serve_aiohttp(app: web.Application) -> AsyncIterator[str]:
+    """`app` served on a free loopback port for the block: its base URL, `http://127.0.0.1:N`."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

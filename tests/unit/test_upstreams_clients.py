@@ -52,6 +52,7 @@ from gateway.upstreams.tfserving_rest import TFServingRest
 from gateway.upstreams.torchserve_grpc import TorchServeGrpc
 from gateway.upstreams.torchserve_rest import TorchServeRest
 from gateway.upstreams.torchserve_token import TokenSource
+from tests.unit.gateway_fakes import serve_aiohttp
 
 TOKEN = "s3cret"
 PIXELS = np.arange(8, dtype=np.float32).reshape(2, 4)
@@ -202,14 +203,8 @@ def rest_app(seen: Seen) -> web.Application:
 
 @asynccontextmanager
 async def rest_backend(seen: Seen) -> AsyncIterator[str]:
-    runner = web.AppRunner(rest_app(seen))
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_aiohttp(rest_app(seen)) as url:
+        yield url
 
 
 CODECS: dict[str, Any] = {

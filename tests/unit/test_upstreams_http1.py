@@ -12,6 +12,7 @@ from aiohttp import web
 
 from backends.process import free_port
 from gateway.upstreams.http1 import Http1Pool, ProtocolError
+from tests.unit.gateway_fakes import serve_aiohttp
 
 
 @asynccontextmanager
@@ -36,14 +37,8 @@ async def aiohttp_server(peers: set[int]) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_aiohttp(app) as url:
+        yield url
 
 
 @asynccontextmanager
