@@ -140,7 +140,7 @@ def test_backend_down_without_failover_is_unavailable(stack: dict[str, Any], x: 
     settings = GatewaySettings(
         model_store=stack["store"], grpc_port=0, auth={"admin_token": "t"},  # type: ignore[arg-type]
         tensorflow={"transport": "grpc", "grpc": [stack["tensorflow"]["grpc"]]},  # type: ignore[arg-type]
-        pytorch={"grpc": [f"127.0.0.1:{free_port()}"], "timeout_s": 2.0},  # type: ignore[arg-type]
+        pytorch={"rest": [f"http://127.0.0.1:{free_port()}"], "timeout_s": 2.0},  # type: ignore[arg-type]
         experiments={"log_enabled": False},  # type: ignore[arg-type]
     )  # fmt: skip
     app = create_app(settings)
