@@ -1,4 +1,5 @@
-"""Which HTTP client should forward requests to the REST backends: aiohttp or httpx?
+"""Which HTTP client should forward requests to the REST backends: the gateway's own
+keep-alive client (`gateway.upstreams.http1`, its REST wire since issue 15), aiohttp or httpx?
 
 Starts a small aiohttp echo server in a child process on a free loopback port, then
 forwards the same `.npy` request body through each client at a fixed concurrency and
@@ -23,6 +24,7 @@ import numpy as np
 from aiohttp import web
 
 from backends.process import free_port, port_open
+from gateway.upstreams.http1 import Http1Pool
 
 Send = Callable[[], Awaitable[None]]
 
@@ -89,6 +91,25 @@ async def _bench_httpx(
         return await _run(send, requests, concurrency)
 
 
+async def _bench_http1(
+    url: str, body: bytes, requests: int, concurrency: int
+) -> tuple[float, float]:
+    base, path = url.split("/predictions/", 1)
+    pool = Http1Pool(base, concurrency)
+    headers = {"Content-Type": "application/octet-stream"}
+
+    async def send() -> None:
+        status, _ = await pool.request("POST", f"/predictions/{path}", body, headers, 10.0)
+        if status >= 300:
+            raise RuntimeError(f"HTTP {status}")
+
+    try:
+        await _run(send, 100, concurrency)
+        return await _run(send, requests, concurrency)
+    finally:
+        pool.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
@@ -102,7 +123,8 @@ def main() -> None:
         while not port_open(port) and time.monotonic() < deadline:
             time.sleep(0.05)
         url, body = f"http://127.0.0.1:{port}/predictions/bench", _payload()
-        for name, bench in (("aiohttp", _bench_aiohttp), ("httpx", _bench_httpx)):
+        benches = (("http1", _bench_http1), ("aiohttp", _bench_aiohttp), ("httpx", _bench_httpx))
+        for name, bench in benches:
             rps, p50 = asyncio.run(bench(url, body, args.requests, args.concurrency))
             print(
                 f"{name:8s} {rps:8.0f} req/s   p50 {p50:6.2f} ms   ({args.requests} requests, "
