@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass
 from http import HTTPStatus
 
-import aiohttp
 import grpc
 
 from gateway.errors import (
@@ -77,9 +76,9 @@ def from_http(status: int, body: bytes, target: Target) -> GatewayError:
 
 def from_transport(exc: BaseException, target: Target) -> GatewayError:
     """A gateway error for an exception raised before any answer arrived."""
-    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError and aiohttp timeouts too
+    if isinstance(exc, TimeoutError):
         return _classify("timeout", target, "no answer in time")
-    if isinstance(exc, (aiohttp.ClientConnectionError, ConnectionError)):
+    if isinstance(exc, ConnectionError):  # refused, reset, closed mid-answer
         return _classify("unavailable", target, _clean(str(exc) or type(exc).__name__))
     return _classify("error", target, _clean(f"{type(exc).__name__}: {exc}"))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import aiohttp
 import grpc
 import pytest
 
@@ -15,6 +14,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.upstreams.failures import Target, error_text, from_grpc, from_http, from_transport
+from gateway.upstreams.http1 import ProtocolError
 
 TARGET = Target("pytorch", "digits-mlp", 2)
 
@@ -75,10 +75,10 @@ def test_http_statuses(status: int, expected: type[GatewayError]) -> None:
     ("exc", "expected"),
     [
         (TimeoutError(), UpstreamTimeout),
-        (aiohttp.ServerTimeoutError("read"), UpstreamTimeout),
+        (TimeoutError(), UpstreamTimeout),
         (ConnectionRefusedError(111, "Connection refused"), UpstreamUnavailable),
-        (aiohttp.ServerDisconnectedError(), UpstreamUnavailable),
-        (aiohttp.ClientPayloadError("truncated"), UpstreamError),
+        (ConnectionResetError("the backend closed the connection"), UpstreamUnavailable),
+        (ProtocolError("unreadable HTTP answer"), UpstreamError),
     ],
     ids=lambda v: type(v).__name__,
 )
