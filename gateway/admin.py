@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from gateway.context import GatewayContext
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
 from gateway.openapi import inline, operation, ref
 from gateway.protocols.http import json_body, json_response
 from gateway.protocols.schemas import ExperimentChange, SplitChange

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from gateway.errors import Overloaded
-from gateway.types import InferRequest, InferResponse
+from gateway.core.errors import Overloaded
+from gateway.core.types import InferRequest, InferResponse
 from gateway.upstreams.base import Upstream
 
 

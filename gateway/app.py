@@ -22,7 +22,7 @@ from gateway.control import ControlPlane
 from gateway.database import open_database
 from gateway.dataplane import DataPlane
 from gateway.drain import Drain, hold_exit_signals
-from gateway.errors import GatewayError, NotFound
+from gateway.core.errors import GatewayError, NotFound
 from gateway.experiments.service import ExperimentService
 from gateway.experiments.shadow import ShadowMirror
 from gateway.experiments.specs import data_dir
@@ -32,7 +32,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.observers import metrics_observer, shadow_drops
 from gateway.openapi import document as openapi_document
 from gateway.openapi import operation
-from gateway.outcome import fan_out
+from gateway.core.outcome import fan_out
 from gateway.protocols import feedback_rest, tfserving_rest, v2_rest
 from gateway.protocols.http import (
     HEADER_BACKEND,
@@ -49,7 +49,7 @@ from gateway.protocols.schemas import HealthResponse, ReadinessResponse
 from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router
 from gateway.settings import GatewaySettings
-from gateway.types import Framework
+from gateway.core.types import Framework
 from gateway.upstreams.base import Upstream
 
 if TYPE_CHECKING:

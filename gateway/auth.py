@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from gateway.errors import Unauthorized
+from gateway.core.errors import Unauthorized
 from gateway.ratelimit import RateLimiter
 from gateway.security_settings import ApiKeySettings, AuthSettings, KeysFile, hash_secret
 

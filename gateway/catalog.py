@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.errors import BadRequest, FailedPrecondition, NotFound
+from gateway.core.errors import BadRequest, FailedPrecondition, NotFound
 from gateway.limits import check_tensors
 from gateway.security_settings import LimitsSettings
-from gateway.types import Framework, InferRequest
+from gateway.core.types import Framework, InferRequest
 from trainers.manifest import Manifest, load_manifest
 
 SERVING_SIGNATURE = "serving_default"

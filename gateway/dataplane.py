@@ -2,7 +2,7 @@
 
 REST and gRPC routes only decode, call `DataPlane.infer`, and encode. What happens to
 each upstream call (arm statistics, the prediction log, upstream metrics) is the router's
-outcome and its observers' business (`gateway.outcome`); this module counts what the
+outcome and its observers' business (`gateway.core.outcome`); this module counts what the
 client saw, per protocol.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 from gateway.metrics import GatewayMetrics
 from gateway.routing.router import Router
-from gateway.types import InferRequest, InferResponse
+from gateway.core.types import InferRequest, InferResponse
 
 
 class DataPlane:

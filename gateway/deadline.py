@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Mapping
 
-from gateway.errors import BadRequest, DeadlineExceeded
+from gateway.core.errors import BadRequest, DeadlineExceeded
 
 HEADER_ENVOY_TIMEOUT = "x-envoy-expected-rq-timeout-ms"
 HEADER_GRPC_TIMEOUT = "grpc-timeout"

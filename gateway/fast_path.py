@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.admission import Admission
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 from gateway.protocols.http import gateway_error_handler, unexpected_error_handler
 
 

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from starlette.requests import ClientDisconnect
 
-from gateway.errors import BadRequest, PayloadTooLarge
+from gateway.core.errors import BadRequest, PayloadTooLarge
 from gateway.security_settings import LimitsSettings
-from gateway.types import InferRequest
+from gateway.core.types import InferRequest
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.metrics import GatewayMetrics
-from gateway.outcome import CallOutcome, Observer
-from gateway.types import other
+from gateway.core.outcome import CallOutcome, Observer
+from gateway.core.types import other
 
 
 def metrics_observer(metrics: GatewayMetrics) -> Observer:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.errors import RateLimited
+from gateway.core.errors import RateLimited
 from gateway.security_settings import RateLimitSettings
 
 

@@ -21,7 +21,7 @@ from pydantic_settings import (
 )
 
 from gateway.security_settings import AuthSettings, LimitsSettings
-from gateway.types import Framework
+from gateway.core.types import Framework
 
 Transport = Literal["grpc", "rest"]
 DecisionMetric = Literal["error_rate", "accuracy", "latency_p99_ms"]

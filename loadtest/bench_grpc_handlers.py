@@ -28,7 +28,7 @@ from gateway.admission import Admission
 from gateway.auth import Authenticator
 from gateway.protocols import grpc_oip, grpc_tfserving
 from gateway.settings import GatewaySettings
-from gateway.types import InferRequest, InferResponse
+from gateway.core.types import InferRequest, InferResponse
 from loadtest.bench_gateway import bodies
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset

@@ -27,7 +27,7 @@ from rich.table import Table
 from dualserve.stack import read_state
 from gateway.launcher import gateway_config
 from gateway.settings import GatewaySettings
-from gateway.types import Framework, InferRequest
+from gateway.core.types import Framework, InferRequest
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.factory import build_upstreams
 from trainers.architecture import to_model_input

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
 
 BYTES = "BYTES"
 DATATYPES: dict[str, np.dtype] = {

@@ -23,12 +23,12 @@ from pydantic import ValidationError
 
 from gateway.control import ControlPlane
 from gateway.database import Database
-from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.experiments import state_store
 from gateway.experiments.records import Event
 from gateway.experiments.state_store import Status
 from gateway.settings import ExperimentSpec, ModelPolicy
-from gateway.types import Framework
+from gateway.core.types import Framework
 
 _ALLOWED: dict[str, tuple[Status, ...]] = {  # action -> the states it may start from
     "start": ("scheduled", "paused"),

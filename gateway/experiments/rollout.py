@@ -23,7 +23,7 @@ from typing import Any, Literal
 from gateway.experiments.decision import DECISION_METRICS, margins_for, metric_status
 from gateway.experiments.figures import LOWER_IS_BETTER
 from gateway.settings import ExperimentSpec, Margins, RolloutSpec
-from gateway.types import Framework
+from gateway.core.types import Framework
 
 ROLLED_BACK = -1
 Kind = Literal["hold", "advance", "complete", "rollback"]

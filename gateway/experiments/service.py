@@ -19,7 +19,7 @@ from typing import Any
 
 from gateway.catalog import Catalog
 from gateway.control import ControlPlane
-from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.experiments import state_store
 from gateway.experiments.analysis import analyse
 from gateway.experiments.controller import RolloutController
@@ -29,9 +29,9 @@ from gateway.experiments.manager import ExperimentManager, PolicyLayers
 from gateway.experiments.records import FeedbackResult, Outcome
 from gateway.experiments.specs import check_specs, data_dir, default_specs
 from gateway.experiments.store import LogStore, open_store
-from gateway.outcome import CallOutcome
+from gateway.core.outcome import CallOutcome
 from gateway.settings import ExperimentSpec, ExperimentsSettings
-from gateway.types import Framework
+from gateway.core.types import Framework
 
 logger = logging.getLogger(__name__)
 _TICK_S = 1.0

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from gateway.outcome import Comparison, compare
+from gateway.core.outcome import Comparison, compare
 
 __all__ = ["Comparison", "ShadowMirror", "compare"]  # metrics import Comparison from here
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gateway.catalog import Catalog
 from gateway.settings import ArmSpec, ExperimentSpec, ExperimentsSettings, ModelPolicy
-from gateway.types import FRAMEWORKS
+from gateway.core.types import FRAMEWORKS
 
 
 def default_specs(

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.experiments.histogram import LatencyHistogram
-from gateway.outcome import CallOutcome
-from gateway.types import Framework
+from gateway.core.outcome import CallOutcome
+from gateway.core.types import Framework
 
 
 def error_rate(errors: int, requests: int) -> float:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.context import GatewayContext
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
 from gateway.experiments.records import FeedbackResult
 from gateway.openapi import operation, ref
 from gateway.protocols.http import json_body, json_response

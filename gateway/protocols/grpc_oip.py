@@ -21,7 +21,7 @@ from gateway.codecs.oip_raw import datatype_of
 from gateway.context import GatewayContext
 from gateway.protocols.grpc_common import Boundary, Call, positive_version
 from gateway.protocols.grpc_oip_tensors import decode_inputs, encode_outputs, parameters
-from gateway.types import InferRequest
+from gateway.core.types import InferRequest
 
 PROTOCOL = "v2-grpc"
 Readiness = Callable[[], Awaitable[bool]]

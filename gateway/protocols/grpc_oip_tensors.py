@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gateway.codecs.oip_raw import datatype_of, dtype_of, from_raw, to_raw
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
 
 # The typed `InferTensorContents` field holding each datatype (FP16 travels raw only).
 CONTENTS_FIELD: dict[str, str] = {

@@ -28,9 +28,9 @@ from gateway.codecs.tensorproto import (
     to_tensor_map,
 )
 from gateway.context import GatewayContext
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
 from gateway.protocols.grpc_common import Boundary, Call
-from gateway.types import InferRequest
+from gateway.core.types import InferRequest
 
 PROTOCOL = "tfserving-grpc"
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
 from backends import content_coding, json_text
-from gateway.errors import (
+from gateway.core.errors import (
     BadRequest,
     GatewayError,
     PayloadTooLarge,
@@ -25,7 +25,7 @@ from gateway.routing.policy import parse_pin
 from gateway.security_settings import LimitsSettings
 from gateway.server_timing import HEADER as HEADER_SERVER_TIMING
 from gateway.server_timing import server_timing
-from gateway.types import Framework, InferResponse, new_request_id
+from gateway.core.types import Framework, InferResponse, new_request_id
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.codecs.oip_raw import DATATYPES
-from gateway.types import Framework
+from gateway.core.types import Framework
 
 
 def _datatype() -> Any:

@@ -14,7 +14,7 @@ from backends import tfserving_json as codec
 from gateway import deadline
 from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
 from gateway.context import GatewayContext
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
 from gateway.limits import check_json_depth
 from gateway.openapi import (
     ANSWER_HEADERS,
@@ -36,7 +36,7 @@ from gateway.protocols.schemas import (
     PredictResponse,
     TfModelMetadataResponse,
 )
-from gateway.types import InferRequest
+from gateway.core.types import InferRequest
 
 router = APIRouter()
 PROTOCOL = "tfserving-rest"

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from gateway.codecs.oip_raw import datatype_of, to_raw
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
 from gateway.protocols.http import EncodedResponse
 from gateway.protocols.v2_json import V2Request, encode_infer
 

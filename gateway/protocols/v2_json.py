@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from gateway.codecs.oip_raw import BYTES, DATATYPES, datatype_of, dtype_of, from_raw
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
 
 __all__ = ["DATATYPES", "V2Request", "datatype_of", "decode_infer", "encode_infer"]
 

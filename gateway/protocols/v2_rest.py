@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from gateway import deadline
 from gateway.catalog import ModelInfo
 from gateway.context import GatewayContext
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
 from gateway.limits import check_request_id
 from gateway.openapi import (
     ANSWER_HEADERS,
@@ -43,7 +43,7 @@ from gateway.protocols.v2_binary import (
     with_buffers,
 )
 from gateway.protocols.v2_json import datatype_of, decode_infer
-from gateway.types import InferRequest
+from gateway.core.types import InferRequest
 
 router = APIRouter()
 PROTOCOL = "v2-rest"

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from enum import IntEnum
 from typing import TypeVar
 
-from gateway.errors import BreakerOpen, DeadlineExceeded, NotFound, Overloaded, UpstreamRejected
+from gateway.core.errors import BreakerOpen, DeadlineExceeded, NotFound, Overloaded, UpstreamRejected
 from gateway.settings import BreakerSettings
 
 T = TypeVar("T")

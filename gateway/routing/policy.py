@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from gateway.errors import BadRequest, Forbidden
+from gateway.core.errors import BadRequest, Forbidden
 from gateway.routing.split import choose_arm
 from gateway.settings import ModelPolicy
-from gateway.types import FRAMEWORKS, Framework, InferRequest, other
+from gateway.core.types import FRAMEWORKS, Framework, InferRequest, other
 
 
 def parse_pin(value: str | None, where: str) -> Framework | None:

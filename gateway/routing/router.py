@@ -2,7 +2,7 @@
 
 It knows nothing about wire formats (requests arrive as `InferRequest`), nothing about
 transports (upstreams hide them), and nothing about who observes its calls: every
-upstream call ends in one `CallOutcome` handed to `emit` (see `gateway.outcome`).
+upstream call ends in one `CallOutcome` handed to `emit` (see `gateway.core.outcome`).
 Policies are read from the policy store's in-memory snapshot, one lookup per request.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from gateway.catalog import Catalog, ModelInfo, validate
 from gateway.deadline import budget
-from gateway.errors import (
+from gateway.core.errors import (
     DeadlineExceeded,
     GatewayError,
     NotFound,
@@ -26,12 +26,12 @@ from gateway.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from gateway.outcome import CallKind, CallOutcome, Comparison, Observer, compare
+from gateway.core.outcome import CallKind, CallOutcome, Comparison, Observer, compare
 from gateway.routing.breaker import CircuitBreaker
 from gateway.routing.policy import Decision, decide, routing_key
 from gateway.routing.policy_store import LayerName, Route
 from gateway.settings import GatewaySettings
-from gateway.types import FRAMEWORKS, Framework, InferRequest, InferResponse, other
+from gateway.core.types import FRAMEWORKS, Framework, InferRequest, InferResponse, other
 from gateway.upstreams.base import Upstream
 
 # Hand a mirrored call to the background (model, job); False when it had to be dropped.

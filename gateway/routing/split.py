@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from gateway.types import FRAMEWORKS, Framework
+from gateway.core.types import FRAMEWORKS, Framework
 
 
 def key_point(key: str) -> float:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from gateway.types import Framework, InferRequest, InferResponse
+from gateway.core.types import Framework, InferRequest, InferResponse
 
 
 @runtime_checkable
 class Upstream(Protocol):
     """A client for one backend (all its replicas), created once and pooled.
 
-    Implementations translate every transport failure into a `gateway.errors` subclass
+    Implementations translate every transport failure into a `gateway.core.errors` subclass
     at one boundary (`raise UpstreamTimeout(...) from exc`), never leak a grpc/httpx error.
     """
 

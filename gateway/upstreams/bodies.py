@@ -13,8 +13,8 @@ import numpy as np
 
 from backends import tfserving_json
 from backends.torchserve.tensor_frames import FrameError, decode_frame, encode_frame
-from gateway.errors import UpstreamError, UpstreamRejected
-from gateway.types import InferRequest
+from gateway.core.errors import UpstreamError, UpstreamRejected
+from gateway.core.types import InferRequest
 from gateway.upstreams.failures import Target
 
 

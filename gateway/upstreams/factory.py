@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.settings import GatewaySettings, TorchServeSettings, UpstreamSettings
-from gateway.types import Framework
+from gateway.core.types import Framework
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.grpc_channels import GrpcWire
 from gateway.upstreams.pooled import PooledUpstream

@@ -1,4 +1,4 @@
-"""The one table that turns backend failures into `gateway.errors`.
+"""The one table that turns backend failures into `gateway.core.errors`.
 
 Every client calls exactly one of these at its boundary (`raise from_grpc(...) from exc`):
 gRPC status codes, HTTP statuses with the backend's error body, and transport errors
@@ -14,7 +14,7 @@ from http import HTTPStatus
 
 import grpc
 
-from gateway.errors import (
+from gateway.core.errors import (
     GatewayError,
     NotFound,
     UpstreamError,
@@ -22,7 +22,7 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.types import Framework
+from gateway.core.types import Framework
 
 _MAX_TEXT = 500  # backend texts are passed on, but a page of HTML is not a sentence
 _AUTH_HINT = "the backend refused the gateway's credentials (check the TorchServe token)"

@@ -21,9 +21,9 @@ from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 from gateway.settings import UpstreamSettings
-from gateway.types import Framework, InferRequest, InferResponse
+from gateway.core.types import Framework, InferRequest, InferResponse
 from gateway.upstreams.bodies import select_outputs
 from gateway.upstreams.failures import Target
 from gateway.upstreams.replicas import ReplicaPool
@@ -76,7 +76,7 @@ class Wire(Protocol[R, C_contra, A_co]):
         ...
 
     async def send(self, replica: R, call: C_contra, timeout: float, target: Target) -> A_co:
-        """The answer of `call` on `replica`; failures raise `gateway.errors` errors."""
+        """The answer of `call` on `replica`; failures raise `gateway.core.errors` errors."""
         ...
 
     async def aclose(self, replicas: list[R]) -> None:

@@ -42,7 +42,7 @@ class RestWire:
     async def send(
         self, replica: Http1Pool, call: RestCall, timeout: float, target: Target
     ) -> bytes:
-        """The body of a 2xx answer; every other outcome raises a `gateway.errors` error."""
+        """The body of a 2xx answer; every other outcome raises a `gateway.core.errors` error."""
         try:
             status, payload = await replica.request(
                 call.method, call.path, call.body, call.headers, timeout

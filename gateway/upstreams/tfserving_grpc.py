@@ -17,8 +17,8 @@ from gateway._proto.tfserving import (
     PredictResponse,
 )
 from gateway.codecs.tensorproto import TensorCodecError, from_tensor_map, to_tensor_map
-from gateway.errors import UpstreamError
-from gateway.types import Framework, InferRequest
+from gateway.core.errors import UpstreamError
+from gateway.core.types import Framework, InferRequest
 from gateway.upstreams.failures import Target
 from gateway.upstreams.grpc_channels import GrpcCall
 from gateway.upstreams.pooled import Decoded

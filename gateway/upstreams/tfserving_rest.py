@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import orjson
 
-from gateway.types import Framework, InferRequest
+from gateway.core.types import Framework, InferRequest
 from gateway.upstreams.bodies import columnar_json, columnar_outputs
 from gateway.upstreams.failures import Target
 from gateway.upstreams.pooled import Decoded

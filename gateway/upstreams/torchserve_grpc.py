@@ -18,7 +18,7 @@ from backends.torchserve._proto.inference_pb2 import (
     TorchServeHealthResponse,
 )
 from backends.torchserve.tensor_frames import is_frame
-from gateway.types import Framework, InferRequest
+from gateway.core.types import Framework, InferRequest
 from gateway.upstreams.bodies import frame_body, frame_outputs
 from gateway.upstreams.failures import Target, from_http
 from gateway.upstreams.grpc_channels import GrpcCall

@@ -11,7 +11,7 @@ from functools import lru_cache
 from urllib.parse import quote
 
 from backends.torchserve.tensor_frames import CONTENT_TYPE as FRAME
-from gateway.types import Framework, InferRequest
+from gateway.core.types import Framework, InferRequest
 from gateway.upstreams.bodies import frame_body, frame_outputs
 from gateway.upstreams.failures import Target
 from gateway.upstreams.pooled import Decoded

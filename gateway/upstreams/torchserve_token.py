@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from backends.torchserve.tokens import TokenError, read_token
-from gateway.errors import UpstreamError, UpstreamUnavailable
+from gateway.core.errors import UpstreamError, UpstreamUnavailable
 
 BACKEND = "pytorch"
 logger = logging.getLogger(__name__)

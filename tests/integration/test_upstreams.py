@@ -14,9 +14,9 @@ import pytest
 from backends.process import free_port
 from backends.tfserving.launcher import TFServingEndpoints, start_tfserving, stop_tfserving
 from backends.torchserve.launcher import TorchServeEndpoints, start_torchserve, stop_torchserve
-from gateway.errors import NotFound, UpstreamTimeout, UpstreamUnavailable
+from gateway.core.errors import NotFound, UpstreamTimeout, UpstreamUnavailable
 from gateway.settings import GatewaySettings
-from gateway.types import Framework, InferRequest, InferResponse
+from gateway.core.types import Framework, InferRequest, InferResponse
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.factory import build_upstreams
 from trainers.architecture import to_model_input

@@ -12,9 +12,9 @@ import numpy as np
 from aiohttp import web
 
 from backends.process import free_port
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 from gateway.settings import GatewaySettings, ModelPolicy
-from gateway.types import Framework, InferRequest, InferResponse
+from gateway.core.types import Framework, InferRequest, InferResponse
 from trainers.manifest import (
     DatasetInfo,
     FrameworkArtifact,

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from gateway.auth import Authenticator
-from gateway.errors import RateLimited, Unauthorized
+from gateway.core.errors import RateLimited, Unauthorized
 from gateway.ratelimit import RateLimiter
 from gateway.security_settings import AuthSettings, RateLimitSettings
 from tests.unit.test_gateway_app import ROW, _gateway

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gateway.app import build_context
-from gateway.errors import (
+from gateway.core.errors import (
     BreakerOpen,
     NotFound,
     UpstreamRejected,
@@ -24,7 +24,7 @@ from gateway.errors import (
 )
 from gateway.routing.breaker import BreakerState, CircuitBreaker
 from gateway.settings import BreakerSettings
-from gateway.types import FRAMEWORKS, InferRequest
+from gateway.core.types import FRAMEWORKS, InferRequest
 from tests.unit.gateway_fakes import FEATURES, FakeUpstream, make_store, settings_for
 
 RESET_S = 10.0

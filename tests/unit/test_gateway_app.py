@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
-from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway.core.errors import UpstreamTimeout, UpstreamUnavailable
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
 
 ROW = {"instances": [[0.0, 5.0, 1.0, 2.0], [3.0, 0.0, 0.0, 1.0]]}

@@ -17,10 +17,10 @@ import pytest
 from gateway.admission import Admission
 from gateway.app import create_app
 from gateway.deadline import budget, from_headers
-from gateway.errors import BadRequest, DeadlineExceeded, Overloaded, UpstreamTimeout
+from gateway.core.errors import BadRequest, DeadlineExceeded, Overloaded, UpstreamTimeout
 from gateway.limits import check_request_id
 from gateway.security_settings import LimitsSettings
-from gateway.types import InferRequest, InferResponse
+from gateway.core.types import InferRequest, InferResponse
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
 
 ROW = {"instances": [[0.0, 5.0, 1.0, 2.0]]}

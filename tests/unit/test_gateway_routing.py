@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from gateway.errors import Forbidden
+from gateway.core.errors import Forbidden
 from gateway.routing.policy import decide
 from gateway.routing.split import choose_arm
 from gateway.settings import ModelPolicy
-from gateway.types import InferRequest
+from gateway.core.types import InferRequest
 
 KEYS = [f"user-{i}" for i in range(1000)]
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.auth import Authenticator, resolve_admin_token
-from gateway.errors import Unauthorized
+from gateway.core.errors import Unauthorized
 from gateway.settings import AuthSettings, GatewaySettings, load_settings
 
 YAML = """

@@ -30,7 +30,7 @@ from gateway._proto.tfserving import (
 )
 from gateway.app import create_app
 from gateway.codecs.tensorproto import from_tensor_proto, to_tensor_proto
-from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway.core.errors import UpstreamTimeout, UpstreamUnavailable
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
 
 X = np.array([[0.0, 5.0, 1.0, 2.0], [3.0, 0.0, 0.0, 1.0]], dtype=np.float32)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from dualserve.cli import app
 from gateway.auth import Authenticator
-from gateway.errors import Unauthorized
+from gateway.core.errors import Unauthorized
 from gateway.settings import AuthSettings
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-from gateway.errors import PayloadTooLarge, RequestTimeout
+from gateway.core.errors import PayloadTooLarge, RequestTimeout
 from gateway.protocols.http import read_body
 from gateway.security_settings import LimitsSettings
 

@@ -34,7 +34,7 @@ from gateway._proto.tfserving import (
     PredictResponse,
 )
 from gateway.codecs.tensorproto import from_tensor_map, to_tensor_map
-from gateway.errors import (
+from gateway.core.errors import (
     NotFound,
     UpstreamError,
     UpstreamRejected,
@@ -42,7 +42,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.settings import TorchServeSettings
-from gateway.types import InferRequest
+from gateway.core.types import InferRequest
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.grpc_channels import GrpcWire
 from gateway.upstreams.pooled import PooledUpstream

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.settings import GatewaySettings
-from gateway.types import InferRequest
+from gateway.core.types import InferRequest
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.factory import build_upstreams
 from gateway.upstreams.grpc_channels import GrpcWire

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from gateway.core.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from gateway.upstreams.replicas import ReplicaPool
 
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from gateway.errors import UpstreamError, UpstreamUnavailable
+from gateway.core.errors import UpstreamError, UpstreamUnavailable
 from gateway.upstreams.replicas import ReplicaPool
 from gateway.upstreams.resilience import OutlierDetector, RetryBudget
 

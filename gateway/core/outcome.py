@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from gateway.types import Framework, InferRequest, InferResponse
+from gateway.core.types import Framework, InferRequest, InferResponse
 
 logger = logging.getLogger(__name__)
 CallKind = Literal["primary", "failover", "shadow"]
