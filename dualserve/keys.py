@@ -31,10 +31,10 @@ HEADER = "# Written by `dualserve keys`: sha256 digests only, never a key. Keep 
 
 def keys_file_for(config: Path | None, run_dir: Path) -> Path:
     """The keys file the gateway with this config reads (the config need not exist yet)."""
-    from gateway.auth import keys_file_path
+    from gateway.edge.auth import keys_file_path
 
     config = config or run_dir / "gateway" / "gateway.yaml"
-    from gateway.security_settings import AuthSettings
+    from gateway.edge.security_settings import AuthSettings
 
     raw = yaml.safe_load(config.read_text()) if config.is_file() else None
     auth = AuthSettings.model_validate((raw or {}).get("auth") or {})
@@ -63,8 +63,8 @@ def new(
     burst: Annotated[int | None, typer.Option(help="requests at once for this key")] = None,
 ) -> None:
     """Print a new key once and store its digest (an admin token replaces the old one)."""
-    from gateway.auth import new_secret, read_keys_file
-    from gateway.security_settings import ApiKeySettings, RateLimitSettings, hash_secret
+    from gateway.edge.auth import new_secret, read_keys_file
+    from gateway.edge.security_settings import ApiKeySettings, RateLimitSettings, hash_secret
 
     path = keys_file_for(config, run_dir)
     keys = read_keys_file(path)
@@ -84,7 +84,7 @@ def new(
 @app.command("list")
 def list_keys(config: ConfigOption = None, run_dir: RunDirOption = Path("run")) -> None:
     """The keys in the keys file: name, digest prefix, rate limit."""
-    from gateway.auth import read_keys_file
+    from gateway.edge.auth import read_keys_file
 
     path = keys_file_for(config, run_dir)
     keys = read_keys_file(path)
@@ -103,7 +103,7 @@ def revoke(
     run_dir: RunDirOption = Path("run"),
 ) -> None:
     """Remove API keys by name or digest prefix; a running gateway drops them within a second."""
-    from gateway.auth import read_keys_file
+    from gateway.edge.auth import read_keys_file
 
     path = keys_file_for(config, run_dir)
     keys = read_keys_file(path)

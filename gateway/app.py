@@ -14,14 +14,14 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import admin
-from gateway.admission import Admission, LimitedUpstream
-from gateway.auth import Authenticator
+from gateway.edge.admission import Admission, LimitedUpstream
+from gateway.edge.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.context import GatewayContext
 from gateway.control import ControlPlane
 from gateway.database import open_database
 from gateway.dataplane import DataPlane
-from gateway.drain import Drain, hold_exit_signals
+from gateway.edge.drain import Drain, hold_exit_signals
 from gateway.core.errors import GatewayError, NotFound
 from gateway.experiments.service import ExperimentService
 from gateway.experiments.shadow import ShadowMirror

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from gateway.core.errors import BadRequest, FailedPrecondition, NotFound
-from gateway.limits import check_tensors
-from gateway.security_settings import LimitsSettings
+from gateway.edge.limits import check_tensors
+from gateway.edge.security_settings import LimitsSettings
 from gateway.core.types import Framework, InferRequest
 from trainers.manifest import Manifest, load_manifest
 
@@ -171,7 +171,7 @@ def validate(request: InferRequest, info: ModelInfo, strict_dtype: bool) -> None
     if signature not in (None, "", SERVING_SIGNATURE):
         # both exports carry one signature; TF Serving's words and code for any other
         raise FailedPrecondition(f'Serving signature key "{signature}" not found.')
-    check_tensors(request, info.limits)  # batch size and values per tensor (gateway.limits)
+    check_tensors(request, info.limits)  # batch size and values per tensor (gateway.edge.limits)
     expected = info.input_specs
     if request.inputs.keys() != expected.keys():
         _name_mismatch(request, info)

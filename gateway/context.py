@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.admission import Admission
-from gateway.auth import Authenticator
+from gateway.edge.admission import Admission
+from gateway.edge.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.control import ControlPlane
 from gateway.dataplane import DataPlane
-from gateway.drain import Drain
+from gateway.edge.drain import Drain
 from gateway.metrics import GatewayMetrics
 from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router

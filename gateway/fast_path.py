@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.admission import Admission
+from gateway.edge.admission import Admission
 from gateway.core.errors import GatewayError
 from gateway.protocols.http import gateway_error_handler, unexpected_error_handler
 

@@ -20,7 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from gateway.security_settings import AuthSettings, LimitsSettings
+from gateway.edge.security_settings import AuthSettings, LimitsSettings
 from gateway.core.types import Framework
 
 Transport = Literal["grpc", "rest"]
@@ -91,7 +91,7 @@ class BreakerSettings(BaseModel):
 
 
 class AdmissionSettings(BaseModel):
-    """Load shedding per worker process (see `gateway.admission` for the sizing)."""
+    """Load shedding per worker process (see `gateway.edge.admission` for the sizing)."""
 
     max_in_flight: int = Field(
         32, ge=1, description="prediction requests in flight per worker; more get 429"
@@ -103,7 +103,7 @@ class AdmissionSettings(BaseModel):
 
 
 class DrainSettings(BaseModel):
-    """Graceful shutdown on SIGTERM (see `gateway.drain`)."""
+    """Graceful shutdown on SIGTERM (see `gateway.edge.drain`)."""
 
     delay_s: float = Field(
         1.0,

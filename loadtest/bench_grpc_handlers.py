@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway._proto import oip
-from gateway.admission import Admission
-from gateway.auth import Authenticator
+from gateway.edge.admission import Admission
+from gateway.edge.auth import Authenticator
 from gateway.protocols import grpc_oip, grpc_tfserving
 from gateway.settings import GatewaySettings
 from gateway.core.types import InferRequest, InferResponse

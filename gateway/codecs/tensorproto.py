@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gateway._proto.tfserving import TensorProto
-from gateway.security_settings import DEFAULT_MAX_TENSOR_ELEMENTS
+from gateway.edge.security_settings import DEFAULT_MAX_TENSOR_ELEMENTS
 
 # tensorflow/core/framework/types.proto
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING = 1, 2, 3, 4, 5, 6, 7

@@ -158,7 +158,7 @@ class UpstreamTimeout(UpstreamError):
 
 class DeadlineExceeded(GatewayError):
     """The client's own deadline passed before an answer could be had (no backend is to
-    blame: no breaker counts it; see `gateway.deadline`)."""
+    blame: no breaker counts it; see `gateway.edge.deadline`)."""
 
     status = HTTPStatus.GATEWAY_TIMEOUT
     grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED

@@ -38,7 +38,7 @@ class InferRequest:
         pinned: a framework the client asked for (``X-Backend``), if any.
         parameters: protocol parameters passed through (e.g. ``signature_name``).
         deadline: the client's deadline, an absolute ``time.monotonic()`` instant
-            (see `gateway.deadline`), or None when the client gave none.
+            (see `gateway.edge.deadline`), or None when the client gave none.
     """
 
     model: str

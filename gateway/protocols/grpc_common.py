@@ -17,11 +17,11 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from gateway.context import GatewayContext
-from gateway.deadline import from_time_remaining
+from gateway.edge.deadline import from_time_remaining
 from gateway.core.errors import BadRequest, GatewayError
-from gateway.limits import check_request_id
+from gateway.edge.limits import check_request_id
 from gateway.routing.policy import parse_pin
-from gateway.security_settings import LimitsSettings
+from gateway.edge.security_settings import LimitsSettings
 from gateway.server_timing import METADATA_KEY as KEY_SERVER_TIMING
 from gateway.server_timing import server_timing
 from gateway.core.types import Framework, InferResponse, new_request_id

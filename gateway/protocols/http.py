@@ -19,10 +19,10 @@ from gateway.core.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from gateway.limits import check_json_depth, check_request_id
-from gateway.limits import read_body as read_identity_body
+from gateway.edge.limits import check_json_depth, check_request_id
+from gateway.edge.limits import read_body as read_identity_body
 from gateway.routing.policy import parse_pin
-from gateway.security_settings import LimitsSettings
+from gateway.edge.security_settings import LimitsSettings
 from gateway.server_timing import HEADER as HEADER_SERVER_TIMING
 from gateway.server_timing import server_timing
 from gateway.core.types import Framework, InferResponse, new_request_id

@@ -11,11 +11,11 @@ from fastapi.responses import Response
 from starlette.convertors import Convertor, register_url_convertor
 
 from backends import tfserving_json as codec
-from gateway import deadline
+from gateway.edge import deadline
 from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
-from gateway.limits import check_json_depth
+from gateway.edge.limits import check_json_depth
 from gateway.openapi import (
     ANSWER_HEADERS,
     PREDICTION_ERRORS,

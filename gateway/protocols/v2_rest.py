@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway import deadline
+from gateway.edge import deadline
 from gateway.catalog import ModelInfo
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
-from gateway.limits import check_request_id
+from gateway.edge.limits import check_request_id
 from gateway.openapi import (
     ANSWER_HEADERS,
     PREDICTION_ERRORS,

@@ -17,7 +17,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from gateway.catalog import Catalog, ModelInfo, validate
-from gateway.deadline import budget
+from gateway.edge.deadline import budget
 from gateway.core.errors import (
     DeadlineExceeded,
     GatewayError,

@@ -14,10 +14,10 @@ import grpc
 import pytest
 import yaml
 
-from gateway.auth import Authenticator
+from gateway.edge.auth import Authenticator
 from gateway.core.errors import RateLimited, Unauthorized
-from gateway.ratelimit import RateLimiter
-from gateway.security_settings import AuthSettings, RateLimitSettings
+from gateway.edge.ratelimit import RateLimiter
+from gateway.edge.security_settings import AuthSettings, RateLimitSettings
 from tests.unit.test_gateway_app import ROW, _gateway
 from tests.unit.test_grpc_ingress import predict_request, running
 
@@ -61,7 +61,7 @@ def test_every_digest_is_compared(monkeypatch: pytest.MonkeyPatch) -> None:
         compared.append(b)
         return real(a, b)
 
-    monkeypatch.setattr("gateway.auth.hmac.compare_digest", spy)
+    monkeypatch.setattr("gateway.edge.auth.hmac.compare_digest", spy)
     keys = [f"key-{i}" for i in range(5)]
     auth = Authenticator(AuthSettings(api_keys=keys, admin_token="a"))  # type: ignore[arg-type]
     auth.check_predict({"x-api-key": "key-0"})  # the first matches; the rest are still compared
@@ -151,7 +151,7 @@ def test_grpc_answers_resource_exhausted(tmp_path: Path) -> None:
 def test_processes_starting_together_agree_on_one_admin_token(tmp_path: Path) -> None:
     path = tmp_path / "admin_token"
     code = (
-        "import sys; from pathlib import Path; from gateway.auth import resolve_admin_token;"
+        "import sys; from pathlib import Path; from gateway.edge.auth import resolve_admin_token;"
         "from gateway.settings import AuthSettings;"
         "print(resolve_admin_token(AuthSettings(admin_token_file=Path(sys.argv[1])))[0])"
     )

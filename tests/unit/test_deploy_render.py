@@ -13,7 +13,7 @@ from backends.tfserving.commandline import TFServingSettings, server_flags, writ
 from backends.torchserve import launcher as ts_launcher
 from backends.torchserve.config import ModelArchive, Ports, TorchServeSettings, render_config
 from deploy import render
-from gateway.security_settings import hash_secret
+from gateway.edge.security_settings import hash_secret
 from gateway.settings import GatewaySettings, load_settings
 
 DEPLOY = render.DEPLOY

@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.admission import Admission
+from gateway.edge.admission import Admission
 from gateway.app import create_app
-from gateway.deadline import budget, from_headers
+from gateway.edge.deadline import budget, from_headers
 from gateway.core.errors import BadRequest, DeadlineExceeded, Overloaded, UpstreamTimeout
-from gateway.limits import check_request_id
-from gateway.security_settings import LimitsSettings
+from gateway.edge.limits import check_request_id
+from gateway.edge.security_settings import LimitsSettings
 from gateway.core.types import InferRequest, InferResponse
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway.auth import Authenticator, resolve_admin_token
+from gateway.edge.auth import Authenticator, resolve_admin_token
 from gateway.core.errors import Unauthorized
 from gateway.settings import AuthSettings, GatewaySettings, load_settings
 

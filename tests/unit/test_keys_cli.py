@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from dualserve.cli import app
-from gateway.auth import Authenticator
+from gateway.edge.auth import Authenticator
 from gateway.core.errors import Unauthorized
 from gateway.settings import AuthSettings
 

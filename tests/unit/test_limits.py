@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway._proto.tfserving import PredictRequest
-from gateway.limits import json_depth
+from gateway.edge.limits import json_depth
 from tests.unit.test_gateway_app import _gateway
 from tests.unit.test_grpc_ingress import infer_request, predict_request, running
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 
 from gateway.core.errors import PayloadTooLarge, RequestTimeout
 from gateway.protocols.http import read_body
-from gateway.security_settings import LimitsSettings
+from gateway.edge.security_settings import LimitsSettings
 
 Message = dict[str, Any]
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.core.errors import RateLimited
-from gateway.security_settings import RateLimitSettings
+from gateway.edge.security_settings import RateLimitSettings
 
 
 @dataclass

@@ -23,7 +23,7 @@ import numpy as np
 from starlette.requests import ClientDisconnect
 
 from gateway.core.errors import BadRequest, PayloadTooLarge
-from gateway.security_settings import LimitsSettings
+from gateway.edge.security_settings import LimitsSettings
 from gateway.core.types import InferRequest
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ compared with every known digest by `hmac.compare_digest`, so neither the time t
 an early exit tells how close a guess was. Keys come from the settings and from the keys
 file `dualserve keys new` writes, which is re-read (at most once a second) when it
 changes, so a new key works without a restart. Each key has a token bucket
-(`gateway.ratelimit`); a key past its limit gets 429 with `Retry-After`.
+(`gateway.edge.ratelimit`); a key past its limit gets 429 with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 import yaml
 
 from gateway.core.errors import Unauthorized
-from gateway.ratelimit import RateLimiter
-from gateway.security_settings import ApiKeySettings, AuthSettings, KeysFile, hash_secret
+from gateway.edge.ratelimit import RateLimiter
+from gateway.edge.security_settings import ApiKeySettings, AuthSettings, KeysFile, hash_secret
 
 DEFAULT_ADMIN_TOKEN_FILE = Path(".dualserve") / "admin_token"
 KEYS_FILE_NAME = "keys.yaml"
