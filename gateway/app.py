@@ -28,8 +28,8 @@ from gateway.experiments.shadow import ShadowMirror
 from gateway.experiments.specs import data_dir
 from gateway.experiments.stats import ExperimentStats
 from gateway.fast_path import GatewayApp
-from gateway.metrics import GatewayMetrics
-from gateway.observers import metrics_observer, shadow_drops
+from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.observers import metrics_observer, shadow_drops
 from gateway.openapi import document as openapi_document
 from gateway.openapi import operation
 from gateway.core.outcome import fan_out

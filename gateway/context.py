@@ -11,7 +11,7 @@ from gateway.catalog import Catalog
 from gateway.control import ControlPlane
 from gateway.dataplane import DataPlane
 from gateway.edge.drain import Drain
-from gateway.metrics import GatewayMetrics
+from gateway.telemetry.metrics import GatewayMetrics
 from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router
 from gateway.settings import GatewaySettings

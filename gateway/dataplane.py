@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from gateway.core.errors import GatewayError
-from gateway.metrics import GatewayMetrics
+from gateway.telemetry.metrics import GatewayMetrics
 from gateway.routing.router import Router
 from gateway.core.types import InferRequest, InferResponse
 

@@ -9,7 +9,7 @@ histograms, drop counts and CPU seconds each Locust process wrote (`loadtest.rec
 Closed-loop cells also get a p99 corrected for coordinated omission, beside the measured
 one: the histogram corrected at an expected interval of the cell's mean latency, which is
 the mean interval between one user's requests in a closed loop without think time
-(Little's law: concurrency / throughput); see `gateway.experiments.histogram`. The added
+(Little's law: concurrency / throughput); see `gateway.telemetry.histogram`. The added
 values include short ones, so in a tight distribution the corrected p99 can come out a
 little below the measured one; after a stall it is far above it. Open-loop latencies run
 from the scheduled send time, so they need no correction: there both columns hold the
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.experiments.histogram import LatencyHistogram, merge_all
+from gateway.telemetry.histogram import LatencyHistogram, merge_all
 from loadtest.stability import saturated
 from loadtest.targets import Target
 

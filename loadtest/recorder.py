@@ -27,7 +27,7 @@ import locust.runners
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from gateway.experiments.histogram import LatencyHistogram
+from gateway.telemetry.histogram import LatencyHistogram
 from loadtest import openloop
 from loadtest.stability import StabilityRule, Window, should_stop
 

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.experiments.histogram import LatencyHistogram
+from gateway.telemetry.histogram import LatencyHistogram
 from gateway.core.outcome import CallOutcome
 from gateway.core.types import Framework
 

@@ -22,8 +22,8 @@ from gateway.core.errors import BadRequest, GatewayError
 from gateway.edge.limits import check_request_id
 from gateway.routing.policy import parse_pin
 from gateway.edge.security_settings import LimitsSettings
-from gateway.server_timing import METADATA_KEY as KEY_SERVER_TIMING
-from gateway.server_timing import server_timing
+from gateway.telemetry.server_timing import METADATA_KEY as KEY_SERVER_TIMING
+from gateway.telemetry.server_timing import server_timing
 from gateway.core.types import Framework, InferResponse, new_request_id
 
 logger = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from gateway.edge.limits import check_json_depth, check_request_id
 from gateway.edge.limits import read_body as read_identity_body
 from gateway.routing.policy import parse_pin
 from gateway.edge.security_settings import LimitsSettings
-from gateway.server_timing import HEADER as HEADER_SERVER_TIMING
-from gateway.server_timing import server_timing
+from gateway.telemetry.server_timing import HEADER as HEADER_SERVER_TIMING
+from gateway.telemetry.server_timing import server_timing
 from gateway.core.types import Framework, InferResponse, new_request_id
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.metrics import GatewayMetrics
+from gateway.telemetry.metrics import GatewayMetrics
 
 
 def _sample(metrics: GatewayMetrics, name: str, **labels: str) -> float | None:

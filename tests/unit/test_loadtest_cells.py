@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.experiments.histogram import LatencyHistogram
+from gateway.telemetry.histogram import LatencyHistogram
 from loadtest.cells import CellSpec, Timing, read_cell
 from loadtest.targets import Target
 

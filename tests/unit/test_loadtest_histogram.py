@@ -9,7 +9,7 @@ import random
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from gateway.experiments.histogram import (
+from gateway.telemetry.histogram import (
     HIGHEST_US,
     LOWEST_US,
     SIGNIFICANT_FIGURES,

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.experiments.histogram import LatencyHistogram
+from gateway.telemetry.histogram import LatencyHistogram
 
 SCRIPT = r"""
 import sys, time

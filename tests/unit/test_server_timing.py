@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.server_timing import server_timing
+from gateway.telemetry.server_timing import server_timing
 from tests.unit.test_gateway_app import ROW, V2, Gateway, _gateway
 from tests.unit.test_grpc_ingress import infer_request, predict_request, running, trailing
 

@@ -1,0 +1,1 @@
+"""What the gateway tells about itself: Prometheus metrics, outcome observers, latency histograms, Server-Timing."""
