@@ -18,8 +18,8 @@ from gateway.edge.admission import Admission, LimitedUpstream
 from gateway.edge.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.context import GatewayContext
-from gateway.control import ControlPlane
-from gateway.database import open_database
+from gateway.control.plane import ControlPlane
+from gateway.control.database import open_database
 from gateway.dataplane import DataPlane
 from gateway.edge.drain import Drain, hold_exit_signals
 from gateway.core.errors import GatewayError, NotFound

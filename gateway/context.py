@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from gateway.edge.admission import Admission
 from gateway.edge.auth import Authenticator
 from gateway.catalog import Catalog
-from gateway.control import ControlPlane
+from gateway.control.plane import ControlPlane
 from gateway.dataplane import DataPlane
 from gateway.edge.drain import Drain
 from gateway.telemetry.metrics import GatewayMetrics

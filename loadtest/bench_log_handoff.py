@@ -28,7 +28,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.database import SQLITE_FILE
+from gateway.control.database import SQLITE_FILE
 from gateway.experiments.log import PredictionLog
 from gateway.experiments.log_process import WriterProcess
 from gateway.experiments.records import Outcome

@@ -30,8 +30,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from gateway.control import ControlPlane
-from gateway.experiments import lease, state_store
+from gateway.control.plane import ControlPlane
+from gateway.control.plane import lease
+from gateway.experiments import state_store
 from gateway.experiments.analysis import analyse
 from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.records import Event, Row

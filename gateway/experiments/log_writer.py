@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gateway.database import Database, open_database
+from gateway.control.database import Database, open_database
 
 logger = logging.getLogger(__name__)
 COLUMNS = (

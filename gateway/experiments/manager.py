@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import grpc
 from pydantic import ValidationError
 
-from gateway.control import ControlPlane
-from gateway.database import Database
+from gateway.control.plane import ControlPlane
+from gateway.control.database import Database
 from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.experiments import state_store
 from gateway.experiments.records import Event

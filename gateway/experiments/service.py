@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.catalog import Catalog
-from gateway.control import ControlPlane
+from gateway.control.plane import ControlPlane
 from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.experiments import state_store
 from gateway.experiments.analysis import analyse

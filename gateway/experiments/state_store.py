@@ -1,6 +1,6 @@
 """Experiments' state in the experiments database: one row each, and their events.
 
-Every function runs on the control plane's thread (`gateway.control`), the writes inside
+Every function runs on the control plane's thread (`gateway.control.plane`), the writes inside
 its transaction (which also bumps the change counter). Transitions are conditional
 updates (`... WHERE status IN (allowed)`), so when several gateway processes race for
 one (two auto-starts, a stop rule seen by each), exactly one succeeds and records the
@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.database import Database
+from gateway.control.database import Database
 from gateway.experiments.records import Event
 from gateway.settings import ExperimentSpec
 

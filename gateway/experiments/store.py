@@ -2,7 +2,7 @@
 
 Every method is synchronous and is called from one worker thread only (the log's
 executor), so connections are never shared between threads. The connection and the
-dialect come from `gateway.database`; experiments' state has its own tables
+dialect come from `gateway.control.database`; experiments' state has its own tables
 (`gateway.experiments.state_store`) in the same database.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.database import Database, Transaction, open_database, open_postgres, open_sqlite
+from gateway.control.database import Database, Transaction, open_database, open_postgres, open_sqlite
 from gateway.experiments.log_writer import insert_rows
 from gateway.experiments.records import COLUMNS, Event, FeedbackResult, Row
 from gateway.experiments.state_store import SCHEMA as STATE_SCHEMA

@@ -9,7 +9,7 @@ Per model, from bottom to top:
 The effective policy is the top layer present. Each layer records who set it, when and
 why. The experiment and override layers live in the `policy_layers` table of the
 experiments database, and every process follows them through the control plane
-(`gateway.control`): the router reads an in-memory snapshot, never the database.
+(`gateway.control.plane`): the router reads an in-memory snapshot, never the database.
 Nothing else writes routing state.
 """
 
@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from gateway.control import ControlPlane
-from gateway.database import Database
+from gateway.control.plane import ControlPlane
+from gateway.control.database import Database
 from gateway.settings import ModelPolicy
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.control import ControlPlane
-from gateway.database import Database, open_postgres, open_sqlite
+from gateway.control.plane import ControlPlane
+from gateway.control.database import Database, open_postgres, open_sqlite
 from gateway.experiments.analysis import analyse
 from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.records import Event, Outcome, to_row
@@ -124,7 +124,7 @@ def test_one_of_racing_processes_takes_the_lease_and_another_takes_it_once_expir
 ) -> None:
     """The rollout controller's election on PostgreSQL: the same conditional writes as on
     SQLite (tests/unit/test_experiments_controller.py) leave one holder at a time."""
-    from gateway.experiments import lease
+    from gateway.control.plane import lease
 
     async def scenario() -> tuple[list[bool], list[bool], bool, tuple[str, float] | None]:
         planes = [ControlPlane(lambda: open_postgres(postgres_url)) for _ in range(3)]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from dualserve.cli import app
-from gateway.database import open_database
+from gateway.control.database import open_database
 from gateway.experiments.records import Event
 from gateway.experiments.state_store import add_event
 from gateway.experiments.store import open_store

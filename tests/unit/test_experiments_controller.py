@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.control import ControlPlane
-from gateway.database import open_sqlite
+from gateway.control.plane import ControlPlane
+from gateway.control.database import open_sqlite
 from gateway.experiments.controller import RolloutController
 from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.records import Event, Row

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.database import SQLITE_FILE
+from gateway.control.database import SQLITE_FILE
 from gateway.experiments.log import PredictionLog
 from gateway.experiments.log_process import WriterGone, WriterProcess
 from gateway.experiments.records import Outcome, flat_record, key_hash

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.control import ControlPlane
-from gateway.database import open_sqlite
+from gateway.control.plane import ControlPlane
+from gateway.control.database import open_sqlite
 from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.records import Event
 from gateway.experiments.state_store import read_events

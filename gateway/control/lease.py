@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.database import Database
+from gateway.control.database import Database
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS leases (

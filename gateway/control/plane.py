@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from gateway.database import Database
+from gateway.control.database import Database
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

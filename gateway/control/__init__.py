@@ -1,0 +1,1 @@
+"""The control plane: the experiments database, its change counter and the leases."""
