@@ -2,7 +2,7 @@
 
 One source of truth: the TF Serving files and flags come from `backends.tfserving.commandline`,
 TorchServe's config.properties from `backends.torchserve.config`, the gateway's YAML from
-`gateway.launcher.gateway_config` (validated by `gateway.settings.GatewaySettings`). Only
+`gateway.processes.launcher.gateway_config` (validated by `gateway.settings.GatewaySettings`). Only
 addresses and paths differ from a local run.
 
     python -m deploy.render           # rewrite every generated file
@@ -32,7 +32,7 @@ from backends.torchserve.config import (
     worker_env,
 )
 from deploy.dashboard import dashboard
-from gateway.launcher import gateway_config
+from gateway.processes.launcher import gateway_config
 from gateway.settings import GatewaySettings
 
 DEPLOY = Path(__file__).resolve().parent

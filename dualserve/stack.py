@@ -16,7 +16,7 @@ from typing import Any
 
 from backends.tfserving.launcher import start_tfserving, stop_tfserving, tfserving_status
 from backends.torchserve.launcher import start_torchserve, stop_torchserve, torchserve_status
-from gateway.launcher import gateway_running, gateway_workers, start_gateway, stop_gateway
+from gateway.processes.launcher import gateway_running, gateway_workers, start_gateway, stop_gateway
 
 STATE_FILE = "state.json"
 

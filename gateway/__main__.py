@@ -1,4 +1,4 @@
-"""`python -m gateway --config gateway.yaml`: run the gateway (see `gateway.workers`)."""
+"""`python -m gateway --config gateway.yaml`: run the gateway (see `gateway.processes.workers`)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def main(
 ) -> None:
     """Serve the REST ingress (and gRPC when configured) until SIGTERM."""
     from gateway.settings import load_settings
-    from gateway.workers import serve
+    from gateway.processes.workers import serve
 
     given = {"host": host, "port": port, "workers": workers}
     settings = load_settings(config, **{k: v for k, v in given.items() if v is not None})

@@ -7,7 +7,7 @@ decoding, no upstream, on the same event loop the gateway runs (uvloop):
 
 - `grpc`: a `grpc.aio` server (as `gateway.grpc_server` builds it: the gateway's server
   options, a generic handler, trailing metadata set) returning pre-serialized bytes;
-- `rest`: a raw ASGI app under uvicorn (httptools, as `gateway.workers` runs it)
+- `rest`: a raw ASGI app under uvicorn (httptools, as `gateway.processes.workers` runs it)
   returning a fixed JSON body.
 
 The load is `loadtest.bench_gateway`'s (pre-serialized requests, c=16 and c=1, rounds

@@ -19,7 +19,7 @@ import psutil
 import yaml
 
 from backends.process import LOOPBACK, ManagedProcess, free_port, port_open, start, stop, wait_until
-from gateway.launcher import gateway_config
+from gateway.processes.launcher import gateway_config
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from rich.table import Table
 
 from backends.process import LOOPBACK, free_port, port_open, start, stop, wait_until
 from dualserve.stack import read_state
-from gateway.workers import CONFIG_ENV
+from gateway.processes.workers import CONFIG_ENV
 from loadtest.bench_gateway import Target, bodies, measure, summarise
 from loadtest.bench_processes import (
     GatewayVariant,
@@ -107,7 +107,7 @@ def granian_gateway(
     env = {CONFIG_ENV: str(config_file)}
     rest = f"http://{LOOPBACK}:{config['port']}"
     pid = start_granian(
-        setting, "gateway.workers:worker_app", env, folder, config["port"], stack,
+        setting, "gateway.processes.workers:worker_app", env, folder, config["port"], stack,
         lambda: httpx.get(f"{rest}/readyz", timeout=2).status_code == 200,
     )  # fmt: skip
     return Running(rest, f"{LOOPBACK}:{config['grpc_port']}", pid)

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dualserve.stack import read_state
-from gateway.launcher import gateway_config
+from gateway.processes.launcher import gateway_config
 from gateway.settings import GatewaySettings
 from gateway.core.types import Framework, InferRequest
 from gateway.upstreams.base import Upstream

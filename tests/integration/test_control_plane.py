@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.launcher import start_gateway, stop_gateway
+from gateway.processes.launcher import start_gateway, stop_gateway
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 

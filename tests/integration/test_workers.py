@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from backends.process import pid_alive
 from dualserve.stack import down, status
-from gateway.workers import read_workers
+from gateway.processes.workers import read_workers
 from tests.integration.conftest import running_stack
 from tests.unit.gateway_fakes import make_store
 from trainers.architecture import to_model_input

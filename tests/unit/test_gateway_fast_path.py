@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.workers import _uvicorn_options
+from gateway.processes.workers import _uvicorn_options
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
 
 ROW = {"instances": [[0.0, 5.0, 1.0, 2.0]]}

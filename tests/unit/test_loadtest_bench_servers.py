@@ -15,10 +15,10 @@ from loadtest.floor_proxy import FloorProxy
 
 @pytest.mark.parametrize(("text", "mode", "threads"), [("mt1", "mt", 1), ("st2", "st", 2)])
 def test_granian_command_is_what_granians_cli_reads(text: str, mode: str, threads: int) -> None:
-    command = Granian.parse(text).command("gateway.workers:worker_app", 8123)
+    command = Granian.parse(text).command("gateway.processes.workers:worker_app", 8123)
     assert command[1:3] == ["-m", "granian"]
     params = cli.make_context("granian", command[3:]).params
-    assert params["app"] == "gateway.workers:worker_app"
+    assert params["app"] == "gateway.processes.workers:worker_app"
     assert params["factory"] is True
     assert params["interface"].value == "asgi"  # lifespan runs: the gRPC ingress starts
     assert params["loop"].value == "uvloop"

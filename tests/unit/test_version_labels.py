@@ -13,7 +13,7 @@ from backends.tfserving.commandline import TFServingSettings, write_configs
 from backends.tfserving.model_config import read_model_config
 from dualserve.cli import parse_labels
 from gateway.catalog import Catalog
-from gateway.launcher import gateway_config
+from gateway.processes.launcher import gateway_config
 from tests.unit.gateway_fakes import make_store
 
 STATE = {

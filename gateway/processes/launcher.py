@@ -12,7 +12,7 @@ import httpx
 import yaml
 
 from backends.process import LOOPBACK, ManagedProcess, start, stop, wait_until
-from gateway.workers import WORKERS_FILE, read_workers
+from gateway.processes.workers import WORKERS_FILE, read_workers
 
 NAME = "gateway"
 

@@ -85,12 +85,12 @@ def _serve_one(settings: GatewaySettings, run_dir: Path | None, log_level: str) 
 def _serve_many(settings: GatewaySettings, run_dir: Path | None, log_level: str) -> int:
     import uvicorn
 
-    from gateway.supervisor import Supervisor
+    from gateway.processes.supervisor import Supervisor
 
     grpc_reservation = _reserve_port(settings.host) if settings.grpc_port == 0 else None
     grpc_port = grpc_reservation.getsockname()[1] if grpc_reservation else settings.grpc_port
     config = uvicorn.Config(
-        "gateway.workers:worker_app",
+        "gateway.processes.workers:worker_app",
         factory=True,
         workers=settings.workers,
         host=settings.host,
