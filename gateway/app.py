@@ -27,14 +27,14 @@ from gateway.experiments.service import ExperimentService
 from gateway.experiments.shadow import ShadowMirror
 from gateway.experiments.specs import data_dir
 from gateway.experiments.stats import ExperimentStats
-from gateway.fast_path import GatewayApp
+from gateway.protocols.rest.front_door import GatewayApp
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.telemetry.observers import metrics_observer, shadow_drops
-from gateway.openapi import document as openapi_document
-from gateway.openapi import operation
+from gateway.protocols.rest.openapi import document as openapi_document
+from gateway.protocols.rest.openapi import operation
 from gateway.core.outcome import fan_out
-from gateway.protocols import feedback_rest, tfserving_rest, v2_rest
-from gateway.protocols.http import (
+from gateway.protocols.rest import feedback as feedback_rest, tfserving as tfserving_rest, v2 as v2_rest
+from gateway.protocols.rest.http import (
     HEADER_BACKEND,
     HEADER_FAILOVER,
     HEADER_REQUEST_ID,
@@ -44,8 +44,8 @@ from gateway.protocols.http import (
     json_response,
     unexpected_error_handler,
 )
-from gateway.protocols.methods import allowed_methods
-from gateway.protocols.schemas import HealthResponse, ReadinessResponse
+from gateway.protocols.rest.methods import allowed_methods
+from gateway.protocols.rest.schemas import HealthResponse, ReadinessResponse
 from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router
 from gateway.settings import GatewaySettings

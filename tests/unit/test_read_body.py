@@ -13,7 +13,7 @@ import pytest
 from starlette.requests import Request
 
 from gateway.core.errors import PayloadTooLarge, RequestTimeout
-from gateway.protocols.http import read_body
+from gateway.protocols.rest.http import read_body
 from gateway.edge.security_settings import LimitsSettings
 
 Message = dict[str, Any]

@@ -25,7 +25,7 @@ from gateway._proto import oip
 from gateway.app import create_app
 from gateway.codecs.oip_raw import from_raw, to_raw
 from gateway.core.errors import BadRequest
-from gateway.protocols.v2_json import decode_infer
+from gateway.protocols.rest.v2_json import decode_infer
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for, toy_outputs
 from tests.unit.test_grpc_ingress import infer_request, running, trailing
 

@@ -16,9 +16,9 @@ from fastapi.responses import Response
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
 from gateway.experiments.records import FeedbackResult
-from gateway.openapi import operation, ref
-from gateway.protocols.http import json_body, json_response
-from gateway.protocols.schemas import FeedbackBatch, FeedbackItem, FeedbackResponse
+from gateway.protocols.rest.openapi import operation, ref
+from gateway.protocols.rest.http import json_body, json_response
+from gateway.protocols.rest.schemas import FeedbackBatch, FeedbackItem, FeedbackResponse
 
 router = APIRouter()
 MAX_ITEMS = 10_000

@@ -19,8 +19,8 @@ import numpy as np
 
 from gateway.codecs.oip_raw import datatype_of, to_raw
 from gateway.core.errors import BadRequest
-from gateway.protocols.http import EncodedResponse
-from gateway.protocols.v2_json import V2Request, encode_infer
+from gateway.protocols.rest.http import EncodedResponse
+from gateway.protocols.rest.v2_json import V2Request, encode_infer
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSION = "binary_tensor_data"

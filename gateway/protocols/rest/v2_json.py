@@ -4,7 +4,7 @@ Requests are typed strictly, as Triton reads them: every element of `data` must 
 datatype's JSON type (numbers for FP*, integers within range for INT*/UINT*, `true`/`false`
 for BOOL, strings for BYTES); `data` may be flat or nested. An input whose parameters give
 `binary_data_size` takes its data from the bytes after the JSON object instead (the binary
-tensor data extension; `gateway.protocols.v2_binary` splits the body).
+tensor data extension; `gateway.protocols.rest.v2_binary` splits the body).
 
 Sources: KServe Open Inference Protocol, "Inference Request JSON Object" and "Tensor Data";
 Triton, docs/protocol/extension_binary_data.md.

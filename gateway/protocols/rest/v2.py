@@ -10,14 +10,14 @@ from gateway.catalog import ModelInfo
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
 from gateway.edge.limits import check_request_id
-from gateway.openapi import (
+from gateway.protocols.rest.openapi import (
     ANSWER_HEADERS,
     PREDICTION_ERRORS,
     PREDICTION_HEADERS,
     operation,
     ref,
 )
-from gateway.protocols.http import (
+from gateway.protocols.rest.http import (
     HEADER_REQUEST_ID,
     HEADER_ROUTING_KEY,
     begin,
@@ -26,7 +26,7 @@ from gateway.protocols.http import (
     pinned_backend,
     read_body,
 )
-from gateway.protocols.schemas import (
+from gateway.protocols.rest.schemas import (
     InferenceRequest,
     InferenceResponse,
     LiveResponse,
@@ -35,14 +35,14 @@ from gateway.protocols.schemas import (
     ReadyResponse,
     ServerMetadataResponse,
 )
-from gateway.protocols.v2_binary import (
+from gateway.protocols.rest.v2_binary import (
     EXTENSION,
     HEADER_LENGTH,
     encode_response,
     split_body,
     with_buffers,
 )
-from gateway.protocols.v2_json import datatype_of, decode_infer
+from gateway.protocols.rest.v2_json import datatype_of, decode_infer
 from gateway.core.types import InferRequest
 
 router = APIRouter()

@@ -28,7 +28,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from gateway.protocols import schemas
+from gateway.protocols.rest import schemas
 
 _REASONS = {
     400: "bad input: malformed body, wrong tensor name, shape, dtype or parameter",
@@ -160,7 +160,7 @@ def document(app: FastAPI) -> dict[str, Any]:
 
 
 def _body_schemas() -> dict[str, Any]:
-    """Every model of `gateway.protocols.schemas` and every model a route `ref`s."""
+    """Every model of `gateway.protocols.rest.schemas` and every model a route `ref`s."""
     models = [
         m
         for _, m in inspect.getmembers(schemas, inspect.isclass)

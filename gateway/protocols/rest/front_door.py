@@ -31,7 +31,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway.edge.admission import Admission
 from gateway.core.errors import GatewayError
-from gateway.protocols.http import gateway_error_handler, unexpected_error_handler
+from gateway.protocols.rest.http import gateway_error_handler, unexpected_error_handler
 
 
 class GatewayApp(FastAPI):

@@ -16,21 +16,21 @@ from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
 from gateway.edge.limits import check_json_depth
-from gateway.openapi import (
+from gateway.protocols.rest.openapi import (
     ANSWER_HEADERS,
     PREDICTION_ERRORS,
     PREDICTION_HEADERS,
     operation,
     ref,
 )
-from gateway.protocols.http import (
+from gateway.protocols.rest.http import (
     HEADER_ROUTING_KEY,
     begin,
     json_response,
     pinned_backend,
     read_body,
 )
-from gateway.protocols.schemas import (
+from gateway.protocols.rest.schemas import (
     ModelStatusResponse,
     PredictRequest,
     PredictResponse,
