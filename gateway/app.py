@@ -53,7 +53,7 @@ from gateway.core.types import Framework
 from gateway.upstreams.base import Upstream
 
 if TYPE_CHECKING:
-    from gateway.grpc_server import GrpcIngress
+    from gateway.protocols.grpc.server import GrpcIngress
 
 
 def build_context(
@@ -163,7 +163,7 @@ async def _start_grpc(app: FastAPI, ctx: GatewayContext) -> GrpcIngress | None:
     app.state.grpc_port = None
     if ctx.settings.grpc_port is None:
         return None
-    from gateway.grpc_server import start_grpc_ingress  # grpc server code only when used
+    from gateway.protocols.grpc.server import start_grpc_ingress  # grpc server code only when used
 
     ingress = await start_grpc_ingress(ctx, lambda: _all_models_ready(ctx))
     app.state.grpc_port = ingress.port

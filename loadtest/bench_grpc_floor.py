@@ -5,7 +5,7 @@ The gateway's gRPC ingress costs more CPU per request than its REST ingress (iss
 themselves: two servers that answer TF Serving's Predict path with fixed bytes, no
 decoding, no upstream, on the same event loop the gateway runs (uvloop):
 
-- `grpc`: a `grpc.aio` server (as `gateway.grpc_server` builds it: the gateway's server
+- `grpc`: a `grpc.aio` server (as `gateway.protocols.grpc.server` builds it: the gateway's server
   options, a generic handler, trailing metadata set) returning pre-serialized bytes;
 - `rest`: a raw ASGI app under uvicorn (httptools, as `gateway.processes.workers` runs it)
   returning a fixed JSON body.
@@ -33,7 +33,7 @@ from rich.table import Table
 from backends.process import LOOPBACK, free_port, port_open
 from gateway._proto.tfserving import PredictResponse
 from gateway.codecs.tensorproto import to_tensor_proto
-from gateway.protocols.grpc_tfserving import fill_spec
+from gateway.protocols.grpc.tfserving import fill_spec
 from loadtest.bench_gateway import Target, bodies, measure, summarise
 
 SERVICE = "tensorflow.serving.PredictionService"
@@ -56,7 +56,7 @@ async def serve_grpc(port: int) -> None:
     """A grpc.aio server answering Predict with `REPLY` until killed."""
     import grpc
 
-    from gateway.grpc_server import server_options
+    from gateway.protocols.grpc.server import server_options
 
     async def predict(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         context.set_trailing_metadata(TRAILING)

@@ -1,6 +1,6 @@
 """The gRPC ingress's own work per call, in process: no server, no upstream, no network.
 
-Drives the real method handlers `gateway.grpc_server` registers (TF Serving's `Predict`
+Drives the real method handlers `gateway.protocols.grpc.server` registers (TF Serving's `Predict`
 and the Open Inference Protocol's `ModelInfer`: the error boundary, `Call.of`, admission,
 auth, decoding, encoding, trailing metadata, the request's parsing and the reply's
 serialization) around a data plane that answers at once with a fixed `InferResponse`.
@@ -26,7 +26,7 @@ from rich.table import Table
 from gateway._proto import oip
 from gateway.edge.admission import Admission
 from gateway.edge.auth import Authenticator
-from gateway.protocols import grpc_oip, grpc_tfserving
+from gateway.protocols.grpc import oip as grpc_oip, tfserving as grpc_tfserving
 from gateway.settings import GatewaySettings
 from gateway.core.types import InferRequest, InferResponse
 from loadtest.bench_gateway import bodies

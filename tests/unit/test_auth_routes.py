@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from gateway._proto import oip
 from gateway.app import create_app
-from gateway.grpc_server import SERVICES
+from gateway.protocols.grpc.server import SERVICES
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
 from tests.unit.test_grpc_ingress import running
 

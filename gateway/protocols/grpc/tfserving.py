@@ -29,7 +29,7 @@ from gateway.codecs.tensorproto import (
 )
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
-from gateway.protocols.grpc_common import Boundary, Call
+from gateway.protocols.grpc.common import Boundary, Call
 from gateway.core.types import InferRequest
 
 PROTOCOL = "tfserving-grpc"
