@@ -24,7 +24,7 @@ from gateway.dataplane import DataPlane
 from gateway.edge.drain import Drain, hold_exit_signals
 from gateway.core.errors import GatewayError, NotFound
 from gateway.experiments.service import ExperimentService
-from gateway.experiments.shadow import ShadowMirror
+from gateway.routing.shadow import ShadowMirror
 from gateway.experiments.specs import data_dir
 from gateway.experiments.stats import ExperimentStats
 from gateway.protocols.rest.front_door import GatewayApp

@@ -18,7 +18,7 @@ from gateway.settings import GatewaySettings
 
 if TYPE_CHECKING:
     from gateway.experiments.service import ExperimentService
-    from gateway.experiments.shadow import ShadowMirror
+    from gateway.routing.shadow import ShadowMirror
     from gateway.experiments.stats import ExperimentStats
 
 

@@ -15,7 +15,7 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from gateway.experiments.shadow import Comparison
+from gateway.routing.shadow import Comparison
 
 # Sub-millisecond resolution: the gateway's own overhead is measured in microseconds.
 LATENCY_BUCKETS = (
