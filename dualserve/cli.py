@@ -147,7 +147,7 @@ DbOption = Annotated[str | None, typer.Option(help="sqlite:///PATH or postgresql
 
 def _experiment_log(experiment: str, db: str | None, run_dir: Path, console: Console) -> Any:
     """(rows, events) of one experiment from the gateway's log; exits 1 when it has none."""
-    from gateway.experiments.store import open_store
+    from gateway.experiments.log.store import open_store
 
     url = db or _log_url(run_dir)
     store = open_store(url, None)

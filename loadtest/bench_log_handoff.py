@@ -29,10 +29,10 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.control.database import SQLITE_FILE
-from gateway.experiments.log import PredictionLog
-from gateway.experiments.log_process import WriterProcess
-from gateway.experiments.records import Outcome
-from gateway.experiments.store import SqliteLogStore
+from gateway.experiments.log.sink import PredictionLog
+from gateway.experiments.log.process import WriterProcess
+from gateway.experiments.log.records import Outcome
+from gateway.experiments.log.store import SqliteLogStore
 
 MODES = ("off", "thread", "process")
 OUTPUTS = {

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.app import create_app
-from gateway.experiments.store import SqliteLogStore
+from gateway.experiments.log.store import SqliteLogStore
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
 
 BODY = {"instances": [[0.0, 5.0, 1.0, 2.0]]}

@@ -19,9 +19,9 @@ from pydantic import ValidationError
 
 from gateway.experiments.decision import decide, margins_for
 from gateway.experiments.figures import arm_figures, differences, history
-from gateway.experiments.frame import LogFrame
+from gateway.experiments.log.frame import LogFrame
 from gateway.experiments.paired import paired_analysis
-from gateway.experiments.records import Event, Row
+from gateway.experiments.log.records import Event, Row
 from gateway.experiments.srm import srm_check
 from gateway.settings import ExperimentSpec
 
@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from pathlib import Path
 
-    from gateway.experiments.store import open_store
+    from gateway.experiments.log.store import open_store
 
     store = open_store(args.db, Path("."))
     try:

@@ -35,7 +35,7 @@ from gateway.control.plane import lease
 from gateway.experiments import state_store
 from gateway.experiments.analysis import analyse
 from gateway.experiments.manager import ExperimentManager
-from gateway.experiments.records import Event, Row
+from gateway.experiments.log.records import Event, Row
 from gateway.experiments.rollout import ROLLED_BACK, RolloutAction, first_step, next_rollout_action
 from gateway.settings import ExperimentSpec
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from gateway.experiments import clustered as cl
 from gateway.experiments import sequential as sq
-from gateway.experiments.frame import LogFrame
+from gateway.experiments.log.frame import LogFrame
 
 LOWER_IS_BETTER = {
     "accuracy": False,

@@ -25,7 +25,7 @@ from gateway.control.plane import ControlPlane
 from gateway.control.database import Database
 from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.experiments import state_store
-from gateway.experiments.records import Event
+from gateway.experiments.log.records import Event
 from gateway.experiments.state_store import Status
 from gateway.settings import ExperimentSpec, ModelPolicy
 from gateway.core.types import Framework

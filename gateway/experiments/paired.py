@@ -17,7 +17,7 @@ import numpy as np
 
 from gateway.experiments import clustered as cl
 from gateway.experiments.figures import r
-from gateway.experiments.frame import LogFrame
+from gateway.experiments.log.frame import LogFrame
 
 
 def pairs(frame: LogFrame, control: str, candidate: str) -> tuple[np.ndarray, np.ndarray]:

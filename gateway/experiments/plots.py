@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from gateway.experiments.figures import LOWER_IS_BETTER
-from gateway.experiments.frame import LogFrame
+from gateway.experiments.log.frame import LogFrame
 
 _SCALE = {"accuracy": 100.0, "error_rate": 100.0}  # shown in points
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from gateway.experiments.analysis import analyse
 from gateway.experiments.figures import LOWER_IS_BETTER
-from gateway.experiments.frame import LogFrame
+from gateway.experiments.log.frame import LogFrame
 from gateway.experiments.plots import plots
-from gateway.experiments.records import Event, Row
+from gateway.experiments.log.records import Event, Row
 
 _UNITS = {"accuracy": "points", "error_rate": "points"}
 

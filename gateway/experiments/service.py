@@ -23,12 +23,12 @@ from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.experiments import state_store
 from gateway.experiments.analysis import analyse
 from gateway.experiments.controller import RolloutController
-from gateway.experiments.log import PredictionLog
-from gateway.experiments.log_process import WriterProcess
+from gateway.experiments.log.sink import PredictionLog
+from gateway.experiments.log.process import WriterProcess
 from gateway.experiments.manager import ExperimentManager, PolicyLayers
-from gateway.experiments.records import FeedbackResult, Outcome
+from gateway.experiments.log.records import FeedbackResult, Outcome
 from gateway.experiments.specs import check_specs, data_dir, default_specs
-from gateway.experiments.store import LogStore, open_store
+from gateway.experiments.log.store import LogStore, open_store
 from gateway.core.outcome import CallOutcome
 from gateway.settings import ExperimentSpec, ExperimentsSettings
 from gateway.core.types import Framework

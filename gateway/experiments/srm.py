@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from gateway.experiments.figures import r
-from gateway.experiments.frame import LogFrame
-from gateway.experiments.records import Event
+from gateway.experiments.log.frame import LogFrame
+from gateway.experiments.log.records import Event
 
 THRESHOLD = 0.001
 _SPLIT_ACTIONS = ("define", "split", "rollout")

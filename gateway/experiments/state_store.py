@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from gateway.control.database import Database
-from gateway.experiments.records import Event
+from gateway.experiments.log.records import Event
 from gateway.settings import ExperimentSpec
 
 Status = Literal["scheduled", "running", "paused", "ended"]

@@ -17,9 +17,9 @@ from gateway.control.plane import ControlPlane
 from gateway.control.database import Database, open_postgres, open_sqlite
 from gateway.experiments.analysis import analyse
 from gateway.experiments.manager import ExperimentManager
-from gateway.experiments.records import Event, Outcome, to_row
+from gateway.experiments.log.records import Event, Outcome, to_row
 from gateway.experiments.state_store import SCHEMA, add_event, read_events
-from gateway.experiments.store import LogStore, PostgresLogStore, SqliteLogStore
+from gateway.experiments.log.store import LogStore, PostgresLogStore, SqliteLogStore
 from gateway.settings import ExperimentSpec
 from tests.unit.gateway_fakes import FakeLayers, FakeUpstream, make_store, settings_for
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.experiments.records import Event, Row
+from gateway.experiments.log.records import Event, Row
 from gateway.settings import ExperimentSpec
 
 CONTROL, CANDIDATE = "tensorflow", "pytorch"

@@ -15,7 +15,7 @@ from gateway.control.plane import ControlPlane
 from gateway.control.database import open_sqlite
 from gateway.experiments.controller import RolloutController
 from gateway.experiments.manager import ExperimentManager
-from gateway.experiments.records import Event, Row
+from gateway.experiments.log.records import Event, Row
 from gateway.experiments.rollout import ROLLED_BACK
 from gateway.experiments.state_store import read_events
 from gateway.settings import ExperimentSpec, RolloutSpec

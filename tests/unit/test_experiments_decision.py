@@ -11,7 +11,7 @@ from scipy import stats
 
 from gateway.experiments.analysis import analyse
 from gateway.experiments.decision import decide, margins_for, metric_status
-from gateway.experiments.records import Event
+from gateway.experiments.log.records import Event
 from gateway.settings import ExperimentSpec, Margins
 from tests.unit.experiment_rows import CANDIDATE, CONTROL, define, experiment_rows, row
 

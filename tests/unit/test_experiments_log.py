@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.experiments.log import PredictionLog
-from gateway.experiments.records import Outcome, Row, to_row, top1
-from gateway.experiments.store import SqliteLogStore
+from gateway.experiments.log.sink import PredictionLog
+from gateway.experiments.log.records import Outcome, Row, to_row, top1
+from gateway.experiments.log.store import SqliteLogStore
 
 
 class GatedStore(SqliteLogStore):

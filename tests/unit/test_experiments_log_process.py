@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from gateway.control.database import SQLITE_FILE
-from gateway.experiments.log import PredictionLog
-from gateway.experiments.log_process import WriterGone, WriterProcess
-from gateway.experiments.records import Outcome, flat_record, key_hash
-from gateway.experiments.store import SqliteLogStore
+from gateway.experiments.log.sink import PredictionLog
+from gateway.experiments.log.process import WriterGone, WriterProcess
+from gateway.experiments.log.records import Outcome, flat_record, key_hash
+from gateway.experiments.log.store import SqliteLogStore
 
 
 def _outcome(i: int) -> Outcome:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.experiments.records import Event
+from gateway.experiments.log.records import Event
 from gateway.experiments.report import rollout_lines, write_report
 from tests.unit.experiment_rows import CANDIDATE, CONTROL, define, experiment_rows, row
 

@@ -26,10 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gateway.experiments.log_process import WriterProcess
-from gateway.experiments.log_writer import FlatRecord
-from gateway.experiments.records import Outcome, Row, flat_record, to_row
-from gateway.experiments.store import LogStore
+from gateway.experiments.log.process import WriterProcess
+from gateway.experiments.log.writer import FlatRecord
+from gateway.experiments.log.records import Outcome, Row, flat_record, to_row
+from gateway.experiments.log.store import LogStore
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.experiments.log_writer import ACK, HEADER, FlatRecord
+from gateway.experiments.log.writer import ACK, HEADER, FlatRecord
 
 logger = logging.getLogger(__name__)
 _START_S = 30.0  # a cold interpreter on a busy machine; it is ready in ~50 ms
@@ -30,7 +30,7 @@ class WriterGone(ConnectionError):
 
 
 class WriterProcess:
-    """Batches out to `python -m gateway.experiments.log_writer`, acknowledgements back.
+    """Batches out to `python -m gateway.experiments.log.writer`, acknowledgements back.
 
     Args:
         database_url: as `experiments.database_url` (None = SQLite in `data_dir`).
@@ -39,7 +39,7 @@ class WriterProcess:
 
     def __init__(self, database_url: str | None, data_dir: Path | None) -> None:
         target = {"database_url": database_url, "data_dir": data_dir and str(data_dir)}
-        self._command = (sys.executable, "-m", "gateway.experiments.log_writer", json.dumps(target))
+        self._command = (sys.executable, "-m", "gateway.experiments.log.writer", json.dumps(target))
         self._proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:

@@ -1,8 +1,8 @@
 """The prediction log's writer process: rows in, SQL out, outside the gateway's GIL.
 
-    python -m gateway.experiments.log_writer '{"database_url": ..., "data_dir": ...}'
+    python -m gateway.experiments.log.writer '{"database_url": ..., "data_dir": ...}'
 
-The gateway (`gateway.experiments.log_process`) starts one per worker process and sends
+The gateway (`gateway.experiments.log.process`) starts one per worker process and sends
 it batches of flat records (`FlatRecord`, pickled, each frame a 4-byte big-endian length
 and the payload) on stdin; the writer hashes the routing keys, inserts every batch in one
 transaction and answers each batch on stdout with one frame (`ACK`: rows written, records

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gateway.experiments.records import Row
-from gateway.experiments.store import RECORD_COLUMNS
+from gateway.experiments.log.records import Row
+from gateway.experiments.log.store import RECORD_COLUMNS
 
 _INDEX = {name: i for i, name in enumerate(RECORD_COLUMNS)}
 

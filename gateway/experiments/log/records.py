@@ -3,7 +3,7 @@
 The log's observer of the router's outcomes builds an `Outcome` (a few references, no
 computation) and hands it to the log; the rest happens per batch, never on the request's
 own path: top-1 (`flat_record`) when the batch is handed to the writer, hashing the
-routing key and the SQL in the writer (`gateway.experiments.log_writer`).
+routing key and the SQL in the writer (`gateway.experiments.log.writer`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 # The row's rules live with the writer process (it imports no numpy); re-exported here.
-from gateway.experiments.log_writer import COLUMNS as COLUMNS
-from gateway.experiments.log_writer import FlatRecord, row_of
-from gateway.experiments.log_writer import Row as Row
-from gateway.experiments.log_writer import key_hash as key_hash
+from gateway.experiments.log.writer import COLUMNS as COLUMNS
+from gateway.experiments.log.writer import FlatRecord, row_of
+from gateway.experiments.log.writer import Row as Row
+from gateway.experiments.log.writer import key_hash as key_hash
 
 
 class Outcome(NamedTuple):

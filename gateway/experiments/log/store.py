@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.control.database import Database, Transaction, open_database, open_postgres, open_sqlite
-from gateway.experiments.log_writer import insert_rows
-from gateway.experiments.records import COLUMNS, Event, FeedbackResult, Row
+from gateway.experiments.log.writer import insert_rows
+from gateway.experiments.log.records import COLUMNS, Event, FeedbackResult, Row
 from gateway.experiments.state_store import SCHEMA as STATE_SCHEMA
 from gateway.experiments.state_store import read_events
 from gateway.experiments.stats import error_rate
