@@ -188,7 +188,7 @@ def experiment_status(
     offline from the prediction log."""
     from rich.markdown import Markdown
 
-    from gateway.experiments.analysis import analyse
+    from gateway.experiments.stats.analysis import analyse
     from gateway.experiments.report import status_markdown
 
     console = Console()

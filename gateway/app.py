@@ -26,7 +26,7 @@ from gateway.core.errors import GatewayError, NotFound
 from gateway.experiments.service import ExperimentService
 from gateway.routing.shadow import ShadowMirror
 from gateway.experiments.specs import data_dir
-from gateway.experiments.stats import ExperimentStats
+from gateway.experiments.stats.live import ExperimentStats
 from gateway.protocols.rest.front_door import GatewayApp
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.telemetry.observers import metrics_observer, shadow_drops

@@ -19,7 +19,7 @@ from gateway.settings import GatewaySettings
 if TYPE_CHECKING:
     from gateway.experiments.service import ExperimentService
     from gateway.routing.shadow import ShadowMirror
-    from gateway.experiments.stats import ExperimentStats
+    from gateway.experiments.stats.live import ExperimentStats
 
 
 @dataclass

@@ -33,7 +33,7 @@ from typing import Any
 from gateway.control.plane import ControlPlane
 from gateway.control.plane import lease
 from gateway.experiments import state_store
-from gateway.experiments.analysis import analyse
+from gateway.experiments.stats.analysis import analyse
 from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.log.records import Event, Row
 from gateway.experiments.rollout import ROLLED_BACK, RolloutAction, first_step, next_rollout_action

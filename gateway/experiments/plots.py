@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.experiments.figures import LOWER_IS_BETTER
+from gateway.experiments.stats.figures import LOWER_IS_BETTER
 from gateway.experiments.log.frame import LogFrame
 
 _SCALE = {"accuracy": 100.0, "error_rate": 100.0}  # shown in points

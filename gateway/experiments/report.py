@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.experiments.analysis import analyse
-from gateway.experiments.figures import LOWER_IS_BETTER
+from gateway.experiments.stats.analysis import analyse
+from gateway.experiments.stats.figures import LOWER_IS_BETTER
 from gateway.experiments.log.frame import LogFrame
 from gateway.experiments.plots import plots
 from gateway.experiments.log.records import Event, Row

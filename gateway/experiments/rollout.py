@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from gateway.experiments.decision import DECISION_METRICS, margins_for, metric_status
-from gateway.experiments.figures import LOWER_IS_BETTER
+from gateway.experiments.stats.decision import DECISION_METRICS, margins_for, metric_status
+from gateway.experiments.stats.figures import LOWER_IS_BETTER
 from gateway.settings import ExperimentSpec, Margins, RolloutSpec
 from gateway.core.types import Framework
 

@@ -21,7 +21,7 @@ from gateway.catalog import Catalog
 from gateway.control.plane import ControlPlane
 from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.experiments import state_store
-from gateway.experiments.analysis import analyse
+from gateway.experiments.stats.analysis import analyse
 from gateway.experiments.controller import RolloutController
 from gateway.experiments.log.sink import PredictionLog
 from gateway.experiments.log.process import WriterProcess

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from gateway.app import create_app
 from gateway.control.plane import ControlPlane
 from gateway.control.database import Database, open_postgres, open_sqlite
-from gateway.experiments.analysis import analyse
+from gateway.experiments.stats.analysis import analyse
 from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.log.records import Event, Outcome, to_row
 from gateway.experiments.state_store import SCHEMA, add_event, read_events

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.experiments.analysis import analyse
+from gateway.experiments.stats.analysis import analyse
 from gateway.experiments.rollout import ROLLED_BACK, guardrail_margins, next_rollout_action
 from gateway.settings import ExperimentSpec
 from tests.unit.experiment_rows import CANDIDATE, CONTROL, define, experiment_rows, row

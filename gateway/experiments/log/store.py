@@ -17,7 +17,7 @@ from gateway.experiments.log.writer import insert_rows
 from gateway.experiments.log.records import COLUMNS, Event, FeedbackResult, Row
 from gateway.experiments.state_store import SCHEMA as STATE_SCHEMA
 from gateway.experiments.state_store import read_events
-from gateway.experiments.stats import error_rate
+from gateway.experiments.stats.live import error_rate
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS predictions (

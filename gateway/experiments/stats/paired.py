@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from gateway.experiments import clustered as cl
-from gateway.experiments.figures import r
+from gateway.experiments.stats.live import clustered as cl
+from gateway.experiments.stats.figures import r
 from gateway.experiments.log.frame import LogFrame
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.experiments.figures import r
+from gateway.experiments.stats.figures import r
 from gateway.experiments.log.frame import LogFrame
 from gateway.experiments.log.records import Event
 

@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.experiments.figures import LOWER_IS_BETTER
+from gateway.experiments.stats.figures import LOWER_IS_BETTER
 from gateway.settings import DECISION_METRICS, Margins
 
 OUTCOMES = (

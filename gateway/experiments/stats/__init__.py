@@ -1,0 +1,1 @@
+"""The statistics of an experiment: live per-arm figures, estimates, sequential tests, SRM, the decision."""
