@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from backends import content_coding
+from wire import content_coding
 from backends.tfserving import rest_codec
 from backends.tfserving.core import ServingCore
 from backends.tfserving.errors import (
@@ -27,7 +27,7 @@ from backends.tfserving.errors import (
     UnsupportedMediaType,
 )
 from backends.tfserving.signature import DEFAULT_SIGNATURE, ModelSpec
-from backends.tfserving_json import SIGNATURE_METHODS, wrong_method
+from wire.tfserving_json import SIGNATURE_METHODS, wrong_method
 
 log = logging.getLogger("tfserving.rest")
 JSON = "application/json"

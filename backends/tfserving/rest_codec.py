@@ -1,5 +1,5 @@
 """The bundled server's side of TF Serving's REST JSON: the shared codec
-(`backends/tfserving_json.py`) with its errors mapped to `InvalidArgument`, plus the
+(`wire/tfserving_json.py`) with its errors mapped to `InvalidArgument`, plus the
 status and error bodies only this server writes.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import tfserving_json as codec
+from wire import tfserving_json as codec
 from backends.tfserving.errors import InvalidArgument
 from backends.tfserving.manager import VersionStatus
 from backends.tfserving.signature import SignatureInfo, check_input_names

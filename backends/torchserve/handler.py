@@ -49,7 +49,7 @@ try:  # inside a .mar: packed next to this file, and TorchServe puts it on sys.p
     from tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
     from tensor_frames import FrameError, decode_frame, encode_frame, is_frame
 except ImportError:  # imported from the source tree (tests)
-    from backends import tfserving_json
+    from wire import tfserving_json
     from backends.torchserve.tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
     from backends.torchserve.tensor_frames import FrameError, decode_frame, encode_frame, is_frame
 

@@ -24,8 +24,8 @@ WORKDIR /app
 # JSON codec and the request content codings (shared with the backends), TorchServe's
 # token file reader, tensor frames and gRPC stubs, and the manifest schema.
 COPY gateway/ gateway/
-COPY backends/__init__.py backends/py.typed backends/tfserving_json.py \
-     backends/json_text.py backends/content_coding.py backends/
+COPY backends/__init__.py backends/py.typed wire/tfserving_json.py \
+     wire/json_text.py wire/content_coding.py backends/
 COPY backends/torchserve/__init__.py backends/torchserve/tokens.py \
      backends/torchserve/tensor_frames.py backends/torchserve/
 COPY backends/torchserve/_proto/ backends/torchserve/_proto/

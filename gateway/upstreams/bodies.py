@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import tfserving_json
+from wire import tfserving_json
 from backends.torchserve.tensor_frames import FrameError, decode_frame, encode_frame
 from gateway.core.errors import UpstreamError, UpstreamRejected
 from gateway.core.types import InferRequest

@@ -39,7 +39,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from backends import tfserving_json
+from wire import tfserving_json
 from backends.torchserve.launcher import read_token
 from tests.integration.conftest import running_stack
 from trainers.architecture import to_model_input

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from backends.content_coding import (
+from wire.content_coding import (
     BodyTooLarge,
     CorruptBody,
     UnsupportedCoding,

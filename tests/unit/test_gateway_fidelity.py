@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.routing import BaseRoute, Route
 
-from backends import tfserving_json
+from wire import tfserving_json
 from gateway.app import create_app
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
 

@@ -1,4 +1,4 @@
-"""The one TF Serving JSON codec (backends/tfserving_json.py), with and without orjson.
+"""The one TF Serving JSON codec (wire/tfserving_json.py), with and without orjson.
 
 References: TF Serving's "RESTful API" guide (request/response formats, "Encoding binary
 values", "JSON Mapping": NaN, Infinity, -Infinity), and its JSON writer
@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from backends import json_text
-from backends import tfserving_json as codec
+from wire import json_text
+from wire import tfserving_json as codec
 
 F32 = np.dtype(np.float32)
 

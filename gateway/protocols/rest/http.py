@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from backends import content_coding, json_text
+from wire import content_coding, json_text
 from gateway.core.errors import (
     BadRequest,
     GatewayError,
@@ -58,7 +58,7 @@ def pinned_backend(request: Request) -> Framework | None:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, decoded per its Content-Encoding (gzip, deflate or identity; see
-    `backends.content_coding`). `limit` applies to the decoded size, while it streams
+    `wire.content_coding`). `limit` applies to the decoded size, while it streams
     (identity bodies: `limits.read_body`).
 
     Raises:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.convertors import Convertor, register_url_convertor
 
-from backends import tfserving_json as codec
+from wire import tfserving_json as codec
 from gateway.edge import deadline
 from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
 from gateway.context import GatewayContext

@@ -28,7 +28,7 @@ import numpy as np
 try:  # inside a .mar: a sibling module (TorchServe puts the model directory on sys.path)
     from json_text import JsonFormatError, dumps, loads
 except ImportError:  # imported from the source tree
-    from backends.json_text import JsonFormatError, dumps, loads
+    from wire.json_text import JsonFormatError, dumps, loads
 
 __all__ = ["JsonFormatError", "PredictBody", "dumps", "loads"]
 
