@@ -120,7 +120,7 @@ def sweep(
 @app.command()
 def report(report_dir: Path) -> None:
     """Rebuild index.html, report.md and summary.json from REPORT_DIR/raw."""
-    from loadtest import report as report_mod
+    from loadtest.report.build import build as report_mod
     from loadtest.runner import print_headline
 
     console = _console()
@@ -136,7 +136,7 @@ def compare(
 ) -> None:
     """Both runs on the same charts, per cell the difference with Welch's t-test and a
     verdict; writes OUTPUT/index.html, compare.md and compare.json."""
-    from loadtest.compare import build_comparison
+    from loadtest.report.compare import build_comparison
 
     out = output or run_b.parent / f"compare-{run_a.name}-vs-{run_b.name}"
     console = _console()
@@ -149,7 +149,7 @@ def compare(
 @app.command()
 def screenshot(report_dir: Path, png: Path, height: int = 3000) -> None:
     """Save a PNG of REPORT_DIR/index.html as headless Chromium renders it."""
-    from loadtest.browser import screenshot as shoot
+    from loadtest.report.browser import screenshot as shoot
 
     shoot(report_dir / "index.html", png, height=height)
     Console().print(f"screenshot: {png}")

@@ -3,7 +3,7 @@
 The report is built only from `cells.csv` as parsed by `read_cells_csv`, through
 `summarise`; tests check the report against the same parse. Repeats are summarised by
 their median, with the min-max spread and the per-repeat samples (for Welch's test,
-`loadtest.significance`) kept beside it.
+`loadtest.report.significance`) kept beside it.
 """
 
 from __future__ import annotations

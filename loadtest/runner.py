@@ -14,11 +14,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loadtest import report as report_mod
+from loadtest.report.build import build as report_mod
 from loadtest.environment import capture, model_quality
 from loadtest.sweep import Progress as ProgressFn
 from loadtest.sweep import SweepOptions, SweepRun, run_sweep
-from loadtest.tables import headline_cells
+from loadtest.report.tables import headline_cells
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
-from loadtest.browser import chromium, dump_dom
+from loadtest.report.browser import chromium, dump_dom
 
 TARGETS = "tf-direct,torch-direct,gateway->torch,nginx-50/50"
 RATE = 12000.0  # requests/s: above what any target here serves (TF direct: ~5,000/s)

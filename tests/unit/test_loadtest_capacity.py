@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from loadtest.capacity import capacities, saturation_text
+from loadtest.report.capacity import capacities, saturation_text
 from loadtest.cells import CellResult
 from loadtest.results import summarise
-from loadtest.sentences import sentences
-from loadtest.tables import headline, headline_cells
+from loadtest.report.sentences import sentences
+from loadtest.report.tables import headline, headline_cells
 from tests.unit.loadtest_fakes import cell
 
 BASE = cell(

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import report
+from loadtest.report.build import build as report
 from loadtest.cells import CellResult
 from loadtest.results import read_cells_csv, summarise, write_cells_csv
-from loadtest.tables import fixed_concurrency, headline, headline_cells, overheads
+from loadtest.report.tables import fixed_concurrency, headline, headline_cells, overheads
 from tests.unit.loadtest_fakes import BASE
 
 

@@ -8,7 +8,7 @@ import statistics
 import pytest
 from scipy import stats
 
-from loadtest.significance import Difference, confidence, welch
+from loadtest.report.significance import Difference, confidence, welch
 
 A = (100.0, 104.0, 97.0)
 B = (110.0, 118.0, 108.0)

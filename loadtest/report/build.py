@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest import htmlpage
-from loadtest.plots import all_plots
+from loadtest.report.build import htmlpage
+from loadtest.report.plots import all_plots
 from loadtest.results import Summary, read_cells_csv, summarise
-from loadtest.sentences import sentences
-from loadtest.tables import (
+from loadtest.report.sentences import sentences
+from loadtest.report.tables import (
     HEADLINE_COLUMNS,
     HeadlineRow,
     Overhead,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from loadtest.capacity import saturation_text
-from loadtest.tables import FRAMEWORKS, ROUTES, HeadlineRow, fmt_ms
+from loadtest.report.capacity import saturation_text
+from loadtest.report.tables import FRAMEWORKS, ROUTES, HeadlineRow, fmt_ms
 
 NAMES = {"tensorflow": "TensorFlow", "pytorch": "PyTorch"}
 EQUAL_ACCURACY_POINTS = 1.0  # test accuracies this close (percentage points) count as equal

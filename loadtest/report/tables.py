@@ -5,7 +5,7 @@ shadow, nginx): throughput at its best load, p50/p99 (and the p99 corrected for
 coordinated omission) at one fixed load, goodput within the objective and the offered
 rate where it saturated. The two frameworks of each route (direct, through the gateway,
 through nginx) form a pair: the better one is marked, with the confidence of the
-difference (Welch's t-test over the repeats, `loadtest.significance`).
+difference (Welch's t-test over the repeats, `loadtest.report.significance`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from loadtest.capacity import Capacity, capacities, saturation_text
+from loadtest.report.capacity import Capacity, capacities, saturation_text
 from loadtest.results import Summary
-from loadtest.significance import confidence
+from loadtest.report.significance import confidence
 
 FRAMEWORKS = ("tensorflow", "pytorch")
 ROUTES = ("direct", "gateway", "nginx")

@@ -1,6 +1,6 @@
 """The open-loop plots: served vs offered rate (where each target saturates) and goodput.
 
-Same layout as `loadtest.plots`: one panel per (model, protocol), one line per target.
+Same layout as `loadtest.report.plots`: one panel per (model, protocol), one line per target.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import math
 
 from matplotlib.axes import Axes
 
-from loadtest.capacity import saturation_reason
-from loadtest.plots import closed_loop, empty_figure, lines, panels, to_data_uri
+from loadtest.report.capacity import saturation_reason
+from loadtest.report.plots import closed_loop, empty_figure, lines, panels, to_data_uri
 from loadtest.results import Summary
 
 
@@ -20,7 +20,7 @@ def _open(summaries: list[Summary]) -> list[Summary]:
 
 def open_loop_plot(summaries: list[Summary], slo_ms: float | None) -> str:
     """Served vs offered requests/s; the diagonal is "keeps up"; a red ring marks each
-    target's first saturated rate (`loadtest.capacity`)."""
+    target's first saturated rate (`loadtest.report.capacity`)."""
     rows = _open(summaries)
     title = "Open loop: served vs offered rate (ring: saturated)"
     if not rows:

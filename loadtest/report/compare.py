@@ -3,7 +3,7 @@
 Each run's `raw/cells.csv` is summarised exactly as its own report does
 (`loadtest.results.summarise`); cells are matched on (model, target, protocol, load).
 Per cell: both medians, the relative difference of B against A, and Welch's t-test over
-the repeats (`loadtest.significance`) of throughput, p50 and p99, and a plain verdict.
+the repeats (`loadtest.report.significance`) of throughput, p50 and p99, and a plain verdict.
 Both runs go on the same charts (A solid, B dashed, one colour per target).
 """
 
@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest.compare_page import render
+from loadtest.report.compare_page import render
 from loadtest.results import Summary, read_cells_csv, summarise
-from loadtest.significance import MEDIUM, Difference, welch
+from loadtest.report.significance import MEDIUM, Difference, welch
 
 CellKey = tuple[str, str, str, str]
 

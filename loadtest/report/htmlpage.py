@@ -6,10 +6,10 @@ import json
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from loadtest.tables import headline_cells
+from loadtest.report.tables import headline_cells
 
 if TYPE_CHECKING:
-    from loadtest.report import Report
+    from loadtest.report.build import Report
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1350px; color: #222; }
@@ -79,7 +79,7 @@ def _pre(value: Any) -> str:
 
 
 def render(report: Report, plots: dict[str, str]) -> str:
-    from loadtest import report as rep
+    from loadtest.report.build import build as rep
 
     meta, fixed = report.meta, report.fixed_load
     settings = "".join(

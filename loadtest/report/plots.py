@@ -1,7 +1,7 @@
 """The report's plots, drawn with matplotlib (Agg) into base64 PNGs: no files, no network.
 
 One panel per (model, protocol) and one line per target, from `Summary` rows. The
-plots over concurrency show the closed-loop cells; `loadtest.capacity_plots` the
+plots over concurrency show the closed-loop cells; `loadtest.report.capacity_plots` the
 open-loop ones (offered rate) and goodput.
 """
 
@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from loadtest.results import Summary
-from loadtest.tables import Overhead
+from loadtest.report.tables import Overhead
 
 Panel = Callable[[Axes, list[Summary]], None]
 TARGET_COLORS = {
@@ -167,7 +167,7 @@ def all_plots(
     summaries: list[Summary], overhead_rows: list[Overhead], slo_ms: float | None = None
 ) -> dict[str, str]:
     """Plot id -> data URI, in report order."""
-    from loadtest.capacity_plots import goodput_plot, open_loop_plot
+    from loadtest.report.capacity_plots import goodput_plot, open_loop_plot
 
     return {
         "throughput": throughput_plot(summaries),

@@ -1,0 +1,1 @@
+"""The load-test report: summaries, tables, sentences, plots, HTML pages, and `compare`."""
