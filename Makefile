@@ -33,7 +33,7 @@ status: setup
 
 # The gateway vs the minimal Python proxy (the floor) vs direct, side by side; trains first.
 bench: setup train
-	$(PY) -m loadtest.bench_gateway
+	$(PY) -m benchmarks.gateway
 
 test: setup
 	$(PY) -m pytest

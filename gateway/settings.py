@@ -37,7 +37,7 @@ class UpstreamSettings(BaseModel):
     """How the gateway reaches one backend kind (all its replicas).
 
     Each kind defaults to the transport its clients measured faster on (see
-    `TFServingSettings` and `TorchServeSettings`; `python -m loadtest.bench_transports`).
+    `TFServingSettings` and `TorchServeSettings`; `python -m benchmarks.transports`).
     """
 
     transport: Transport = Field("grpc", description="gRPC (binary tensors) or REST")

@@ -14,7 +14,7 @@ refuse at a fixed concurrency. The gateway does the same, per worker process:
   calls, shadow copies included), so one slow backend cannot take every slot.
 
 Little's law sizes the default: one worker answers ~1,300 req/s at saturation on this
-2-core machine (`loadtest.bench_gateway`), so 32 requests in flight is ~25 ms of queue:
+2-core machine (`benchmarks.gateway`), so 32 requests in flight is ~25 ms of queue:
 enough to keep the worker busy, small enough that an accepted request is never kept
 waiting behind hundreds of others.
 """

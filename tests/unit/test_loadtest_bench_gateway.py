@@ -13,9 +13,9 @@ from aiohttp import web
 
 from backends.process import free_port
 from gateway.settings import GatewaySettings
-from loadtest.bench_processes import GatewayVariant, variant_config
-from loadtest.bench_ratios import Row, floor_ratios, goals
-from loadtest.floor_proxy import FloorProxy
+from benchmarks.processes import GatewayVariant, variant_config
+from benchmarks.ratios import Row, floor_ratios, goals
+from benchmarks.floor_proxy import FloorProxy
 
 
 async def _backend(seen: list[tuple[str, bytes, str | None, str | None]]) -> web.AppRunner:

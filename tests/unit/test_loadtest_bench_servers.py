@@ -8,9 +8,9 @@ import pytest
 from granian.cli import cli
 
 from gateway._proto.tfserving import PredictResponse
-from loadtest.bench_grpc_floor import REPLY
-from loadtest.bench_servers import UPSTREAM_ENV, Granian, floor_app
-from loadtest.floor_proxy import FloorProxy
+from benchmarks.grpc_floor import REPLY
+from benchmarks.servers import UPSTREAM_ENV, Granian, floor_app
+from benchmarks.floor_proxy import FloorProxy
 
 
 @pytest.mark.parametrize(("text", "mode", "threads"), [("mt1", "mt", 1), ("st2", "st", 2)])

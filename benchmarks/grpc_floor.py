@@ -10,10 +10,10 @@ decoding, no upstream, on the same event loop the gateway runs (uvloop):
 - `rest`: a raw ASGI app under uvicorn (httptools, as `gateway.processes.workers` runs it)
   returning a fixed JSON body.
 
-The load is `loadtest.bench_gateway`'s (pre-serialized requests, c=16 and c=1, rounds
+The load is `benchmarks.gateway`'s (pre-serialized requests, c=16 and c=1, rounds
 interleaved); CPU per request is the server process's user + system time (psutil).
 
-    python -m loadtest.bench_grpc_floor [--duration 4] [--rounds 3]
+    python -m benchmarks.grpc_floor [--duration 4] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from backends.process import LOOPBACK, free_port, port_open
 from gateway._proto.tfserving import PredictResponse
 from gateway.codecs.tensorproto import to_tensor_proto
 from gateway.protocols.grpc.tfserving import fill_spec
-from loadtest.bench_gateway import Target, bodies, measure, summarise
+from benchmarks.gateway import Target, bodies, measure, summarise
 
 SERVICE = "tensorflow.serving.PredictionService"
 
@@ -105,7 +105,7 @@ def floors() -> Iterator[list[Target]]:
     try:
         for kind in ("grpc", "rest"):
             port = free_port()
-            command = [sys.executable, "-m", "loadtest.bench_grpc_floor", "--serve", kind]
+            command = [sys.executable, "-m", "benchmarks.grpc_floor", "--serve", kind]
             proc = subprocess.Popen([*command, "--port", str(port)])
             started.append(proc)
             _wait_listening(proc, port)

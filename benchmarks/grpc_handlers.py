@@ -8,7 +8,7 @@ Requests are the model's test examples, pre-serialized (raw FP32 for ModelInfer,
 tritonclient sends). The figure is this process's CPU time per call, the minimum and the
 median of `--repeats` loops: steadier than wall time on a shared machine.
 
-    python -m loadtest.bench_grpc_handlers [--calls 10000] [--repeats 11]
+    python -m benchmarks.grpc_handlers [--calls 10000] [--repeats 11]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from gateway.edge.auth import Authenticator
 from gateway.protocols.grpc import oip as grpc_oip, tfserving as grpc_tfserving
 from gateway.settings import GatewaySettings
 from gateway.core.types import InferRequest, InferResponse
-from loadtest.bench_gateway import bodies
+from benchmarks.gateway import bodies
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 

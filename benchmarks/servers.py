@@ -2,19 +2,19 @@
 
 Issue 15 allows "an ASGI server other than uvicorn (granian)" to be measured. This starts,
 next to a running stack's backends, the same two apps under each server and measures them
-interleaved in one run (the client, cells and rows of `loadtest.bench_gateway`):
+interleaved in one run (the client, cells and rows of `benchmarks.gateway`):
 
 - `gateway`: `gateway.app.create_app(settings)` with `dualserve up`'s settings (one worker,
   prediction log on, gRPC ingress started in the lifespan), REST and gRPC ingress -> tf;
-- `floor`: `loadtest.floor_proxy.FloorProxy` in front of the TF server.
+- `floor`: `benchmarks.floor_proxy.FloorProxy` in front of the TF server.
 
-uvicorn runs as the project runs it (`python -m gateway`, `python -m loadtest.floor_proxy`:
+uvicorn runs as the project runs it (`python -m gateway`, `python -m benchmarks.floor_proxy`:
 uvloop + httptools). granian runs its ASGI interface, one worker process, uvloop, HTTP/1,
 once per runtime setting in `--granian` (`mt1` = its default for ASGI: multi-threaded
 runtime with one thread; `st1` single-threaded runtime; `mt2` two runtime threads).
 CPU per request counts the server's whole process tree (granian's supervisor + worker).
 
-    python -m loadtest.bench_servers [--granian mt1,st1] [--duration 3] [--rounds 2]
+    python -m benchmarks.servers [--granian mt1,st1] [--duration 3] [--rounds 2]
         [--run-dir /work/main/run] [--work-dir /tmp/bench-servers]
 """
 
@@ -37,8 +37,8 @@ from rich.table import Table
 from backends.process import LOOPBACK, free_port, port_open, start, stop, wait_until
 from dualserve.stack import read_state
 from gateway.processes.workers import CONFIG_ENV
-from loadtest.bench_gateway import Target, bodies, measure, summarise
-from loadtest.bench_processes import (
+from benchmarks.gateway import Target, bodies, measure, summarise
+from benchmarks.processes import (
     GatewayVariant,
     Running,
     _pid,
@@ -46,8 +46,8 @@ from loadtest.bench_processes import (
     start_variant,
     variant_config,
 )
-from loadtest.bench_ratios import Row
-from loadtest.floor_proxy import FloorProxy
+from benchmarks.ratios import Row
+from benchmarks.floor_proxy import FloorProxy
 
 UPSTREAM_ENV = "DUALSERVE_FLOOR_UPSTREAM"
 """The floor proxy's upstream when granian builds it with `floor_app`."""
@@ -117,7 +117,7 @@ def granian_floor(upstream: str, work: Path, setting: Granian, stack: ExitStack)
     port = free_port()
     env = {UPSTREAM_ENV: upstream}
     folder = work / f"floor-{setting.label}"
-    pid = start_granian(setting, "loadtest.bench_servers:floor_app", env, folder, port, stack)
+    pid = start_granian(setting, "benchmarks.servers:floor_app", env, folder, port, stack)
     return Running(f"http://{LOOPBACK}:{port}", None, pid)
 
 

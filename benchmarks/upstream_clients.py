@@ -5,7 +5,7 @@ Starts a small aiohttp echo server in a child process on a free loopback port, t
 forwards the same `.npy` request body through each client at a fixed concurrency and
 prints requests per second and median latency.
 
-    .venv/bin/python -m loadtest.bench_upstream_clients --requests 3000 --concurrency 16
+    .venv/bin/python -m benchmarks.upstream_clients --requests 3000 --concurrency 16
 """
 
 from __future__ import annotations

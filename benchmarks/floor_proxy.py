@@ -2,10 +2,10 @@
 
 uvicorn (uvloop + httptools, as the gateway runs) with one pooled aiohttp session: each
 request's path, body, `Content-Type` and `Authorization` go to one upstream, whose status,
-`Content-Type` and body come back. `loadtest.bench_gateway` runs it next to the gateway so
+`Content-Type` and body come back. `benchmarks.gateway` runs it next to the gateway so
 the gateway's cost is read as a ratio to what a Python hop must cost on the same cores.
 
-    python -m loadtest.floor_proxy --upstream http://127.0.0.1:8501 --port 9000
+    python -m benchmarks.floor_proxy --upstream http://127.0.0.1:8501 --port 9000
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 The same load, interleaved in one run with exact per-request latencies, goes straight at
 each backend (`direct`), through a minimal pass-through proxy (`floor`:
-loadtest/floor_proxy.py, uvicorn + httptools + one aiohttp session, bytes forwarded) and
+benchmarks/floor_proxy.py, uvicorn + httptools + one aiohttp session, bytes forwarded) and
 through gateways the bench starts itself, one per `--workers` count and `--transport`,
 over REST and over the gateway's gRPC ingress, pinned to each arm. It prints every row,
 then gateway / floor ratios (throughput, p50 minus the floor's, CPU per request ratio),
 gRPC ingress / REST ingress, and the issue-15 goals met or not.
 
-    python -m loadtest.bench_gateway [--model digits-mlp] [--duration 5] [--rounds 2]
+    python -m benchmarks.gateway [--model digits-mlp] [--duration 5] [--rounds 2]
         [--workers 1,2] [--transport default,rest,grpc] [--log on,off]
 
 Uses a running stack's backends (`dualserve up`) when run/state.json exists, else starts
@@ -39,13 +39,13 @@ from backends.torchserve.launcher import read_token
 from dualserve.stack import StackPaths, down, read_state, up
 from gateway._proto.tfserving import PREDICT, PredictRequest
 from gateway.codecs.tensorproto import to_tensor_proto
-from loadtest.bench_processes import (
+from benchmarks.processes import (
     GatewayVariant,
     Running,
     bench_processes,
     tree_cpu_s,
 )
-from loadtest.bench_ratios import Row, print_report, report_json
+from benchmarks.ratios import Row, print_report, report_json
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 

@@ -97,9 +97,9 @@ def start_variant(
 
 
 def start_floor(upstream: str, run_dir: Path, name: str, stack: ExitStack) -> Running:
-    """Start `loadtest.floor_proxy` in front of `upstream` (stopped when `stack` closes)."""
+    """Start `benchmarks.floor_proxy` in front of `upstream` (stopped when `stack` closes)."""
     port = free_port()
-    command = [sys.executable, "-m", "loadtest.floor_proxy", "--upstream", upstream]
+    command = [sys.executable, "-m", "benchmarks.floor_proxy", "--upstream", upstream]
     proc = start(name, [*command, "--port", str(port)], run_dir, cwd=run_dir)
     stack.callback(stop, proc, 10)
     wait_until(proc, lambda: port_open(port), 30)

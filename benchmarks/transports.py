@@ -8,7 +8,7 @@ request (user + system of every thread, so grpc's own threads count), and REST /
 per backend kind: the client's cost is the part of the gateway's cost that the transport
 changes.
 
-    python -m loadtest.bench_transports [--requests 2000] [--rounds 3] [--concurrency 1,16]
+    python -m benchmarks.transports [--requests 2000] [--rounds 3] [--concurrency 1,16]
 """
 
 from __future__ import annotations
