@@ -120,7 +120,7 @@ def sweep(
 @app.command()
 def report(report_dir: Path) -> None:
     """Rebuild index.html, report.md and summary.json from REPORT_DIR/raw."""
-    from loadtest.report.build import build as report_mod
+    from loadtest.report import build as report_mod
     from loadtest.runner import print_headline
 
     console = _console()

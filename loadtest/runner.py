@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loadtest.report.build import build as report_mod
+from loadtest.report import build as report_mod
 from loadtest.environment import capture, model_quality
 from loadtest.sweep import Progress as ProgressFn
 from loadtest.sweep import SweepOptions, SweepRun, run_sweep

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from gateway.control.plane import ControlPlane
-from gateway.control.plane import lease
+from gateway.control import lease
 from gateway.experiments import state_store
 from gateway.experiments.stats.analysis import analyse
 from gateway.experiments.manager import ExperimentManager

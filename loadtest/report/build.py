@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest.report.build import htmlpage
+from loadtest.report import htmlpage
 from loadtest.report.plots import all_plots
 from loadtest.results import Summary, read_cells_csv, summarise
 from loadtest.report.sentences import sentences

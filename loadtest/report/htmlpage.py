@@ -79,7 +79,7 @@ def _pre(value: Any) -> str:
 
 
 def render(report: Report, plots: dict[str, str]) -> str:
-    from loadtest.report.build import build as rep
+    from loadtest.report import build as rep
 
     meta, fixed = report.meta, report.fixed_load
     settings = "".join(

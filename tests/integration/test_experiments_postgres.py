@@ -124,7 +124,7 @@ def test_one_of_racing_processes_takes_the_lease_and_another_takes_it_once_expir
 ) -> None:
     """The rollout controller's election on PostgreSQL: the same conditional writes as on
     SQLite (tests/unit/test_experiments_controller.py) leave one holder at a time."""
-    from gateway.control.plane import lease
+    from gateway.control import lease
 
     async def scenario() -> tuple[list[bool], list[bool], bool, tuple[str, float] | None]:
         planes = [ControlPlane(lambda: open_postgres(postgres_url)) for _ in range(3)]

@@ -8,7 +8,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from gateway.experiments.stats.live import clustered as cl
+from gateway.experiments.stats import clustered as cl
 
 
 def _clustered_requests(seed: int, units: int = 300) -> tuple[np.ndarray, np.ndarray]:

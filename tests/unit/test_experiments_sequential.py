@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize, stats
 
-from gateway.experiments.stats.live import sequential as sq
+from gateway.experiments.stats import sequential as sq
 
 
 def _mixture_lambda(estimate: float, se: float, n: float, alpha: float) -> float:

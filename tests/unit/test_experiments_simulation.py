@@ -17,8 +17,8 @@ import pytest
 from scipy import stats
 from statsmodels.stats.proportion import proportions_ztest
 
-from gateway.experiments.stats.live import clustered as cl
-from gateway.experiments.stats.live import sequential as sq
+from gateway.experiments.stats import clustered as cl
+from gateway.experiments.stats import sequential as sq
 from gateway.experiments.stats.analysis import analyse
 from tests.unit.experiment_rows import CANDIDATE, CONTROL, define, experiment_rows, row
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.report.build import build as report
+from loadtest.report import build as report
 from loadtest.cells import CellResult
 from loadtest.results import read_cells_csv, summarise, write_cells_csv
 from loadtest.report.tables import fixed_concurrency, headline, headline_cells, overheads

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from gateway.experiments.stats.live import clustered as cl
-from gateway.experiments.stats.live import sequential as sq
+from gateway.experiments.stats import clustered as cl
+from gateway.experiments.stats import sequential as sq
 from gateway.experiments.log.frame import LogFrame
 
 LOWER_IS_BETTER = {

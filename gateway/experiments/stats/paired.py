@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.experiments.stats.live import clustered as cl
+from gateway.experiments.stats import clustered as cl
 from gateway.experiments.stats.figures import r
 from gateway.experiments.log.frame import LogFrame
 
