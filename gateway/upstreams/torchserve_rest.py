@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from urllib.parse import quote
 
-from backends.torchserve.tensor_frames import CONTENT_TYPE as FRAME
+from wire.tensor_frames import CONTENT_TYPE as FRAME
 from gateway.core.types import Framework, InferRequest
 from gateway.upstreams.bodies import frame_body, frame_outputs
 from gateway.upstreams.failures import Target

@@ -25,8 +25,8 @@ from backends.torchserve._proto.inference_pb2 import (
     PredictionsRequest,
     TorchServeHealthResponse,
 )
-from backends.torchserve.tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
-from backends.torchserve.tensor_frames import decode_frame, encode_frame
+from wire.tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
+from wire.tensor_frames import decode_frame, encode_frame
 from gateway._proto.tfserving import (
     GetModelStatusRequest,
     GetModelStatusResponse,
