@@ -19,9 +19,9 @@ from backends.torchserve._proto.inference_pb2 import (
 )
 from wire.tensor_frames import is_frame
 from gateway.core.types import Framework, InferRequest
-from gateway.upstreams.bodies import frame_body, frame_outputs
+from gateway.upstreams.kinds.bodies import frame_body, frame_outputs
 from gateway.upstreams.failures import Target, from_http
-from gateway.upstreams.grpc_channels import GrpcCall
+from gateway.upstreams.transports.grpc_channels import GrpcCall
 from gateway.upstreams.pooled import Decoded
 from gateway.upstreams.torchserve_token import TokenSource
 
