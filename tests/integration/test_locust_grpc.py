@@ -32,7 +32,7 @@ def test_every_grpc_user_gets_answers_without_failures(run_dir: Path, tmp_path: 
     locust = Path(sys.executable).parent / "locust"
     command = [
         str(locust), "-f", str(ROOT / "loadtest" / "grpc_users.py"), "--headless",
-        "-u", str(len(USERS)), "-r", str(len(USERS)), "-t", "5s",
+        "-u", str(len(USERS)), "-r", str(len(USERS)), "-t", "20s",
         "--csv", str(tmp_path / "run"), "--only-summary", *USERS,
     ]  # fmt: skip
     env = {**os.environ, "DUALSERVE_RUN_DIR": str(run_dir), "PYTHONPATH": str(ROOT)}
