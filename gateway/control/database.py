@@ -153,7 +153,10 @@ class Database:
                 next use), a statement timed out, or `deadline` passed before the commit.
         """
         conn = self.conn
-        cursor = conn.cursor()
+        try:
+            cursor = conn.cursor()
+        except self._lost as exc:
+            raise self._unavailable(exc) from exc
         try:
             yield cursor
             self._check_deadline()
@@ -162,8 +165,7 @@ class Database:
             self._rollback(conn)
             raise
         except self._lost as exc:
-            self._discard()
-            raise StoreUnavailable(f"{self.name} is unavailable: {_first_line(exc)}") from exc
+            raise self._unavailable(exc) from exc
         except BaseException:
             self._rollback(conn)
             raise
@@ -202,6 +204,11 @@ class Database:
             self._discard()
         except Exception:  # the first error is the one to report
             logger.debug("rollback failed", exc_info=True)
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        """The connection is lost: forget it (the next use opens another) and say so."""
+        self._discard()
+        return StoreUnavailable(f"{self.name} is unavailable: {_first_line(exc)}")
 
     def _discard(self) -> None:
         """Forget a broken connection; the next use opens a new one."""

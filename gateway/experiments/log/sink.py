@@ -14,7 +14,8 @@ writer task waits a backoff (0.1 s doubling to 2 s) before it tries again; what 
 fits the buffer is dropped and counted. Writes are idempotent (a request id and kind
 already logged is skipped), so a batch sent twice is written once. Every record submitted
 is thus written, counted as a write error, counted as dropped, or still waiting
-(`buffered`); `health()` gives those figures and whether the store is up.
+(buffered, or in the one batch in flight: at most twice `queue_size` in all); `health()`
+gives those figures and whether the store is up.
 
 Why a list and not an `asyncio.Queue`: a queue costs the loop a `put_nowait`, a
 `get_nowait` and a `task_done` per record (and a future wake-up per batch); the list
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -181,7 +183,8 @@ class PredictionLog:
         since = self._in_flight_since
         stalled = since is not None and time.monotonic() - since > _STALL_S
         waiting = len(self._buffer) + self._in_flight
-        return LogHealth(self.counters, waiting, self._store_up and not stalled)
+        counters = dataclasses.replace(self.counters)  # a snapshot
+        return LogHealth(counters, waiting, self._store_up and not stalled)
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Write what is buffered (for at most `timeout` seconds), then close the store."""
