@@ -120,7 +120,7 @@ class Event:
 @dataclass(frozen=True)
 class FeedbackResult:
     """Per request id: `recorded`, `pending` (its row is not logged yet: stored, joined
-    when it is), `duplicate` (same label again), `conflict`, `unknown`."""
+    when it is), `duplicate` (same label again), `conflict`."""
 
     request_id: str
     outcome: str
