@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.catalog import Catalog
+from gateway.control.database import StoreUnavailable
 from gateway.control.plane import ControlPlane
 from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.experiments import state_store
@@ -284,11 +285,14 @@ def _writer_process(database_url: str | None, folder: Path | None) -> WriterProc
 async def _repeat(call: Callable[[], Awaitable[object]], period_s: float) -> None:
     """`call()` every `period_s` until cancelled; a failing call (the database restarts)
     is logged and tried again at the next period."""
+    name = getattr(call, "__name__", call)
     while True:
         try:
             await call()
+        except StoreUnavailable as exc:  # the database is down or hung: no traceback
+            logger.warning("experiments: %s skipped: %s", name, exc.message)
         except Exception:
-            logger.exception("experiments: %s failed", getattr(call, "__name__", call))
+            logger.exception("experiments: %s failed", name)
         await asyncio.sleep(period_s)
 
 
