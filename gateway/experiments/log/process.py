@@ -62,8 +62,9 @@ class WriterProcess:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
-    async def write(self, records: Sequence[FlatRecord]) -> tuple[int, int]:
-        """Send one batch and wait for its acknowledgement: (rows written, records failed).
+    async def write(self, records: Sequence[FlatRecord]) -> tuple[int, int, int]:
+        """Send one batch and wait for its acknowledgement: (rows written, records failed,
+        records unwritten because the database is unavailable).
 
         Raises:
             WriterGone: the writer ended (it is started again at the next call).
@@ -77,11 +78,11 @@ class WriterProcess:
             proc.stdin.write(HEADER.pack(len(payload)))
             proc.stdin.write(payload)
             await proc.stdin.drain()
-            written, failed = ACK.unpack(await proc.stdout.readexactly(ACK.size))
+            written, failed, unwritten = ACK.unpack(await proc.stdout.readexactly(ACK.size))
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             await self._reap()
             raise WriterGone(f"the prediction log writer ended ({proc.returncode})") from exc
-        return int(written), int(failed)
+        return int(written), int(failed), int(unwritten)
 
     async def close(self, timeout: float = 5.0) -> None:
         """End the writer: it writes what it was sent, then exits (killed after `timeout`)."""

@@ -180,7 +180,7 @@ def test_rows_carry_top1_and_hash_the_key(tmp_path: Path) -> None:
     store = SqliteLogStore(tmp_path / "log.sqlite3")
     store.write_batch([row, row])  # the same request twice is kept once
     results = store.add_feedback([("r1", 1), ("r1", 1), ("zz", 0)], ts=0.0)
-    assert [r.outcome for r in results] == ["recorded", "duplicate", "unknown"]
+    assert [r.outcome for r in results] == ["recorded", "duplicate", "pending"]
     (record,) = store.records("exp")
     assert record[-1] == 1 and store.summary()["exp"]["pytorch"]["accuracy"] == 1.0
     assert store.purge(before_ts=time.time() + 1) == 1 and store.records(None) == []

@@ -79,10 +79,10 @@ def test_a_bad_record_and_a_failing_database_are_counted_and_the_writer_goes_on(
         writer = log._writer
         assert writer is not None
         bad = (*flat_record(_outcome(0))[:8], "not a latency", *flat_record(_outcome(0))[9:])
-        assert await writer.write([bad, flat_record(_outcome(1))]) == (1, 1)
+        assert await writer.write([bad, flat_record(_outcome(1))]) == (1, 1, 0)
         with contextlib.closing(sqlite3.connect(tmp_path / SQLITE_FILE)) as conn:
             conn.execute("ALTER TABLE predictions RENAME TO gone")  # the database fails
-        assert await writer.write([flat_record(_outcome(2))]) == (0, 1)
+        assert await writer.write([flat_record(_outcome(2))]) == (0, 1, 0)
         with contextlib.closing(sqlite3.connect(tmp_path / SQLITE_FILE)) as conn:
             conn.execute("ALTER TABLE gone RENAME TO predictions")
         log.submit(_outcome(3))

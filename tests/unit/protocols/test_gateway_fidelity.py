@@ -76,7 +76,7 @@ CODINGS: list[tuple[str, Callable[[bytes], bytes]]] = [
     [
         ("POST", "/v1/models/toy:predict", ROW, 200),
         ("POST", "/v2/models/toy/infer", V2, 200),
-        ("POST", "/v1/feedback", b'{"request_id": "nope", "label": 1}', 404),
+        ("POST", "/v1/feedback", b'{"request_id": "nope", "label": 1000000}', 400),
         ("PUT", "/admin/models/toy/policy", b'{"mode": "pinned", "primary": "pytorch"}', 200),
     ],
 )
