@@ -14,26 +14,25 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import admin
-from gateway.edge.admission import Admission, LimitedUpstream
-from gateway.edge.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.context import GatewayContext
-from gateway.control.plane import ControlPlane
 from gateway.control.database import open_database
-from gateway.dataplane import DataPlane
-from gateway.edge.drain import Drain, hold_exit_signals
+from gateway.control.plane import ControlPlane
 from gateway.core.errors import GatewayError, NotFound
+from gateway.core.outcome import fan_out
+from gateway.core.types import Framework
+from gateway.dataplane import DataPlane
+from gateway.edge.admission import Admission
+from gateway.edge.auth import Authenticator
+from gateway.edge.boundary import Edge
+from gateway.edge.drain import Drain, hold_exit_signals
 from gateway.experiments.service import ExperimentService
-from gateway.routing.shadow import ShadowMirror
 from gateway.experiments.specs import data_dir
 from gateway.experiments.stats.live import ExperimentStats
+from gateway.protocols.rest import feedback as feedback_rest
+from gateway.protocols.rest import tfserving as tfserving_rest
+from gateway.protocols.rest import v2 as v2_rest
 from gateway.protocols.rest.front_door import GatewayApp
-from gateway.telemetry.metrics import GatewayMetrics
-from gateway.telemetry.observers import metrics_observer, shadow_drops
-from gateway.protocols.rest.openapi import document as openapi_document
-from gateway.protocols.rest.openapi import operation
-from gateway.core.outcome import fan_out
-from gateway.protocols.rest import feedback as feedback_rest, tfserving as tfserving_rest, v2 as v2_rest
 from gateway.protocols.rest.http import (
     HEADER_BACKEND,
     HEADER_FAILOVER,
@@ -45,12 +44,17 @@ from gateway.protocols.rest.http import (
     unexpected_error_handler,
 )
 from gateway.protocols.rest.methods import allowed_methods
+from gateway.protocols.rest.openapi import document as openapi_document
+from gateway.protocols.rest.openapi import operation
 from gateway.protocols.rest.schemas import HealthResponse, ReadinessResponse
 from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router
+from gateway.routing.shadow import ShadowMirror
 from gateway.settings import GatewaySettings
-from gateway.core.types import Framework
+from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.observers import metrics_observer, shadow_drops
 from gateway.upstreams.base import Upstream
+from gateway.upstreams.limited import LimitedUpstream
 
 if TYPE_CHECKING:
     from gateway.protocols.grpc.server import GrpcIngress
@@ -86,12 +90,13 @@ def build_context(
     )
     emit = fan_out([metrics_observer(metrics), stats.observe, experiments.observe])
     router = Router(catalog, upstreams, settings, policies, emit, mirror.submit)
+    admission = Admission(limits.max_in_flight, limits.retry_after_s)
     return GatewayContext(
         settings=settings, catalog=catalog, router=router,
         dataplane=DataPlane(router, metrics), metrics=metrics,
         auth=Authenticator(settings.auth, settings.config_file), experiments=experiments,
         control=control, policies=policies, stats=stats, mirror=mirror,
-        admission=Admission(limits.max_in_flight, limits.retry_after_s), drain=Drain(),
+        edge=Edge(admission, metrics, catalog.names), drain=Drain(),
     )  # fmt: skip
 
 

@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import time
 
-from gateway.core.errors import GatewayError
-from gateway.telemetry.metrics import GatewayMetrics
-from gateway.routing.router import Router
 from gateway.core.types import InferRequest, InferResponse
+from gateway.routing.router import Router
+from gateway.telemetry.metrics import GatewayMetrics
 
 
 class DataPlane:
     def __init__(self, router: Router, metrics: GatewayMetrics) -> None:
         self.router = router
         self.metrics = metrics
-        self._models = frozenset(router.catalog.names)
 
     async def infer(
         self, request: InferRequest, protocol: str, strict_dtype: bool = False
     ) -> InferResponse:
         """Route one request; count it and time the gateway's own share of it.
 
-        Failures are counted by each transport's error handler (`count_error`), which
+        Failures are counted by the edge (`gateway.edge.boundary.Edge.error`), which
         also sees the errors raised while decoding, before this is called."""
         started = time.perf_counter()
         response = await self.router.infer(request, strict_dtype)
@@ -37,8 +35,3 @@ class DataPlane:
         upstream = response.timings.get("upstream", 0.0)
         self.metrics.answered(request.model, response.backend, protocol, total, upstream)
         return response
-
-    def count_error(self, protocol: str, model: str | None, exc: GatewayError) -> None:
-        known = model if model is not None and model in self._models else "unknown"
-        arm = getattr(exc, "backend", "none")
-        self.metrics.requests.labels(known, arm, protocol, str(int(exc.status))).inc()

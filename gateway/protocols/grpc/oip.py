@@ -19,9 +19,9 @@ from gateway._proto import oip
 from gateway.catalog import ModelInfo, TensorInfo
 from gateway.codecs.oip_raw import datatype_of
 from gateway.context import GatewayContext
+from gateway.core.types import InferRequest
 from gateway.protocols.grpc.common import Boundary, Call, positive_version
 from gateway.protocols.grpc.oip_tensors import decode_inputs, encode_outputs, parameters
-from gateway.core.types import InferRequest
 
 PROTOCOL = "v2-grpc"
 Readiness = Callable[[], Awaitable[bool]]

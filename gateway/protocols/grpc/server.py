@@ -22,7 +22,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from gateway._proto import oip
 from gateway.context import GatewayContext
-from gateway.protocols.grpc import oip as grpc_oip, tfserving as grpc_tfserving
+from gateway.protocols.grpc import oip as grpc_oip
+from gateway.protocols.grpc import tfserving as grpc_tfserving
 
 _MIB = 1024 * 1024
 SERVICES = (grpc_tfserving.PREDICTION_SERVICE, grpc_tfserving.MODEL_SERVICE, oip.SERVICE)

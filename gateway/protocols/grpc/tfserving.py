@@ -29,8 +29,8 @@ from gateway.codecs.tensorproto import (
 )
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
-from gateway.protocols.grpc.common import Boundary, Call
 from gateway.core.types import InferRequest
+from gateway.protocols.grpc.common import Boundary, Call
 
 PROTOCOL = "tfserving-grpc"
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"

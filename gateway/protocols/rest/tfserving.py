@@ -10,19 +10,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.convertors import Convertor, register_url_convertor
 
-from wire import tfserving_json as codec
-from gateway.edge import deadline
 from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
+from gateway.core.types import InferRequest
+from gateway.edge import deadline
 from gateway.edge.limits import check_json_depth
-from gateway.protocols.rest.openapi import (
-    ANSWER_HEADERS,
-    PREDICTION_ERRORS,
-    PREDICTION_HEADERS,
-    operation,
-    ref,
-)
 from gateway.protocols.rest.http import (
     HEADER_ROUTING_KEY,
     begin,
@@ -30,13 +23,20 @@ from gateway.protocols.rest.http import (
     pinned_backend,
     read_body,
 )
+from gateway.protocols.rest.openapi import (
+    ANSWER_HEADERS,
+    PREDICTION_ERRORS,
+    PREDICTION_HEADERS,
+    operation,
+    ref,
+)
 from gateway.protocols.rest.schemas import (
     ModelStatusResponse,
     PredictRequest,
     PredictResponse,
     TfModelMetadataResponse,
 )
-from gateway.core.types import InferRequest
+from wire import tfserving_json as codec
 
 router = APIRouter()
 PROTOCOL = "tfserving-rest"

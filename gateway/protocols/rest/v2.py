@@ -5,18 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.edge import deadline
 from gateway.catalog import ModelInfo
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
+from gateway.core.types import InferRequest
+from gateway.edge import deadline
 from gateway.edge.limits import check_request_id
-from gateway.protocols.rest.openapi import (
-    ANSWER_HEADERS,
-    PREDICTION_ERRORS,
-    PREDICTION_HEADERS,
-    operation,
-    ref,
-)
 from gateway.protocols.rest.http import (
     HEADER_REQUEST_ID,
     HEADER_ROUTING_KEY,
@@ -25,6 +19,13 @@ from gateway.protocols.rest.http import (
     parse_json,
     pinned_backend,
     read_body,
+)
+from gateway.protocols.rest.openapi import (
+    ANSWER_HEADERS,
+    PREDICTION_ERRORS,
+    PREDICTION_HEADERS,
+    operation,
+    ref,
 )
 from gateway.protocols.rest.schemas import (
     InferenceRequest,
@@ -43,7 +44,6 @@ from gateway.protocols.rest.v2_binary import (
     with_buffers,
 )
 from gateway.protocols.rest.v2_json import datatype_of, decode_infer
-from gateway.core.types import InferRequest
 
 router = APIRouter()
 PROTOCOL = "v2-rest"
