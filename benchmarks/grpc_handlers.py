@@ -116,14 +116,10 @@ def per_call(handler: Any, payloads: list[bytes], calls: int, repeats: int) -> l
 
 def cases() -> dict[str, tuple[Any, list[bytes]]]:
     ctx: Any = _context()
-
-    async def ready() -> bool:
-        return True
-
     predict = _handler(
         grpc_tfserving.handlers(ctx)[0], "/tensorflow.serving.PredictionService/Predict"
     )
-    infer = _handler(grpc_oip.handlers(ctx, ready)[0], f"/{oip.SERVICE}/ModelInfer")
+    infer = _handler(grpc_oip.handlers(ctx)[0], f"/{oip.SERVICE}/ModelInfer")
     return {
         "tfserving Predict": (predict, bodies(MODEL).grpc),
         "OIP ModelInfer (raw)": (infer, _infer_requests()),

@@ -90,13 +90,13 @@ def build_context(
     )
     emit = fan_out([metrics_observer(metrics), stats.observe, experiments.observe])
     router = Router(catalog, upstreams, settings, policies, emit, mirror.submit)
-    admission = Admission(limits.max_in_flight, limits.retry_after_s)
+    admission, drain = Admission(limits.max_in_flight, limits.retry_after_s), Drain()
     return GatewayContext(
         settings=settings, catalog=catalog, router=router,
-        dataplane=DataPlane(router, metrics), metrics=metrics,
+        dataplane=DataPlane(router, metrics, drain), metrics=metrics,
         auth=Authenticator(settings.auth, settings.config_file), experiments=experiments,
         control=control, policies=policies, stats=stats, mirror=mirror,
-        edge=Edge(admission, metrics, catalog.names), drain=Drain(),
+        edge=Edge(admission, metrics, catalog.names), drain=drain,
     )  # fmt: skip
 
 
@@ -127,7 +127,6 @@ def create_app(
 
     app = GatewayApp(title="dualserve gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = ctx
-    app.state.readiness = lambda: _all_models_ready(ctx)
     app.include_router(tfserving_rest.router)
     app.include_router(v2_rest.router)
     app.include_router(admin.router)
@@ -170,7 +169,7 @@ async def _start_grpc(app: FastAPI, ctx: GatewayContext) -> GrpcIngress | None:
         return None
     from gateway.protocols.grpc.server import start_grpc_ingress  # grpc server code only when used
 
-    ingress = await start_grpc_ingress(ctx, lambda: _all_models_ready(ctx))
+    ingress = await start_grpc_ingress(ctx)
     app.state.grpc_port = ingress.port
     return ingress
 
@@ -179,16 +178,6 @@ async def _drain_shadow(ctx: GatewayContext) -> None:
     """Let queued mirror copies finish (bounded by the drain grace) before closing."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(ctx.mirror.drain(), ctx.settings.drain.grace_s)
-
-
-async def _all_models_ready(ctx: GatewayContext) -> bool:
-    """Ready when every configured model has at least one ready arm (never while draining)."""
-    if ctx.drain.draining:
-        return False
-    for model in ctx.catalog.names:
-        if not any((await ctx.router.ready(model)).values()):
-            return False
-    return bool(ctx.catalog.names)
 
 
 _READYZ = operation(
@@ -204,11 +193,9 @@ def _add_operations_routes(app: FastAPI, ctx: GatewayContext) -> None:
 
     @app.get("/readyz", **_READYZ)
     async def readyz() -> Response:
-        models = {m: await ctx.router.ready(m) for m in ctx.catalog.names}
-        ok = bool(models) and all(any(arms.values()) for arms in models.values())
-        ok = ok and not ctx.drain.draining
-        body = {"ready": ok, "draining": ctx.drain.draining, "models": models}
-        return json_response(body, status=200 if ok else 503)
+        report = await ctx.dataplane.readiness()
+        body = {"ready": report.ready, "draining": report.draining, "models": report.models}
+        return json_response(body, status=200 if report.ready else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:

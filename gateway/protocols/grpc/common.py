@@ -164,12 +164,3 @@ async def abort(call: Call, exc: GatewayError) -> None:
     """End the call with the error's gRPC code and sentence; the request id trails."""
     trailing = ((KEY_REQUEST_ID, call.request_id), *exc.trailing_metadata)
     await call.context.abort(exc.grpc_code, exc.message, trailing_metadata=trailing)
-
-
-def positive_version(text: str) -> int | None:
-    """A version given as text ('' = none), as OIP requests carry it."""
-    if not text:
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise BadRequest(f"version must be a positive integer, got '{text}'")
-    return int(text)

@@ -89,14 +89,13 @@ class GrpcIngress:
         await self.server.stop(grace)
 
 
-async def start_grpc_ingress(ctx: GatewayContext, readiness: Readiness) -> GrpcIngress:
-    """Build and start the gRPC server on `settings.host:settings.grpc_port`."""
+async def start_grpc_ingress(ctx: GatewayContext) -> GrpcIngress:
+    """Build and start the gRPC server on `settings.host:settings.grpc_port`; its health
+    service follows the data plane's readiness."""
     settings = ctx.settings
     server = grpc.aio.server(options=server_options(settings.max_body_bytes, settings.workers))
-    server.add_generic_rpc_handlers(
-        (*grpc_tfserving.handlers(ctx), *grpc_oip.handlers(ctx, readiness))
-    )
-    health = ReadinessHealth(readiness)
+    server.add_generic_rpc_handlers((*grpc_tfserving.handlers(ctx), *grpc_oip.handlers(ctx)))
+    health = ReadinessHealth(ctx.dataplane.ready)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     _describe_standard_services()
     names = (*SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME)
