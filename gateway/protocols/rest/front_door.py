@@ -91,7 +91,8 @@ class GatewayApp(FastAPI):
             try:
                 await edge.admitted(super().__call__, scope, receive, send)
             except GatewayError as exc:  # refused: FastAPI's own handlers answer any later one
-                response = await self._answer(Request(scope, receive), protocol, exc)
+                request = Request({**scope, **child, "app": self}, receive)  # as FastAPI's
+                response = await self._answer(request, protocol, exc)
                 await response(scope, receive, send)
             return
         scope.update(child)
