@@ -21,6 +21,7 @@ from gateway.edge.admission import Admission
 from gateway.edge.deadline import budget, from_headers
 from gateway.edge.limits import check_request_id
 from gateway.edge.security_settings import LimitsSettings
+from gateway.protocols.rest.front_door import GatewayApp
 from tests.unit.gateway.gateway_fakes import FakeUpstream, make_store, settings_for
 
 ROW = {"instances": [[0.0, 5.0, 1.0, 2.0]]}
@@ -117,7 +118,7 @@ async def test_the_ordinary_path_sheds_too_and_frees_its_slots(tmp_path: Path) -
         cors_origins=["https://app.example"],
     )
     app = create_app(settings, upstreams)  # type: ignore[arg-type]
-    assert app.direct is False
+    assert isinstance(app, GatewayApp) and app.direct is False
     transport = httpx.ASGITransport(app=app)
     headers = {"X-Backend": "tensorflow"}
     async with (
