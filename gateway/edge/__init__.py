@@ -3,4 +3,4 @@ and `boundary.Edge`, the one owner of admission, error counting and error shapin
 every transport.
 
 They act on requests before any protocol decodes them; no protocol is imported here
-(tests/unit/test_rooms.py)."""
+(tests/unit/gateway/test_rooms.py)."""
