@@ -14,11 +14,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loadtest.report import build as report_mod
 from loadtest.environment import capture, model_quality
+from loadtest.report import build as report_mod
+from loadtest.report.contents import Report
+from loadtest.report.tables import headline_cells
 from loadtest.sweep import Progress as ProgressFn
 from loadtest.sweep import SweepOptions, SweepRun, run_sweep
-from loadtest.report.tables import headline_cells
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -105,7 +106,7 @@ CONSOLE_COLUMNS = {  # headline column index -> console header
 }
 
 
-def print_headline(console: Console, built: report_mod.Report) -> None:
+def print_headline(console: Console, built: Report) -> None:
     """The headline in the terminal: the table's first columns, then the answer."""
     table = Table(
         title=f"headline (★ better of the pair; p50/p99 at {built.fixed_load}; more in the report)"

@@ -11,48 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from loadtest.report.compare_page import render
-from loadtest.results import Summary, read_cells_csv, summarise
+from loadtest.report.comparison import COLUMNS, CellComparison, CellKey, Comparison, cell_row
 from loadtest.report.significance import MEDIUM, Difference, welch
-
-CellKey = tuple[str, str, str, str]
-
-
-@dataclass(frozen=True)
-class CellComparison:
-    """One cell of both runs: B against A."""
-
-    model: str
-    target: str
-    protocol: str
-    load: str
-    a: Summary
-    b: Summary
-    throughput: Difference
-    p50: Difference
-    p99: Difference
-    verdict: str
-
-
-@dataclass(frozen=True)
-class Comparison:
-    run_a: Path
-    run_b: Path
-    cells: list[CellComparison]
-    only_a: list[str]
-    only_b: list[str]
-
-    def summary_lines(self) -> list[str]:
-        """The verdicts, one line per cell, for the terminal."""
-        lines = [f"B = {self.run_b}, A = {self.run_a}"]
-        lines += [f"{c.model} {c.target} {c.protocol} {c.load}: {c.verdict}" for c in self.cells]
-        if self.only_a or self.only_b:
-            lines.append(f"unmatched: {len(self.only_a)} cells only in A, {len(self.only_b)} in B")
-        return lines
+from loadtest.results import Summary, read_cells_csv, summarise
 
 
 def key(s: Summary) -> CellKey:
@@ -128,47 +94,6 @@ def build_comparison(run_a: Path, run_b: Path, out: Path) -> Comparison:
     (out / "compare.md").write_text(markdown(result), encoding="utf-8")
     (out / "compare.json").write_text(json.dumps(as_json(result), indent=2, default=str))
     return result
-
-
-COLUMNS = [
-    "model",
-    "target",
-    "protocol",
-    "load",
-    "req/s A",
-    "req/s B",
-    "p50 ms A",
-    "p50 ms B",
-    "p99 ms A",
-    "p99 ms B",
-    "req/s t (df)",
-    "req/s p",
-    "verdict",
-]
-
-
-def _num(value: float, digits: int) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
-
-
-def cell_row(c: CellComparison) -> list[str]:
-    """One comparison row as display strings (HTML and Markdown)."""
-    t = c.throughput
-    return [
-        c.model,
-        c.target,
-        c.protocol,
-        c.load,
-        _num(c.a.throughput, 0),
-        _num(c.b.throughput, 0),
-        _num(c.a.p50_ms, 2),
-        _num(c.b.p50_ms, 2),
-        _num(c.a.p99_ms, 2),
-        _num(c.b.p99_ms, 2),
-        "n/a" if math.isnan(t.t) else f"{t.t:.2f} ({t.df:.1f})",
-        "n/a" if math.isnan(t.p_value) else f"{t.p_value:.2g}",
-        c.verdict,
-    ]
 
 
 def markdown(result: Comparison) -> str:

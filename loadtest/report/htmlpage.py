@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from loadtest.report import contents as rep
+from loadtest.report.contents import Report
 from loadtest.report.tables import headline_cells
-
-if TYPE_CHECKING:
-    from loadtest.report.build import Report
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1350px; color: #222; }
@@ -79,8 +78,6 @@ def _pre(value: Any) -> str:
 
 
 def render(report: Report, plots: dict[str, str]) -> str:
-    from loadtest.report import build as rep
-
     meta, fixed = report.meta, report.fixed_load
     settings = "".join(
         f"<h4>{escape(k)}</h4>{_pre(v)}" for k, v in meta.get("backend_settings", {}).items()

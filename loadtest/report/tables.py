@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass, replace
 
 from loadtest.report.capacity import Capacity, capacities, saturation_text
-from loadtest.results import Summary
 from loadtest.report.significance import confidence
+from loadtest.results import Summary
 
 FRAMEWORKS = ("tensorflow", "pytorch")
 ROUTES = ("direct", "gateway", "nginx")
