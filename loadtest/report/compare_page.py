@@ -70,8 +70,8 @@ def render(result: Comparison) -> str:
         f"B: <code>{escape(str(result.run_b))}</code></p>",
         '<p class="note">The columns show the medians of each run\'s repeats. The verdict '
         "gives the change of the mean over the repeats and tests it with Welch's t-test "
-        "(scipy; its degrees of freedom shown): a change counts when p &lt; 0.05; with one "
-        "repeat a side it cannot be tested.</p>",
+        "(scipy; its degrees of freedom shown): a difference is shown when p &lt; 0.05 and "
+        "the change is at least 5%; with one repeat a side none is shown.</p>",
         table(COLUMNS, [cell_row(c) for c in result.cells], "comparison"),
         f"<ul>{unmatched}</ul>" if unmatched else "",
         "<h2>Plots</h2>",

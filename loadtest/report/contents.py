@@ -59,7 +59,7 @@ def load(report_dir: Path) -> Report:
         overheads=overheads(summaries),
         fixed_concurrency=fixed,
         fixed_load=fixed_load,
-        sentences=sentences(rows, meta, fixed_load),
+        sentences=sentences(rows, meta, fixed_load, overheads(summaries)),
         slo_ms=slo,
         meta=meta,
     )

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.report import build as report
 from loadtest.cells import CellResult
-from loadtest.results import read_cells_csv, summarise, write_cells_csv
+from loadtest.report import build as report
 from loadtest.report.tables import fixed_concurrency, headline, headline_cells, overheads
+from loadtest.results import read_cells_csv, summarise, write_cells_csv
 from tests.unit.loadtest_fakes import BASE
 
 
