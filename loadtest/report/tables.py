@@ -129,19 +129,23 @@ def _mark_winners(pair: list[HeadlineRow], mine: list[Summary], fixed: int) -> l
     fa = at_fixed([s for s in mine if s.target == a.target], fixed)
     fb = at_fixed([s for s in mine if s.target == b.target], fixed)
     lat = decide(fa.p50_samples, fb.p50_samples, higher_is_better=False) if fa and fb else None
-    common = {
-        "throughput_confidence": confidence(sa.throughput_samples, sb.throughput_samples),
-        "latency_confidence": confidence(fa.p50_samples, fb.p50_samples) if fa and fb else "n/a",
-        "throughput_verdict": tput.text,
-        "latency_verdict": lat.text if lat else "n/a",
-    }
     lat_shown, lat_b = (lat.shown, lat.b_better) if lat else (False, False)
+
+    def mark(row: HeadlineRow, fast: bool, quick: bool) -> HeadlineRow:
+        return replace(
+            row,
+            throughput_winner=fast,
+            latency_winner=quick,
+            throughput_confidence=confidence(sa.throughput_samples, sb.throughput_samples),
+            latency_confidence=confidence(fa.p50_samples, fb.p50_samples) if fa and fb else "n/a",
+            throughput_verdict=tput.text,
+            latency_verdict=lat.text if lat else "n/a",
+        )
+
     return [
-        replace(a, throughput_winner=tput.shown and not tput.b_better,
-                latency_winner=lat_shown and not lat_b, **common),
-        replace(b, throughput_winner=tput.shown and tput.b_better,
-                latency_winner=lat_shown and lat_b, **common),
-    ]  # fmt: skip
+        mark(a, tput.shown and not tput.b_better, lat_shown and not lat_b),
+        mark(b, tput.shown and tput.b_better, lat_shown and lat_b),
+    ]
 
 
 @dataclass(frozen=True)
