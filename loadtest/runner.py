@@ -48,20 +48,31 @@ def progress_bar(console: Console) -> Iterator[ProgressFn]:
 
 
 def sweep_and_report(
-    options: SweepOptions, out_dir: Path, fixed: int | None, console: Console
+    options: SweepOptions,
+    out_dir: Path,
+    fixed: int | None,
+    console: Console,
+    verdict_route: str = "direct",
 ) -> Path:
-    """Run the sweep into `out_dir`, write meta.json and the report; return index.html."""
+    """Run the sweep into `out_dir`, write meta.json and the report; return index.html.
+    `verdict_route` ("direct" or "gateway"): which calls the framework verdict comes from."""
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     with progress_bar(console) as update:
         run = run_sweep(options, out_dir, update)
-    meta = _meta(options, run, started, fixed)
+    meta = _meta(options, run, started, fixed, verdict_route)
     (out_dir / "raw" / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
     built = report_mod.build(out_dir)
     print_headline(console, built)
     return out_dir / "index.html"
 
 
-def _meta(options: SweepOptions, run: SweepRun, started: str, fixed: int | None) -> dict[str, Any]:
+def _meta(
+    options: SweepOptions,
+    run: SweepRun,
+    started: str,
+    fixed: int | None,
+    verdict_route: str = "direct",
+) -> dict[str, Any]:
     return {
         "started": started,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -70,6 +81,8 @@ def _meta(options: SweepOptions, run: SweepRun, started: str, fixed: int | None)
         "environment": capture(run.state, REPO),
         "quality": model_quality(options.model_store, options.models),
         "backend_settings": run.settings,
+        "processes": run.processes,
+        "verdict_route": verdict_route,
         "skipped": run.skipped,
         "pids": {k: v["pid"] for k, v in run.state.items() if isinstance(v, dict) and v.get("pid")},
         "locust": {

@@ -28,6 +28,7 @@ from backends.torchserve.launcher import read_token
 from dualserve.stack import StackPaths, down, read_state, up
 from loadtest import nginx as nginx_mod
 from loadtest.cells import CellResult, CellSpec, Timing, run_cell
+from loadtest.environment import process_facts
 from loadtest.pinning import Pinning, pin_servers, plan_pinning, restore
 from loadtest.results import write_cells_csv
 from loadtest.server_clock import read_clock, times
@@ -71,6 +72,7 @@ class SweepRun:
     pinning: Pinning
     skipped: list[str]
     settings: dict[str, Any]
+    processes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def loads(options: SweepOptions) -> list[tuple[str, int, float]]:
@@ -127,7 +129,8 @@ def run_sweep(options: SweepOptions, out_dir: Path, progress: Progress) -> Sweep
         targets = {m: select_targets(options, state, m, nginx_url) for m in options.models}
         cells = _run_cells(plan(options, targets), state, raw, pinning, progress)
         settings = _backend_settings(options.run_dir)
-    return SweepRun(cells, state, pinning, skipped, settings)
+        processes = process_facts(_named_pids(state))
+    return SweepRun(cells, state, pinning, skipped, settings, processes)
 
 
 def _run_cells(
@@ -233,6 +236,10 @@ def _start_nginx(
 
 def _server_pids(state: dict[str, Any], _: ExitStack) -> list[int]:
     return [int(v["pid"]) for v in state.values() if isinstance(v, dict) and v.get("pid")]
+
+
+def _named_pids(state: dict[str, Any]) -> dict[str, int]:
+    return {k: int(v["pid"]) for k, v in state.items() if isinstance(v, dict) and v.get("pid")}
 
 
 def _payload_file(raw: Path, model: str) -> Path:
