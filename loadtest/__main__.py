@@ -10,6 +10,7 @@ python -m loadtest compare reports/<a> reports/<b>  # two runs on one report, wi
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -20,9 +21,9 @@ from rich.console import Console
 
 
 def _console() -> Console:
-    """A terminal's own width; 120 columns when piped (make, CI logs), where rich's 80 would
-    cut the headline table's labels."""
-    return Console(width=None if sys.stdout.isatty() else 120)
+    """A terminal's own width (the headline fits 80 columns and up without cutting a name);
+    120 columns when piped (make, CI logs), or `COLUMNS` when set."""
+    return Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120)
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)

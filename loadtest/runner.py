@@ -17,7 +17,7 @@ from rich.table import Table
 from loadtest.environment import capture, model_quality
 from loadtest.report import build as report_mod
 from loadtest.report.contents import Report
-from loadtest.report.tables import headline_cells
+from loadtest.report.tables import HeadlineRow, headline_cells
 from loadtest.sweep import Progress as ProgressFn
 from loadtest.sweep import SweepOptions, SweepRun, run_sweep
 
@@ -104,31 +104,59 @@ def _meta(
     }
 
 
-CONSOLE_COLUMNS = {  # headline column index -> console header
-    0: "model",
-    1: "proto",
+# headline column index -> console header; the first set fits 80 columns, the second 100
+NARROW_COLUMNS = {2: "target", 4: "best req/s", 6: "p50 ms", 7: "p99 ms", 13: "req/s diff"}
+WIDE_COLUMNS = {
     2: "target",
     4: "best req/s",
     5: "at",
     6: "p50 ms",
     7: "p99 ms",
     8: "p99 corr.",
-    9: "goodput",
-    10: "saturates",
     12: "dropped",
+    13: "req/s diff",
 }
+WIDE_FROM = 100  # terminal columns
+
+
+def console_columns(width: int) -> dict[int, str]:
+    """The headline's columns for a terminal `width` wide: names are never cut, so a narrow
+    terminal gets fewer columns (the rest are in the report)."""
+    return WIDE_COLUMNS if width >= WIDE_FROM else NARROW_COLUMNS
+
+
+def _short_confidence(text: str) -> str:
+    """`high (p=0.003, df=3.9)` -> `high p=0.003`; `untested, 1 run` -> `1 run`."""
+    if text.startswith("untested, "):
+        return text.removeprefix("untested, ")
+    return text.split(",")[0].replace(" (", " ")
+
+
+def headline_table(rows: list[HeadlineRow], width: int, title: str) -> Table:
+    """One (model, protocol)'s headline rows as a rich table that fits `width` columns."""
+    columns = console_columns(width)
+    table = Table(title=title, title_justify="left", pad_edge=False)
+    for index, header in columns.items():
+        table.add_column(header, justify="left" if index == 2 else "right", no_wrap=index == 2)
+    for row in rows:
+        cells = headline_cells(row)
+        cells[13] = _short_confidence(cells[13])
+        table.add_row(*(cells[i] for i in columns))
+    return table
 
 
 def print_headline(console: Console, built: Report) -> None:
-    """The headline in the terminal: the table's first columns, then the answer."""
-    table = Table(
-        title=f"headline (★ better of the pair; p50/p99 at {built.fixed_load}; more in the report)"
+    """The headline in the terminal, one table per model and protocol (every target's name
+    in full at 80 columns and up), then the answer."""
+    console.print(
+        f"headline (★ better of the pair where a difference is shown; p50/p99 at "
+        f"{built.fixed_load}; more in the report)",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
     )
-    for column in CONSOLE_COLUMNS.values():
-        table.add_column(column, justify="right")
-    for row in built.headline:
-        cells = headline_cells(row)
-        table.add_row(*(cells[i] for i in CONSOLE_COLUMNS))
-    console.print(table)
+    for key in dict.fromkeys((r.model, r.protocol) for r in built.headline):
+        mine = [r for r in built.headline if (r.model, r.protocol) == key]
+        console.print(headline_table(mine, console.width, f"{key[0]}, {key[1].upper()}"))
     for line in built.sentences:
         console.print(line, soft_wrap=True, markup=False, highlight=False)

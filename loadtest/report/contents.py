@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtest.report.breakdown import Breakdown, breakdowns
+from loadtest.report.latency_plots import read_latency
 from loadtest.report.sentences import sentences
+from loadtest.report.spread import spread
 from loadtest.report.tables import (
     HEADLINE_COLUMNS,
     HeadlineRow,
@@ -42,6 +45,8 @@ class Report:
     sentences: list[str]
     slo_ms: float | None
     meta: dict[str, Any]
+    breakdowns: list[Breakdown] = field(default_factory=list)
+    latency: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load(report_dir: Path) -> Report:
@@ -62,6 +67,8 @@ def load(report_dir: Path) -> Report:
         sentences=sentences(rows, meta, fixed_load, overheads(summaries)),
         slo_ms=slo,
         meta=meta,
+        breakdowns=breakdowns(summaries, fixed),
+        latency=read_latency(report_dir),
     )
 
 
@@ -170,3 +177,38 @@ def slo_text(report: Report) -> str:
     if report.slo_ms is None:
         return "no latency objective (goodput needs --slo-p99-ms)"
     return f"goodput = req/s answered within {report.slo_ms:g} ms"
+
+
+SPREAD_COLUMNS = [
+    "model",
+    "target",
+    "protocol",
+    "load",
+    "repeats",
+    "req/s mean [95% t-interval], CV",
+    "p50 ms",
+    "p99 ms",
+]
+
+
+def spread_cells(s: Summary) -> list[str]:
+    """One cell's figures across its repeats: mean, t-interval, CV (⚠ above 10%)."""
+    return [
+        s.model,
+        s.target,
+        s.protocol,
+        s.load,
+        str(s.repeats),
+        spread(s.throughput_samples).text(0),
+        spread(s.p50_samples).text(2),
+        spread(s.p99_samples).text(2),
+    ]
+
+
+def flagged_cells(summaries: list[Summary]) -> list[str]:
+    """`tf-direct rest c=16` for each cell with a figure whose CV is above 10%."""
+    return [
+        f"{s.target} {s.protocol} {s.load}"
+        for s in summaries
+        if any(spread(x).flagged for x in (s.throughput_samples, s.p50_samples, s.p99_samples))
+    ]

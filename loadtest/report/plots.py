@@ -7,10 +7,14 @@ and goodput.
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib.pyplot as plt
 
+from loadtest.report.breakdown import Breakdown
 from loadtest.report.capacity_plots import goodput_plot, open_loop_plot
-from loadtest.report.figures import closed_loop, lines, panels, to_data_uri
+from loadtest.report.figures import closed_loop, empty_figure, lines, panels, to_data_uri
+from loadtest.report.latency_plots import spectrum_plot, timeline_plot
 from loadtest.report.tables import Overhead
 from loadtest.results import Summary
 
@@ -77,8 +81,33 @@ def overhead_plot(rows: list[Overhead]) -> str:
     return to_data_uri(fig)
 
 
+def breakdown_plot(rows: list[Breakdown]) -> str:
+    """Stacked bars: each target's mean request time by where it went (`breakdown`)."""
+    if not rows:
+        return to_data_uri(empty_figure("Where the time went", "no cells at the fixed load"))
+    labels = [f"{b.model} {b.protocol} {b.target}" for b in rows]
+    fig, ax = plt.subplots(figsize=(11, 1.2 + 0.35 * len(rows)), layout="constrained")
+    left = [0.0] * len(rows)
+    for name in rows[0].parts():
+        widths = [b.parts()[name] for b in rows]
+        ax.barh(range(len(rows)), widths, left=left, label=name)
+        left = [a + w for a, w in zip(left, widths, strict=True)]
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"mean ms per request at {rows[0].load}")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle("Where the time went (backend metrics, Server-Timing, client)")
+    return to_data_uri(fig)
+
+
 def all_plots(
-    summaries: list[Summary], overhead_rows: list[Overhead], slo_ms: float | None = None
+    summaries: list[Summary],
+    overhead_rows: list[Overhead],
+    slo_ms: float | None = None,
+    latency: list[dict[str, Any]] | None = None,
+    fixed_load: str = "",
+    breakdown_rows: list[Breakdown] | None = None,
 ) -> dict[str, str]:
     """Plot id -> data URI, in report order."""
     return {
@@ -90,4 +119,7 @@ def all_plots(
         "errors": error_plot(summaries),
         "open-loop": open_loop_plot(summaries, slo_ms),
         "goodput": goodput_plot(summaries, slo_ms),
+        "latency-over-time": timeline_plot(latency or [], fixed_load),
+        "percentile-spectrum": spectrum_plot(latency or [], fixed_load),
+        "time-breakdown": breakdown_plot(breakdown_rows or []),
     }

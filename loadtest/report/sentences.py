@@ -127,8 +127,8 @@ def sentence(
     via = "called directly" if route == "direct" else f"through {route}"
     parts = [
         f"{where} ({via}): {verdict_clause(tf, pt)}",
-        f"p50 at {fixed_load} TF {fmt_ms(tf.p50_ms)} vs PyTorch {fmt_ms(pt.p50_ms)} ms"
-        f" ({tf.latency_verdict or 'n/a'})",
+        f"p50 at {fixed_load} TF {fmt_ms(tf.p50_ms)} vs PyTorch {fmt_ms(pt.p50_ms)} ms, "
+        f"{tf.latency_verdict or 'n/a'}",
         *capacity_clause(tf, pt),
         overhead_clause(route, rows, overheads or []),
         accuracy_clause(meta.get("quality", []), first.model),

@@ -105,7 +105,7 @@ def test_report_files_show_the_csv_numbers(tmp_path: Path) -> None:
     built = report.build(tmp_path)
     page = (tmp_path / "index.html").read_text()
     md = (tmp_path / "report.md").read_text()
-    assert page.count('src="data:image/png;base64,') == 8 and "http" not in page.split("<body>")[0]
+    assert page.count('src="data:image/png;base64,') == 11 and "http" not in page.split("<body>")[0]
     for row in built.headline:
         assert " | ".join(headline_cells(row)) in md
     assert "99.7%" in md and "95.8%" in page
