@@ -31,28 +31,13 @@ from locust.runners import WorkerRunner
 
 from gateway.telemetry.histogram import LatencyHistogram
 from loadtest import openloop
+from loadtest.server_clock import parse_server_timing
 from loadtest.stability import StabilityRule, Window, should_stop
 
 # workers report to the master every second (default 3 s), so windows stay short
 locust.runners.WORKER_REPORT_INTERVAL = 1.0
 MAX_ERROR_SAMPLES = 5
 _ACTIVE: list[ProcessRecord] = []  # this process's record, once `install` ran
-
-
-def parse_server_timing(value: str) -> dict[str, float]:
-    """`gateway;dur=0.412, upstream;dur=2.930` -> {"gateway": 0.412, "upstream": 2.93} (ms;
-    W3C Server Timing, `server-timing-param` `dur`); entries without a number are left out."""
-    found: dict[str, float] = {}
-    for entry in value.split(","):
-        name, *params = (part.strip() for part in entry.split(";"))
-        for param in params:
-            key, _, number = param.partition("=")
-            if key.strip() == "dur" and name:
-                try:
-                    found[name] = float(number)
-                except ValueError:
-                    continue
-    return found
 
 
 def server_timing(value: str | None) -> None:

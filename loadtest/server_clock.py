@@ -79,8 +79,12 @@ def tfserving_clock(text: str, model: str) -> Clock:
 def torchserve_clock(text: str, model: str) -> Clock:
     """TorchServe's cumulative inference, queue and (their difference) compute time."""
     s = _samples(text, model)
-    count = s.get(TS_REQUESTS, 0.0)
-    total, queue = s.get(TS_LATENCY, 0.0), s.get(TS_QUEUE, 0.0)
+
+    def counter(name: str) -> float:  # the parser names a counter's sample `<name>_total`
+        return s.get(name, s.get(f"{name}_total", 0.0))
+
+    count = counter(TS_REQUESTS)
+    total, queue = counter(TS_LATENCY), counter(TS_QUEUE)
     return Clock((total, count), (queue, count), (total - queue, count))
 
 
@@ -111,3 +115,19 @@ def times(before: Clock | None, after: Clock | None) -> ServerTimes:
     if math.isnan(queue) and not math.isnan(server):
         queue = 0.0
     return ServerTimes(server, queue, _mean_ms(before.compute, after.compute))
+
+
+def parse_server_timing(value: str) -> dict[str, float]:
+    """`gateway;dur=0.412, upstream;dur=2.930` -> {"gateway": 0.412, "upstream": 2.93} (ms;
+    W3C Server Timing, `server-timing-param` `dur`); entries without a number are left out."""
+    found: dict[str, float] = {}
+    for entry in value.split(","):
+        name, *params = (part.strip() for part in entry.split(";"))
+        for param in params:
+            key, _, number = param.partition("=")
+            if key.strip() == "dur" and name:
+                try:
+                    found[name] = float(number)
+                except ValueError:
+                    continue
+    return found
