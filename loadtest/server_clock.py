@@ -88,12 +88,18 @@ def torchserve_clock(text: str, model: str) -> Clock:
     return Clock((total, count), (queue, count), (total - queue, count))
 
 
+def metrics_page(url: str, framework: str) -> str:
+    """The page to scrape: TF Serving's metrics URL is the page itself (its monitoring
+    config's path); TorchServe's is its metrics API's base address, the page `/metrics`."""
+    return url.rstrip("/") + "/metrics" if framework == "pytorch" else url
+
+
 def read_clock(url: str | None, framework: str, model: str) -> Clock | None:
     """Scrape one backend's metrics page; None when it cannot be read (2 s bound)."""
     if not url or framework not in ("tensorflow", "pytorch"):
         return None
     try:
-        text = httpx.get(url, timeout=2.0).text
+        text = httpx.get(metrics_page(url, framework), timeout=2.0).text
         parse = tfserving_clock if framework == "tensorflow" else torchserve_clock
         return parse(text, model)
     except (httpx.HTTPError, ValueError):
