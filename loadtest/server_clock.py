@@ -107,8 +107,10 @@ def read_clock(url: str | None, framework: str, model: str) -> Clock | None:
 
 
 def _mean_ms(before: tuple[float, float], after: tuple[float, float]) -> float:
-    count = after[1] - before[1]
-    return (after[0] - before[0]) / count / 1000 if count > 0 else math.nan
+    """Mean ms per observation between two scrapes; nan when nothing was observed, or when
+    the time did not grow (TorchServe counts its gRPC requests but adds no latency)."""
+    count, total = after[1] - before[1], after[0] - before[0]
+    return total / count / 1000 if count > 0 and total > 0 else math.nan
 
 
 def times(before: Clock | None, after: Clock | None) -> ServerTimes:

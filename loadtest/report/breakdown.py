@@ -68,7 +68,9 @@ def breakdown(s: Summary) -> Breakdown:
         client_ms=s.mean_ms,
         queue_ms=s.server_queue_ms,
         compute_ms=s.server_compute_ms,
-        server_other_ms=server - _nan0(s.server_queue_ms) - _nan0(s.server_compute_ms),
+        server_other_ms=max(server - _nan0(s.server_queue_ms) - _nan0(s.server_compute_ms), 0.0)
+        if not math.isnan(server)
+        else math.nan,
         gateway_ms=gateway,
         wire_ms=wire,
         rest_ms=rest,

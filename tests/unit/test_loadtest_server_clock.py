@@ -60,6 +60,8 @@ def test_torchserve_compute_is_inference_minus_queue() -> None:
 def test_no_requests_or_no_page_is_unknown() -> None:
     same = torchserve_clock(_torchserve(10, 20_000.0, 2_000.0), MODEL)
     assert math.isnan(times(same, same).server_ms)
+    grpc = torchserve_clock(_torchserve(30, 20_000.0, 2_000.0), MODEL)  # counted, not timed
+    assert math.isnan(times(same, grpc).server_ms) and math.isnan(times(same, grpc).compute_ms)
     assert math.isnan(times(None, same).queue_ms)
 
 
