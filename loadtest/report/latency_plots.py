@@ -67,8 +67,9 @@ def timeline_plot(records: list[dict[str, Any]], load: str) -> str:
         for r in mine:
             rows = r["timeline"]["rows"]
             color = TARGET_COLORS.get(r["target"])
-            ax.plot([x[0] for x in rows], [x[2] for x in rows], "-", color=color, label=r["target"])
-            ax.plot([x[0] for x in rows], [x[3] for x in rows], "--", color=color)
+            seconds = [x[0] for x in rows]
+            ax.plot(seconds, [x[2] for x in rows], "-", marker=".", color=color, label=r["target"])
+            ax.plot(seconds, [x[3] for x in rows], "--", marker=".", color=color)
         ax.set_title(f"{model}, {protocol}")
         ax.set_xlabel("second of the measurement")
         ax.set_ylabel("latency (ms)")

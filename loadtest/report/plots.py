@@ -95,7 +95,7 @@ def breakdown_plot(rows: list[Breakdown]) -> str:
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(f"mean ms per request at {rows[0].load}")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(True, axis="x", alpha=0.3)
     fig.suptitle("Where the time went (backend metrics, Server-Timing, client)")
     return to_data_uri(fig)
