@@ -35,7 +35,7 @@ from dualserve.stack import read_state
 from gateway._proto import oip
 from gateway._proto.tfserving import PREDICT, PredictRequest, PredictResponse
 from gateway.codecs.tensorproto import to_tensor_proto
-from loadtest import openloop
+from loadtest import openloop, recorder
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
@@ -93,7 +93,8 @@ class GrpcClient:
         started = time.perf_counter()
         reply, exception = None, None
         try:
-            reply = self.method(request, timeout=30, metadata=metadata)
+            reply, call = self.method.with_call(request, timeout=30, metadata=metadata)
+            recorder.server_timing(dict(call.trailing_metadata() or ()).get("server-timing"))
         except grpc.RpcError as exc:
             exception = exc
         self.environment.events.request.fire(

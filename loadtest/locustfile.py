@@ -85,3 +85,5 @@ class HttpTargetUser(FastHttpUser):
         ) as reply:
             if reply.status_code != 200:
                 reply.failure(f"HTTP {reply.status_code}: {(reply.text or '')[:200]}")
+            else:  # the gateway's own share of the reply, when it went through the gateway
+                recorder.server_timing(reply.headers.get("Server-Timing"))

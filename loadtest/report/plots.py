@@ -1,104 +1,22 @@
-"""The report's plots, drawn with matplotlib (Agg) into base64 PNGs: no files, no network.
+"""The report's plots of `Summary` rows (`loadtest.report.figures` draws them).
 
-One panel per (model, protocol) and one line per target, from `Summary` rows. The
-plots over concurrency show the closed-loop cells; `loadtest.report.capacity_plots` the
-open-loop ones (offered rate) and goodput.
+One panel per (model, protocol) and one line per target. The plots over concurrency show
+the closed-loop cells; `loadtest.report.capacity_plots` the open-loop ones (offered rate)
+and goodput.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import math
-from collections.abc import Callable
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
-from loadtest.results import Summary
+from loadtest.report.breakdown import Breakdown
+from loadtest.report.capacity_plots import goodput_plot, open_loop_plot
+from loadtest.report.figures import closed_loop, empty_figure, lines, panels, to_data_uri
+from loadtest.report.latency_plots import spectrum_plot, timeline_plot
 from loadtest.report.tables import Overhead
-
-Panel = Callable[[Axes, list[Summary]], None]
-TARGET_COLORS = {
-    "tf-direct": "tab:blue",
-    "torch-direct": "tab:orange",
-    "gateway->tf": "tab:green",
-    "gateway->torch": "tab:red",
-    "gateway-50/50": "tab:purple",
-    "gateway-shadow": "tab:brown",
-    "nginx->tf": "tab:cyan",
-    "nginx->torch": "tab:olive",
-    "nginx-50/50": "tab:gray",
-}
-
-
-def to_data_uri(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def empty_figure(title: str, note: str) -> Figure:
-    """A small figure that says why a plot has nothing to show."""
-    fig, ax = plt.subplots(figsize=(6.5, 1.6))
-    ax.text(0.5, 0.5, note, ha="center", va="center", fontsize=11)
-    ax.set_axis_off()
-    fig.suptitle(title)
-    return fig
-
-
-def panels(summaries: list[Summary], draw: Panel, title: str) -> Figure:
-    keys = list(dict.fromkeys((s.model, s.protocol) for s in summaries))
-    if not keys:
-        return empty_figure(title, "no cells of this kind in this run")
-    fig, axes = plt.subplots(1, len(keys), figsize=(6.5 * len(keys), 4.2), squeeze=False)
-    for ax, (model, protocol) in zip(axes[0], keys, strict=True):
-        draw(ax, [s for s in summaries if (s.model, s.protocol) == (model, protocol)])
-        ax.set_title(f"{model}, {protocol}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    fig.suptitle(title)
-    return fig
-
-
-def closed_loop(summaries: list[Summary]) -> list[Summary]:
-    return [s for s in summaries if not s.open_loop]
-
-
-def lines(
-    x: Callable[[Summary], float],
-    y: Callable[[Summary], float],
-    xlabel: str,
-    ylabel: str,
-    extra: Callable[[Summary], float] | None = None,
-) -> Panel:
-    """One line per target (x sorted); `extra` adds a dotted line of the same colour."""
-
-    def draw(ax: Axes, rows: list[Summary]) -> None:
-        for target in dict.fromkeys(s.target for s in rows):
-            mine = sorted((s for s in rows if s.target == target), key=x)
-            points = [(x(s), y(s)) for s in mine if not math.isnan(y(s))]
-            style = "--" if "nginx" in target else "-"
-            color = TARGET_COLORS.get(target)
-            if points:
-                ax.plot(*zip(*points, strict=True), style, marker="o", label=target, color=color)
-            more = [(x(s), extra(s)) for s in mine if extra and not math.isnan(extra(s))]
-            if more:
-                ax.plot(*zip(*more, strict=True), ":", marker="x", color=color)
-        xs = [x(s) for s in rows if x(s) > 0]
-        if xlabel == "offered req/s" and xs and max(xs) > 8 * min(xs):
-            ax.set_xscale("log")
-        if xlabel == "concurrent users":
-            ax.set_xscale("log", base=2)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-
-    return draw
+from loadtest.results import Summary
 
 
 def throughput_plot(summaries: list[Summary]) -> str:
@@ -163,12 +81,35 @@ def overhead_plot(rows: list[Overhead]) -> str:
     return to_data_uri(fig)
 
 
+def breakdown_plot(rows: list[Breakdown]) -> str:
+    """Stacked bars: each target's mean request time by where it went (`breakdown`)."""
+    if not rows:
+        return to_data_uri(empty_figure("Where the time went", "no cells at the fixed load"))
+    labels = [f"{b.model} {b.protocol} {b.target}" for b in rows]
+    fig, ax = plt.subplots(figsize=(11, 1.2 + 0.35 * len(rows)), layout="constrained")
+    left = [0.0] * len(rows)
+    for name in rows[0].parts():
+        widths = [b.parts()[name] for b in rows]
+        ax.barh(range(len(rows)), widths, left=left, label=name)
+        left = [a + w for a, w in zip(left, widths, strict=True)]
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"mean ms per request at {rows[0].load}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle("Where the time went (backend metrics, Server-Timing, client)")
+    return to_data_uri(fig)
+
+
 def all_plots(
-    summaries: list[Summary], overhead_rows: list[Overhead], slo_ms: float | None = None
+    summaries: list[Summary],
+    overhead_rows: list[Overhead],
+    slo_ms: float | None = None,
+    latency: list[dict[str, Any]] | None = None,
+    fixed_load: str = "",
+    breakdown_rows: list[Breakdown] | None = None,
 ) -> dict[str, str]:
     """Plot id -> data URI, in report order."""
-    from loadtest.report.capacity_plots import goodput_plot, open_loop_plot
-
     return {
         "throughput": throughput_plot(summaries),
         "p50": latency_plot(summaries, "p50"),
@@ -178,4 +119,7 @@ def all_plots(
         "errors": error_plot(summaries),
         "open-loop": open_loop_plot(summaries, slo_ms),
         "goodput": goodput_plot(summaries, slo_ms),
+        "latency-over-time": timeline_plot(latency or [], fixed_load),
+        "percentile-spectrum": spectrum_plot(latency or [], fixed_load),
+        "time-breakdown": breakdown_plot(breakdown_rows or []),
     }
