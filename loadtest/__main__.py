@@ -83,7 +83,7 @@ def sweep(
     if ctx.invoked_subcommand is not None:
         return
     from loadtest.cells import Timing
-    from loadtest.openloop import ARRIVALS
+    from loadtest.users.openloop import ARRIVALS
     from loadtest.runner import new_report_dir, sweep_and_report
     from loadtest.sweep import SweepOptions
     from loadtest.targets import ALL_TARGETS

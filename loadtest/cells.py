@@ -4,7 +4,7 @@ A cell is (model, target, protocol, load, repeat), where the load is either clos
 (`concurrency` users, each waiting for its answer) or open loop (`arrival` poisson or
 constant at `rate` requests/s, at most `concurrency` requests in flight). Locust writes
 its own CSVs (`--csv`, kept as raw data); the numbers the report uses come from the HDR
-histograms, drop counts and CPU seconds each Locust process wrote (`loadtest.recorder`).
+histograms, drop counts and CPU seconds each Locust process wrote (`loadtest.users.recorder`).
 
 Closed-loop cells also get a p99 corrected for coordinated omission, beside the measured
 one: the histogram corrected at an expected interval of the cell's mean latency, which is
@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway.telemetry.histogram import LatencyHistogram, merge_all
-from loadtest.stability import saturated
+from loadtest.users.stability import saturated
 from loadtest.targets import Target
 
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+LOCUSTFILE = Path(__file__).parent / "users" / "locustfile.py"
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def _meta(
             "arrival": options.arrival if options.rates else "closed",
             "rates": list(options.rates),
             "max_in_flight": options.max_in_flight,
-            "user_class": "FastHttpUser (REST); loadtest.grpc_users (gRPC)",
+            "user_class": "FastHttpUser (REST); loadtest.users.grpc_users (gRPC)",
             "concurrency": list(options.concurrency),
             "repeats": options.repeats,
             "processes": options.workers,

@@ -8,7 +8,7 @@
   the gateway's `Server-Timing` figures its users pass to `server_timing`, and writes it
   all with its own CPU seconds to `<out_dir>/process-<pid>.json`. Closed loop: Locust's
   float `response_time`. Open loop (`arrival` poisson or constant in the cell config):
-  the time from the request's *scheduled* send time (`loadtest.openloop`) to its answer,
+  the time from the request's *scheduled* send time (`loadtest.users.openloop`) to its answer,
   and the scheduled requests that could not be sent on time are counted as dropped;
 - the standalone or master process runs a controller that cuts the measurement into
   windows (from Locust's aggregated totals), applies the stability rule, quits the run
@@ -30,9 +30,9 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from gateway.telemetry.histogram import LatencyHistogram
-from loadtest import openloop
+from loadtest.users import openloop
 from loadtest.server_clock import parse_server_timing
-from loadtest.stability import StabilityRule, Window, should_stop
+from loadtest.users.stability import StabilityRule, Window, should_stop
 
 # workers report to the master every second (default 3 s), so windows stay short
 locust.runners.WORKER_REPORT_INTERVAL = 1.0
