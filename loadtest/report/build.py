@@ -36,7 +36,7 @@ from loadtest.report.fairness import (
     load_generator_lines,
     saturation_warnings,
 )
-from loadtest.report.plots import all_plots
+from loadtest.report.plots.summary import all_plots
 from loadtest.report.tables import headline_cells
 
 

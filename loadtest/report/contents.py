@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.report.breakdown import Breakdown, breakdowns
-from loadtest.report.latency_plots import read_latency
+from loadtest.report.plots.latency import read_latency
 from loadtest.report.sentences import sentences
 from loadtest.report.spread import spread
 from loadtest.report.tables import (

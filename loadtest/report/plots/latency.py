@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from gateway.telemetry.histogram import LatencyHistogram, merge_all
-from loadtest.report.figures import TARGET_COLORS, empty_figure, to_data_uri
+from loadtest.report.plots.figures import TARGET_COLORS, empty_figure, to_data_uri
 
 SPECTRUM = (50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99)
 TICKS = (50.0, 90.0, 99.0, 99.9, 99.99)

@@ -1,7 +1,7 @@
-"""The report's plots of `Summary` rows (`loadtest.report.figures` draws them).
+"""The report's plots of `Summary` rows (`loadtest.report.plots.figures` draws them).
 
 One panel per (model, protocol) and one line per target. The plots over concurrency show
-the closed-loop cells; `loadtest.report.capacity_plots` the open-loop ones (offered rate)
+the closed-loop cells; `loadtest.report.plots.capacity` the open-loop ones (offered rate)
 and goodput.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 import matplotlib.pyplot as plt
 
 from loadtest.report.breakdown import Breakdown
-from loadtest.report.capacity_plots import goodput_plot, open_loop_plot
-from loadtest.report.figures import closed_loop, empty_figure, lines, panels, to_data_uri
-from loadtest.report.latency_plots import spectrum_plot, timeline_plot
+from loadtest.report.plots.capacity import goodput_plot, open_loop_plot
+from loadtest.report.plots.figures import closed_loop, empty_figure, lines, panels, to_data_uri
+from loadtest.report.plots.latency import spectrum_plot, timeline_plot
 from loadtest.report.tables import Overhead
 from loadtest.results import Summary
 

@@ -1,6 +1,6 @@
 """The open-loop plots: served vs offered rate (where each target saturates) and goodput.
 
-Drawn with `loadtest.report.figures`, as `loadtest.report.plots`: one panel per (model,
+Drawn with `loadtest.report.plots.figures`, as `loadtest.report.plots.summary`: one panel per (model,
 protocol), one line per target.
 """
 
@@ -11,7 +11,7 @@ import math
 from matplotlib.axes import Axes
 
 from loadtest.report.capacity import saturation_reason
-from loadtest.report.figures import closed_loop, empty_figure, lines, panels, to_data_uri
+from loadtest.report.plots.figures import closed_loop, empty_figure, lines, panels, to_data_uri
 from loadtest.results import Summary
 
 
