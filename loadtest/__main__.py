@@ -143,7 +143,7 @@ def compare(
 ) -> None:
     """Both runs on the same charts, per cell the difference with Welch's t-test and a
     verdict; writes OUTPUT/index.html, compare.md and compare.json."""
-    from loadtest.report.compare import build_comparison
+    from loadtest.compare.runs import build_comparison
 
     out = output or run_b.parent / f"compare-{run_a.name}-vs-{run_b.name}"
     console = _console()

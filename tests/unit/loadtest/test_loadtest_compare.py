@@ -12,7 +12,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from loadtest.__main__ import app
-from loadtest.report.compare import build_comparison
+from loadtest.compare.runs import build_comparison
 from loadtest.results import write_cells_csv
 from tests.unit.loadtest.loadtest_fakes import cell
 

@@ -13,7 +13,7 @@ from html import escape
 
 from matplotlib.axes import Axes
 
-from loadtest.report.comparison import COLUMNS, Comparison, cell_row
+from loadtest.compare.comparison import COLUMNS, Comparison, cell_row
 from loadtest.report.plots.figures import TARGET_COLORS, empty_figure, panels, to_data_uri
 from loadtest.report.htmlpage import STYLE, plots_html, table
 from loadtest.results import Summary
