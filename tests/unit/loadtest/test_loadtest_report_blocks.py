@@ -22,7 +22,7 @@ from loadtest.report.fairness import saturation_warnings
 from loadtest.results import summarise, write_cells_csv
 from loadtest.runner import print_headline
 from loadtest.targets import ALL_TARGETS
-from tests.unit.loadtest_fakes import BASE
+from tests.unit.loadtest.loadtest_fakes import BASE
 
 FRAMEWORK = {"tf": "tensorflow", "torch": "pytorch"}
 

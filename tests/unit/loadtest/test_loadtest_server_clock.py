@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from backends.tfserving.metrics import ServerMetrics
+from backends.tfserving.server.metrics import ServerMetrics
 from loadtest.server_clock import parse_server_timing, tfserving_clock, times, torchserve_clock
 
 MODEL = "digits-mlp"

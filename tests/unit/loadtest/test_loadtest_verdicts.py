@@ -18,7 +18,7 @@ from loadtest.report.significance import decide
 from loadtest.report.spread import spread
 from loadtest.report.tables import headline
 from loadtest.results import summarise
-from tests.unit.loadtest_fakes import BASE
+from tests.unit.loadtest.loadtest_fakes import BASE
 
 TORCH = replace(BASE, target="torch-direct", framework="pytorch")
 
