@@ -45,6 +45,7 @@ from gateway.protocols.rest.http import (
     unexpected_error_handler,
 )
 from gateway.protocols.rest.methods import allowed_methods
+from gateway.protocols.rest.head import serve_head
 from gateway.protocols.rest.schemas import HealthResponse, ReadinessResponse
 from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router
@@ -129,6 +130,8 @@ def create_app(
     app.include_router(feedback_rest.router)
     _add_cors_or_fast_routes(app, settings)
     _add_operations_routes(app, ctx)
+    for routes in (tfserving_rest.router, v2_rest.router, admin.router, app.router):
+        serve_head(routes)  # RFC 9110 §9.3.2: HEAD wherever GET is served
     app.add_exception_handler(GatewayError, gateway_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)

@@ -19,6 +19,7 @@ from gateway._proto import oip
 from gateway.catalog import ModelInfo, TensorInfo
 from gateway.codecs.oip_raw import datatype_of
 from gateway.context import GatewayContext
+from gateway.core.errors import NotFound
 from gateway.protocols.grpc.common import Boundary, Call, positive_version
 from gateway.protocols.grpc.oip_tensors import decode_inputs, encode_outputs, parameters
 from gateway.core.types import InferRequest
@@ -85,8 +86,14 @@ class OipServicer:
         return oip.ServerMetadataResponse(name="dualserve", version="0.1.0")
 
     async def model_ready(self, request: Any, call: Call) -> Any:
-        info = self.ctx.catalog.get(request.name)
-        info.resolve_version(positive_version(request.version), None)
+        """Ready when the model has a ready arm; an unknown model or version is `ready:
+        false`, not an error, as Triton answers (`InferenceServer::ModelIsReady`), so
+        tritonclient's `is_model_ready` returns False as it does over REST."""
+        try:
+            info = self.ctx.catalog.get(request.name)
+            info.resolve_version(positive_version(request.version), None)
+        except NotFound:
+            return oip.ModelReadyResponse(ready=False)
         ready = any((await self.ctx.router.ready(info.name)).values())
         return oip.ModelReadyResponse(ready=ready)
 

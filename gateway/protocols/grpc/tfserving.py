@@ -29,6 +29,7 @@ from gateway.codecs.tensorproto import (
 )
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
+from gateway.protocols import tf_texts
 from gateway.protocols.grpc.common import Boundary, Call
 from gateway.core.types import InferRequest
 
@@ -69,9 +70,11 @@ def output_filter(request: Any) -> list[str]:
     return names
 
 
-def decode_predict(request: Any, call: Call) -> InferRequest:
+def decode_predict(request: Any, call: Call, info: ModelInfo) -> InferRequest:
     spec = request.model_spec
     version, label = version_choice(spec)
+    tf_texts.resolve(info, version, label)
+    tf_texts.check_output_filter(info, request.output_filter)
     signature = spec.signature_name
     return InferRequest(
         model=spec.name,
@@ -129,7 +132,7 @@ class TFServingServicer:
 
     async def predict(self, request: Any, call: Call) -> Any:
         self.ctx.auth.check_predict(call.headers)
-        infer = decode_predict(request, call)
+        infer = decode_predict(request, call, self.ctx.catalog.get(request.model_spec.name))
         call.check_request_id(self.ctx.settings.limits)
         answer = await self.ctx.dataplane.infer(infer, PROTOCOL, strict_dtype=True)
         response = PredictResponse()
@@ -142,7 +145,7 @@ class TFServingServicer:
     async def metadata(self, request: Any, call: Call) -> Any:
         check_metadata_fields(list(request.metadata_field))
         info = self.ctx.catalog.get(request.model_spec.name)
-        version = info.resolve_version(*version_choice(request.model_spec))
+        version = tf_texts.resolve(info, *version_choice(request.model_spec))
         response = GetModelMetadataResponse()
         fill_spec(response.model_spec, info.name, version, "")
         response.metadata["signature_def"].Pack(signature_map(info))
@@ -154,7 +157,7 @@ class TFServingServicer:
         if version is None and label is None:
             versions = sorted(info.versions, reverse=True)
         else:
-            versions = [info.resolve_version(version, label)]
+            versions = [tf_texts.resolve(info, version, label, "status")]
         response = GetModelStatusResponse()
         for number in versions:
             entry = response.model_version_status.add(version=number, state=AVAILABLE)

@@ -16,6 +16,7 @@ from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
 from gateway.edge.limits import check_json_depth
+from gateway.protocols import tf_texts
 from gateway.protocols.rest.openapi import (
     ANSWER_HEADERS,
     PREDICTION_ERRORS,
@@ -62,12 +63,6 @@ def _ctx(request: Request) -> GatewayContext:
     return request.app.state.gateway  # type: ignore[no-any-return]
 
 
-def _version(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise BadRequest(f"version must be a positive integer, got '{text}'")
-    return int(text)
-
-
 _bad_request = partial(codec.errors_as, BadRequest)
 """The shared codec's errors are the client's: 400 with the codec's (TF Serving's) text."""
 
@@ -83,6 +78,7 @@ async def _predict(
     with _bad_request():  # the body is checked before the model, as TF Serving does
         body = codec.parse_predict(codec.loads(raw))
         info = ctx.catalog.get(model)  # (its NotFound is no codec error: it passes as is)
+        tf_texts.resolve(info, version, label)
         dtypes = {t.name: t.dtype for t in info.inputs}
         values = codec.named_values(body, list(dtypes))
         tensors = {name: codec.to_array(v, name, dtypes.get(name)) for name, v in values.items()}
@@ -111,7 +107,8 @@ async def predict(request: Request) -> Response:
 
 async def predict_version(request: Request) -> Response:
     params = request.path_params
-    return await _predict(request, params["model"], _version(params["version"]), None)
+    version = tf_texts.rest_version(request, params["version"])
+    return await _predict(request, params["model"], version, None)
 
 
 async def predict_label(request: Request) -> Response:
@@ -155,8 +152,8 @@ def _signature_api(api: str) -> Callable[[Request], Awaitable[Response]]:
         with _bad_request():
             codec.check_examples(codec.load_object(raw))
         info = ctx.catalog.get(params["model"])
-        version = _version(params["version"]) if "version" in params else None
-        info.resolve_version(version, params.get("label"))
+        version = tf_texts.rest_version(request, params["version"]) if "version" in params else None
+        tf_texts.resolve(info, version, params.get("label"))
         raise BadRequest(codec.wrong_method(api, codec.SIGNATURE_METHODS["predict"]))
 
     return endpoint
@@ -205,7 +202,8 @@ async def model_status(request: Request, model: str) -> Response:
 @router.get("/v1/models/{model:tfname}/versions/{version}", **operation(ModelStatusResponse))
 async def version_status(request: Request, model: str, version: str) -> Response:
     info = _ctx(request).catalog.get(model)
-    return json_response(_status(info, [info.resolve_version(_version(version), None)]))
+    number = tf_texts.rest_version(request, version)
+    return json_response(_status(info, [tf_texts.resolve(info, number, None, "status")]))
 
 
 @router.get("/v1/models/{model:tfname}/labels/{label:tfname}", **operation(ModelStatusResponse))
@@ -248,7 +246,8 @@ async def metadata(request: Request, model: str) -> Response:
 )
 async def version_metadata(request: Request, model: str, version: str) -> Response:
     info = _ctx(request).catalog.get(model)
-    return json_response(_metadata(info, info.resolve_version(_version(version), None)))
+    number = tf_texts.rest_version(request, version)
+    return json_response(_metadata(info, tf_texts.resolve(info, number, None)))
 
 
 @router.get(
