@@ -81,22 +81,22 @@ def test_head_is_listed_in_allow_but_not_in_the_document(client: TestClient) -> 
             "/v1/models/toy/versions/abc:predict",
             404,
             "Malformed request: POST /v1/models/toy/versions/abc:predict",
-        ),  # fmt: skip
+        ),
         (
             "/v1/models/toy/versions/0:predict",
             404,
             "Servable not found for request: Specific(toy, 0)",
-        ),  # fmt: skip
+        ),
         (
             "/v1/models/toy/versions/9:predict",
             404,
             "Servable not found for request: Specific(toy, 9)",
-        ),  # fmt: skip
+        ),
         (
             "/v1/models/toy/versions/0:classify",
             404,
             "Servable not found for request: Specific(toy, 0)",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_tf_rest_version_texts(client: TestClient, path: str, status: int, error: str) -> None:
@@ -114,7 +114,7 @@ def test_tf_rest_version_texts(client: TestClient, path: str, status: int, error
             "/v1/models/toy/versions/0/metadata",
             404,
             "Servable not found for request: Specific(toy, 0)",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_tf_rest_status_and_metadata_version_texts(
