@@ -13,15 +13,19 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from tritonclient.http._utils import _get_inference_request
 
+from gateway._proto import oip
 from gateway.app import create_app
-from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
+from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for, toy_outputs
+from tests.unit.test_grpc_ingress import infer_request, running
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 
@@ -137,3 +141,135 @@ def test_json_inputs_with_binary_outputs_are_served(client: TestClient) -> None:
         assert reply.headers["content-type"] == "application/octet-stream"
         length = int(reply.headers["Inference-Header-Content-Length"])
         assert np.frombuffer(reply.content[length:][-8:], np.int64).tolist() == [1]
+
+
+# --- the classification extension (Triton, docs/protocol/extension_classification.md):
+# tritonclient writes the request and reads the answer; the truth is numpy's top-k of the
+# scores the fake upstream returns, written as C's `std::to_string(float)` does (`%f`).
+
+X = np.array([[0.0, 5.0, 1.0, 2.0], [3.0, 0.0, 0.0, 1.0]], dtype=np.float32)
+
+
+def top_k(scores: np.ndarray, k: int) -> list[list[bytes]]:
+    """The independent truth: per row, the k highest scores as b"score:index"."""
+    rows = []
+    for row in scores:
+        order = sorted(range(row.size), key=lambda i: (-row[i], i))[:k]
+        rows.append([b"%f:%d" % (row[i], i) for i in order])
+    return rows
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_http_classification_with_tritonclient(client: TestClient, binary: bool) -> None:
+    tensor = triton_http.InferInput("input", list(X.shape), "FP32")
+    tensor.set_data_from_numpy(X, binary_data=binary)
+    outputs = [
+        triton_http.InferRequestedOutput("probabilities", binary_data=binary, class_count=2),
+        triton_http.InferRequestedOutput("class", binary_data=binary),
+    ]
+    body, json_size = _get_inference_request([tensor], "", outputs, 0, 0, False, 0, None, None)
+    headers = {} if json_size is None else {"Inference-Header-Content-Length": str(json_size)}
+    reply = client.post("/v2/models/toy/infer", content=body, headers=headers)
+    assert reply.status_code == 200, reply.text
+    length = reply.headers.get("Inference-Header-Content-Length")
+    result = triton_http.InferResult.from_response_body(
+        reply.content, header_length=None if length is None else int(length)
+    )
+    got = result.as_numpy("probabilities")
+    assert got.shape == (2, 2) and result.get_output("probabilities")["datatype"] == "BYTES"
+    want = top_k(toy_outputs(X)["probabilities"], 2)
+    assert [[bytes(v) if binary else v.encode() for v in row] for row in got.tolist()] == want
+    np.testing.assert_array_equal(result.as_numpy("class"), toy_outputs(X)["class"])
+
+
+def test_k_over_the_classes_gives_every_class(client: TestClient) -> None:
+    body = {
+        "inputs": [
+            {"name": "input", "shape": [2, 4], "datatype": "FP32", "data": X.ravel().tolist()}
+        ],
+        "outputs": [{"name": "probabilities", "parameters": {"classification": 99}}],
+    }
+    reply = client.post("/v2/models/toy/infer", json=body)
+    out = reply.json()["outputs"][0]
+    classes = toy_outputs(X)["probabilities"].shape[1]
+    assert out["shape"] == [2, classes]
+    rows = top_k(toy_outputs(X)["probabilities"], 99)
+    assert [s.encode() for s in out["data"]] == rows[0] + rows[1]
+
+
+@pytest.mark.parametrize(
+    ("output", "error"),
+    [
+        (
+            {"name": "class", "parameters": {"classification": 2}},
+            "output 'class': classification needs a [batch, classes] score tensor; "
+            "class is INT64 [-1]",
+        ),
+        (
+            {"name": "probabilities", "parameters": {"classification": 0}},
+            "output 'probabilities': parameter 'classification' must be a positive integer",
+        ),
+        (
+            {"name": "probabilities", "parameters": {"classification": True}},
+            "output 'probabilities': parameter 'classification' must be a positive integer",
+        ),
+        (
+            {"name": "logits", "parameters": {"classification": 2}},
+            "unknown output 'logits'; toy returns ['class', 'probabilities']",
+        ),
+    ],
+)
+def test_classification_refusals_never_reach_a_backend(
+    tmp_path: Path, output: dict[str, object], error: str
+) -> None:
+    upstreams = {fw: FakeUpstream(fw) for fw in ("tensorflow", "pytorch")}
+    app = create_app(settings_for(make_store(tmp_path)), upstreams)  # type: ignore[arg-type]
+    body = {
+        "inputs": [
+            {"name": "input", "shape": [2, 4], "datatype": "FP32", "data": X.ravel().tolist()}
+        ],
+        "outputs": [output],
+    }
+    with TestClient(app) as c:
+        reply = c.post("/v2/models/toy/infer", json=body)
+    assert (reply.status_code, reply.json()) == (400, {"error": error})
+    assert not any(u.calls for u in upstreams.values())
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_grpc_classification_with_tritonclient(tmp_path: Path, raw: bool) -> None:
+    """tritonclient.grpc sets `parameters["classification"].int64_param`; the answer is
+    `bytes_contents` for typed inputs and raw contents for raw ones, as Triton does."""
+    request = infer_request(X, raw=raw)
+    for name, k in (("probabilities", 3), ("class", 0)):
+        output = request.outputs.add(name=name)
+        if k:
+            output.parameters["classification"].int64_param = k
+    with running(tmp_path) as gw:
+        reply, _ = gw.infer(request)
+        bad = infer_request(X)
+        bad.outputs.add(name="class").parameters["classification"].int64_param = 1
+        with pytest.raises(grpc.RpcError) as error:
+            gw.infer(bad)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    result = triton_grpc.InferResult(reply)
+    got = result.as_numpy("probabilities")
+    assert reply.outputs[0].datatype == "BYTES" and got.shape == (2, 3)
+    assert bool(reply.raw_output_contents) is raw
+    assert [[bytes(v) for v in row] for row in got.tolist()] == top_k(
+        toy_outputs(X)["probabilities"], 3
+    )
+    classes = result.as_numpy("class") if raw else reply.outputs[1].contents.int64_contents
+    np.testing.assert_array_equal(classes, toy_outputs(X)["class"])  # (tritonclient reads
+    # typed contents of BYTES only)
+
+
+def test_both_metadata_list_the_extension(client: TestClient, tmp_path: Path) -> None:
+    assert "classification" in client.get("/v2").json()["extensions"]
+    with running(tmp_path / "grpc") as gw:
+        reply, _ = gw.call(
+            f"/{oip.SERVICE}/ServerMetadata",
+            oip.ServerMetadataRequest(),
+            oip.ServerMetadataResponse,
+        )
+    assert "classification" in reply.extensions

@@ -153,7 +153,7 @@ def test_all_json_answers_plain_json_without_the_length_header(gw: Any) -> None:
 
 
 def test_server_metadata_advertises_the_extension(gw: Any) -> None:
-    assert gw[0].get("/v2").json()["extensions"] == ["binary_tensor_data"]
+    assert gw[0].get("/v2").json()["extensions"] == ["binary_tensor_data", "classification"]
 
 
 @pytest.mark.parametrize(
@@ -172,13 +172,14 @@ def test_other_triton_extensions_are_not_served(gw: Any, method: str, path: str)
     assert reply.status_code in (404, 405) and "error" in reply.json()
 
 
-def test_classification_is_refused_and_answers_are_never_compressed(gw: Any) -> None:
+def test_class_count_is_refused_and_answers_are_never_compressed(gw: Any) -> None:
     client, upstreams = gw
     body = {**V2, "outputs": [{"name": "probabilities", "parameters": {"class_count": 2}}]}
     reply = client.post(INFER, json=body)
     assert reply.status_code == 400 and not any(u.calls for u in upstreams.values())
     assert reply.json()["error"] == (
-        "output 'probabilities': class_count (the classification extension) is not supported"
+        "output 'probabilities': unknown parameter 'class_count' "
+        "(the classification extension's parameter is 'classification')"
     )
     reply = client.post(INFER, json=V2, headers={"Accept-Encoding": "gzip, deflate"})
     assert reply.status_code == 200 and "content-encoding" not in reply.headers

@@ -20,11 +20,14 @@ from gateway.catalog import ModelInfo, TensorInfo
 from gateway.codecs.oip_raw import datatype_of
 from gateway.context import GatewayContext
 from gateway.core.errors import NotFound
+from gateway.protocols import classification
 from gateway.protocols.grpc.common import Boundary, Call, positive_version
 from gateway.protocols.grpc.oip_tensors import decode_inputs, encode_outputs, parameters
 from gateway.core.types import InferRequest
 
 PROTOCOL = "v2-grpc"
+EXTENSIONS = [classification.EXTENSION]
+"""Triton extensions served on gRPC (binary tensor data is a REST matter)."""
 Readiness = Callable[[], Awaitable[bool]]
 
 
@@ -83,7 +86,9 @@ class OipServicer:
         return oip.ServerReadyResponse(ready=await self.readiness())
 
     async def server_metadata(self, request: Any, call: Call) -> Any:
-        return oip.ServerMetadataResponse(name="dualserve", version="0.1.0")
+        return oip.ServerMetadataResponse(
+            name="dualserve", version="0.1.0", extensions=EXTENSIONS
+        )
 
     async def model_ready(self, request: Any, call: Call) -> Any:
         """Ready when the model has a ready arm; an unknown model or version is `ready:
@@ -106,11 +111,14 @@ class OipServicer:
         self.ctx.auth.check_predict(call.headers)
         infer, raw = decode_infer(request, call)
         call.check_request_id(self.ctx.settings.limits)
+        counts = classification.grpc_counts(request)
+        classification.check(self.ctx.catalog.get(infer.model), counts)
         answer = await self.ctx.dataplane.infer(infer, PROTOCOL, strict_dtype=True)
         response = oip.ModelInferResponse(
             model_name=answer.model, model_version=str(answer.version), id=request.id
         )
-        encode_outputs(response, answer.outputs, raw)
+        outputs = classification.apply(answer.outputs, counts, as_bytes=True)
+        encode_outputs(response, outputs, raw)
         call.answered(answer)
         return response
 

@@ -10,6 +10,7 @@ from gateway.catalog import ModelInfo
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
 from gateway.edge.limits import check_request_id
+from gateway.protocols import classification
 from gateway.protocols.rest.openapi import (
     ANSWER_HEADERS,
     PREDICTION_ERRORS,
@@ -47,6 +48,8 @@ from gateway.core.types import InferRequest
 
 router = APIRouter()
 PROTOCOL = "v2-rest"
+EXTENSIONS = [EXTENSION, classification.EXTENSION]
+"""Triton extensions served (server metadata `extensions`), each only once it works."""
 _READY = operation(ReadyResponse, extra={503: {"model": ReadyResponse, "description": "not ready"}})
 _MODEL_READY = operation(
     ModelReadyResponse, extra={503: {"model": ModelReadyResponse, "description": "no ready arm"}}
@@ -84,7 +87,7 @@ async def ready(request: Request) -> Response:
 
 @router.get("/v2", **operation(ServerMetadataResponse))
 async def server_metadata() -> Response:
-    return json_response({"name": "dualserve", "version": "0.1.0", "extensions": [EXTENSION]})
+    return json_response({"name": "dualserve", "version": "0.1.0", "extensions": EXTENSIONS})
 
 
 def _metadata(info: ModelInfo) -> dict[str, object]:
@@ -131,10 +134,11 @@ async def infer(request: Request) -> Response:
     ctx = _ctx(request)
     rid = begin(request, PROTOCOL)
     ctx.auth.check_predict(request.headers)
-    ctx.catalog.get(model)  # as Triton: an unknown model is 404 whatever the body
+    info = ctx.catalog.get(model)  # as Triton: an unknown model is 404 whatever the body
     raw = await read_body(request, ctx.settings.max_body_bytes)
     head, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
     decoded = decode_infer(parse_json(head, ctx.settings.limits, non_finite=True), binary)
+    classification.check(info, decoded.classification)
     if decoded.id:
         check_request_id(decoded.id, ctx.settings.limits, "the body's id")
     if decoded.id and HEADER_REQUEST_ID not in request.headers:
@@ -154,7 +158,8 @@ async def infer(request: Request) -> Response:
         PROTOCOL,
         strict_dtype=True,
     )
-    body, buffers = encode_response(model, answer.version, decoded, answer.outputs)
+    outputs = classification.apply(answer.outputs, decoded.classification)
+    body, buffers = encode_response(model, answer.version, decoded, outputs)
     return with_buffers(json_response(body, answer), buffers)
 
 
