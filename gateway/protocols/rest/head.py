@@ -19,10 +19,10 @@ def serve_head(router: APIRouter) -> int:
     """Add a HEAD route beside every GET route of `router` (idempotent: `create_app` may run
     many times over the same module-level routers); the number added."""
     routes = [r for r in router.routes if isinstance(r, APIRoute)]
-    served = {r.path for r in routes if "HEAD" in r.methods}
+    served = {r.path for r in routes if "HEAD" in (r.methods or ())}
     added = 0
     for route in routes:
-        if "GET" in route.methods and route.path not in served:
+        if "GET" in (route.methods or ()) and route.path not in served:
             router.add_api_route(
                 route.path.removeprefix(router.prefix),  # add_api_route prefixes it again
                 route.endpoint,
