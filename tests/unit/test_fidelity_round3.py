@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -20,13 +21,16 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
+from google.protobuf import message_factory
 from tritonclient.http._utils import _get_inference_request
 
 from gateway._proto import oip
+from gateway._proto import tfserving as tfs
 from gateway.app import create_app
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for, toy_outputs
 from tests.unit.test_grpc_ingress import infer_request, running
 
+Code = grpc.StatusCode
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 
 
@@ -273,3 +277,130 @@ def test_both_metadata_list_the_extension(client: TestClient, tmp_path: Path) ->
             oip.ServerMetadataResponse,
         )
     assert "classification" in reply.extensions
+
+
+# --- TF Serving's Classify / Regress / MultiInference for a predict-only signature: TF
+# Serving's texts (classifier.cc, regressor.cc, multi_inference.cc), and the same sentence
+# as the REST :classify / :regress routes answer.
+
+CLASSIFY = "/tensorflow.serving.PredictionService/Classify"
+REGRESS = "/tensorflow.serving.PredictionService/Regress"
+MULTI = "/tensorflow.serving.PredictionService/MultiInference"
+
+
+def _spec(message: Any, model: str = "toy", **fields: Any) -> Any:
+    message.model_spec.name = model
+    for key, value in fields.items():
+        if key == "version":
+            message.model_spec.version.value = value
+        else:
+            setattr(message.model_spec, key, value)
+    return message
+
+
+def _grpc_error(gw: Any, path: str, request: Any, response_type: Any) -> Any:
+    with pytest.raises(grpc.RpcError) as error:
+        gw.call(path, request, response_type)
+    return error.value
+
+
+@pytest.mark.parametrize(
+    ("api", "path", "request_type", "response_type"),
+    [
+        ("classify", CLASSIFY, tfs.ClassificationRequest, tfs.ClassificationResponse),
+        ("regress", REGRESS, tfs.RegressionRequest, tfs.RegressionResponse),
+    ],
+)
+def test_classify_and_regress_answer_as_tf_serving(
+    tmp_path: Path, client: TestClient, api: str, path: str, request_type: Any, response_type: Any
+) -> None:
+    kind = {"classify": "classification", "regress": "regression"}[api]
+    method_error = (
+        f"Expected {kind} signature method_name to be tensorflow/serving/{api}. "
+        "Was: tensorflow/serving/predict"
+    )
+    rest = client.post(f"/v1/models/toy:{api}", json={"examples": [{"x": 1.0}]})
+    assert (rest.status_code, rest.json()) == (400, {"error": method_error})
+    cases = [
+        (_spec(request_type()), Code.INVALID_ARGUMENT, method_error),
+        (request_type(), Code.INVALID_ARGUMENT, "Missing ModelSpec"),
+        (
+            _spec(request_type(), version=9),
+            Code.NOT_FOUND,
+            "Servable not found for request: Specific(toy, 9)",
+        ),
+        (
+            _spec(request_type(), signature_name="other"),
+            Code.INVALID_ARGUMENT,
+            "No signature was found with the name: other",
+        ),
+    ]
+    with running(tmp_path / "grpc") as gw:
+        for request, code, text in cases:
+            error = _grpc_error(gw, path, request, response_type)
+            assert (error.code(), error.details()) == (code, text)
+        assert not any(u.calls for u in gw.upstreams.values())
+
+
+def _task(request: Any, method: str, model: str = "toy", signature: str = "") -> None:
+    task = request.tasks.add(method_name=method)
+    task.model_spec.name = model
+    task.model_spec.signature_name = signature
+
+
+def test_multi_inference_answers_as_tf_serving(tmp_path: Path) -> None:
+    classify, regress = "tensorflow/serving/classify", "tensorflow/serving/regress"
+    cases: list[tuple[list[tuple[str, str, str]], Code, str]] = [
+        (
+            [("toy", classify, "")],
+            Code.INVALID_ARGUMENT,
+            "Expected classification signature method_name to be tensorflow/serving/classify. "
+            "Was: tensorflow/serving/predict",
+        ),
+        (
+            [("toy", regress, "")],
+            Code.INVALID_ARGUMENT,
+            "Expected regression signature method_name to be tensorflow/serving/regress. "
+            "Was: tensorflow/serving/predict",
+        ),
+        (
+            [("toy", "tensorflow/serving/predict", "")],
+            Code.UNIMPLEMENTED,
+            "Unsupported signature method_name: tensorflow/serving/predict",
+        ),
+        (
+            [("toy", regress, "other")],
+            Code.INVALID_ARGUMENT,
+            "Requested signature not found in model graph: other",
+        ),
+        # tasks are checked in order: the first fails before a second is looked at
+        (
+            [("toy", classify, "x"), ("nope", regress, "x")],
+            Code.INVALID_ARGUMENT,
+            "Requested signature not found in model graph: x",
+        ),
+        ([], Code.NOT_FOUND, "unknown model ''"),
+        ([("nope", classify, "")], Code.NOT_FOUND, "unknown model 'nope'"),
+    ]
+    with running(tmp_path) as gw:
+        for tasks, code, text in cases:
+            request = tfs.MultiInferenceRequest()
+            for model, method, signature in tasks:
+                _task(request, method, model, signature)
+            error = _grpc_error(gw, MULTI, request, tfs.MultiInferenceResponse)
+            assert (error.code(), error.details()) == (code, text), tasks
+
+
+def test_reflection_lists_only_methods_that_answer(tmp_path: Path) -> None:
+    """Every PredictionService method reflection describes answers something other than
+    UNIMPLEMENTED for an empty request."""
+    service = tfs._POOL.FindServiceByName("tensorflow.serving.PredictionService")
+    with running(tmp_path) as gw:
+        for method in service.methods:
+            request = message_factory.GetMessageClass(method.input_type)()
+            response = message_factory.GetMessageClass(method.output_type)
+            path = f"/{service.full_name}/{method.name}"
+            try:
+                gw.call(path, request, response)
+            except grpc.RpcError as error:
+                assert error.code() != Code.UNIMPLEMENTED, method.name  # type: ignore[attr-defined]

@@ -31,6 +31,7 @@ from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
 from gateway.protocols import tf_texts
 from gateway.protocols.grpc.common import Boundary, Call
+from gateway.protocols.grpc.tf_signature_apis import signature_api_methods
 from gateway.core.types import InferRequest
 
 PROTOCOL = "tfserving-grpc"
@@ -177,6 +178,7 @@ def handlers(ctx: GatewayContext) -> list[grpc.GenericRpcHandler]:
         "GetModelMetadata": boundary.unary(
             servicer.metadata, GetModelMetadataRequest, GetModelMetadataResponse
         ),
+        **signature_api_methods(ctx, boundary),  # Classify, Regress, MultiInference
     }
     model = {
         "GetModelStatus": boundary.unary(
