@@ -29,6 +29,7 @@ from gateway.experiments.specs import data_dir
 from gateway.experiments.stats.live import ExperimentStats
 from gateway.protocols.rest.front_door import GatewayApp
 from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.model_stats import ModelStatistics
 from gateway.telemetry.observers import metrics_observer, shadow_drops
 from gateway.protocols.rest.openapi import document as openapi_document
 from gateway.protocols.rest.openapi import operation
@@ -45,6 +46,7 @@ from gateway.protocols.rest.http import (
     unexpected_error_handler,
 )
 from gateway.protocols.rest.methods import allowed_methods
+from gateway.protocols.rest import v2_extensions
 from gateway.protocols.rest.head import serve_head
 from gateway.protocols.rest.schemas import HealthResponse, ReadinessResponse
 from gateway.routing.policy_store import PolicyStore
@@ -85,7 +87,12 @@ def build_context(
     mirror = ShadowMirror(
         settings.shadow_queue_size, on_dropped=[stats.dropped, shadow_drops(metrics)]
     )
-    emit = fan_out([metrics_observer(metrics), stats.observe, experiments.observe])
+    model_stats = ModelStatistics(
+        lambda r: catalog.get(r.model).resolve_version(r.version, r.version_label)
+    )
+    emit = fan_out(
+        [metrics_observer(metrics), stats.observe, experiments.observe, model_stats.observe]
+    )
     router = Router(catalog, upstreams, settings, policies, emit, mirror.submit)
     return GatewayContext(
         settings=settings, catalog=catalog, router=router,
@@ -93,6 +100,7 @@ def build_context(
         auth=Authenticator(settings.auth, settings.config_file), experiments=experiments,
         control=control, policies=policies, stats=stats, mirror=mirror,
         admission=Admission(limits.max_in_flight, limits.retry_after_s), drain=Drain(),
+        model_stats=model_stats,
     )  # fmt: skip
 
 
@@ -125,13 +133,14 @@ def create_app(
     app.state.gateway = ctx
     app.state.readiness = lambda: _all_models_ready(ctx)
     app.include_router(tfserving_rest.router)
+    app.include_router(v2_extensions.router)  # first: /v2/models/stats is no model's metadata
     app.include_router(v2_rest.router)
     app.include_router(admin.router)
     app.include_router(feedback_rest.router)
     _add_cors_or_fast_routes(app, settings)
     _add_operations_routes(app, ctx)
-    for routes in (tfserving_rest.router, v2_rest.router, admin.router, app.router):
-        serve_head(routes)  # RFC 9110 §9.3.2: HEAD wherever GET is served
+    for router in (tfserving_rest, v2_rest, v2_extensions, admin, app):
+        serve_head(router.router)  # RFC 9110 §9.3.2: HEAD wherever GET is served
     app.add_exception_handler(GatewayError, gateway_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)

@@ -12,6 +12,7 @@ from gateway.control.plane import ControlPlane
 from gateway.dataplane import DataPlane
 from gateway.edge.drain import Drain
 from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.model_stats import ModelStatistics
 from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router
 from gateway.settings import GatewaySettings
@@ -32,6 +33,8 @@ class GatewayContext:
         policies: the one owner of routing policy.
         stats: this process's live per-arm statistics (an outcome observer).
         mirror: the shadow calls' queue and workers.
+        model_stats: per model and version inference statistics (an outcome observer;
+            Triton's statistics extension reads it).
     """
 
     settings: GatewaySettings
@@ -47,3 +50,4 @@ class GatewayContext:
     mirror: ShadowMirror
     admission: Admission
     drain: Drain
+    model_stats: ModelStatistics

@@ -23,10 +23,12 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from google.protobuf import message_factory
 from tritonclient.http._utils import _get_inference_request
+from tritonclient.utils import InferenceServerException
 
 from gateway._proto import oip
 from gateway._proto import tfserving as tfs
 from gateway.app import create_app
+from gateway.core.errors import UpstreamUnavailable
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for, toy_outputs
 from tests.unit.test_grpc_ingress import infer_request, running
 
@@ -404,3 +406,94 @@ def test_reflection_lists_only_methods_that_answer(tmp_path: Path) -> None:
                 gw.call(path, request, response)
             except grpc.RpcError as error:
                 assert error.code() != Code.UNIMPLEMENTED, method.name  # type: ignore[attr-defined]
+
+
+# --- statistics, model configuration, repository index (Triton's extensions): the
+# figures follow from the requests sent (counts, batch rows, ordering of durations).
+
+
+def _v2_body(rows: int) -> dict[str, Any]:
+    x = np.zeros((rows, 4), np.float32)
+    return {
+        "inputs": [
+            {"name": "input", "shape": [rows, 4], "datatype": "FP32", "data": x.ravel().tolist()}
+        ]
+    }
+
+
+def test_statistics_count_what_the_router_answered(client: TestClient) -> None:
+    for rows in (2, 3):
+        assert (
+            client.post("/v2/models/toy/versions/1/infer", json=_v2_body(rows)).status_code == 200
+        )
+    upstream = client.app.state.gateway.router.upstreams  # type: ignore[attr-defined]
+    for limited in upstream.values():  # LimitedUpstream around each FakeUpstream
+        limited.inner.fail_with = UpstreamUnavailable(limited.framework, "down")
+    assert client.post("/v2/models/toy/versions/1/infer", json=_v2_body(1)).status_code == 503
+    assert (
+        client.post("/v2/models/toy/infer", json={"inputs": []}).status_code == 400
+    )  # no model call
+    stats = client.get("/v2/models/toy/versions/1/stats").json()["model_stats"]
+    assert [s["version"] for s in stats] == ["1"]
+    one = stats[0]
+    assert (one["inference_count"], one["execution_count"]) == (5, 2)
+    inference = one["inference_stats"]
+    assert inference["success"]["count"] == 2 and inference["fail"]["count"] == 1
+    for key in ("queue", "compute_infer", "compute_input", "compute_output"):
+        assert inference[key]["count"] == 2
+    assert inference["compute_infer"]["ns"] <= inference["success"]["ns"]
+    assert (
+        inference["queue"]["ns"] + inference["compute_infer"]["ns"]
+        <= inference["success"]["ns"] + 2
+    )
+    assert one["last_inference"] > 0
+    every = client.get("/v2/models/stats").json()["model_stats"]
+    assert [(s["name"], s["version"]) for s in every] == [("toy", "1"), ("toy", "2")]
+    assert every[1]["inference_count"] == 0
+    assert client.get("/v2/models/toy/versions/9/stats").status_code == 404
+    assert client.get("/v2/models/nope/stats").status_code == 404
+    assert client.get("/v2/models/toy/versions/0/stats").status_code == 400
+
+
+def test_model_config_and_repository_index_over_rest(client: TestClient) -> None:
+    config = client.get("/v2/models/toy/config").json()
+    assert config["name"] == "toy" and config["version_policy"] == {
+        "specific": {"versions": [1, 2]}
+    }
+    assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [4]}]
+    assert config["output"][1] == {
+        "name": "class",
+        "data_type": "TYPE_INT64",
+        "dims": [1],
+        "reshape": {"shape": []},
+    }
+    assert client.get("/v2/models/toy/versions/2/config").json() == config
+    index = client.post("/v2/repository/index").json()
+    assert index == [
+        {"name": "toy", "version": v, "state": "READY", "reason": ""} for v in ("1", "2")
+    ]
+    assert client.post("/v2/repository/index", json={"ready": True}).json() == index
+    assert client.post("/v2/repository/index", json={"ready": "yes"}).status_code == 400
+
+
+def test_extensions_with_tritonclient_grpc(tmp_path: Path) -> None:
+    """tritonclient.grpc's own calls: statistics, config, index, server metadata."""
+    with running(tmp_path) as gw:
+        gw.infer(infer_request(X))
+        client = triton_grpc.InferenceServerClient(f"127.0.0.1:{gw.app.state.grpc_port}")
+        try:
+            stats = client.get_inference_statistics("toy", as_json=True)
+            config = client.get_model_config("toy", "1", as_json=True)["config"]
+            index = client.get_model_repository_index(as_json=True)["models"]
+            extensions = client.get_server_metadata(as_json=True)["extensions"]
+            with pytest.raises(InferenceServerException, match="has no version 9"):
+                client.get_model_config("toy", "9")
+        finally:
+            client.close()
+    by_version = {s["version"]: s for s in stats["model_stats"]}
+    assert by_version["2"]["inference_count"] == "2"  # proto JSON writes uint64 as text
+    assert by_version["2"]["inference_stats"]["success"]["count"] == "1"
+    assert "inference_count" not in by_version["1"]  # zero: proto JSON leaves it out
+    assert config["max_batch_size"] == 4096 and config["input"][0]["data_type"] == "TYPE_FP32"
+    assert [m["version"] for m in index] == ["1", "2"] and index[0]["state"] == "READY"
+    assert {"classification", "statistics", "model_configuration"} <= set(extensions)

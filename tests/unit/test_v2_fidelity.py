@@ -153,15 +153,18 @@ def test_all_json_answers_plain_json_without_the_length_header(gw: Any) -> None:
 
 
 def test_server_metadata_advertises_the_extension(gw: Any) -> None:
-    assert gw[0].get("/v2").json()["extensions"] == ["binary_tensor_data", "classification"]
+    assert gw[0].get("/v2").json()["extensions"] == [
+        "binary_tensor_data",
+        "classification",
+        "statistics",
+        "model_configuration",
+    ]
 
 
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", "/v2/repository/index"),  # model repository extension
-        ("GET", "/v2/models/toy/config"),  # model configuration extension
-        ("GET", "/v2/models/toy/stats"),  # statistics extension
+        ("POST", "/v2/repository/models/toy/load"),  # model repository: load (index is served)
         ("GET", "/v2/systemsharedmemory/status"),  # shared-memory extension
         ("GET", "/v2/trace/setting"),  # trace extension
         ("GET", "/v2/logging"),  # logging extension
@@ -188,7 +191,7 @@ def test_class_count_is_refused_and_answers_are_never_compressed(gw: Any) -> Non
 def test_grpc_methods_outside_the_core_protocol_are_unimplemented(tmp_path: Path) -> None:
     with running(tmp_path) as gateway, pytest.raises(grpc.RpcError) as error:
         gateway.call(
-            "/inference.GRPCInferenceService/ModelConfig",
+            "/inference.GRPCInferenceService/SystemSharedMemoryStatus",
             oip.ModelReadyRequest(name="toy"),  # any message: the method does not exist
             oip.ModelReadyResponse,
         )

@@ -20,13 +20,18 @@ from gateway.catalog import ModelInfo, TensorInfo
 from gateway.codecs.oip_raw import datatype_of
 from gateway.context import GatewayContext
 from gateway.core.errors import NotFound
-from gateway.protocols import classification
+from gateway.protocols import classification, model_repository
+from gateway.protocols.grpc.oip_extensions import extension_methods
 from gateway.protocols.grpc.common import Boundary, Call, positive_version
 from gateway.protocols.grpc.oip_tensors import decode_inputs, encode_outputs, parameters
 from gateway.core.types import InferRequest
 
 PROTOCOL = "v2-grpc"
-EXTENSIONS = [classification.EXTENSION]
+EXTENSIONS = [
+    classification.EXTENSION,
+    model_repository.STATISTICS,
+    model_repository.MODEL_CONFIGURATION,
+]
 """Triton extensions served on gRPC (binary tensor data is a REST matter)."""
 Readiness = Callable[[], Awaitable[bool]]
 
@@ -86,9 +91,7 @@ class OipServicer:
         return oip.ServerReadyResponse(ready=await self.readiness())
 
     async def server_metadata(self, request: Any, call: Call) -> Any:
-        return oip.ServerMetadataResponse(
-            name="dualserve", version="0.1.0", extensions=EXTENSIONS
-        )
+        return oip.ServerMetadataResponse(name="dualserve", version="0.1.0", extensions=EXTENSIONS)
 
     async def model_ready(self, request: Any, call: Call) -> Any:
         """Ready when the model has a ready arm; an unknown model or version is `ready:
@@ -149,5 +152,6 @@ def handlers(ctx: GatewayContext, readiness: Readiness) -> list[grpc.GenericRpcH
             oip.ModelInferResponse,
             lambda m: m.model_name,
         ),
+        **extension_methods(ctx, boundary),  # ModelStatistics, ModelConfig, RepositoryIndex
     }
     return [grpc.method_handlers_generic_handler(oip.SERVICE, methods)]

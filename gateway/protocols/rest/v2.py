@@ -10,7 +10,7 @@ from gateway.catalog import ModelInfo
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
 from gateway.edge.limits import check_request_id
-from gateway.protocols import classification
+from gateway.protocols import classification, model_repository
 from gateway.protocols.rest.openapi import (
     ANSWER_HEADERS,
     PREDICTION_ERRORS,
@@ -48,7 +48,12 @@ from gateway.core.types import InferRequest
 
 router = APIRouter()
 PROTOCOL = "v2-rest"
-EXTENSIONS = [EXTENSION, classification.EXTENSION]
+EXTENSIONS = [
+    EXTENSION,
+    classification.EXTENSION,
+    model_repository.STATISTICS,
+    model_repository.MODEL_CONFIGURATION,
+]
 """Triton extensions served (server metadata `extensions`), each only once it works."""
 _READY = operation(ReadyResponse, extra={503: {"model": ReadyResponse, "description": "not ready"}})
 _MODEL_READY = operation(
