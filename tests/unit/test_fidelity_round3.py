@@ -9,6 +9,8 @@ tritonclient's own request writer.
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
+import tritonclient.grpc.aio as triton_grpc_aio
 import tritonclient.http as triton_http
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
@@ -29,6 +32,7 @@ from gateway._proto import oip
 from gateway._proto import tfserving as tfs
 from gateway.app import create_app
 from gateway.core.errors import UpstreamUnavailable
+from gateway.protocols.grpc import oip_stream
 from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for, toy_outputs
 from tests.unit.test_grpc_ingress import infer_request, running
 
@@ -497,3 +501,142 @@ def test_extensions_with_tritonclient_grpc(tmp_path: Path) -> None:
     assert config["max_batch_size"] == 4096 and config["input"][0]["data_type"] == "TYPE_FP32"
     assert [m["version"] for m in index] == ["1", "2"] and index[0]["state"] == "READY"
     assert {"classification", "statistics", "model_configuration"} <= set(extensions)
+
+
+# --- ModelStreamInfer (Triton's stream_infer_handler.cc): each message answered on the
+# stream, errors per message in `error_message`, the stream going on.
+
+
+def _stream_input(x: np.ndarray = X) -> Any:
+    tensor = triton_grpc.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    return tensor
+
+
+def _stream(gw: Any, messages: list[dict[str, Any]], **start: Any) -> dict[str, Any]:
+    """Send `messages` (async_stream_infer kwargs) on one tritonclient stream; the
+    answers by request id (a result, or the error's text)."""
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{gw.app.state.grpc_port}")
+    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    try:
+        client.start_stream(callback=lambda result, error: answers.put((result, error)), **start)
+        sent = 0
+        for message in messages:
+            try:
+                client.async_stream_infer(inputs=[_stream_input()], **message)
+            except InferenceServerException:  # the stream ended: its error is in answers
+                break
+            sent += 1
+        got = [answers.get(timeout=30) for _ in range(max(sent, 1))]
+        client.stop_stream()
+    finally:
+        client.close()
+    by_id: dict[str, Any] = {}
+    for index, (result, error) in enumerate(got):
+        key = result.get_response().id if result is not None else f"error-{index}"
+        by_id[key] = result if result is not None else str(error)
+    return by_id
+
+
+def test_stream_answers_each_message_and_errors_per_message(tmp_path: Path) -> None:
+    messages = [
+        {"model_name": "toy", "request_id": "a"},
+        {
+            "model_name": "toy",
+            "request_id": "b",
+            "outputs": [triton_grpc.InferRequestedOutput("probabilities", class_count=2)],
+        },
+        {"model_name": "nope", "request_id": "c"},
+        {"model_name": "toy", "request_id": "d", "model_version": "9"},
+        {"model_name": "toy", "request_id": "e"},
+    ]
+    with running(tmp_path) as gw:
+        answers = _stream(gw, messages)
+        calls = sum(len(u.calls) for u in gw.upstreams.values())
+    want = toy_outputs(X)
+    for key in ("a", "e"):
+        np.testing.assert_allclose(answers[key].as_numpy("probabilities"), want["probabilities"])
+        np.testing.assert_array_equal(answers[key].as_numpy("class"), want["class"])
+    classes = [[bytes(v) for v in row] for row in answers["b"].as_numpy("probabilities").tolist()]
+    assert classes == top_k(want["probabilities"], 2)
+    errors = sorted(v for k, v in answers.items() if k.startswith("error-"))
+    assert errors == ["model toy has no version 9", "unknown model 'nope'"]
+    assert calls == 3
+
+
+def test_stream_messages_carry_the_stream_deadline(tmp_path: Path) -> None:
+    with running(tmp_path) as gw:
+        _stream(gw, [{"model_name": "toy", "request_id": "a"}], stream_timeout=60)
+        _stream(gw, [{"model_name": "toy", "request_id": "b"}])
+        calls = sorted(
+            (c for u in gw.upstreams.values() for c in u.calls), key=lambda c: c.request_id
+        )
+    assert calls[0].request_id == "a" and calls[0].deadline is not None
+    assert calls[1].request_id == "b" and calls[1].deadline is None
+
+
+def _count_concurrency(gw: Any) -> list[int]:
+    """Wrap every fake upstream: the returned list holds [in flight now, most at once]."""
+    seen = [0, 0]
+    for upstream in gw.upstreams.values():
+        inner = upstream.infer
+
+        async def infer(request: Any, timeout: float, inner: Any = inner) -> Any:
+            seen[0] += 1
+            seen[1] = max(seen)
+            try:
+                return await inner(request, timeout)
+            finally:
+                seen[0] -= 1
+
+        upstream.infer = infer
+        upstream.delay = 0.05
+    return seen
+
+
+def test_stream_window_bounds_the_messages_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(oip_stream, "STREAM_WINDOW", 2)
+    with running(tmp_path) as gw:
+        seen = _count_concurrency(gw)
+        answers = _stream(gw, [{"model_name": "toy", "request_id": str(i)} for i in range(6)])
+    assert sorted(answers) == [str(i) for i in range(6)]
+    assert seen[1] == 2  # the window filled, and never overflowed
+
+
+def test_stream_messages_pass_admission(tmp_path: Path) -> None:
+    with running(tmp_path, admission={"max_in_flight": 1}) as gw:
+        _count_concurrency(gw)
+        answers = _stream(gw, [{"model_name": "toy", "request_id": str(i)} for i in range(4)])
+        refused = gw.app.state.gateway.admission.counters.refused
+    errors = [v for k, v in answers.items() if k.startswith("error-")]
+    assert refused >= 1 and len(errors) == refused
+    assert all("admission.max_in_flight" in e for e in errors)
+
+
+def test_stream_without_credentials_is_refused(tmp_path: Path) -> None:
+    with running(tmp_path, auth={"api_keys": ["k"]}) as gw:
+        refused = _stream(gw, [{"model_name": "toy", "request_id": "a"}])
+        calls = sum(len(u.calls) for u in gw.upstreams.values())
+        ok = _stream(gw, [{"model_name": "toy", "request_id": "a"}], headers={"x-api-key": "k"})
+    assert list(refused) == ["error-0"] and "UNAUTHENTICATED" in refused["error-0"]
+    assert calls == 0 and list(ok) == ["a"]
+
+
+def test_stream_with_tritonclient_aio(tmp_path: Path) -> None:
+    async def run(port: int) -> list[Any]:
+        client = triton_grpc_aio.InferenceServerClient(f"127.0.0.1:{port}")
+
+        async def requests() -> Any:
+            for i in range(3):
+                yield {"model_name": "toy", "inputs": [_stream_input()], "request_id": str(i)}
+
+        try:
+            return [item async for item in client.stream_infer(requests())]
+        finally:
+            await client.close()
+
+    with running(tmp_path) as gw:
+        got = asyncio.run(run(gw.app.state.grpc_port))
+    assert sorted(r.get_response().id for r, e in got if e is None) == ["0", "1", "2"]

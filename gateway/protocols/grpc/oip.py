@@ -22,6 +22,7 @@ from gateway.context import GatewayContext
 from gateway.core.errors import NotFound
 from gateway.protocols import classification, model_repository
 from gateway.protocols.grpc.oip_extensions import extension_methods
+from gateway.protocols.grpc.oip_stream import stream_handler
 from gateway.protocols.grpc.common import Boundary, Call, positive_version
 from gateway.protocols.grpc.oip_tensors import decode_inputs, encode_outputs, parameters
 from gateway.core.types import InferRequest
@@ -153,5 +154,6 @@ def handlers(ctx: GatewayContext, readiness: Readiness) -> list[grpc.GenericRpcH
             lambda m: m.model_name,
         ),
         **extension_methods(ctx, boundary),  # ModelStatistics, ModelConfig, RepositoryIndex
+        "ModelStreamInfer": stream_handler(ctx, decode_infer),
     }
     return [grpc.method_handlers_generic_handler(oip.SERVICE, methods)]
