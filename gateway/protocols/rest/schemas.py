@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from gateway.codecs.oip_raw import DATATYPES
 from gateway.core.types import Framework
@@ -97,13 +98,26 @@ class RequestInput(BaseModel):
     data: list[Any] | None = Field(None, description="flat or nested, of the datatype's JSON type")
 
 
+class OutputParameters(BaseModel):
+    """A requested output's parameters; others are ignored, `class_count` is refused."""
+
+    model_config = ConfigDict(
+        extra="allow", json_schema_extra={"not": {"required": ["class_count"]}}
+    )
+
+    binary_data: bool | SkipJsonSchema[None] = Field(
+        None, description="true: this output as binary data"
+    )
+    classification: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
+        None,
+        description="K: the top K classes of a [batch, classes] output as BYTES "
+        '"score:index" (classification extension)',
+    )
+
+
 class RequestOutput(BaseModel):
     name: str
-    parameters: dict[str, Any] | None = Field(
-        None,
-        description="binary_data: true for binary; classification: K for the top K classes "
-        "of a [batch, classes] output (classification extension)",
-    )
+    parameters: OutputParameters | None = None
 
 
 class InferenceRequest(BaseModel):

@@ -97,7 +97,9 @@ async def repository_index(request: Request) -> Response:
         body = await json_body(request, ctx.settings.max_body_bytes)
     if not isinstance(body, dict) or set(body) - {"ready"}:
         raise BadRequest("the index request must be an object with at most 'ready'")
-    ready = body.get("ready", False)
+    ready = body.get("ready")
+    if ready is None:  # absent or null: every model
+        ready = False
     if not isinstance(ready, bool):
         raise BadRequest("'ready' must be true or false")
     return json_response(await model_repository.repository_index(ctx, ready))
