@@ -285,6 +285,5 @@ def test_head_where_get_is_served(stack: dict[str, Any], path: str) -> None:
     get, head = httpx.get(f"{base}{path}", timeout=30), httpx.head(f"{base}{path}", timeout=30)
     assert head.status_code == get.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == get.headers["content-length"]
-    if path.startswith("/v1"):  # and as the TF server answers it
-        tf_head = httpx.head(f"{stack['tensorflow']['rest']}{path}", timeout=30)
-        assert tf_head.status_code == 200
+    # (TF Serving and the bundled server answer HEAD 404 "Malformed request": the gateway
+    # follows RFC 9110 here, a documented difference)
