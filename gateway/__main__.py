@@ -22,8 +22,8 @@ def main(
     log_level: str = "warning",
 ) -> None:
     """Serve the REST ingress (and gRPC when configured) until SIGTERM."""
-    from gateway.settings import load_settings
     from gateway.processes.workers import serve
+    from gateway.settings import load_settings
 
     given = {"host": host, "port": port, "workers": workers}
     settings = load_settings(config, **{k: v for k, v in given.items() if v is not None})

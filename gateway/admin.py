@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
-from gateway.protocols.rest.openapi import inline, operation, ref
 from gateway.protocols.rest.http import json_body, json_response
+from gateway.protocols.rest.openapi import inline, operation, ref
 from gateway.protocols.rest.schemas import ExperimentChange, SplitChange
 from gateway.settings import ExperimentSpec, ModelPolicy
 

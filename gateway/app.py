@@ -32,7 +32,9 @@ from gateway.experiments.stats.live import ExperimentStats
 from gateway.protocols.rest import feedback as feedback_rest
 from gateway.protocols.rest import tfserving as tfserving_rest
 from gateway.protocols.rest import v2 as v2_rest
+from gateway.protocols.rest import v2_extensions
 from gateway.protocols.rest.front_door import GatewayApp
+from gateway.protocols.rest.head import serve_head
 from gateway.protocols.rest.http import (
     HEADER_BACKEND,
     HEADER_FAILOVER,
@@ -52,6 +54,7 @@ from gateway.routing.router import Router
 from gateway.routing.shadow import ShadowMirror
 from gateway.settings import GatewaySettings
 from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.model_stats import ModelStatistics
 from gateway.telemetry.observers import metrics_observer, shadow_drops
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.limited import LimitedUpstream
@@ -91,7 +94,12 @@ def build_context(
     mirror = ShadowMirror(
         settings.shadow_queue_size, on_dropped=[stats.dropped, shadow_drops(metrics)]
     )
-    emit = fan_out([metrics_observer(metrics), stats.observe, experiments.observe])
+    model_stats = ModelStatistics(
+        lambda r: catalog.get(r.model).resolve_version(r.version, r.version_label)
+    )
+    emit = fan_out(
+        [metrics_observer(metrics), stats.observe, experiments.observe, model_stats.observe]
+    )
     router = Router(catalog, upstreams, settings, policies, emit, mirror.submit)
     admission, drain = Admission(limits.max_in_flight, limits.retry_after_s), Drain()
     return GatewayContext(
@@ -100,6 +108,7 @@ def build_context(
         auth=Authenticator(settings.auth, settings.config_file), experiments=experiments,
         control=control, policies=policies, stats=stats, mirror=mirror,
         edge=Edge(admission, metrics, catalog.names), drain=drain,
+        model_stats=model_stats,
     )  # fmt: skip
 
 
@@ -131,11 +140,14 @@ def create_app(
     app = GatewayApp(title="dualserve gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = ctx
     app.include_router(tfserving_rest.router)
+    app.include_router(v2_extensions.router)  # first: /v2/models/stats is no model's metadata
     app.include_router(v2_rest.router)
     app.include_router(admin.router)
     app.include_router(feedback_rest.router)
     _add_cors_or_fast_routes(app, settings)
     _add_operations_routes(app, ctx)
+    for router in (tfserving_rest, v2_rest, v2_extensions, admin, app):
+        serve_head(router.router)  # RFC 9110 §9.3.2: HEAD wherever GET is served
     app.add_exception_handler(GatewayError, gateway_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from gateway.core.errors import BadRequest, FailedPrecondition, NotFound
+from gateway.core.types import Framework, InferRequest
 from gateway.edge.limits import check_tensors
 from gateway.edge.security_settings import LimitsSettings
-from gateway.core.types import Framework, InferRequest
 from trainers.manifest import Manifest, load_manifest
 
 SERVING_SIGNATURE = "serving_default"

@@ -16,6 +16,7 @@ from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router
 from gateway.settings import GatewaySettings
 from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.model_stats import ModelStatistics
 
 if TYPE_CHECKING:
     from gateway.experiments.service import ExperimentService
@@ -34,6 +35,8 @@ class GatewayContext:
         stats: this process's live per-arm statistics (an outcome observer).
         mirror: the shadow calls' queue and workers.
         edge: admission, error counting and error shaping, for every transport.
+        model_stats: per model and version inference statistics (an outcome observer;
+            Triton's statistics extension reads it).
     """
 
     settings: GatewaySettings
@@ -49,6 +52,7 @@ class GatewayContext:
     mirror: ShadowMirror
     edge: Edge
     drain: Drain
+    model_stats: ModelStatistics
 
     @property
     def admission(self) -> Admission:

@@ -20,8 +20,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from gateway.edge.security_settings import AuthSettings, LimitsSettings
 from gateway.core.types import Framework
+from gateway.edge.security_settings import AuthSettings, LimitsSettings
 
 Transport = Literal["grpc", "rest"]
 DecisionMetric = Literal["error_rate", "accuracy", "latency_p99_ms"]

@@ -36,3 +36,11 @@ TensorProto = _message("tensorflow.TensorProto")
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 GET_MODEL_METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
 GET_MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
+
+# Classify, Regress and MultiInference (answered for the predict-only signatures served).
+ClassificationRequest = _message("tensorflow.serving.ClassificationRequest")
+ClassificationResponse = _message("tensorflow.serving.ClassificationResponse")
+RegressionRequest = _message("tensorflow.serving.RegressionRequest")
+RegressionResponse = _message("tensorflow.serving.RegressionResponse")
+MultiInferenceRequest = _message("tensorflow.serving.MultiInferenceRequest")
+MultiInferenceResponse = _message("tensorflow.serving.MultiInferenceResponse")

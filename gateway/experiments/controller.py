@@ -30,13 +30,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from gateway.control.plane import ControlPlane
 from gateway.control import lease
+from gateway.control.plane import ControlPlane
 from gateway.experiments import state_store
-from gateway.experiments.stats.analysis import analyse
-from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.log.records import Event, Row
+from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.rollout import ROLLED_BACK, RolloutAction, first_step, next_rollout_action
+from gateway.experiments.stats.analysis import analyse
 from gateway.settings import ExperimentSpec
 
 LEASE = "rollout"

@@ -21,14 +21,14 @@ from typing import Any, Protocol
 import grpc
 from pydantic import ValidationError
 
-from gateway.control.plane import ControlPlane
 from gateway.control.database import Database
+from gateway.control.plane import ControlPlane
 from gateway.core.errors import BadRequest, GatewayError, NotFound
+from gateway.core.types import Framework
 from gateway.experiments import state_store
 from gateway.experiments.log.records import Event
 from gateway.experiments.state_store import Status
 from gateway.settings import ExperimentSpec, ModelPolicy
-from gateway.core.types import Framework
 
 _ALLOWED: dict[str, tuple[Status, ...]] = {  # action -> the states it may start from
     "start": ("scheduled", "paused"),

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from gateway.experiments.stats.figures import LOWER_IS_BETTER
 from gateway.experiments.log.frame import LogFrame
+from gateway.experiments.stats.figures import LOWER_IS_BETTER
 
 _SCALE = {"accuracy": 100.0, "error_rate": 100.0}  # shown in points
 

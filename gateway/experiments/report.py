@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.experiments.log.frame import LogFrame
+from gateway.experiments.log.records import Event, Row
+from gateway.experiments.plots import plots
 from gateway.experiments.stats.analysis import analyse
 from gateway.experiments.stats.figures import LOWER_IS_BETTER
-from gateway.experiments.log.frame import LogFrame
-from gateway.experiments.plots import plots
-from gateway.experiments.log.records import Event, Row
 
 _UNITS = {"accuracy": "points", "error_rate": "points"}
 

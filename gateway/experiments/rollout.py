@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from gateway.core.types import Framework
 from gateway.experiments.stats.decision import DECISION_METRICS, margins_for, metric_status
 from gateway.experiments.stats.figures import LOWER_IS_BETTER
 from gateway.settings import ExperimentSpec, Margins, RolloutSpec
-from gateway.core.types import Framework
 
 ROLLED_BACK = -1
 Kind = Literal["hold", "advance", "complete", "rollback"]

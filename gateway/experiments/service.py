@@ -21,20 +21,20 @@ from gateway.catalog import Catalog
 from gateway.control.database import StoreUnavailable
 from gateway.control.plane import ControlPlane
 from gateway.core.errors import BadRequest, GatewayError, NotFound
-from gateway.experiments import state_store
-from gateway.experiments.stats.analysis import analyse
-from gateway.experiments.controller import RolloutController
-from gateway.experiments.log.sink import CALL_TIMEOUT_S, PredictionLog
-from gateway.experiments.log.process import WriterProcess
-from gateway.experiments.manager import ExperimentManager, PolicyLayers
-from gateway.experiments.log.records import FeedbackResult, Outcome
-from gateway.experiments.specs import check_specs, data_dir, default_specs
-from gateway.experiments.log.labels import LabelOutOfRange, check_label_range, class_counts
-from gateway.experiments.log.store import LogStore, open_store
 from gateway.core.outcome import CallOutcome
-from gateway.telemetry.metrics import LogHealthMetrics
-from gateway.settings import ExperimentSpec, ExperimentsSettings
 from gateway.core.types import Framework
+from gateway.experiments import state_store
+from gateway.experiments.controller import RolloutController
+from gateway.experiments.log.labels import LabelOutOfRange, check_label_range, class_counts
+from gateway.experiments.log.process import WriterProcess
+from gateway.experiments.log.records import FeedbackResult, Outcome
+from gateway.experiments.log.sink import CALL_TIMEOUT_S, PredictionLog
+from gateway.experiments.log.store import LogStore, open_store
+from gateway.experiments.manager import ExperimentManager, PolicyLayers
+from gateway.experiments.specs import check_specs, data_dir, default_specs
+from gateway.experiments.stats.analysis import analyse
+from gateway.settings import ExperimentSpec, ExperimentsSettings
+from gateway.telemetry.metrics import LogHealthMetrics
 
 logger = logging.getLogger(__name__)
 _TICK_S = 1.0

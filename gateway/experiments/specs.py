@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gateway.catalog import Catalog
-from gateway.settings import ArmSpec, ExperimentSpec, ExperimentsSettings, ModelPolicy
 from gateway.core.types import FRAMEWORKS
+from gateway.settings import ArmSpec, ExperimentSpec, ExperimentsSettings, ModelPolicy
 
 
 def default_specs(

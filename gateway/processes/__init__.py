@@ -1,1 +1,3 @@
-"""How the gateway runs: one process or N workers, the supervisor, the launcher `dualserve up` uses."""
+"""How the gateway runs: one process or N workers, the supervisor, the launcher `dualserve up`
+uses.
+"""

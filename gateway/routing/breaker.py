@@ -14,7 +14,13 @@ from collections.abc import Awaitable, Callable
 from enum import IntEnum
 from typing import TypeVar
 
-from gateway.core.errors import BreakerOpen, DeadlineExceeded, NotFound, Overloaded, UpstreamRejected
+from gateway.core.errors import (
+    BreakerOpen,
+    DeadlineExceeded,
+    NotFound,
+    Overloaded,
+    UpstreamRejected,
+)
 from gateway.settings import BreakerSettings
 
 T = TypeVar("T")

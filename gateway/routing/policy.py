@@ -6,9 +6,9 @@ import random
 from dataclasses import dataclass
 
 from gateway.core.errors import BadRequest, Forbidden
+from gateway.core.types import FRAMEWORKS, Framework, InferRequest, other
 from gateway.routing.split import choose_arm
 from gateway.settings import ModelPolicy
-from gateway.core.types import FRAMEWORKS, Framework, InferRequest, other
 
 
 def parse_pin(value: str | None, where: str) -> Framework | None:

@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from gateway.control.plane import ControlPlane
 from gateway.control.database import Database
+from gateway.control.plane import ControlPlane
 from gateway.settings import ModelPolicy
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,6 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from gateway.catalog import Catalog, ModelInfo, validate
-from gateway.edge.deadline import budget
 from gateway.core.errors import (
     DeadlineExceeded,
     GatewayError,
@@ -27,11 +26,12 @@ from gateway.core.errors import (
     UpstreamTimeout,
 )
 from gateway.core.outcome import CallKind, CallOutcome, Comparison, Observer, compare
+from gateway.core.types import FRAMEWORKS, Framework, InferRequest, InferResponse, other
+from gateway.edge.deadline import budget
 from gateway.routing.breaker import CircuitBreaker
 from gateway.routing.policy import Decision, decide, routing_key
 from gateway.routing.policy_store import LayerName, Route
 from gateway.settings import GatewaySettings
-from gateway.core.types import FRAMEWORKS, Framework, InferRequest, InferResponse, other
 from gateway.upstreams.base import Upstream
 
 # Hand a mirrored call to the background (model, job); False when it had to be dropped.

@@ -1,1 +1,3 @@
-"""What the gateway tells about itself: Prometheus metrics, outcome observers, latency histograms, Server-Timing."""
+"""What the gateway tells about itself: Prometheus metrics, outcome observers, latency histograms,
+Server-Timing.
+"""

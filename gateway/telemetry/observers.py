@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.telemetry.metrics import GatewayMetrics
 from gateway.core.outcome import CallOutcome, Observer
 from gateway.core.types import other
+from gateway.telemetry.metrics import GatewayMetrics
 
 
 def metrics_observer(metrics: GatewayMetrics) -> Observer:

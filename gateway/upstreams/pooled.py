@@ -22,10 +22,10 @@ from typing import Generic, Protocol, TypeVar
 import numpy as np
 
 from gateway.core.errors import GatewayError
-from gateway.settings import UpstreamSettings
 from gateway.core.types import Framework, InferRequest, InferResponse
-from gateway.upstreams.kinds.bodies import select_outputs
+from gateway.settings import UpstreamSettings
 from gateway.upstreams.failures import Target
+from gateway.upstreams.kinds.bodies import select_outputs
 from gateway.upstreams.replicas import ReplicaPool
 
 R = TypeVar("R")  # one replica's handle: a base URL, a gRPC channel

@@ -14,7 +14,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from gateway.core.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from gateway.core.errors import (
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from gateway.upstreams.resilience import OutlierDetector, RetryBudget
 
 T = TypeVar("T")

@@ -39,9 +39,9 @@ from typing import Any, TypeVar
 from gateway.control.database import StoreUnavailable
 from gateway.control.thread import StoreThread
 from gateway.experiments.log.process import WriterGone, WriterProcess
-from gateway.experiments.log.writer import FlatRecord
 from gateway.experiments.log.records import Outcome, Row, flat_record, to_row
 from gateway.experiments.log.store import LogStore
+from gateway.experiments.log.writer import FlatRecord
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -21,8 +21,8 @@ from gateway.control.database import (
     open_sqlite,
 )
 from gateway.experiments.log.labels import check_model_labels
-from gateway.experiments.log.writer import insert_rows
 from gateway.experiments.log.records import COLUMNS, Event, FeedbackResult, Row
+from gateway.experiments.log.writer import insert_rows
 from gateway.experiments.state_store import SCHEMA as STATE_SCHEMA
 from gateway.experiments.state_store import read_events
 from gateway.experiments.stats.live import error_rate

@@ -1,1 +1,3 @@
-"""The statistics of an experiment: live per-arm figures, estimates, sequential tests, SRM, the decision."""
+"""The statistics of an experiment: live per-arm figures, estimates, sequential tests, SRM, the
+decision.
+"""

@@ -5,7 +5,8 @@ Recomputable at any time from the log (no state, no randomness), so the same log
 the same JSON before and after a restart, from SQLite or PostgreSQL, and may be read as
 often as anyone likes: every difference is anytime-valid (`sequential`). Offline:
 
-    python -m gateway.experiments.stats.analysis --db sqlite:///path/predictions.sqlite3 [--experiment ID]
+    python -m gateway.experiments.stats.analysis \
+        --db sqlite:///path/predictions.sqlite3 [--experiment ID]
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.experiments.log.frame import LogFrame
+from gateway.experiments.log.records import Event, Row
 from gateway.experiments.stats.decision import decide, margins_for
 from gateway.experiments.stats.figures import arm_figures, differences, history
-from gateway.experiments.log.frame import LogFrame
 from gateway.experiments.stats.paired import paired_analysis
-from gateway.experiments.log.records import Event, Row
 from gateway.experiments.stats.srm import srm_check
 from gateway.settings import ExperimentSpec
 

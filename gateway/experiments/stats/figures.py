@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from gateway.experiments.log.frame import LogFrame
 from gateway.experiments.stats import clustered as cl
 from gateway.experiments.stats import sequential as sq
-from gateway.experiments.log.frame import LogFrame
 
 LOWER_IS_BETTER = {
     "accuracy": False,

@@ -10,9 +10,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.telemetry.histogram import LatencyHistogram
 from gateway.core.outcome import CallOutcome
 from gateway.core.types import Framework
+from gateway.telemetry.histogram import LatencyHistogram
 
 
 def error_rate(errors: int, requests: int) -> float:

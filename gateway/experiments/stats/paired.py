@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from gateway.experiments.log.frame import LogFrame
 from gateway.experiments.stats import clustered as cl
 from gateway.experiments.stats.figures import r
-from gateway.experiments.log.frame import LogFrame
 
 
 def pairs(frame: LogFrame, control: str, candidate: str) -> tuple[np.ndarray, np.ndarray]:

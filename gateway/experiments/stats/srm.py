@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from gateway.experiments.stats.figures import r
 from gateway.experiments.log.frame import LogFrame
 from gateway.experiments.log.records import Event
+from gateway.experiments.stats.figures import r
 
 THRESHOLD = 0.001
 _SPLIT_ACTIONS = ("define", "split", "rollout")

@@ -17,12 +17,22 @@ from google.protobuf import json_format
 
 from gateway._proto import oip
 from gateway.context import GatewayContext
+from gateway.core.errors import NotFound
 from gateway.core.types import InferRequest
 from gateway.core.version import parse_version
+from gateway.protocols import classification, model_repository
 from gateway.protocols.grpc.common import Boundary, Call
+from gateway.protocols.grpc.oip_extensions import extension_methods
+from gateway.protocols.grpc.oip_stream import stream_handler
 from gateway.protocols.grpc.oip_tensors import decode_inputs, encode_outputs, parameters
 
 PROTOCOL = "v2-grpc"
+EXTENSIONS = [
+    classification.EXTENSION,
+    model_repository.STATISTICS,
+    model_repository.MODEL_CONFIGURATION,
+]
+"""Triton extensions served on gRPC (binary tensor data is a REST matter)."""
 
 
 def decode_infer(request: Any, call: Call) -> tuple[InferRequest, bool]:
@@ -63,10 +73,18 @@ class OipServicer:
 
     async def server_metadata(self, request: Any, call: Call) -> Any:
         metadata = self.dataplane.metadata()
-        return oip.ServerMetadataResponse(name=metadata.name, version=metadata.version)
+        return oip.ServerMetadataResponse(
+            name=metadata.name, version=metadata.version, extensions=EXTENSIONS
+        )
 
     async def model_ready(self, request: Any, call: Call) -> Any:
-        ready = await self.dataplane.model_ready(request.name, request.version)
+        """Ready when the model has a ready arm; an unknown model or version is `ready:
+        false`, not an error, as Triton answers (`InferenceServer::ModelIsReady`), so
+        tritonclient's `is_model_ready` returns False as it does over REST."""
+        try:
+            ready = await self.dataplane.model_ready(request.name, request.version)
+        except NotFound:
+            return oip.ModelReadyResponse(ready=False)
         return oip.ModelReadyResponse(ready=ready)
 
     async def model_metadata(self, request: Any, call: Call) -> Any:
@@ -77,11 +95,14 @@ class OipServicer:
         self.ctx.auth.check_predict(call.headers)
         infer, raw = decode_infer(request, call)
         call.check_request_id(self.ctx.settings.limits)
+        counts = classification.grpc_counts(request)
+        classification.check(self.ctx.catalog.get(infer.model), counts)
         answer = await self.dataplane.infer(infer, PROTOCOL, strict_dtype=True)
         response = oip.ModelInferResponse(
             model_name=answer.model, model_version=str(answer.version), id=request.id
         )
-        encode_outputs(response, answer.outputs, raw)
+        outputs = classification.apply(answer.outputs, counts, as_bytes=True)
+        encode_outputs(response, outputs, raw)
         call.answered(answer)
         return response
 
@@ -112,5 +133,7 @@ def handlers(ctx: GatewayContext) -> list[grpc.GenericRpcHandler]:
             oip.ModelInferResponse,
             lambda m: m.model_name,
         ),
+        **extension_methods(ctx, boundary),  # ModelStatistics, ModelConfig, RepositoryIndex
+        "ModelStreamInfer": stream_handler(ctx, decode_infer),
     }
     return [grpc.method_handlers_generic_handler(oip.SERVICE, methods)]

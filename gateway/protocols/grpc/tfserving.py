@@ -20,7 +20,7 @@ from gateway._proto.tfserving import (
     PredictResponse,
     SignatureDefMap,
 )
-from gateway.catalog import SERVING_SIGNATURE, TensorInfo
+from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
 from gateway.codecs.tensorproto import (
     TensorCodecError,
     dtype_enum,
@@ -31,7 +31,9 @@ from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
 from gateway.core.types import InferRequest
 from gateway.dataplane import ModelMetadata
+from gateway.protocols import tf_texts
 from gateway.protocols.grpc.common import Boundary, Call
+from gateway.protocols.grpc.tf_signature_apis import signature_api_methods
 
 PROTOCOL = "tfserving-grpc"
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
@@ -70,9 +72,11 @@ def output_filter(request: Any) -> list[str]:
     return names
 
 
-def decode_predict(request: Any, call: Call) -> InferRequest:
+def decode_predict(request: Any, call: Call, info: ModelInfo) -> InferRequest:
     spec = request.model_spec
     version, label = version_choice(spec)
+    tf_texts.resolve(info, version, label)
+    tf_texts.check_output_filter(info, request.output_filter)
     signature = spec.signature_name
     return InferRequest(
         model=spec.name,
@@ -130,7 +134,7 @@ class TFServingServicer:
 
     async def predict(self, request: Any, call: Call) -> Any:
         self.ctx.auth.check_predict(call.headers)
-        infer = decode_predict(request, call)
+        infer = decode_predict(request, call, self.ctx.catalog.get(request.model_spec.name))
         call.check_request_id(self.ctx.settings.limits)
         answer = await self.ctx.dataplane.infer(infer, PROTOCOL, strict_dtype=True)
         response = PredictResponse()
@@ -143,7 +147,9 @@ class TFServingServicer:
     async def metadata(self, request: Any, call: Call) -> Any:
         check_metadata_fields(list(request.metadata_field))
         spec = request.model_spec
-        metadata = self.ctx.dataplane.model_metadata(spec.name, *version_choice(spec))
+        version, label = version_choice(spec)
+        tf_texts.resolve(self.ctx.catalog.get(spec.name), version, label)  # TF Serving's words
+        metadata = self.ctx.dataplane.model_metadata(spec.name, version, label)
         response = GetModelMetadataResponse()
         fill_spec(response.model_spec, metadata.name, metadata.version, "")
         response.metadata["signature_def"].Pack(signature_map(metadata))
@@ -151,7 +157,10 @@ class TFServingServicer:
 
     async def status(self, request: Any, call: Call) -> Any:
         version, label = version_choice(request.model_spec)
-        metadata = self.ctx.dataplane.model_metadata(request.model_spec.name, version, label)
+        name = request.model_spec.name
+        if version is not None or label is not None:  # TF Serving's words for a missing one
+            tf_texts.resolve(self.ctx.catalog.get(name), version, label, "status")
+        metadata = self.ctx.dataplane.model_metadata(name, version, label)
         if version is None and label is None:
             versions = sorted(metadata.versions, reverse=True)
         else:
@@ -175,6 +184,7 @@ def handlers(ctx: GatewayContext) -> list[grpc.GenericRpcHandler]:
         "GetModelMetadata": boundary.unary(
             servicer.metadata, GetModelMetadataRequest, GetModelMetadataResponse
         ),
+        **signature_api_methods(ctx, boundary),  # Classify, Regress, MultiInference
     }
     model = {
         "GetModelStatus": boundary.unary(

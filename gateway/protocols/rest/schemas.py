@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from gateway.codecs.oip_raw import DATATYPES
 from gateway.core.types import Framework
@@ -97,9 +98,26 @@ class RequestInput(BaseModel):
     data: list[Any] | None = Field(None, description="flat or nested, of the datatype's JSON type")
 
 
+class OutputParameters(BaseModel):
+    """A requested output's parameters; others are ignored, `class_count` is refused."""
+
+    model_config = ConfigDict(
+        extra="allow", json_schema_extra={"not": {"required": ["class_count"]}}
+    )
+
+    binary_data: bool | SkipJsonSchema[None] = Field(
+        None, description="true: this output as binary data"
+    )
+    classification: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
+        None,
+        description="K: the top K classes of a [batch, classes] output as BYTES "
+        '"score:index" (classification extension)',
+    )
+
+
 class RequestOutput(BaseModel):
     name: str
-    parameters: dict[str, Any] | None = Field(None, description="binary_data: true for binary")
+    parameters: OutputParameters | None = None
 
 
 class InferenceRequest(BaseModel):
@@ -161,6 +179,73 @@ class ReadyResponse(BaseModel):
 class ModelReadyResponse(BaseModel):
     name: str
     ready: bool
+
+
+# --- Triton extensions: statistics, model configuration, repository index
+
+
+class StatisticDuration(BaseModel):
+    count: int = Field(ge=0)
+    ns: int = Field(ge=0, description="total duration in nanoseconds")
+
+
+class InferStatistics(BaseModel):
+    success: StatisticDuration
+    fail: StatisticDuration
+    queue: StatisticDuration
+    compute_input: StatisticDuration
+    compute_infer: StatisticDuration
+    compute_output: StatisticDuration
+    cache_hit: StatisticDuration
+    cache_miss: StatisticDuration
+
+
+class VersionStatisticsBody(BaseModel):
+    name: str
+    version: str
+    last_inference: int = Field(ge=0, description="ms since the epoch of the last success")
+    inference_count: int = Field(ge=0)
+    execution_count: int = Field(ge=0)
+    inference_stats: InferStatistics
+    batch_stats: list[dict[str, Any]]
+
+
+class ModelStatisticsResponse(BaseModel):
+    """Triton's statistics extension (docs/protocol/extension_statistics.md)."""
+
+    model_stats: list[VersionStatisticsBody]
+
+
+class ModelTensorConfig(BaseModel):
+    name: str
+    data_type: str = Field(description="TYPE_FP32, TYPE_INT64, ... (model_config.proto)")
+    dims: list[int] = Field(description="without the batch dimension; -1 is variable")
+    reshape: dict[str, list[int]] | None = Field(None, description="the tensor's own shape")
+
+
+class ModelConfigResponse(BaseModel):
+    """Triton's model configuration extension: a read-only `ModelConfig` from the catalog."""
+
+    name: str
+    platform: str
+    backend: str
+    version_policy: dict[str, Any]
+    max_batch_size: int = Field(ge=0)
+    input: list[ModelTensorConfig]
+    output: list[ModelTensorConfig]
+
+
+class RepositoryIndexRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ready: bool | None = Field(None, description="true: only the models ready to serve")
+
+
+class RepositoryIndexEntry(BaseModel):
+    name: str
+    version: str
+    state: Literal["READY", "UNAVAILABLE"]
+    reason: str
 
 
 # --- feedback and admin bodies

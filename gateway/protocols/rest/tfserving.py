@@ -14,10 +14,10 @@ from gateway.catalog import SERVING_SIGNATURE, TensorInfo
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
 from gateway.core.types import InferRequest
-from gateway.core.version import parse_version
 from gateway.dataplane import ModelMetadata
 from gateway.edge import deadline
 from gateway.edge.limits import check_json_depth
+from gateway.protocols import tf_texts
 from gateway.protocols.rest.http import (
     HEADER_ROUTING_KEY,
     begin,
@@ -79,6 +79,7 @@ async def _predict(
     with _bad_request():  # the body is checked before the model, as TF Serving does
         body = codec.parse_predict(codec.loads(raw))
         info = ctx.catalog.get(model)  # (its NotFound is no codec error: it passes as is)
+        tf_texts.resolve(info, version, label)
         dtypes = {t.name: t.dtype for t in info.inputs}
         values = codec.named_values(body, list(dtypes))
         tensors = {name: codec.to_array(v, name, dtypes.get(name)) for name, v in values.items()}
@@ -107,7 +108,8 @@ async def predict(request: Request) -> Response:
 
 async def predict_version(request: Request) -> Response:
     params = request.path_params
-    return await _predict(request, params["model"], parse_version(params["version"]), None)
+    version = tf_texts.rest_version(request, params["version"])
+    return await _predict(request, params["model"], version, None)
 
 
 async def predict_label(request: Request) -> Response:
@@ -150,7 +152,9 @@ def _signature_api(api: str) -> Callable[[Request], Awaitable[Response]]:
         check_json_depth(raw, ctx.settings.limits)
         with _bad_request():
             codec.check_examples(codec.load_object(raw))
-        ctx.dataplane.model_metadata(params["model"], params.get("version"), params.get("label"))
+        info = ctx.catalog.get(params["model"])
+        version = tf_texts.rest_version(request, params["version"]) if "version" in params else None
+        tf_texts.resolve(info, version, params.get("label"))
         raise BadRequest(codec.wrong_method(api, codec.SIGNATURE_METHODS["predict"]))
 
     return endpoint
@@ -197,7 +201,11 @@ async def model_status(request: Request, model: str) -> Response:
 
 @router.get("/v1/models/{model:tfname}/versions/{version}", **operation(ModelStatusResponse))
 async def version_status(request: Request, model: str, version: str) -> Response:
-    metadata = _ctx(request).dataplane.model_metadata(model, version)
+    ctx = _ctx(request)
+    tf_texts.resolve(
+        ctx.catalog.get(model), tf_texts.rest_version(request, version), None, "status"
+    )
+    metadata = ctx.dataplane.model_metadata(model, version)
     return json_response(_status([metadata.version]))
 
 
@@ -243,7 +251,9 @@ async def metadata(request: Request, model: str) -> Response:
     "/v1/models/{model:tfname}/versions/{version}/metadata", **operation(TfModelMetadataResponse)
 )
 async def version_metadata(request: Request, model: str, version: str) -> Response:
-    return json_response(_metadata(_ctx(request).dataplane.model_metadata(model, version)))
+    ctx = _ctx(request)
+    tf_texts.resolve(ctx.catalog.get(model), tf_texts.rest_version(request, version), None)
+    return json_response(_metadata(ctx.dataplane.model_metadata(model, version)))
 
 
 @router.get(

@@ -10,6 +10,7 @@ from gateway.core.types import InferRequest
 from gateway.core.version import parse_version
 from gateway.edge import deadline
 from gateway.edge.limits import check_request_id
+from gateway.protocols import classification, model_repository
 from gateway.protocols.rest.http import (
     HEADER_REQUEST_ID,
     HEADER_ROUTING_KEY,
@@ -46,6 +47,13 @@ from gateway.protocols.rest.v2_json import decode_infer
 
 router = APIRouter()
 PROTOCOL = "v2-rest"
+EXTENSIONS = [
+    EXTENSION,
+    classification.EXTENSION,
+    model_repository.STATISTICS,
+    model_repository.MODEL_CONFIGURATION,
+]
+"""Triton extensions served (server metadata `extensions`), each only once it works."""
 _READY = operation(ReadyResponse, extra={503: {"model": ReadyResponse, "description": "not ready"}})
 _MODEL_READY = operation(
     ModelReadyResponse, extra={503: {"model": ModelReadyResponse, "description": "no ready arm"}}
@@ -76,7 +84,7 @@ async def ready(request: Request) -> Response:
 @router.get("/v2", **operation(ServerMetadataResponse))
 async def server_metadata(request: Request) -> Response:
     metadata = _ctx(request).dataplane.metadata()
-    body = {"name": metadata.name, "version": metadata.version, "extensions": [EXTENSION]}
+    body = {"name": metadata.name, "version": metadata.version, "extensions": EXTENSIONS}
     return json_response(body)
 
 
@@ -104,10 +112,11 @@ async def infer(request: Request) -> Response:
     ctx = _ctx(request)
     rid = begin(request, PROTOCOL)
     ctx.auth.check_predict(request.headers)
-    ctx.catalog.get(model)  # as Triton: an unknown model is 404 whatever the body
+    info = ctx.catalog.get(model)  # as Triton: an unknown model is 404 whatever the body
     raw = await read_body(request, ctx.settings.max_body_bytes)
     head, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
     decoded = decode_infer(parse_json(head, ctx.settings.limits, non_finite=True), binary)
+    classification.check(info, decoded.classification)
     if decoded.id:
         check_request_id(decoded.id, ctx.settings.limits, "the body's id")
     if decoded.id and HEADER_REQUEST_ID not in request.headers:
@@ -127,7 +136,8 @@ async def infer(request: Request) -> Response:
         PROTOCOL,
         strict_dtype=True,
     )
-    body, buffers = encode_response(model, answer.version, decoded, answer.outputs)
+    outputs = classification.apply(answer.outputs, decoded.classification)
+    body, buffers = encode_response(model, answer.version, decoded, outputs)
     return with_buffers(json_response(body, answer), buffers)
 
 

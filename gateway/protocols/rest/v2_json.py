@@ -22,6 +22,7 @@ import orjson
 
 from gateway.codecs.oip_raw import BYTES, DATATYPES, datatype_of, dtype_of, from_raw
 from gateway.core.errors import BadRequest
+from gateway.protocols import classification
 
 __all__ = ["DATATYPES", "V2Request", "datatype_of", "decode_infer", "encode_infer"]
 
@@ -46,6 +47,8 @@ class V2Request:
         id: the request's `id`, echoed in the response body; None when not given.
         binary_outputs: per-output `parameters.binary_data`, where given.
         binary_default: the request's `parameters.binary_data_output` (default False).
+        classification: per output, the K of `parameters.classification` where given
+            (the classification extension, `gateway.protocols.classification`).
     """
 
     inputs: dict[str, np.ndarray]
@@ -54,6 +57,7 @@ class V2Request:
     id: str | None = None
     binary_outputs: dict[str, bool] = field(default_factory=dict)
     binary_default: bool = False
+    classification: dict[str, int] = field(default_factory=dict)
 
     def binary(self, name: str) -> bool:
         """Whether output `name` goes back as binary data."""
@@ -111,10 +115,14 @@ def _outputs(outputs: Any, request: V2Request) -> None:
         name = output["name"]
         request.outputs.append(name)
         parameters = _parameters(output, f"output '{name}'")
-        if "class_count" in parameters:
+        if "class_count" in parameters:  # a name some clients guess; Triton reads neither
             raise BadRequest(
-                f"output '{name}': class_count (the classification extension) is not supported"
+                f"output '{name}': unknown parameter 'class_count' (the classification "
+                f"extension's parameter is '{classification.PARAMETER}')"
             )
+        count = classification.requested_count(name, parameters)
+        if count is not None:
+            request.classification[name] = count
         if "binary_data" in parameters:
             request.binary_outputs[name] = _flag(parameters, "binary_data", f"output '{name}'")
 

@@ -1,1 +1,3 @@
-"""Per backend kind and transport only its encoding and decoding (TF Serving, TorchServe; REST, gRPC)."""
+"""Per backend kind and transport only its encoding and decoding (TF Serving, TorchServe; REST,
+gRPC).
+"""

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from wire import tfserving_json
-from wire.tensor_frames import FrameError, decode_frame, encode_frame
 from gateway.core.errors import UpstreamError, UpstreamRejected
 from gateway.core.types import InferRequest
 from gateway.upstreams.failures import Target
+from wire import tfserving_json
+from wire.tensor_frames import FrameError, decode_frame, encode_frame
 
 
 def frame_body(request: InferRequest) -> bytes:

@@ -17,13 +17,13 @@ from backends.torchserve._proto.inference_pb2 import (
     PredictionsRequest,
     TorchServeHealthResponse,
 )
-from wire.tensor_frames import is_frame
 from gateway.core.types import Framework, InferRequest
-from gateway.upstreams.kinds.bodies import frame_body, frame_outputs
 from gateway.upstreams.failures import Target, from_http
-from gateway.upstreams.transports.grpc_channels import GrpcCall
+from gateway.upstreams.kinds.bodies import frame_body, frame_outputs
 from gateway.upstreams.pooled import Decoded
 from gateway.upstreams.torchserve_token import TokenSource
+from gateway.upstreams.transports.grpc_channels import GrpcCall
+from wire.tensor_frames import is_frame
 
 _SERVICE = "/org.pytorch.serve.grpc.inference.InferenceAPIsService"
 PREDICTIONS = f"{_SERVICE}/Predictions"

@@ -33,6 +33,9 @@ PUBLIC = {  # answered without credentials on purpose: health, metrics, model st
     "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{model}",
     "/v2/models/{model}/ready", "/v2/models/{model}/versions/{version}",
     "/v2/models/{model}/versions/{version}/ready",
+    # Triton's model configuration and repository index: catalog data, as metadata
+    "/v2/models/{model}/config", "/v2/models/{model}/versions/{version}/config",
+    "/v2/repository/index",
 }  # fmt: skip
 PUBLIC_GRPC = {
     "GetModelMetadata", "GetModelStatus", "ServerLive", "ServerReady", "ServerMetadata",

@@ -90,7 +90,7 @@ BAD_INPUTS = [
     ("/v1/models/toy:predict", b'{"rows": []}', 400, "^Missing 'inputs' or 'instances' key$"),
     ("/v1/models/toy:predict", b'{"signature_name": "classify", "instances": [[1, 2, 3, 4]]}', 400, 'Serving signature key "classify" not found'),
     ("/v1/models/nope:predict", b'{"instances": [[1, 2, 3, 4]]}', 404, "unknown model 'nope'"),
-    ("/v1/models/toy/versions/9:predict", b'{"instances": [[1, 2, 3, 4]]}', 404, "model toy has no version 9"),
+    ("/v1/models/toy/versions/9:predict", b'{"instances": [[1, 2, 3, 4]]}', 404, r"^Servable not found for request: Specific\(toy, 9\)$"),
     ("/v1/models/toy/labels/canary:predict", b'{"instances": [[1, 2, 3, 4]]}', 400, "^Unrecognized servable version label: canary$"),
     ("/v2/models/toy/infer", b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 3, 4]}]}', 400, "expected dtype float32, got int64"),
     ("/v2/models/toy/infer", b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2]}]}', 400, r"shape \[1, 4\] needs 4 values, got 2"),

@@ -128,7 +128,7 @@ def test_exception_handler_added_later_applies_on_the_direct_path(
     with TestClient(app) as client:
         predict = client.post("/v1/models/nope:predict", json=ROW)
         policy = client.get("/admin/models/nope/policy", headers=admin)
-        other = client.post("/v1/models/toy/versions/x:predict", json=ROW)  # a BadRequest
+        other = client.post("/v1/models/toy:predict", json={"rows": []})  # a BadRequest
     assert (predict.status_code, predict.json()) == (418, {"handled": "NotFound"})
     assert (policy.status_code, policy.json()) == (418, {"handled": "NotFound"})
     assert other.status_code == 400  # GatewayError's own handler, as before

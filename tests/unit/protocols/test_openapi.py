@@ -96,7 +96,7 @@ def test_every_route_is_in_the_document(tmp_path: Path) -> None:
 def test_a_405_allows_every_method_of_the_path(base_url: str) -> None:
     reply = httpx.post(f"{base_url}/admin/models/toy/policy", headers=ADMIN)
     assert reply.status_code == 405 and reply.json() == {"error": "Method Not Allowed"}
-    assert reply.headers["Allow"] == "DELETE, GET, PATCH, PUT"
+    assert reply.headers["Allow"] == "DELETE, GET, HEAD, PATCH, PUT"
     reply = httpx.get(f"{base_url}/v2/models/toy/infer")
     assert reply.status_code == 405 and reply.headers["Allow"] == "POST"
     # The concrete path wins over a templated one that also matches, as in OpenAPI.

@@ -153,15 +153,18 @@ def test_all_json_answers_plain_json_without_the_length_header(gw: Any) -> None:
 
 
 def test_server_metadata_advertises_the_extension(gw: Any) -> None:
-    assert gw[0].get("/v2").json()["extensions"] == ["binary_tensor_data"]
+    assert gw[0].get("/v2").json()["extensions"] == [
+        "binary_tensor_data",
+        "classification",
+        "statistics",
+        "model_configuration",
+    ]
 
 
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", "/v2/repository/index"),  # model repository extension
-        ("GET", "/v2/models/toy/config"),  # model configuration extension
-        ("GET", "/v2/models/toy/stats"),  # statistics extension
+        ("POST", "/v2/repository/models/toy/load"),  # model repository: load (index is served)
         ("GET", "/v2/systemsharedmemory/status"),  # shared-memory extension
         ("GET", "/v2/trace/setting"),  # trace extension
         ("GET", "/v2/logging"),  # logging extension
@@ -172,13 +175,14 @@ def test_other_triton_extensions_are_not_served(gw: Any, method: str, path: str)
     assert reply.status_code in (404, 405) and "error" in reply.json()
 
 
-def test_classification_is_refused_and_answers_are_never_compressed(gw: Any) -> None:
+def test_class_count_is_refused_and_answers_are_never_compressed(gw: Any) -> None:
     client, upstreams = gw
     body = {**V2, "outputs": [{"name": "probabilities", "parameters": {"class_count": 2}}]}
     reply = client.post(INFER, json=body)
     assert reply.status_code == 400 and not any(u.calls for u in upstreams.values())
     assert reply.json()["error"] == (
-        "output 'probabilities': class_count (the classification extension) is not supported"
+        "output 'probabilities': unknown parameter 'class_count' "
+        "(the classification extension's parameter is 'classification')"
     )
     reply = client.post(INFER, json=V2, headers={"Accept-Encoding": "gzip, deflate"})
     assert reply.status_code == 200 and "content-encoding" not in reply.headers
@@ -187,7 +191,7 @@ def test_classification_is_refused_and_answers_are_never_compressed(gw: Any) -> 
 def test_grpc_methods_outside_the_core_protocol_are_unimplemented(tmp_path: Path) -> None:
     with running(tmp_path) as gateway, pytest.raises(grpc.RpcError) as error:
         gateway.call(
-            "/inference.GRPCInferenceService/ModelConfig",
+            "/inference.GRPCInferenceService/SystemSharedMemoryStatus",
             oip.ModelReadyRequest(name="toy"),  # any message: the method does not exist
             oip.ModelReadyResponse,
         )

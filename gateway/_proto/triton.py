@@ -1,0 +1,34 @@
+"""Triton's extension messages of `inference.GRPCInferenceService`, without tritonclient.
+
+`triton.desc` is a FileDescriptorSet exported from tritonclient's grpc_service.proto and
+model_config.proto by scripts/export_triton_descriptors.py. It is loaded into a private
+pool of its own: `oip.POOL` already holds the core messages under the same names (the wire
+format is the same, so a core `ModelInferRequest`'s bytes parse as Triton's).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+POOL = descriptor_pool.DescriptorPool()
+for _file in descriptor_pb2.FileDescriptorSet.FromString(
+    (Path(__file__).parent / "triton.desc").read_bytes()
+).file:
+    POOL.Add(_file)
+
+
+def _message(full_name: str) -> Any:
+    return message_factory.GetMessageClass(POOL.FindMessageTypeByName(full_name))
+
+
+ModelInferResponse = _message("inference.ModelInferResponse")
+ModelStreamInferResponse = _message("inference.ModelStreamInferResponse")
+ModelStatisticsRequest = _message("inference.ModelStatisticsRequest")
+ModelStatisticsResponse = _message("inference.ModelStatisticsResponse")
+ModelConfigRequest = _message("inference.ModelConfigRequest")
+ModelConfigResponse = _message("inference.ModelConfigResponse")
+RepositoryIndexRequest = _message("inference.RepositoryIndexRequest")
+RepositoryIndexResponse = _message("inference.RepositoryIndexResponse")
