@@ -12,6 +12,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -428,3 +429,15 @@ def load_settings(path: Path | None = None, **overrides: Any) -> GatewaySettings
         return GatewaySettings(**overrides, config_file=path)
     finally:
         _YAML_FILE.reset(token)
+
+
+def settings_document(settings: GatewaySettings) -> dict[str, Any]:
+    """The YAML document of `settings`: the fields set explicitly (not the defaults, not
+    the environment: build with `GatewaySettings.model_validate` to leave it out), without
+    `config_file` (that is where the document goes)."""
+    return settings.model_dump(mode="json", exclude_unset=True, exclude={"config_file"})
+
+
+def write_settings(settings: GatewaySettings, path: Path) -> None:
+    """Write `settings_document(settings)` as the YAML that `load_settings(path)` reads."""
+    Path(path).write_text(yaml.safe_dump(settings_document(settings), sort_keys=False))
