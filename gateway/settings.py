@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, PositiveInt, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,7 +39,10 @@ class UpstreamSettings(BaseModel):
 
     Each kind defaults to the transport its clients measured faster on (see
     `TFServingSettings` and `TorchServeSettings`; `python -m benchmarks.transports`).
+    An unknown field is an error naming it (`pytorch.token_fil`), as at the top level.
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     transport: Transport = Field("grpc", description="gRPC (binary tensors) or REST")
     grpc: list[str] = Field(default_factory=list, description="replica addresses, host:port")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from dualserve.run_state import (
     STATE_FILE,
@@ -110,3 +111,16 @@ def test_the_gateway_yaml_up_writes_is_what_the_gateway_loads(
     assert loaded.auth.admin_token_file == tmp_path / "admin_token"
     assert loaded.config_file == config_file  # where it was read from, not a field written
     assert "config_file" not in config_file.read_text()
+
+
+def test_an_unknown_field_in_the_gateway_yaml_is_named(tmp_path: Path) -> None:
+    config_file = tmp_path / "gateway.yaml"
+    write_settings(
+        gateway_config(STATE.tensorflow, STATE.pytorch, tmp_path, tmp_path, 0), config_file
+    )
+    text = config_file.read_text().replace("token_file:", "token_fil:")
+    config_file.write_text(text)
+    with pytest.raises(
+        ValidationError, match=r"pytorch\.token_fil\n  Extra inputs are not permitted"
+    ):
+        load_settings(config_file)
