@@ -28,7 +28,7 @@ from rich.table import Table
 
 from gateway.app import create_app
 from gateway.experiments.log.store import SqliteLogStore
-from tests.unit.gateway_fakes import FakeUpstream, make_store, settings_for
+from tests.unit.gateway.gateway_fakes import FakeUpstream, make_store, settings_for
 
 BODY = {"instances": [[0.0, 5.0, 1.0, 2.0]]}
 

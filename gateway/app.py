@@ -80,7 +80,10 @@ def build_context(
     configured = {model: settings.policy(model) for model in catalog.names}
     source = str(settings.config_file) if settings.config_file else "gateway settings"
     policies = PolicyStore(configured, control, configured_by=source)
-    experiments = ExperimentService(exp, catalog, control, policies, settings.config_file)
+    experiments = ExperimentService(
+        exp, catalog, control, policies, settings.config_file, metrics.log_health
+    )
+    metrics.before_render(experiments.update_health)
     mirror = ShadowMirror(
         settings.shadow_queue_size, on_dropped=[stats.dropped, shadow_drops(metrics)]
     )

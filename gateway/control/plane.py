@@ -9,7 +9,10 @@ survives restarts because the database is its home. Polling one row works on SQL
 PostgreSQL alike; a read costs well under a millisecond.
 
 Store calls run on one thread of their own (not the prediction log's), so the event loop
-never waits for the database and a busy log never delays an admin change.
+never waits for the database and a busy log never delays an admin change. Each call after
+`start` is bounded by `call_timeout_s` (`StoreThread`): a database that is down or hung
+answers `StoreUnavailable` (503) within it, and the connection is reopened with backoff
+by the next call (`Database`).
 """
 
 from __future__ import annotations
@@ -18,15 +21,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from gateway.control.database import Database
+from gateway.control.database import Database, StoreUnavailable
+from gateway.control.thread import StoreThread
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Reload = Callable[[Database], None]
 
+CALL_TIMEOUT_S = 1.5  # an admin call through a hung database answers 503 after this
 REVISION_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS control_revision (
         id INTEGER PRIMARY KEY, revision BIGINT NOT NULL)""",
@@ -49,17 +53,25 @@ class ControlPlane:
     Args:
         open_database: builds the connection (called on the control thread at `start`).
         poll_s: seconds between two reads of the change counter.
+        call_timeout_s: the longest a caller waits for one call after `start` (seconds).
     """
 
-    def __init__(self, open_database: Callable[[], Database], poll_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        open_database: Callable[[], Database],
+        poll_s: float = 0.25,
+        call_timeout_s: float = CALL_TIMEOUT_S,
+    ) -> None:
         self._open = open_database
         self._poll_s = poll_s
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="control-plane")
+        self._timeout_s = call_timeout_s
+        self._thread = StoreThread("control-plane")
         self._db: Database | None = None
         self._schema: list[str] = list(REVISION_SCHEMA)
         self._followers: list[Reload] = []
         self._task: asyncio.Task[None] | None = None
         self.revision = -1
+        self.available = True  # the follower's last read succeeded
 
     def add_schema(self, schema: Sequence[str]) -> None:
         """Before `start`: tables no follower re-reads (e.g. a lease; see `transact`)."""
@@ -73,9 +85,12 @@ class ControlPlane:
         self._followers.append(reload)
 
     async def start(self) -> None:
-        self._db = await self._call(self._open)
-        await self._call(self._db.create_schema, self._schema)
-        await self._call(self._reload, self._db)
+        """Open the database, create the schema, read every follower's snapshot (unbounded
+        but for the connection's own timeouts: a gateway does not start without them)."""
+        self._db = await self._thread.call(self._open, None)
+        db = self._db
+        await self._thread.call(lambda: db.create_schema(self._schema), None)
+        await self._thread.call(lambda: self._reload(db), None)
         self._task = asyncio.create_task(self._follow(), name="control-plane-follower")
 
     async def aclose(self) -> None:
@@ -83,10 +98,11 @@ class ControlPlane:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._db is not None:
-            await self._call(self._db.close)
-            self._db = None
-        self._thread.shutdown(wait=True)
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(Exception):  # a hung database: leave the thread behind
+                await self._thread.call(db.close, self._timeout_s)
+        self._thread.shutdown(wait=False)
 
     @property
     def integrity_error(self) -> type[Exception]:
@@ -146,11 +162,25 @@ class ControlPlane:
             await asyncio.sleep(self._poll_s)
             try:
                 await self.refresh()
-            except Exception:  # the database may be restarting: keep the last snapshot
+            except StoreUnavailable as exc:  # restarting or hung: keep the last snapshot
+                if self.available:
+                    logger.warning("control plane: %s; keeping the last snapshot", exc.message)
+                self.available = False
+                continue
+            except Exception:
                 logger.exception("control plane: reading the change counter failed")
+                continue
+            if not self.available:
+                logger.warning("control plane: the database answers again")
+            self.available = True
 
     async def _call(self, call: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
+        """`call(*args)` on the control thread, within `call_timeout_s`.
+
+        Raises:
+            StoreUnavailable: the database is down, hung or slower than the bound.
+        """
+        return await self._thread.call(lambda: call(*args), self._timeout_s, self._db)
 
     def _require(self) -> Database:
         if self._db is None:

@@ -18,24 +18,28 @@ from pathlib import Path
 from typing import Any
 
 from gateway.catalog import Catalog
+from gateway.control.database import StoreUnavailable
 from gateway.control.plane import ControlPlane
 from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.experiments import state_store
 from gateway.experiments.stats.analysis import analyse
 from gateway.experiments.controller import RolloutController
-from gateway.experiments.log.sink import PredictionLog
+from gateway.experiments.log.sink import CALL_TIMEOUT_S, PredictionLog
 from gateway.experiments.log.process import WriterProcess
 from gateway.experiments.manager import ExperimentManager, PolicyLayers
 from gateway.experiments.log.records import FeedbackResult, PredictionRecord
 from gateway.experiments.specs import check_specs, data_dir, default_specs
+from gateway.experiments.log.labels import LabelOutOfRange, check_label_range, class_counts
 from gateway.experiments.log.store import LogStore, open_store
 from gateway.core.outcome import CallOutcome
+from gateway.telemetry.metrics import LogHealthMetrics
 from gateway.settings import ExperimentSpec, ExperimentsSettings
 from gateway.core.types import Framework
 
 logger = logging.getLogger(__name__)
 _TICK_S = 1.0
 _PURGE_EVERY_S = 3600.0
+_ANALYSIS_TIMEOUT_S = 60.0  # an analysis reads every row of an experiment
 
 
 class LogUnavailable(GatewayError):
@@ -51,6 +55,7 @@ class ExperimentService:
         control: the control plane (experiments' state and events).
         layers: the routing policy store's experiment layer (see `PolicyLayers`).
         config_file: where the SQLite log goes by default (`data/` beside it).
+        log_health: where the log's health goes (`/metrics`); None = nowhere.
 
     Raises:
         ValueError: duplicate experiment ids, or an arm names a missing build.
@@ -64,6 +69,7 @@ class ExperimentService:
         control: ControlPlane,
         layers: PolicyLayers,
         config_file: Path | None = None,
+        log_health: LogHealthMetrics | None = None,
     ) -> None:
         specs = settings.experiments
         specs = default_specs(catalog, layers.configured_policy) if specs is None else specs
@@ -84,6 +90,8 @@ class ExperimentService:
         self.rollouts = RolloutController(self.manager, control, self._log_rows)
         self._tasks: list[asyncio.Task[None]] = []
         self._purged_at = 0.0  # when the log was last purged of rows past retention
+        self._health = log_health
+        self._classes = class_counts(catalog)
 
     def observe(self, outcome: CallOutcome) -> None:
         """The prediction log's observer: one `serve` record per answered request (its
@@ -132,6 +140,12 @@ class ExperimentService:
                 name = f"experiments: {call.__name__}"
                 self._tasks.append(asyncio.create_task(_repeat(call, period_s), name=name))
 
+    def update_health(self) -> None:
+        """Bring the log's health series on `/metrics` up to date (every second, and at
+        every scrape)."""
+        if self.log is not None and self._health is not None:
+            self._health.update(self.log.health())
+
     async def aclose(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -143,6 +157,7 @@ class ExperimentService:
             logger.exception("releasing the rollout lease failed")
         if self.log is not None:
             await self.log.aclose()
+            self.update_health()  # what the close could not write is counted
 
     async def create(self, spec: ExperimentSpec, reason: str) -> dict[str, Any]:
         """Define an experiment at run time; it starts now if due and its model is free.
@@ -177,16 +192,30 @@ class ExperimentService:
         return {**state.as_dict(), "overridden_since": self.manager.overridden_since(experiment)}
 
     async def feedback(self, items: Sequence[tuple[str, int]]) -> list[FeedbackResult]:
+        """Store labels (see `SqlLogStore.add_feedback`); a request logged by another
+        worker, not yet written, is `pending` and joined when its row is.
+
+        Raises:
+            BadRequest: a label outside its model's classes, naming the range.
+            StoreUnavailable: the database is down or hung (503).
+        """
         log = self._require_log()
-        await log.flush()  # the request may still be queued: write it before joining
-        return await log.run(_add_feedback, items, time.time())
+        try:
+            check_label_range(items, max(self._classes.values(), default=0))
+        except LabelOutOfRange as exc:
+            raise BadRequest(str(exc)) from None
+        await log.flush(CALL_TIMEOUT_S)  # this worker's queued rows: joined at once
+        try:
+            return await log.run(_add_feedback, items, time.time(), self._classes)
+        except LabelOutOfRange as exc:
+            raise BadRequest(str(exc)) from None
 
     async def analysis(self, experiment: str) -> dict[str, Any]:
         self.manager.get(experiment)  # 404 for unknown ids
         log = self._require_log()
-        await log.flush()
+        await log.flush(CALL_TIMEOUT_S)
         await self._check_stop_rules()  # e.g. a sample size the flush just reached
-        rows = await log.run(_records, experiment)
+        rows = await log.run(_records, experiment, timeout_s=_ANALYSIS_TIMEOUT_S)
         events = await self.control.read(state_store.read_events, experiment)
         # Bootstrap intervals take CPU: compute them off the event loop.
         result = await asyncio.to_thread(analyse, rows, events, experiment)
@@ -204,10 +233,14 @@ class ExperimentService:
         ]
 
     def log_counters(self) -> dict[str, Any]:
+        """This process's log figures (every worker's are on `/metrics`)."""
         if self.log is None:
             return {"enabled": False}
-        counters = self.log.counters
-        return {"enabled": True, "queued": self.log.queued, **counters.__dict__}
+        health = self.log.health()
+        return {
+            "enabled": True, "queued": self.log.queued, "waiting": health.waiting,
+            "store_up": health.store_up, **health.counters.__dict__,
+        }  # fmt: skip
 
     def _require_log(self) -> PredictionLog:
         if self.log is None:
@@ -230,12 +263,13 @@ class ExperimentService:
 
     async def _log_rows(self, experiment: str, since: float) -> Any:
         log = self._require_log()
-        await log.flush()  # this process's queued rows; other processes flush on their own
-        return await log.run(_records, experiment, since)
+        await log.flush(CALL_TIMEOUT_S)  # this process's rows; others flush on their own
+        return await log.run(_records, experiment, since, timeout_s=_ANALYSIS_TIMEOUT_S)
 
     async def _housekeep(self) -> None:
         """Time rules, stop rules, retention (purged at most every `_PURGE_EVERY_S`)."""
         now = time.time()
+        self.update_health()
         await self.manager.tick(now)
         if self._unchecked:
             await self._check_stop_rules()
@@ -257,11 +291,14 @@ def _writer_process(database_url: str | None, folder: Path | None) -> WriterProc
 async def _repeat(call: Callable[[], Awaitable[object]], period_s: float) -> None:
     """`call()` every `period_s` until cancelled; a failing call (the database restarts)
     is logged and tried again at the next period."""
+    name = getattr(call, "__name__", call)
     while True:
         try:
             await call()
+        except StoreUnavailable as exc:  # the database is down or hung: no traceback
+            logger.warning("experiments: %s skipped: %s", name, exc.message)
         except Exception:
-            logger.exception("experiments: %s failed", getattr(call, "__name__", call))
+            logger.exception("experiments: %s failed", name)
         await asyncio.sleep(period_s)
 
 
@@ -274,8 +311,10 @@ def _records(store: LogStore, experiment: str, since: float | None = None) -> An
     return store.records(experiment, since)
 
 
-def _add_feedback(store: LogStore, items: Sequence[tuple[str, int]], ts: float) -> Any:
-    return store.add_feedback(items, ts)
+def _add_feedback(
+    store: LogStore, items: Sequence[tuple[str, int]], ts: float, classes: dict[str, int]
+) -> Any:
+    return store.add_feedback(items, ts, classes)
 
 
 def _purge(store: LogStore, before: float) -> int:

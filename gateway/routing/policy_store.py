@@ -70,13 +70,23 @@ class _Snapshot:
     routes: Mapping[str, Route]
 
 
+def source_label(source: str) -> str:
+    """A label for who set a layer that names no folder: a path becomes its file name."""
+    if "/" not in source and "\\" not in source:
+        return source
+    name = source.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return f"gateway config ({name})" if name else "gateway config"
+
+
 class PolicyStore:
     """Layers of every configured model; reads are in-memory, writes go to the database.
 
     Args:
         configured: the configured policy per model (the bottom layer, from the YAML).
         control: the control plane whose database holds the upper layers.
-        configured_by: who set the configured layer (e.g. the config file's path).
+        configured_by: who set the configured layer; a file path is shown as
+            "gateway config (<file name>)", never the path itself (SECURITY.md: no answer
+            carries an internal path).
     """
 
     def __init__(
@@ -86,9 +96,9 @@ class PolicyStore:
         configured_by: str = "gateway config",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        now = clock()
+        now, label = clock(), source_label(configured_by)
         self._configured = {
-            model: PolicyLayer(policy=p, set_by=configured_by, set_at=now, reason="configured")
+            model: PolicyLayer(policy=p, set_by=label, set_at=now, reason="configured")
             for model, p in configured.items()
         }
         self._control = control

@@ -11,11 +11,16 @@ multiprocess mode: https://prometheus.github.io/client_python/multiprocess/).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.routing.shadow import Comparison
+
+if TYPE_CHECKING:
+    from gateway.experiments.log.sink import LogHealth
 
 # Sub-millisecond resolution: the gateway's own overhead is measured in microseconds.
 LATENCY_BUCKETS = (
@@ -71,6 +76,9 @@ class GatewayMetrics:
             ["model", "from_arm"], registry=r,
         )  # fmt: skip
 
+        self.log_health = LogHealthMetrics(r)
+        self._before_render: list[Callable[[], None]] = []
+
         self._answered: dict[tuple[str, str, str], tuple[Counter, Histogram, Histogram]] = {}
         self._upstream: dict[tuple[str, str], Histogram] = {}
         self._breaker: dict[str, tuple[Gauge, int]] = {}
@@ -114,10 +122,80 @@ class GatewayMetrics:
         self.shadow.labels(model, "agree" if result.agreed else "disagree").inc()
         self.shadow_diff.labels(model).observe(result.max_abs_diff)
 
+    def before_render(self, update: Callable[[], None]) -> None:
+        """Call `update()` before every render (to bring this process's figures up to date)."""
+        self._before_render.append(update)
+
     def render(self) -> bytes:
         """The text exposition of this app's registry, or of every worker's files."""
+        for update in self._before_render:
+            update()
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self.multiprocess_dir)
         return generate_latest(registry)
+
+
+_LOG_FATES = ("submitted", "written", "dropped", "write_errors")
+
+
+class LogHealthMetrics:
+    """The prediction log's health, per worker (`worker` = its pid) and summed.
+
+    Counters `dualserve_prediction_log_records_total{fate}` (every worker's, the ended
+    ones' included, summed) and `dualserve_prediction_log_worker_records_total{worker,
+    fate}`, with `fate` one of submitted, written, dropped, write_errors (see
+    `LogCounters`); gauges `..._waiting_records` (buffered or in flight) and
+    `..._store_up` (1 up, 0 down), per live worker and summed over live workers
+    (`..._stores_down` counts the workers that see their store down). Every answered
+    request is one submitted record or one dropped one, so `written + dropped +
+    write_errors + waiting` accounts for every request a worker answered.
+    The log keeps plain integers (`submit` costs no metric call); `update` adds the
+    difference since the last update (at every scrape and every second).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.records = Counter(
+            "dualserve_prediction_log_records", "Prediction log records by fate, all workers",
+            ["fate"], registry=r,
+        )  # fmt: skip
+        self.worker_records = Counter(
+            "dualserve_prediction_log_worker_records", "Prediction log records by fate",
+            ["worker", "fate"], registry=r,
+        )  # fmt: skip
+        self.waiting = Gauge(
+            "dualserve_prediction_log_waiting_records",
+            "Records buffered or in flight to the store, all live workers",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.worker_waiting = Gauge(
+            "dualserve_prediction_log_worker_waiting_records",
+            "Records buffered or in flight to the store", ["worker"],
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.store_up = Gauge(
+            "dualserve_prediction_log_store_up", "1 if the log's store takes writes, else 0",
+            ["worker"], registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.stores_down = Gauge(
+            "dualserve_prediction_log_stores_down", "Live workers whose log store is down",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self._reported = dict.fromkeys(_LOG_FATES, 0)
+
+    def update(self, health: LogHealth, worker: str | None = None) -> None:
+        """Bring the series of `worker` (default: this pid) to `health`."""
+        worker = worker or str(os.getpid())
+        for fate in _LOG_FATES:
+            value = int(getattr(health.counters, fate))
+            delta = value - self._reported[fate]
+            if delta > 0:
+                self.records.labels(fate).inc(delta)
+                self.worker_records.labels(worker, fate).inc(delta)
+                self._reported[fate] = value
+        self.waiting.set(health.waiting)
+        self.worker_waiting.labels(worker).set(health.waiting)
+        self.store_up.labels(worker).set(1 if health.store_up else 0)
+        self.stores_down.set(0 if health.store_up else 1)

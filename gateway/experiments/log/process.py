@@ -62,9 +62,10 @@ class WriterProcess:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
-    async def write(self, records: Sequence[PredictionRecord]) -> tuple[int, int]:
+    async def write(self, records: Sequence[PredictionRecord]) -> tuple[int, int, int]:
         """Send one batch (top-1 taken: `top1.summarise`) and wait for its acknowledgement:
-        (rows written, records failed).
+        (rows written, records failed, records unwritten because the database is
+        unavailable).
 
         Raises:
             WriterGone: the writer ended (it is started again at the next call).
@@ -78,11 +79,11 @@ class WriterProcess:
             proc.stdin.write(HEADER.pack(len(payload)))
             proc.stdin.write(payload)
             await proc.stdin.drain()
-            written, failed = ACK.unpack(await proc.stdout.readexactly(ACK.size))
+            written, failed, unwritten = ACK.unpack(await proc.stdout.readexactly(ACK.size))
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             await self._reap()
             raise WriterGone(f"the prediction log writer ended ({proc.returncode})") from exc
-        return int(written), int(failed)
+        return int(written), int(failed), int(unwritten)
 
     async def close(self, timeout: float = 5.0) -> None:
         """End the writer: it writes what it was sent, then exits (killed after `timeout`)."""

@@ -143,11 +143,13 @@ class Event:
 
 @dataclass(frozen=True)
 class FeedbackResult:
-    """Per request id: `recorded`, `duplicate` (same label again), `conflict`, `unknown`."""
+    """Per request id: `recorded`, `pending` (its row is not logged yet: stored, joined
+    when it is), `duplicate` (same label again), `conflict`."""
 
     request_id: str
     outcome: str
 
     @property
     def status(self) -> int:
-        return {"recorded": 201, "duplicate": 200, "conflict": 409}.get(self.outcome, 404)
+        statuses = {"recorded": 201, "pending": 202, "duplicate": 200, "conflict": 409}
+        return statuses.get(self.outcome, 404)

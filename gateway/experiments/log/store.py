@@ -8,11 +8,19 @@ dialect come from `gateway.control.database`; experiments' state has its own tab
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.control.database import Database, Transaction, open_database, open_postgres, open_sqlite
+from gateway.control.database import (
+    LOG_TIMEOUTS,
+    Database,
+    Transaction,
+    open_database,
+    open_postgres,
+    open_sqlite,
+)
+from gateway.experiments.log.labels import check_model_labels
 from gateway.experiments.log.writer import insert_rows
 from gateway.experiments.log.records import COLUMNS, Event, FeedbackResult, Row
 from gateway.experiments.state_store import SCHEMA as STATE_SCHEMA
@@ -40,7 +48,9 @@ class LogStore(Protocol):
     """A prediction log backend (implement this to log elsewhere)."""
 
     def write_batch(self, rows: Sequence[Row]) -> None: ...
-    def add_feedback(self, items: Sequence[tuple[str, int]], ts: float) -> list[FeedbackResult]: ...
+    def add_feedback(
+        self, items: Sequence[tuple[str, int]], ts: float, classes: Mapping[str, int] | None = None
+    ) -> list[FeedbackResult]: ...
     def records(self, experiment: str | None, since: float | None = None) -> list[Row]: ...
     def events(self, experiment: str | None = None) -> list[Event]: ...
     def arm_counts(self, experiment: str) -> dict[str, int]: ...
@@ -63,16 +73,27 @@ class SqlLogStore:
     def write_batch(self, rows: Sequence[Row]) -> None:
         insert_rows(self._db, rows)
 
-    def add_feedback(self, items: Sequence[tuple[str, int]], ts: float) -> list[FeedbackResult]:
-        """Join labels to served requests; the same label twice counts once."""
+    def add_feedback(
+        self, items: Sequence[tuple[str, int]], ts: float, classes: Mapping[str, int] | None = None
+    ) -> list[FeedbackResult]:
+        """Store labels for requests: `recorded` when the request's row is logged,
+        `pending` when it is not yet (another worker's log writes it within its linger;
+        the label joins it then, by request id), `duplicate` for the same label again,
+        `conflict` for another one. Pending labels never joined are purged with the
+        log's retention.
+
+        Raises:
+            LabelOutOfRange: a label outside its logged model's `classes` (nothing stored).
+        """
         ids = [request_id for request_id, _ in items]
         served = self._served(ids)
+        check_model_labels(items, served, classes or {})
         existing = self._labels(ids)
         results: list[FeedbackResult] = []
         fresh: dict[str, int] = {}
         for request_id, label in items:
             outcome = _feedback_outcome(request_id, label, served, {**existing, **fresh})
-            if outcome == "recorded":
+            if outcome in ("recorded", "pending"):
                 fresh[request_id] = label
             results.append(FeedbackResult(request_id, outcome))
         sql = f"INSERT INTO feedback VALUES ({self._marks(3)}) ON CONFLICT DO NOTHING"
@@ -128,22 +149,25 @@ class SqlLogStore:
         with self._transaction() as cursor:
             cursor.execute(f"DELETE FROM predictions WHERE ts < {self.placeholder}", (before_ts,))
             deleted = int(cursor.rowcount or 0)
-            cursor.execute(
-                "DELETE FROM feedback WHERE request_id NOT IN (SELECT request_id FROM predictions)"
+            cursor.execute(  # labels of purged rows, and pending ones as old, never joined
+                f"DELETE FROM feedback WHERE ts < {self.placeholder}"
+                " AND request_id NOT IN (SELECT request_id FROM predictions)",
+                (before_ts,),
             )
         return deleted
 
     def close(self) -> None:
         self._db.close()
 
-    def _served(self, ids: list[str]) -> set[str]:
-        found: set[str] = set()
+    def _served(self, ids: list[str]) -> dict[str, str]:
+        """Request id -> model of the served requests among `ids`."""
+        found: dict[str, str] = {}
         for chunk in _chunks(ids):
             sql = (
-                f"SELECT request_id FROM predictions WHERE kind = 'serve'"
+                f"SELECT request_id, model FROM predictions WHERE kind = 'serve'"
                 f" AND request_id IN ({self._marks(len(chunk))})"
             )
-            found.update(row[0] for row in self._fetch(sql, tuple(chunk)))
+            found.update((row[0], row[1]) for row in self._fetch(sql, tuple(chunk)))
         return found
 
     def _labels(self, ids: list[str]) -> dict[str, int]:
@@ -161,12 +185,12 @@ class SqlLogStore:
         return self._db.transaction()
 
 
-def _feedback_outcome(request_id: str, label: int, served: set[str], labels: dict[str, int]) -> str:
-    if request_id not in served:
-        return "unknown"
-    if request_id not in labels:
-        return "recorded"
-    return "duplicate" if labels[request_id] == label else "conflict"
+def _feedback_outcome(
+    request_id: str, label: int, served: Mapping[str, str], labels: dict[str, int]
+) -> str:
+    if request_id in labels:
+        return "duplicate" if labels[request_id] == label else "conflict"
+    return "recorded" if request_id in served else "pending"
 
 
 def _live_figures(n: int, errors: int, mean: Any, labelled: int, correct: int) -> dict[str, Any]:
@@ -194,9 +218,9 @@ class SqliteLogStore(SqlLogStore):
 
 class PostgresLogStore(SqlLogStore):
     def __init__(self, url: str) -> None:
-        super().__init__(open_postgres(url))
+        super().__init__(open_postgres(url, LOG_TIMEOUTS))
 
 
 def open_store(database_url: str | None, data_dir: Path | None) -> LogStore:
     """The log in `open_database(database_url, data_dir)` (see there)."""
-    return SqlLogStore(open_database(database_url, data_dir))
+    return SqlLogStore(open_database(database_url, data_dir, LOG_TIMEOUTS))

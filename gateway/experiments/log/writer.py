@@ -7,7 +7,10 @@ it batches of `PredictionRecord`s (top-1 taken, `records.encode_batch`, each fra
 4-byte big-endian length and the payload) on stdin; the writer turns each into its row
 (`row_of`: the routing key hashed, the latency in milliseconds), inserts every batch in one
 transaction and answers each batch on stdout with one frame (`ACK`: rows written, records
-failed), in order, after one `ACK(0, 0)` that says it is ready. It ignores SIGTERM and
+failed, records unwritten because the database is unavailable: the gateway keeps those and
+sends them again), in order, after one `ACK(0, 0, 0)` that says it is ready. It connects
+at the first batch and again after any connection error (`Database`), so it starts, and
+stays, while the database is down. It ignores SIGTERM and
 SIGINT (a `stop` signals the whole process group, and the gateway's drain still has
 records to send) and exits when stdin closes.
 
@@ -32,12 +35,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from gateway.control.database import Database, open_database
+from gateway.control.database import LOG_TIMEOUTS, Database, StoreUnavailable, open_database
 from gateway.experiments.log.records import COLUMNS, PredictionRecord, Row, decode_batch, row_of
 
 logger = logging.getLogger(__name__)
 HEADER = struct.Struct("!I")
-ACK = struct.Struct("!II")  # rows written, records failed
+ACK = struct.Struct("!III")  # rows written, records failed, records unwritten (store down)
 _ROWS_PER_INSERT = 64  # 64 x 14 parameters, far below every engine's limit
 
 
@@ -65,9 +68,10 @@ def _insert_sql(placeholder: str, rows: int) -> str:
     )
 
 
-def write_records(db: Database, records: Sequence[PredictionRecord]) -> tuple[int, int]:
-    """Convert and insert one batch: (rows written, records failed). A malformed record
-    is logged and skipped; a failing database fails (and counts) the whole batch."""
+def write_records(db: Database, records: Sequence[PredictionRecord]) -> tuple[int, int, int]:
+    """Convert and insert one batch: (rows written, records failed, records unwritten).
+    A malformed record is logged and skipped (failed); an unavailable database leaves the
+    whole batch unwritten (to be sent again); any other database error fails it."""
     rows: list[Row] = []
     for record in records:
         try:
@@ -79,10 +83,13 @@ def write_records(db: Database, records: Sequence[PredictionRecord]) -> tuple[in
     try:
         if rows:
             insert_rows(db, rows)
+    except StoreUnavailable as exc:
+        logger.warning("prediction log: %s; %d records wait", exc.message, len(records))
+        return 0, 0, len(records)
     except Exception:
         logger.exception("prediction log write of %d rows failed", len(rows))
-        return 0, len(records)
-    return len(rows), len(records) - len(rows)
+        return 0, len(records), 0
+    return len(rows), len(records) - len(rows), 0
 
 
 def serve(db: Database, source: BinaryIO, sink: BinaryIO) -> None:
@@ -95,10 +102,10 @@ def serve(db: Database, source: BinaryIO, sink: BinaryIO) -> None:
             records = decode_batch(payload)
         except Exception:
             logger.exception("prediction log: an unreadable batch")
-            records, written, failed = None, 0, 1
+            records, written, failed, unwritten = None, 0, 1, 0
         if records is not None:
-            written, failed = write_records(db, records)
-        sink.write(ACK.pack(written, failed))
+            written, failed, unwritten = write_records(db, records)
+        sink.write(ACK.pack(written, failed, unwritten))
         sink.flush()
 
 
@@ -108,9 +115,10 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s log-writer %(message)s")
     target = json.loads(argv[0])
     data_dir = target["data_dir"]
-    db = open_database(target["database_url"], None if data_dir is None else Path(data_dir))
+    folder = None if data_dir is None else Path(data_dir)
+    db = open_database(target["database_url"], folder, LOG_TIMEOUTS, lazy=True)
     try:
-        sys.stdout.buffer.write(ACK.pack(0, 0))  # ready: signals ignored, database open
+        sys.stdout.buffer.write(ACK.pack(0, 0, 0))  # ready: signals ignored, database open
         sys.stdout.buffer.flush()
         serve(db, sys.stdin.buffer, sys.stdout.buffer)
     finally:

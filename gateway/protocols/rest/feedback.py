@@ -1,9 +1,13 @@
 """`POST /v1/feedback`: true labels for served requests, joined with the prediction log.
 
 Body: `{"request_id": "...", "label": 3}` or `{"feedback": [{"request_id": ..., "label": ...}]}`.
-Each id gets its own outcome and status: 201 recorded, 200 duplicate (the same label
-again counts once), 409 conflict (a different label was recorded), 404 unknown id.
-The reply's status is the items' common status, or 207 when they differ.
+Each id gets its own outcome and status: 201 recorded, 202 pending (the request's row is
+not in the log yet, e.g. another worker answered it and its log writes it within its
+linger: the label is stored and joins the row by request id when it lands), 200 duplicate
+(the same label again counts once), 409 conflict (a different label was recorded).
+The reply's status is the items' common status, or 207 when they differ. A label outside
+the model's classes (`0..classes-1`, the manifest's `probabilities` width) is a 400
+naming the range; a database that is down or hung is a 503 with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -60,11 +64,11 @@ _RESULTS = {"model": FeedbackResponse}
 _FEEDBACK = operation(
     FeedbackResponse,
     body={"application/json": {"oneOf": [ref(FeedbackItem), ref(FeedbackBatch)]}},
-    statuses=(401, 503),
+    statuses=(400, 401, 503),
     extra={
         201: {**_RESULTS, "description": "every label recorded"},
+        202: {**_RESULTS, "description": "every label stored, its request not logged yet"},
         207: {**_RESULTS, "description": "the items' statuses differ"},
-        404: {**_RESULTS, "description": "every request id unknown"},
         409: {**_RESULTS, "description": "every item conflicts with a recorded label"},
     },
 )

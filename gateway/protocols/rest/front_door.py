@@ -14,7 +14,7 @@ headers are read from a dict built once (`HeaderTable`: ten lookups, most of the
 cost 7.9 us through Starlette's list scan, 1.7 us so).
 
 Middleware added to a `GatewayApp` turns the direct path off (`add_middleware`), so no
-middleware is ever skipped silently (tests/unit/test_gateway_fast_path.py).
+middleware is ever skipped silently (tests/unit/protocols/test_gateway_fast_path.py).
 """
 
 from __future__ import annotations

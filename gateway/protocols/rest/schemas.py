@@ -179,7 +179,7 @@ class FeedbackBatch(BaseModel):
 
 class FeedbackResult(BaseModel):
     request_id: str
-    outcome: Literal["recorded", "duplicate", "conflict", "unknown"]
+    outcome: Literal["recorded", "pending", "duplicate", "conflict"]
     status: int
 
 
