@@ -27,7 +27,7 @@ from gateway.experiments.controller import RolloutController
 from gateway.experiments.log.sink import CALL_TIMEOUT_S, PredictionLog
 from gateway.experiments.log.process import WriterProcess
 from gateway.experiments.manager import ExperimentManager, PolicyLayers
-from gateway.experiments.log.records import FeedbackResult, PredictionRecord
+from gateway.experiments.log.records import FeedbackResult, prediction_record
 from gateway.experiments.specs import check_specs, data_dir, default_specs
 from gateway.experiments.log.labels import LabelOutOfRange, check_label_range, class_counts
 from gateway.experiments.log.store import LogStore, open_store
@@ -101,7 +101,7 @@ class ExperimentService:
         request, response = outcome.request, outcome.response
         shadow = outcome.kind == "shadow"
         self.log.submit(
-            PredictionRecord(
+            prediction_record(
                 request_id=request.request_id,
                 kind="shadow" if shadow else "serve",
                 ts=outcome.ts,

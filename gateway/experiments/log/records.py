@@ -32,13 +32,14 @@ COLUMNS = (
 Row = tuple[Any, ...]  # one row of SQL parameters, in `COLUMNS` order
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class PredictionRecord:
     """One routed request (`kind="serve"`) or shadow call (`kind="shadow"`) of the log.
 
-    Built by keyword on the event loop, one per request: references and scalars only, no
-    computation. A slotted dataclass, not frozen (a frozen field costs an
-    `object.__setattr__`), so `summarise` takes top-1 in place, off the request's path.
+    Built by keyword on the event loop, one per request (`prediction_record`, the fast
+    way): references and scalars only, no computation. A slotted dataclass, not frozen (a
+    frozen field costs an `object.__setattr__`), so `summarise` takes top-1 in place, off
+    the request's path.
 
     Attributes:
         request_id: the client's `X-Request-Id` or the one the gateway assigned.
@@ -75,6 +76,33 @@ class PredictionRecord:
     prob: float | None = None
 
 
+def prediction_record(
+    *,
+    request_id: str,
+    kind: str,
+    ts: float,
+    experiment: str | None,
+    model: str,
+    arm: str,
+    version: int | None,
+    routing_key: str | None,
+    latency_s: float,
+    status: int,
+    agreed: bool | None = None,
+    failover: bool = False,
+    outputs: dict[str, np.ndarray] | None = None,
+) -> PredictionRecord:
+    """A new record, its fields by keyword (see `PredictionRecord`), at a function call's
+    cost: 0.23 us, against 0.49 us for `PredictionRecord(...)` by keyword, for which
+    CPython packs the keywords into a dict and out again (measured, issue 21). The
+    request's path builds its record here; the order below is the fields' (a test holds
+    the two equal)."""
+    return PredictionRecord(
+        request_id, kind, ts, experiment, model, arm, version, routing_key, latency_s,
+        status, agreed, failover, outputs,
+    )  # fmt: skip
+
+
 FIELDS = tuple(f.name for f in fields(PredictionRecord))
 _VALUES = operator.attrgetter(*FIELDS)
 
@@ -94,10 +122,13 @@ def decode_batch(payload: bytes) -> list[PredictionRecord]:
     Raises:
         pickle.UnpicklingError, TypeError, ValueError: the payload is not a batch.
     """
-    return [
-        PredictionRecord(**dict(zip(FIELDS, values, strict=True)))
-        for values in pickle.loads(payload)
-    ]
+    return [_from_values(values) for values in pickle.loads(payload)]
+
+
+def _from_values(values: tuple[Any, ...]) -> PredictionRecord:
+    if len(values) != len(FIELDS):
+        raise ValueError(f"a record has {len(FIELDS)} fields, not {len(values)}")
+    return PredictionRecord(*values)
 
 
 def key_hash(key: str | None) -> str | None:

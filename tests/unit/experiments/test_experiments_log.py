@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.experiments.log.sink import PredictionLog
-from gateway.experiments.log.records import PredictionRecord, Row
+from gateway.experiments.log.records import PredictionRecord, Row, prediction_record
 from gateway.experiments.log.top1 import to_row, top1
 from gateway.experiments.log.store import SqliteLogStore
 
@@ -200,3 +200,15 @@ def test_records_since_a_time_keep_only_later_rows_of_that_experiment(tmp_path: 
     assert [r[0] for r in store.records("exp", since=101.0)] == ["r1", "r2"]
     assert [r[0] for r in store.records("exp")] == ["r0", "r1", "r2"]
     assert [r[0] for r in store.records(None, since=102.5)] == ["r3"]
+
+
+def test_the_fast_builder_puts_every_field_where_its_keyword_says() -> None:
+    fields = {
+        "request_id": "r", "kind": "shadow", "ts": 1.5, "experiment": "exp", "model": "toy",
+        "arm": "tensorflow", "version": 3, "routing_key": "k", "latency_s": 0.25,
+        "status": 503, "agreed": False, "failover": True, "outputs": {"class": np.array([1])},
+    }  # fmt: skip
+    record = prediction_record(**fields)
+    assert record == PredictionRecord(**fields)
+    assert {name: getattr(record, name) for name in fields} == fields
+    assert (record.top1, record.prob) == (None, None)
