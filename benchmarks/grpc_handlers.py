@@ -26,8 +26,10 @@ from rich.table import Table
 from gateway._proto import oip
 from gateway.edge.admission import Admission
 from gateway.edge.auth import Authenticator
+from gateway.edge.boundary import Edge
 from gateway.protocols.grpc import oip as grpc_oip, tfserving as grpc_tfserving
 from gateway.settings import GatewaySettings
+from gateway.telemetry.metrics import GatewayMetrics
 from gateway.core.types import InferRequest, InferResponse
 from benchmarks.gateway import bodies
 from trainers.architecture import to_model_input
@@ -47,8 +49,12 @@ class InstantDataPlane:
         timings = {"upstream": 0.0008, "total": 0.001}
         return InferResponse(request.model, 1, "tensorflow", dict(OUTPUTS), timings=timings)
 
-    def count_error(self, *args: Any) -> None:
-        raise AssertionError(f"the bench's calls must succeed: {args}")
+
+class SucceedingEdge(Edge):
+    """The gateway's edge (admission included), for calls that must all succeed."""
+
+    def error(self, exc: Exception, *args: Any) -> Any:
+        raise AssertionError(f"the bench's calls must succeed: {exc!r}")
 
 
 class FakeContext:
@@ -71,7 +77,7 @@ def _context() -> Any:
     settings = GatewaySettings(auth={"admin_token": "b" * 32})
     return types.SimpleNamespace(
         settings=settings, auth=Authenticator(settings.auth), dataplane=InstantDataPlane(),
-        admission=Admission(64),
+        edge=SucceedingEdge(Admission(64), GatewayMetrics(), [MODEL]),
     )  # fmt: skip
 
 
@@ -110,14 +116,10 @@ def per_call(handler: Any, payloads: list[bytes], calls: int, repeats: int) -> l
 
 def cases() -> dict[str, tuple[Any, list[bytes]]]:
     ctx: Any = _context()
-
-    async def ready() -> bool:
-        return True
-
     predict = _handler(
         grpc_tfserving.handlers(ctx)[0], "/tensorflow.serving.PredictionService/Predict"
     )
-    infer = _handler(grpc_oip.handlers(ctx, ready)[0], f"/{oip.SERVICE}/ModelInfer")
+    infer = _handler(grpc_oip.handlers(ctx)[0], f"/{oip.SERVICE}/ModelInfer")
     return {
         "tfserving Predict": (predict, bodies(MODEL).grpc),
         "OIP ModelInfer (raw)": (infer, _infer_requests()),

@@ -14,26 +14,25 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import admin
-from gateway.edge.admission import Admission, LimitedUpstream
-from gateway.edge.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.context import GatewayContext
-from gateway.control.plane import ControlPlane
 from gateway.control.database import open_database
-from gateway.dataplane import DataPlane
-from gateway.edge.drain import Drain, hold_exit_signals
+from gateway.control.plane import ControlPlane
 from gateway.core.errors import GatewayError, NotFound
+from gateway.core.outcome import fan_out
+from gateway.core.types import Framework
+from gateway.dataplane import DataPlane
+from gateway.edge.admission import Admission
+from gateway.edge.auth import Authenticator
+from gateway.edge.boundary import Edge
+from gateway.edge.drain import Drain, hold_exit_signals
 from gateway.experiments.service import ExperimentService
-from gateway.routing.shadow import ShadowMirror
 from gateway.experiments.specs import data_dir
 from gateway.experiments.stats.live import ExperimentStats
+from gateway.protocols.rest import feedback as feedback_rest
+from gateway.protocols.rest import tfserving as tfserving_rest
+from gateway.protocols.rest import v2 as v2_rest
 from gateway.protocols.rest.front_door import GatewayApp
-from gateway.telemetry.metrics import GatewayMetrics
-from gateway.telemetry.observers import metrics_observer, shadow_drops
-from gateway.protocols.rest.openapi import document as openapi_document
-from gateway.protocols.rest.openapi import operation
-from gateway.core.outcome import fan_out
-from gateway.protocols.rest import feedback as feedback_rest, tfserving as tfserving_rest, v2 as v2_rest
 from gateway.protocols.rest.http import (
     HEADER_BACKEND,
     HEADER_FAILOVER,
@@ -45,12 +44,17 @@ from gateway.protocols.rest.http import (
     unexpected_error_handler,
 )
 from gateway.protocols.rest.methods import allowed_methods
+from gateway.protocols.rest.openapi import document as openapi_document
+from gateway.protocols.rest.openapi import operation
 from gateway.protocols.rest.schemas import HealthResponse, ReadinessResponse
 from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router
+from gateway.routing.shadow import ShadowMirror
 from gateway.settings import GatewaySettings
-from gateway.core.types import Framework
+from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.observers import metrics_observer, shadow_drops
 from gateway.upstreams.base import Upstream
+from gateway.upstreams.limited import LimitedUpstream
 
 if TYPE_CHECKING:
     from gateway.protocols.grpc.server import GrpcIngress
@@ -89,12 +93,13 @@ def build_context(
     )
     emit = fan_out([metrics_observer(metrics), stats.observe, experiments.observe])
     router = Router(catalog, upstreams, settings, policies, emit, mirror.submit)
+    admission, drain = Admission(limits.max_in_flight, limits.retry_after_s), Drain()
     return GatewayContext(
         settings=settings, catalog=catalog, router=router,
-        dataplane=DataPlane(router, metrics), metrics=metrics,
+        dataplane=DataPlane(router, metrics, drain), metrics=metrics,
         auth=Authenticator(settings.auth, settings.config_file), experiments=experiments,
         control=control, policies=policies, stats=stats, mirror=mirror,
-        admission=Admission(limits.max_in_flight, limits.retry_after_s), drain=Drain(),
+        edge=Edge(admission, metrics, catalog.names), drain=drain,
     )  # fmt: skip
 
 
@@ -125,7 +130,6 @@ def create_app(
 
     app = GatewayApp(title="dualserve gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = ctx
-    app.state.readiness = lambda: _all_models_ready(ctx)
     app.include_router(tfserving_rest.router)
     app.include_router(v2_rest.router)
     app.include_router(admin.router)
@@ -168,7 +172,7 @@ async def _start_grpc(app: FastAPI, ctx: GatewayContext) -> GrpcIngress | None:
         return None
     from gateway.protocols.grpc.server import start_grpc_ingress  # grpc server code only when used
 
-    ingress = await start_grpc_ingress(ctx, lambda: _all_models_ready(ctx))
+    ingress = await start_grpc_ingress(ctx)
     app.state.grpc_port = ingress.port
     return ingress
 
@@ -177,16 +181,6 @@ async def _drain_shadow(ctx: GatewayContext) -> None:
     """Let queued mirror copies finish (bounded by the drain grace) before closing."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(ctx.mirror.drain(), ctx.settings.drain.grace_s)
-
-
-async def _all_models_ready(ctx: GatewayContext) -> bool:
-    """Ready when every configured model has at least one ready arm (never while draining)."""
-    if ctx.drain.draining:
-        return False
-    for model in ctx.catalog.names:
-        if not any((await ctx.router.ready(model)).values()):
-            return False
-    return bool(ctx.catalog.names)
 
 
 _READYZ = operation(
@@ -202,11 +196,9 @@ def _add_operations_routes(app: FastAPI, ctx: GatewayContext) -> None:
 
     @app.get("/readyz", **_READYZ)
     async def readyz() -> Response:
-        models = {m: await ctx.router.ready(m) for m in ctx.catalog.names}
-        ok = bool(models) and all(any(arms.values()) for arms in models.values())
-        ok = ok and not ctx.drain.draining
-        body = {"ready": ok, "draining": ctx.drain.draining, "models": models}
-        return json_response(body, status=200 if ok else 503)
+        report = await ctx.dataplane.readiness()
+        body = {"ready": report.ready, "draining": report.draining, "models": report.models}
+        return json_response(body, status=200 if report.ready else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:

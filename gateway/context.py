@@ -5,21 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.edge.admission import Admission
-from gateway.edge.auth import Authenticator
 from gateway.catalog import Catalog
 from gateway.control.plane import ControlPlane
 from gateway.dataplane import DataPlane
+from gateway.edge.admission import Admission
+from gateway.edge.auth import Authenticator
+from gateway.edge.boundary import Edge
 from gateway.edge.drain import Drain
-from gateway.telemetry.metrics import GatewayMetrics
 from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router
 from gateway.settings import GatewaySettings
+from gateway.telemetry.metrics import GatewayMetrics
 
 if TYPE_CHECKING:
     from gateway.experiments.service import ExperimentService
-    from gateway.routing.shadow import ShadowMirror
     from gateway.experiments.stats.live import ExperimentStats
+    from gateway.routing.shadow import ShadowMirror
 
 
 @dataclass
@@ -32,6 +33,7 @@ class GatewayContext:
         policies: the one owner of routing policy.
         stats: this process's live per-arm statistics (an outcome observer).
         mirror: the shadow calls' queue and workers.
+        edge: admission, error counting and error shaping, for every transport.
     """
 
     settings: GatewaySettings
@@ -45,5 +47,10 @@ class GatewayContext:
     policies: PolicyStore
     stats: ExperimentStats
     mirror: ShadowMirror
-    admission: Admission
+    edge: Edge
     drain: Drain
+
+    @property
+    def admission(self) -> Admission:
+        """The worker's bound on requests in flight (the edge's)."""
+        return self.edge.admission

@@ -3,13 +3,14 @@
 python -m loadtest [--models digits-mlp,digits-cnn] [--concurrency 1,4,16,64]
                    [--arrival poisson|constant --rate 100,400,1600] [--slo-p99-ms 50]
                    [--duration 10] [--repeats 3] [--protocols rest,grpc]
-                   [--workers 2] [--pin-cpus auto]
+                   [--workers 2] [--pin-cpus auto] [--verdict-via direct|gateway]
 python -m loadtest report reports/<timestamp>     # rebuild a report from its raw data
 python -m loadtest compare reports/<a> reports/<b>  # two runs on one report, with verdicts
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -20,9 +21,9 @@ from rich.console import Console
 
 
 def _console() -> Console:
-    """A terminal's own width; 120 columns when piped (make, CI logs), where rich's 80 would
-    cut the headline table's labels."""
-    return Console(width=None if sys.stdout.isatty() else 120)
+    """A terminal's own width (the headline fits 80 columns and up without cutting a name);
+    120 columns when piped (make, CI logs), or `COLUMNS` when set."""
+    return Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120)
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)
@@ -67,6 +68,10 @@ def sweep(
     fixed_concurrency: Annotated[
         int | None, typer.Option(help="c for the headline's p50/p99")
     ] = None,
+    verdict_via: Annotated[
+        str,
+        typer.Option(help="the framework verdict from: direct calls, or the gateway's arms"),
+    ] = "direct",
     model_store: Path = Path("model_store"),
     run_dir: Annotated[
         Path, typer.Option(help="the stack's run dir (a running stack is reused)")
@@ -78,7 +83,7 @@ def sweep(
     if ctx.invoked_subcommand is not None:
         return
     from loadtest.cells import Timing
-    from loadtest.openloop import ARRIVALS
+    from loadtest.users.openloop import ARRIVALS
     from loadtest.runner import new_report_dir, sweep_and_report
     from loadtest.sweep import SweepOptions
     from loadtest.targets import ALL_TARGETS
@@ -89,6 +94,8 @@ def sweep(
         raise typer.BadParameter(f"must be one of {', '.join(ARRIVALS)}", param_hint="--arrival")
     if any(r <= 0 for r in rates) or max_in_flight < 1 or slo_p99_ms < 0:
         raise typer.BadParameter("rates, --max-in-flight and --slo-p99-ms must be positive")
+    if verdict_via not in ("direct", "gateway"):
+        raise typer.BadParameter("must be direct or gateway", param_hint="--verdict-via")
     if not rates and not levels:
         raise typer.BadParameter("give --concurrency levels, --rate levels or both")
     timing = Timing(warmup_s=warmup, min_s=duration, cap_s=cap or 2 * duration, window_s=window)
@@ -113,7 +120,7 @@ def sweep(
     out = output or new_report_dir(reports)
     out.mkdir(parents=True, exist_ok=True)
     console = _console()
-    index = sweep_and_report(options, out, fixed_concurrency, console)
+    index = sweep_and_report(options, out, fixed_concurrency, console, verdict_via)
     console.print(f"report: {index}")
 
 
@@ -136,7 +143,7 @@ def compare(
 ) -> None:
     """Both runs on the same charts, per cell the difference with Welch's t-test and a
     verdict; writes OUTPUT/index.html, compare.md and compare.json."""
-    from loadtest.report.compare import build_comparison
+    from loadtest.compare.runs import build_comparison
 
     out = output or run_b.parent / f"compare-{run_a.name}-vs-{run_b.name}"
     console = _console()

@@ -4,7 +4,7 @@ A cell is (model, target, protocol, load, repeat), where the load is either clos
 (`concurrency` users, each waiting for its answer) or open loop (`arrival` poisson or
 constant at `rate` requests/s, at most `concurrency` requests in flight). Locust writes
 its own CSVs (`--csv`, kept as raw data); the numbers the report uses come from the HDR
-histograms, drop counts and CPU seconds each Locust process wrote (`loadtest.recorder`).
+histograms, drop counts and CPU seconds each Locust process wrote (`loadtest.users.recorder`).
 
 Closed-loop cells also get a p99 corrected for coordinated omission, beside the measured
 one: the histogram corrected at an expected interval of the cell's mean latency, which is
@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway.telemetry.histogram import LatencyHistogram, merge_all
-from loadtest.stability import saturated
+from loadtest.users.stability import saturated
 from loadtest.targets import Target
 
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+LOCUSTFILE = Path(__file__).parent / "users" / "locustfile.py"
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,12 @@ class CellResult:
     dropped: int = 0
     p99_corrected_ms: float = math.nan
     goodput: float = math.nan
+    gateway_ms: float = math.nan  # mean `Server-Timing` gateway;dur over the replies
+    upstream_ms: float = math.nan  # mean `Server-Timing` upstream;dur (the gateway's backend call)
+    server_ms: float = math.nan  # the backend's own mean request time (its metrics)
+    server_queue_ms: float = math.nan  # of which queued (batching / TorchServe's queue)
+    server_compute_ms: float = math.nan  # of which running the model
+    box_cpu: float = math.nan  # the machine's CPU use during the cell, 0-1 (all cores)
 
 
 def locust_argv(spec: CellSpec, csv_prefix: Path) -> list[str]:
@@ -191,6 +197,8 @@ def read_cell(spec: CellSpec, out_dir: Path) -> CellResult:
     seconds = max(float(r["wall_s"]) for r in loaders)
     cpu = max(float(r["cpu_s"]) / float(r["wall_s"]) if r["wall_s"] else 0.0 for r in records)
     found = hist.percentiles((50.0, 90.0, 99.0))
+    write_latency(spec, out_dir, hist, loaders)
+    timed = server_timing_means(loaders)
     return CellResult(
         model=spec.model,
         target=spec.target.name,
@@ -219,7 +227,48 @@ def read_cell(spec: CellSpec, out_dir: Path) -> CellResult:
         goodput=hist.count_at_or_below(spec.slo_ms / 1000) / seconds
         if spec.slo_ms > 0 and seconds > 0
         else math.nan,
+        gateway_ms=timed.get("gateway", math.nan),
+        upstream_ms=timed.get("upstream", math.nan),
     )
+
+
+def server_timing_means(loaders: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean `Server-Timing` duration per name (ms) over every process's replies."""
+    replies = sum(int(r.get("server_timing", {}).get("replies", 0)) for r in loaders)
+    sums: dict[str, float] = {}
+    for r in loaders:
+        for name, ms in r.get("server_timing", {}).get("sum_ms", {}).items():
+            sums[name] = sums.get(name, 0.0) + float(ms)
+    return {name: total / replies for name, total in sums.items()} if replies else {}
+
+
+def write_latency(
+    spec: CellSpec, out_dir: Path, hist: LatencyHistogram, loaders: list[dict[str, Any]]
+) -> None:
+    """`<cell>/latency.json`: the cell's merged HDR histogram (for the percentile spectrum)
+    and p50/p99 per second of the measurement (each process's second-th histogram merged;
+    processes start their clocks within a fraction of a second of each other)."""
+    seconds: dict[int, list[LatencyHistogram]] = {}
+    for r in loaders:
+        for second, data in r.get("timeline", {}).items():
+            seconds.setdefault(int(second), []).append(LatencyHistogram.from_json(data))
+    timeline = []
+    for second in sorted(seconds):
+        merged = merge_all(seconds[second])
+        p = merged.percentiles((50.0, 99.0))
+        timeline.append([second, merged.count, p[50.0] * 1000, p[99.0] * 1000])
+    record = {
+        "model": spec.model,
+        "target": spec.target.name,
+        "protocol": spec.target.protocol,
+        "arrival": spec.arrival,
+        "concurrency": spec.concurrency,
+        "offered_rate": spec.rate,
+        "repeat": spec.repeat,
+        "histogram": hist.to_json(),
+        "timeline": {"columns": ["second", "count", "p50_ms", "p99_ms"], "rows": timeline},
+    }
+    (out_dir / "latency.json").write_text(json.dumps(record))
 
 
 def _corrected_p99_ms(hist: LatencyHistogram, arrival: str) -> float:

@@ -32,6 +32,31 @@ def capture(state: dict[str, Any], repo: Path) -> dict[str, Any]:
     }
 
 
+def process_facts(pids: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Per server process (backend, gateway, nginx) as it ran: its threads, its child
+    processes (TorchServe's Python workers, the gateway's workers) and their threads, and
+    the thread-pool variables it was started with (`OMP_NUM_THREADS`, TorchServe's
+    `DUALSERVE_TORCH_THREADS`). A process that is gone, or not ours to read, is left out."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, pid in pids.items():
+        try:
+            proc = psutil.Process(pid)
+            children = proc.children(recursive=True)
+            env = proc.environ()
+            found[name] = {
+                "threads": proc.num_threads(),
+                "children": len(children),
+                "child_threads": [c.num_threads() for c in children],
+                "thread_env": {k: env[k] for k in THREAD_ENV if k in env},
+            }
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DUALSERVE_TORCH_THREADS")
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

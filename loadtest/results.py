@@ -27,7 +27,11 @@ class Summary:
 
     The load is closed loop at `concurrency` users (`arrival` "closed") or open loop at
     `offered_rate` requests/s (`arrival` poisson or constant; `concurrency` is then the
-    most requests in flight). Latencies in ms, rates in requests/s.
+    most requests in flight). Latencies in ms, rates in requests/s. Where the time went
+    (medians, nan when unknown): `mean_ms` the client's mean latency; `gateway_ms` and
+    `upstream_ms` the gateway's `Server-Timing` means; `server_ms`, `server_queue_ms`,
+    `server_compute_ms` the backend's own (`loadtest.server_clock`); `box_cpu` the
+    machine's highest CPU use over the repeats (0-1).
     """
 
     model: str
@@ -60,6 +64,13 @@ class Summary:
     p50_samples: tuple[float, ...]
     p99_samples: tuple[float, ...]
     goodput_samples: tuple[float, ...]
+    mean_ms: float = math.nan
+    gateway_ms: float = math.nan
+    upstream_ms: float = math.nan
+    server_ms: float = math.nan
+    server_queue_ms: float = math.nan
+    server_compute_ms: float = math.nan
+    box_cpu: float = math.nan
 
     @property
     def open_loop(self) -> bool:
@@ -157,6 +168,13 @@ def _summary(group: list[CellResult]) -> Summary:
         p50_samples=tuple(c.p50_ms for c in group),
         p99_samples=tuple(c.p99_ms for c in group),
         goodput_samples=tuple(c.goodput for c in group),
+        mean_ms=_median([c.mean_ms for c in group]),
+        gateway_ms=_median([c.gateway_ms for c in group]),
+        upstream_ms=_median([c.upstream_ms for c in group]),
+        server_ms=_median([c.server_ms for c in group]),
+        server_queue_ms=_median([c.server_queue_ms for c in group]),
+        server_compute_ms=_median([c.server_compute_ms for c in group]),
+        box_cpu=max((c.box_cpu for c in group if not math.isnan(c.box_cpu)), default=math.nan),
     )
 
 

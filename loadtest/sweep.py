@@ -5,9 +5,10 @@ A load is a closed-loop concurrency (`--concurrency`) or an open-loop offered ra
 the rates.
 
 `run_sweep` brings the stack up (or uses a running one), starts the nginx baseline,
-runs each cell through `loadtest.cells`, writes `raw/cells.csv` after every cell, and
-always puts things back: the gateway's policies, nginx, CPU affinity, the stack it
-started. Within a repeat, targets run back to back at each load level, and their
+runs each cell through `loadtest.cells` (reading the answering backend's metrics before and
+after it, `loadtest.server_clock`, and the machine's CPU use), writes `raw/cells.csv` after
+every cell, and always puts things back: the gateway's policies, nginx, CPU affinity, the
+stack it started. Within a repeat, targets run back to back at each load level, and their
 order rotates between repeats, so slow drift (heat, caches, other load) hits all alike.
 """
 
@@ -16,19 +17,22 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from backends.torchserve.launcher import read_token
 from dualserve.run_state import RunState
 from dualserve.stack import StackPaths, down, read_state, up
 from loadtest import nginx as nginx_mod
 from loadtest.cells import CellResult, CellSpec, Timing, run_cell
+from loadtest.environment import process_facts
 from loadtest.pinning import Pinning, pin_servers, plan_pinning, restore
 from loadtest.results import write_cells_csv
+from loadtest.server_clock import read_clock, times
 from loadtest.targets import (
     ALL_TARGETS,
     Target,
@@ -69,6 +73,7 @@ class SweepRun:
     pinning: Pinning
     skipped: list[str]
     settings: dict[str, Any]
+    processes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def loads(options: SweepOptions) -> list[tuple[str, int, float]]:
@@ -126,7 +131,8 @@ def run_sweep(options: SweepOptions, out_dir: Path, progress: Progress) -> Sweep
         targets = {m: select_targets(options, state, m, nginx_url) for m in options.models}
         cells = _run_cells(plan(options, targets), state, raw, pinning, progress)
         settings = _backend_settings(options.run_dir)
-    return SweepRun(cells, servers, pinning, skipped, settings)
+        processes = process_facts(_named_pids(servers))
+    return SweepRun(cells, servers, pinning, skipped, settings, processes)
 
 
 def _run_cells(
@@ -144,12 +150,33 @@ def _run_cells(
         )
         if spec.target.route == "gateway":
             set_policy(state, spec.model, spec.target.policy)
+        url = metrics_url(state, spec.target.framework)
+        before = read_clock(url, spec.target.framework, spec.model)
+        psutil.cpu_percent(None)  # starts the machine-wide CPU interval
+        cell = run_cell(spec, raw / "cells" / spec.key, payloads[spec.model], pinning.loadgen)
+        box_cpu = psutil.cpu_percent(None) / 100
+        server = times(before, read_clock(url, spec.target.framework, spec.model))
         cells.append(
-            run_cell(spec, raw / "cells" / spec.key, payloads[spec.model], pinning.loadgen)
+            replace(
+                cell,
+                box_cpu=box_cpu,
+                server_ms=server.server_ms,
+                server_queue_ms=server.queue_ms,
+                server_compute_ms=server.compute_ms,
+            )
         )
         write_cells_csv(raw / "cells.csv", cells)
     progress("done", len(specs), len(specs))
     return cells
+
+
+def metrics_url(state: RunState, framework: str) -> str | None:
+    """The metrics page of the backend that answers `framework`'s requests, if known."""
+    if framework == "tensorflow":
+        return state.tensorflow.metrics
+    if framework == "pytorch":
+        return state.pytorch.metrics
+    return None
 
 
 def set_policy(state: RunState, model: str, policy: dict[str, Any] | None) -> None:
@@ -215,6 +242,10 @@ def _start_nginx(
 
 def _server_pids(servers: dict[str, Any], _: ExitStack) -> list[int]:
     return [int(v["pid"]) for v in servers.values() if isinstance(v, dict) and v.get("pid")]
+
+
+def _named_pids(state: dict[str, Any]) -> dict[str, int]:
+    return {k: int(v["pid"]) for k, v in state.items() if isinstance(v, dict) and v.get("pid")}
 
 
 def _payload_file(raw: Path, model: str) -> Path:

@@ -13,7 +13,7 @@ and the routing policy the gateway must hold while it runs. Names:
 | `nginx->tf`, `nginx->torch`, `nginx-50/50` | the nginx baseline (`loadtest.nginx`) |
 
 Over gRPC the same names exist except the nginx ones; their users come from
-`loadtest.grpc_users` when it exists (see `grpc_targets`).
+`loadtest.users.grpc_users` when it exists (see `grpc_targets`).
 """
 
 from __future__ import annotations
@@ -113,14 +113,14 @@ def rest_targets(state: RunState, model: str, nginx_url: str | None) -> list[Tar
 
 def grpc_targets(state: RunState, model: str) -> list[Target]:
     """gRPC targets (TF Serving's `Predict` API, and TorchServe's own), when
-    `loadtest.grpc_users` exists and the gateway has a gRPC port.
+    `loadtest.users.grpc_users` exists and the gateway has a gRPC port.
 
     The module is only located here, never imported: it brings in Locust, which
     monkey-patches the runner's process with gevent. Its users read the model from
     `DUALSERVE_MODEL`, the gateway pin from `DUALSERVE_PIN`, the address from `--host`.
     """
     gw, env = state.gateway.grpc, {"DUALSERVE_MODEL": model}
-    if importlib.util.find_spec("loadtest.grpc_users") is None or not gw:
+    if importlib.util.find_spec("loadtest.users.grpc_users") is None or not gw:
         return []
     token = {**env, "DUALSERVE_TORCHSERVE_TOKEN_FILE": str(state.pytorch.token_file)}
     via = "GatewayTFServingUser"

@@ -10,8 +10,12 @@ refuse at a fixed concurrency. The gateway does the same, per worker process:
 - `Admission` bounds the requests in flight in this worker. Past the bound a request is
   refused with `Overloaded` (HTTP 429 with `Retry-After`, gRPC RESOURCE_EXHAUSTED) before
   its body is read or decoded, so a refusal costs microseconds and no memory.
-- `LimitedUpstream` bounds the calls in flight to one backend kind (both arms' upstream
-  calls, shadow copies included), so one slow backend cannot take every slot.
+- `gateway.upstreams.limited.LimitedUpstream` bounds the calls in flight to one backend
+  kind (both arms' upstream calls, shadow copies included) with an `Admission` of its own,
+  so one slow backend cannot take every slot.
+
+`Admission.hold` is the one place a slot is taken and given back: the edge
+(`gateway.edge.boundary.Edge`, for REST and gRPC alike) and the upstream wrapper call it.
 
 Little's law sizes the default: one worker answers ~1,300 req/s at saturation on this
 2-core machine (`benchmarks.gateway`), so 32 requests in flight is ~25 ms of queue:
@@ -21,13 +25,15 @@ waiting behind hundreds of others.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 from gateway.core.errors import Overloaded
-from gateway.core.types import InferRequest, InferResponse
-from gateway.upstreams.base import Upstream
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass
@@ -44,28 +50,38 @@ class Admission:
     Args:
         limit: requests in flight at most; the next one is refused.
         retry_after_s: what `Retry-After` tells a refused client (whole seconds, >= 1).
+        what: what is full, as a refusal names it.
+        setting: the setting that bounds it, as a refusal names it.
     """
 
-    def __init__(self, limit: int, retry_after_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        limit: int,
+        retry_after_s: float = 1.0,
+        what: str = "the gateway",
+        setting: str = "admission.max_in_flight",
+    ) -> None:
         if limit < 1:
             raise ValueError(f"the in-flight limit must be at least 1, got {limit}")
         self.limit = limit
         self.retry_after_s = retry_after_s
+        self.what = what
+        self.setting = setting
         self.in_flight = 0
         self.counters = AdmissionCounters()
 
-    def acquire(self, what: str = "the gateway", setting: str = "admission.max_in_flight") -> None:
+    def acquire(self) -> None:
         """Take one slot; `release()` gives it back.
 
         Raises:
             Overloaded: every slot is taken (nothing has been read or decoded yet); the
-                message names `what` is full and the `setting` that bounds it.
+                message names what is full and the setting that bounds it.
         """
         if self.in_flight >= self.limit:
             self.counters.refused += 1
             raise Overloaded(
-                f"{what} has {self.in_flight} requests in flight, its limit ({setting} ="
-                f" {self.limit}); retry after {self.retry_after_s:g} s",
+                f"{self.what} has {self.in_flight} requests in flight, its limit"
+                f" ({self.setting} = {self.limit}); retry after {self.retry_after_s:g} s",
                 retry_after_s=self.retry_after_s,
             )
         self.in_flight += 1
@@ -73,6 +89,23 @@ class Admission:
 
     def release(self) -> None:
         self.in_flight -= 1
+
+    async def hold(
+        self, call: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """`await call(*args, **kwargs)` holding one slot, given back however it ends.
+
+        The hot path's form (a coroutine, not `admitted()`: a generator context manager
+        costs ~1 us a call).
+
+        Raises:
+            Overloaded: every slot is taken; `call` is not called (see `acquire`).
+        """
+        self.acquire()
+        try:
+            return await call(*args, **kwargs)
+        finally:
+            self.release()
 
     @contextmanager
     def admitted(self) -> Iterator[None]:
@@ -82,30 +115,3 @@ class Admission:
             yield
         finally:
             self.release()
-
-
-class LimitedUpstream:
-    """An `Upstream` with a bound on its calls in flight; past it, `Overloaded`.
-
-    Args:
-        inner: the backend client.
-        limit: calls in flight at most through this client (this worker).
-    """
-
-    def __init__(self, inner: Upstream, limit: int) -> None:
-        self.inner = inner
-        self.framework = inner.framework
-        self.admission = Admission(limit)
-
-    async def infer(self, request: InferRequest, timeout: float) -> InferResponse:
-        self.admission.acquire(f"upstream {self.framework}", "admission.upstream_max_in_flight")
-        try:
-            return await self.inner.infer(request, timeout)
-        finally:
-            self.admission.release()
-
-    async def ready(self, model: str) -> bool:
-        return await self.inner.ready(model)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

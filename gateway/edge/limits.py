@@ -23,8 +23,8 @@ import numpy as np
 from starlette.requests import ClientDisconnect
 
 from gateway.core.errors import BadRequest, PayloadTooLarge
-from gateway.edge.security_settings import LimitsSettings
 from gateway.core.types import InferRequest
+from gateway.edge.security_settings import LimitsSettings
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from loadtest.report import contents as rep
+from loadtest.report.breakdown import BREAKDOWN_COLUMNS, breakdown_cells
+from loadtest.report.contents import Report
+from loadtest.report.fairness import (
+    FAIRNESS_COLUMNS,
+    fairness_rows,
+    load_generator_lines,
+    saturation_warnings,
+)
 from loadtest.report.tables import headline_cells
-
-if TYPE_CHECKING:
-    from loadtest.report.build import Report
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1350px; color: #222; }
@@ -20,6 +26,7 @@ tr.winner-row td { background: #fbfbf3; }
 img.plot { display: block; max-width: 100%; margin: 8px 0 24px; border: 1px solid #eee; }
 pre { background: #f6f8fa; padding: 8px; font-size: 12px; overflow-x: auto; }
 .note { color: #555; }
+.warn { color: #a40; font-weight: 600; }
 """
 
 PLOT_TITLES = {
@@ -31,6 +38,9 @@ PLOT_TITLES = {
     "errors": "Error rate",
     "open-loop": "Open loop: served vs offered rate, saturation",
     "goodput": "Goodput within the latency objective",
+    "latency-over-time": "Latency over time within a cell (p50/p99 per second)",
+    "percentile-spectrum": "Percentile spectrum, p50 to p99.99 (HDR histograms)",
+    "time-breakdown": "Where the time went",
     "compare-throughput": "Throughput vs concurrency, both runs",
     "compare-p99": "p99 latency vs concurrency, both runs",
     "compare-open-loop": "Served vs offered rate, both runs",
@@ -47,9 +57,11 @@ load generator could not send on time are counted as dropped. Closed-loop cells 
 the p99 corrected for coordinated omission (expected interval: the mean latency).
 Goodput is the rate answered within the p99 objective; a target saturates where p99
 crosses it or the served rate falls below 90% of the offered one. ★ marks the better
-framework of each pair; the confidence is Welch's t-test over the repeats (high: p < 0.01,
-medium: p < 0.05). A ⚠ marks cells where the load generator used over 90% of a core: there
-it, not the server, was the limit."""
+framework of each pair only where the difference is shown: Welch's t-test over the repeats
+significant (p < 0.05) and at least 5%; the confidence column gives the test's label
+(high: p < 0.01, medium: p < 0.05). The framework verdict is drawn from the direct calls
+unless the sweep ran with --verdict-via gateway. A ⚠ marks cells where the load generator
+used over 90% of a core: there it, not the server, was the limit."""
 
 
 RAW_DATA = (
@@ -78,9 +90,61 @@ def _pre(value: Any) -> str:
     return f"<pre>{escape(value if isinstance(value, str) else json.dumps(value, indent=2))}</pre>"
 
 
-def render(report: Report, plots: dict[str, str]) -> str:
-    from loadtest.report import build as rep
+def fairness_html(report: Report) -> str:
+    """The fairness block: servers as run, the load generator, saturation warnings."""
+    meta = report.meta
+    warnings = saturation_warnings(report.summaries)
+    lines = load_generator_lines(report.summaries, meta)
+    return "".join(
+        [
+            '<section id="fairness"><h2>Is the comparison fair?</h2>',
+            table(FAIRNESS_COLUMNS, fairness_rows(meta), "fairness-servers"),
+            "<ul>" + "".join(f"<li>{escape(x)}</li>" for x in lines) + "</ul>",
+            "".join(f'<p class="warn">{escape(w)}</p>' for w in warnings),
+            "</section>",
+        ]
+    )
 
+
+def spread_html(report: Report) -> str:
+    flagged = rep.flagged_cells(report.summaries)
+    note = (
+        f'<p class="warn">⚠ CV above 10% across repeats: {escape(", ".join(flagged))}</p>'
+        if flagged
+        else ""
+    )
+    return (
+        '<section id="spread"><h2>Spread across repeats</h2><p class="note">Mean of the '
+        "repeats, its 95% Student-t interval and the coefficient of variation; ⚠ marks a CV "
+        "above 10%.</p>"
+        + note
+        + table(rep.SPREAD_COLUMNS, [rep.spread_cells(s) for s in report.summaries], "spread-table")
+        + "</section>"
+    )
+
+
+def breakdown_html(report: Report) -> str:
+    return (
+        '<section id="breakdown"><h2>Where the time went</h2>'
+        f'<p class="note">{escape(BREAKDOWN_NOTE)}</p>'
+        + table(
+            BREAKDOWN_COLUMNS, [breakdown_cells(b) for b in report.breakdowns], "breakdown-table"
+        )
+        + "</section>"
+    )
+
+
+BREAKDOWN_NOTE = (
+    "Mean ms per request at the fixed load. Backend queue and compute: the server's own "
+    "metrics (TF Serving's batching queue and runtime latency, TorchServe's queue and "
+    "inference latency) over the cell; gateway: its Server-Timing share; gateway-backend "
+    "wire: the gateway's upstream time minus the backend's; the rest is the client, the "
+    "network and the gateway's ingress. n/a: not measured there (split and shadow mix "
+    "backends; TorchServe counts REST calls only)."
+)
+
+
+def render(report: Report, plots: dict[str, str]) -> str:
     meta, fixed = report.meta, report.fixed_load
     settings = "".join(
         f"<h4>{escape(k)}</h4>{_pre(v)}" for k, v in meta.get("backend_settings", {}).items()
@@ -92,12 +156,15 @@ def render(report: Report, plots: dict[str, str]) -> str:
         f"<ul>{skipped}</ul>" if skipped else "",
         "<h2>Answer</h2>",
         '<ul id="answer">' + "".join(f"<li>{escape(t)}</li>" for t in report.sentences) + "</ul>",
+        fairness_html(report),
         "<h2>Headline</h2>",
         f"<p>Best throughput over the load levels; p50/p99 at {escape(fixed)}; "
         f"{escape(rep.slo_text(report))}.</p>",
         table(
             rep.headline_columns(fixed), [headline_cells(r) for r in report.headline], "headline"
         ),
+        spread_html(report),
+        breakdown_html(report),
         "<h2>Model quality next to speed</h2>",
         table(
             rep.QUALITY_COLUMNS, [rep.quality_cells(q) for q in meta.get("quality", [])], "quality"

@@ -4,8 +4,9 @@ The headline has one row per model, protocol and target (direct, gateway pinned,
 shadow, nginx): throughput at its best load, p50/p99 (and the p99 corrected for
 coordinated omission) at one fixed load, goodput within the objective and the offered
 rate where it saturated. The two frameworks of each route (direct, through the gateway,
-through nginx) form a pair: the better one is marked, with the confidence of the
-difference (Welch's t-test over the repeats, `loadtest.report.significance`).
+through nginx) form a pair: the better one is marked only when the difference is shown
+(Welch's t-test over the repeats significant and at least the practical threshold,
+`loadtest.report.significance.decide`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import math
 from dataclasses import dataclass, replace
 
 from loadtest.report.capacity import Capacity, capacities, saturation_text
+from loadtest.report.significance import confidence, decide
 from loadtest.results import Summary
-from loadtest.report.significance import confidence
 
 FRAMEWORKS = ("tensorflow", "pytorch")
 ROUTES = ("direct", "gateway", "nginx")
@@ -43,6 +44,8 @@ class HeadlineRow:
     latency_winner: bool = False
     throughput_confidence: str = ""
     latency_confidence: str = ""
+    throughput_verdict: str = ""
+    latency_verdict: str = ""
 
 
 def primary(summaries: list[Summary]) -> list[Summary]:
@@ -116,24 +119,33 @@ def _row(mine: list[Summary], target: str, fixed: int, cap: Capacity) -> Headlin
 
 
 def _mark_winners(pair: list[HeadlineRow], mine: list[Summary], fixed: int) -> list[HeadlineRow]:
+    """Mark the better of a pair only where `significance.decide` shows a difference."""
     if len(pair) != 2:
         return pair
     a, b = pair
     by_load = {(s.target, s.load): s for s in mine}
-    tput = confidence(
-        by_load[(a.target, a.best_load)].throughput_samples,
-        by_load[(b.target, b.best_load)].throughput_samples,
-    )
+    sa, sb = by_load[(a.target, a.best_load)], by_load[(b.target, b.best_load)]
+    tput = decide(sa.throughput_samples, sb.throughput_samples, higher_is_better=True)
     fa = at_fixed([s for s in mine if s.target == a.target], fixed)
     fb = at_fixed([s for s in mine if s.target == b.target], fixed)
-    lat = confidence(fa.p50_samples, fb.p50_samples) if fa and fb else "n/a"
-    a_fast, a_quick = a.best_throughput >= b.best_throughput, a.p50_ms <= b.p50_ms
+    lat = decide(fa.p50_samples, fb.p50_samples, higher_is_better=False) if fa and fb else None
+    lat_shown, lat_b = (lat.shown, lat.b_better) if lat else (False, False)
+
+    def mark(row: HeadlineRow, fast: bool, quick: bool) -> HeadlineRow:
+        return replace(
+            row,
+            throughput_winner=fast,
+            latency_winner=quick,
+            throughput_confidence=confidence(sa.throughput_samples, sb.throughput_samples),
+            latency_confidence=confidence(fa.p50_samples, fb.p50_samples) if fa and fb else "n/a",
+            throughput_verdict=tput.text,
+            latency_verdict=lat.text if lat else "n/a",
+        )
+
     return [
-        replace(a, throughput_winner=a_fast, latency_winner=a_quick,
-                throughput_confidence=tput, latency_confidence=lat),
-        replace(b, throughput_winner=not a_fast, latency_winner=not a_quick,
-                throughput_confidence=tput, latency_confidence=lat),
-    ]  # fmt: skip
+        mark(a, tput.shown and not tput.b_better, lat_shown and not lat_b),
+        mark(b, tput.shown and tput.b_better, lat_shown and lat_b),
+    ]
 
 
 @dataclass(frozen=True)
@@ -210,6 +222,7 @@ def headline_cells(row: HeadlineRow) -> list[str]:
         str(row.dropped),
         row.throughput_confidence,
         row.latency_confidence,
+        row.throughput_verdict,
     ]
 
 
@@ -229,4 +242,5 @@ HEADLINE_COLUMNS = [
     "dropped",
     "req/s diff confidence",
     "p50 diff confidence",
+    "req/s verdict",
 ]

@@ -1,14 +1,15 @@
 """What every gRPC ingress shares: call metadata, trailing metadata, the error boundary.
 
 Servicer methods are plain coroutines `(message, Call) -> reply`; `unary` wraps each one
-into a gRPC method handler with the one error boundary: a `GatewayError` aborts the call
-with its own gRPC code and message (and is counted, for prediction methods, exactly like
-a REST error), anything else is logged and becomes INTERNAL without a stack trace.
+into a gRPC method handler with the one error boundary, on the gateway's `Edge`
+(`gateway.edge.boundary`, shared with REST): prediction methods are admitted by it, a
+`GatewayError` aborts the call with its own gRPC code and message (and is counted, for
+prediction methods, exactly like a REST error), anything else is logged and becomes
+INTERNAL without a stack trace.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,16 +18,14 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from gateway.context import GatewayContext
-from gateway.edge.deadline import from_time_remaining
 from gateway.core.errors import BadRequest, GatewayError
+from gateway.core.types import Framework, InferResponse, new_request_id
+from gateway.edge.deadline import from_time_remaining
 from gateway.edge.limits import check_request_id
-from gateway.routing.policy import parse_pin
 from gateway.edge.security_settings import LimitsSettings
+from gateway.routing.policy import parse_pin
 from gateway.telemetry.server_timing import METADATA_KEY as KEY_SERVER_TIMING
 from gateway.telemetry.server_timing import server_timing
-from gateway.core.types import Framework, InferResponse, new_request_id
-
-logger = logging.getLogger(__name__)
 
 # gRPC metadata keys are lower case; the same names as the REST headers.
 KEY_BACKEND = "x-backend"
@@ -88,10 +87,10 @@ Method = Callable[[Any, Call], Awaitable[Any]]
 
 @dataclass(frozen=True)
 class Boundary:
-    """The error boundary of one ingress protocol.
+    """The error boundary of one ingress protocol, on the gateway's one `Edge`.
 
     Args:
-        ctx: the gateway's shared objects (the data plane counts errors).
+        ctx: the gateway's shared objects (its edge admits, shapes and counts).
         protocol: the metrics label, e.g. `tfserving-grpc`.
     """
 
@@ -105,36 +104,34 @@ class Boundary:
         response_type: Any,
         model_of: Callable[[Any], str] | None = None,
     ) -> grpc.RpcMethodHandler:
-        """A unary handler for `method`; `model_of` marks a prediction method whose
-        errors are counted under the model the request names."""
+        """A unary handler for `method`; `model_of` marks a prediction method: admitted by
+        the edge (RESOURCE_EXHAUSTED before any decoding), its errors counted under the
+        model the request names."""
 
-        admission = self.ctx.admission if model_of is not None else None
+        edge = self.ctx.edge
+        admitted = edge.admitted if model_of is not None else None
+        protocol = self.protocol if model_of is not None else None
+        where = f"in {self.protocol}"
+
+        def error(exc: Exception, message: Any) -> GatewayError:
+            model = (
+                None if model_of is None or isinstance(message, Malformed) else model_of(message)
+            )
+            return edge.error(exc, protocol, model, where)
 
         async def behaviour(message: Any, context: grpc.aio.ServicerContext) -> Any:
             call = Call.of(context)
             try:
                 if isinstance(message, Malformed):
                     raise BadRequest(f"malformed {request_type.DESCRIPTOR.name}: {message.reason}")
-                if admission is None:
+                if admitted is None:
                     return await method(message, call)
-                admission.acquire()  # Overloaded before any decoding
-                try:  # (not `admitted()`: a generator context manager costs ~1.5 us a call)
-                    return await method(message, call)
-                finally:
-                    admission.release()
+                return await admitted(method, message, call)
             except GatewayError as exc:
-                if model_of is not None:
-                    model = None if isinstance(message, Malformed) else model_of(message)
-                    self.ctx.dataplane.count_error(self.protocol, model, exc)
-                await abort(call, exc)
-            except Exception:
-                logger.exception("unexpected error in %s", self.protocol)
-                if model_of is not None:  # a bug is a 500 in the metrics too
-                    model = None if isinstance(message, Malformed) else model_of(message)
-                    self.ctx.dataplane.count_error(self.protocol, model, GatewayError("bug"))
-                await context.abort(
-                    grpc.StatusCode.INTERNAL, "internal error in the gateway; see its log"
-                )
+                await abort(call, error(exc, message))
+            except Exception as exc:  # a bug: INTERNAL, without detail or request id
+                shaped = error(exc, message)
+                await context.abort(shaped.grpc_code, shaped.message)
 
         return grpc.unary_unary_rpc_method_handler(
             behaviour,
@@ -167,12 +164,3 @@ async def abort(call: Call, exc: GatewayError) -> None:
     """End the call with the error's gRPC code and sentence; the request id trails."""
     trailing = ((KEY_REQUEST_ID, call.request_id), *exc.trailing_metadata)
     await call.context.abort(exc.grpc_code, exc.message, trailing_metadata=trailing)
-
-
-def positive_version(text: str) -> int | None:
-    """A version given as text ('' = none), as OIP requests carry it."""
-    if not text:
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise BadRequest(f"version must be a positive integer, got '{text}'")
-    return int(text)

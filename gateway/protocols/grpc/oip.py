@@ -10,21 +10,19 @@ is absent the request `id` (or a new one) names the call there and in the predic
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 
 from gateway._proto import oip
-from gateway.catalog import ModelInfo, TensorInfo
-from gateway.codecs.oip_raw import datatype_of
 from gateway.context import GatewayContext
-from gateway.protocols.grpc.common import Boundary, Call, positive_version
-from gateway.protocols.grpc.oip_tensors import decode_inputs, encode_outputs, parameters
 from gateway.core.types import InferRequest
+from gateway.core.version import parse_version
+from gateway.protocols.grpc.common import Boundary, Call
+from gateway.protocols.grpc.oip_tensors import decode_inputs, encode_outputs, parameters
 
 PROTOCOL = "v2-grpc"
-Readiness = Callable[[], Awaitable[bool]]
 
 
 def decode_infer(request: Any, call: Call) -> tuple[InferRequest, bool]:
@@ -35,7 +33,7 @@ def decode_infer(request: Any, call: Call) -> tuple[InferRequest, bool]:
     infer = InferRequest(
         model=request.model_name,
         inputs=inputs,
-        version=positive_version(request.model_version),
+        version=parse_version(request.model_version),
         outputs=[o.name for o in request.outputs],
         request_id=call.request_id,
         routing_key=call.routing_key,
@@ -46,60 +44,40 @@ def decode_infer(request: Any, call: Call) -> tuple[InferRequest, bool]:
     return infer, raw
 
 
-def _tensor_metadata(target: Any, tensor: TensorInfo) -> None:
-    target.add(name=tensor.name, datatype=datatype_of(tensor.dtype), shape=tensor.shape)
-
-
-def model_metadata(info: ModelInfo) -> Any:
-    response = oip.ModelMetadataResponse(
-        name=info.name,
-        versions=[str(v) for v in sorted(info.versions)],
-        platform="dualserve (tensorflow | pytorch)",
-    )
-    for tensor in info.inputs:
-        _tensor_metadata(response.inputs, tensor)
-    for tensor in info.outputs:
-        _tensor_metadata(response.outputs, tensor)
-    return response
-
-
 class OipServicer:
-    """`GRPCInferenceService` on the shared data plane.
+    """`GRPCInferenceService` on the shared data plane: each method translates.
 
     Args:
         ctx: the gateway's shared objects.
-        readiness: the gateway's readiness (every model has a ready arm), as /readyz.
     """
 
-    def __init__(self, ctx: GatewayContext, readiness: Readiness) -> None:
+    def __init__(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
-        self.readiness = readiness
+        self.dataplane = ctx.dataplane
 
     async def server_live(self, request: Any, call: Call) -> Any:
-        return oip.ServerLiveResponse(live=True)
+        return oip.ServerLiveResponse(live=self.dataplane.live())
 
     async def server_ready(self, request: Any, call: Call) -> Any:
-        return oip.ServerReadyResponse(ready=await self.readiness())
+        return oip.ServerReadyResponse(ready=await self.dataplane.ready())
 
     async def server_metadata(self, request: Any, call: Call) -> Any:
-        return oip.ServerMetadataResponse(name="dualserve", version="0.1.0")
+        metadata = self.dataplane.metadata()
+        return oip.ServerMetadataResponse(name=metadata.name, version=metadata.version)
 
     async def model_ready(self, request: Any, call: Call) -> Any:
-        info = self.ctx.catalog.get(request.name)
-        info.resolve_version(positive_version(request.version), None)
-        ready = any((await self.ctx.router.ready(info.name)).values())
+        ready = await self.dataplane.model_ready(request.name, request.version)
         return oip.ModelReadyResponse(ready=ready)
 
     async def model_metadata(self, request: Any, call: Call) -> Any:
-        info = self.ctx.catalog.get(request.name)
-        info.resolve_version(positive_version(request.version), None)
-        return model_metadata(info)
+        metadata = self.dataplane.model_metadata(request.name, request.version)
+        return json_format.ParseDict(metadata.oip(), oip.ModelMetadataResponse())
 
     async def model_infer(self, request: Any, call: Call) -> Any:
         self.ctx.auth.check_predict(call.headers)
         infer, raw = decode_infer(request, call)
         call.check_request_id(self.ctx.settings.limits)
-        answer = await self.ctx.dataplane.infer(infer, PROTOCOL, strict_dtype=True)
+        answer = await self.dataplane.infer(infer, PROTOCOL, strict_dtype=True)
         response = oip.ModelInferResponse(
             model_name=answer.model, model_version=str(answer.version), id=request.id
         )
@@ -108,9 +86,9 @@ class OipServicer:
         return response
 
 
-def handlers(ctx: GatewayContext, readiness: Readiness) -> list[grpc.GenericRpcHandler]:
+def handlers(ctx: GatewayContext) -> list[grpc.GenericRpcHandler]:
     """One generic handler for `inference.GRPCInferenceService`."""
-    servicer = OipServicer(ctx, readiness)
+    servicer = OipServicer(ctx)
     boundary = Boundary(ctx, PROTOCOL)
     methods = {
         "ServerLive": boundary.unary(

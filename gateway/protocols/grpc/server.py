@@ -22,7 +22,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from gateway._proto import oip
 from gateway.context import GatewayContext
-from gateway.protocols.grpc import oip as grpc_oip, tfserving as grpc_tfserving
+from gateway.protocols.grpc import oip as grpc_oip
+from gateway.protocols.grpc import tfserving as grpc_tfserving
 
 _MIB = 1024 * 1024
 SERVICES = (grpc_tfserving.PREDICTION_SERVICE, grpc_tfserving.MODEL_SERVICE, oip.SERVICE)
@@ -88,14 +89,13 @@ class GrpcIngress:
         await self.server.stop(grace)
 
 
-async def start_grpc_ingress(ctx: GatewayContext, readiness: Readiness) -> GrpcIngress:
-    """Build and start the gRPC server on `settings.host:settings.grpc_port`."""
+async def start_grpc_ingress(ctx: GatewayContext) -> GrpcIngress:
+    """Build and start the gRPC server on `settings.host:settings.grpc_port`; its health
+    service follows the data plane's readiness."""
     settings = ctx.settings
     server = grpc.aio.server(options=server_options(settings.max_body_bytes, settings.workers))
-    server.add_generic_rpc_handlers(
-        (*grpc_tfserving.handlers(ctx), *grpc_oip.handlers(ctx, readiness))
-    )
-    health = ReadinessHealth(readiness)
+    server.add_generic_rpc_handlers((*grpc_tfserving.handlers(ctx), *grpc_oip.handlers(ctx)))
+    health = ReadinessHealth(ctx.dataplane.ready)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     _describe_standard_services()
     names = (*SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME)

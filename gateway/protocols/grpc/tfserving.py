@@ -20,7 +20,7 @@ from gateway._proto.tfserving import (
     PredictResponse,
     SignatureDefMap,
 )
-from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
+from gateway.catalog import SERVING_SIGNATURE, TensorInfo
 from gateway.codecs.tensorproto import (
     TensorCodecError,
     dtype_enum,
@@ -29,8 +29,9 @@ from gateway.codecs.tensorproto import (
 )
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
-from gateway.protocols.grpc.common import Boundary, Call
 from gateway.core.types import InferRequest
+from gateway.dataplane import ModelMetadata
+from gateway.protocols.grpc.common import Boundary, Call
 
 PROTOCOL = "tfserving-grpc"
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
@@ -100,7 +101,7 @@ def _tensor_info(target: Any, tensor: TensorInfo) -> None:
         target.tensor_shape.dim.add(size=size)
 
 
-def signature_map(info: ModelInfo) -> Any:
+def signature_map(info: ModelMetadata) -> Any:
     """The model's `serving_default` signature, as TF Serving's metadata describes it."""
     signatures = SignatureDefMap()
     signature = signatures.signature_def[SERVING_SIGNATURE]
@@ -141,20 +142,20 @@ class TFServingServicer:
 
     async def metadata(self, request: Any, call: Call) -> Any:
         check_metadata_fields(list(request.metadata_field))
-        info = self.ctx.catalog.get(request.model_spec.name)
-        version = info.resolve_version(*version_choice(request.model_spec))
+        spec = request.model_spec
+        metadata = self.ctx.dataplane.model_metadata(spec.name, *version_choice(spec))
         response = GetModelMetadataResponse()
-        fill_spec(response.model_spec, info.name, version, "")
-        response.metadata["signature_def"].Pack(signature_map(info))
+        fill_spec(response.model_spec, metadata.name, metadata.version, "")
+        response.metadata["signature_def"].Pack(signature_map(metadata))
         return response
 
     async def status(self, request: Any, call: Call) -> Any:
-        info = self.ctx.catalog.get(request.model_spec.name)
         version, label = version_choice(request.model_spec)
+        metadata = self.ctx.dataplane.model_metadata(request.model_spec.name, version, label)
         if version is None and label is None:
-            versions = sorted(info.versions, reverse=True)
+            versions = sorted(metadata.versions, reverse=True)
         else:
-            versions = [info.resolve_version(version, label)]
+            versions = [metadata.version]
         response = GetModelStatusResponse()
         for number in versions:
             entry = response.model_version_status.add(version=number, state=AVAILABLE)

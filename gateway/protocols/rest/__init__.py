@@ -1,1 +1,2 @@
-"""REST ingress: TF Serving's and the Open Inference Protocol's JSON APIs, feedback, the OpenAPI document."""
+"""REST ingress: TF Serving's and the Open Inference Protocol's JSON APIs, feedback, the
+OpenAPI document."""

@@ -20,8 +20,8 @@ from fastapi.responses import Response
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
 from gateway.experiments.log.records import FeedbackResult
-from gateway.protocols.rest.openapi import operation, ref
 from gateway.protocols.rest.http import json_body, json_response
+from gateway.protocols.rest.openapi import operation, ref
 from gateway.protocols.rest.schemas import FeedbackBatch, FeedbackItem, FeedbackResponse
 
 router = APIRouter()

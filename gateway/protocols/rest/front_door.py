@@ -14,24 +14,32 @@ headers are read from a dict built once (`HeaderTable`: ten lookups, most of the
 cost 7.9 us through Starlette's list scan, 1.7 us so).
 
 Middleware added to a `GatewayApp` turns the direct path off (`add_middleware`), so no
-middleware is ever skipped silently (tests/unit/protocols/test_gateway_fast_path.py).
+middleware is ever skipped silently; an error on the direct path is answered by the
+handler the app's one registry (`exception_handlers`) names for its type, as Starlette's
+`ExceptionMiddleware` picks it, so a handler added later applies on `:predict` as on every
+other route (tests/unit/protocols/test_gateway_fast_path.py). Both paths take their admission slot
+from the gateway's one `Edge` (`gateway.edge.boundary`), as the gRPC ingress does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.edge.admission import Admission
 from gateway.core.errors import GatewayError
-from gateway.protocols.rest.http import gateway_error_handler, unexpected_error_handler
+
+Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
 
 
 class GatewayApp(FastAPI):
@@ -78,23 +86,47 @@ class GatewayApp(FastAPI):
     async def _prediction(
         self, route: Route, child: Scope, protocol: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        admission = self.state.gateway.admission
-        if self.direct:
-            scope.update(child)
-            scope["app"] = self
-            await _serve(route, protocol, admission, scope, receive, send)
+        edge = self.state.gateway.edge
+        if not self.direct:
+            try:
+                await edge.admitted(super().__call__, scope, receive, send)
+            except GatewayError as exc:  # refused: FastAPI's own handlers answer any later one
+                request = Request({**scope, **child, "app": self}, receive)  # as FastAPI's
+                response = await self._answer(request, protocol, exc)
+                await response(scope, receive, send)
             return
-        try:
-            admission.acquire()
-        except GatewayError as exc:
-            request = Request(scope, receive)
+        scope.update(child)
+        scope["app"] = self
+        request = PredictionRequest(scope, receive)
+        try:  # shed before the body is read (429, Retry-After)
+            response = await edge.admitted(route.endpoint, request)
+        except Exception as exc:
+            response = await self._answer(request, protocol, exc)
+        await response(scope, receive, send)
+
+    async def _answer(self, request: Request, protocol: str, exc: Exception) -> Response:
+        """The response of the handler registered for `exc` (as FastAPI's path would pick
+        it); the error is counted under `protocol` even when the endpoint never ran."""
+        if not hasattr(request.state, "protocol"):  # refused before the endpoint ran
             request.state.protocol = protocol
-            await (await gateway_error_handler(request, exc))(scope, receive, send)
-            return
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            admission.release()
+        handler = exception_handler(self.exception_handlers, exc)
+        if handler is None:
+            raise exc
+        if inspect.iscoroutinefunction(handler):
+            return await handler(request, exc)  # type: ignore[no-any-return]
+        return await run_in_threadpool(handler, request, exc)  # type: ignore[arg-type]
+
+
+def exception_handler(handlers: Mapping[Any, Handler], exc: Exception) -> Handler | None:
+    """The handler Starlette's `ExceptionMiddleware` picks for `exc`: an `HTTPException`'s
+    by its status code first, then the one of the nearest class in the exception's MRO
+    (starlette/_exception_handler.py, `_lookup_exception_handler`); None: no handler."""
+    if isinstance(exc, HTTPException) and exc.status_code in handlers:
+        return handlers[exc.status_code]
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            return handlers[cls]
+    return None
 
 
 def _literal_end(path: str) -> str:
@@ -157,22 +189,3 @@ def _closing(send: Send) -> Send:
         await send(message)
 
     return closing
-
-
-async def _serve(
-    route: Route, protocol: str, admission: Admission, scope: Scope, receive: Receive, send: Send
-) -> None:
-    request = PredictionRequest(scope, receive)
-    try:
-        admission.acquire()  # shed before the body is read (429, Retry-After)
-        try:  # (not `admission.admitted()`: a generator context manager costs ~1 us)
-            response = await route.endpoint(request)
-        finally:
-            admission.release()
-    except GatewayError as exc:
-        if not hasattr(request.state, "protocol"):  # refused before the endpoint ran
-            request.state.protocol = protocol
-        response = await gateway_error_handler(request, exc)
-    except Exception as exc:  # what FastAPI's handler for Exception would answer
-        response = await unexpected_error_handler(request, exc)
-    await response(scope, receive, send)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import orjson
@@ -11,7 +10,6 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from wire import content_coding, json_text
 from gateway.core.errors import (
     BadRequest,
     GatewayError,
@@ -19,15 +17,15 @@ from gateway.core.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
+from gateway.core.types import Framework, InferResponse, new_request_id
+from gateway.edge.boundary import Edge
 from gateway.edge.limits import check_json_depth, check_request_id
 from gateway.edge.limits import read_body as read_identity_body
-from gateway.routing.policy import parse_pin
 from gateway.edge.security_settings import LimitsSettings
+from gateway.routing.policy import parse_pin
 from gateway.telemetry.server_timing import HEADER as HEADER_SERVER_TIMING
 from gateway.telemetry.server_timing import server_timing
-from gateway.core.types import Framework, InferResponse, new_request_id
-
-logger = logging.getLogger(__name__)
+from wire import content_coding, json_text
 
 HEADER_BACKEND = "X-Backend"
 HEADER_VERSION = "X-Model-Version"
@@ -211,33 +209,37 @@ def answer_headers(answer: InferResponse) -> list[tuple[bytes, bytes]]:
 
 async def gateway_error_handler(request: Request, exc: Exception) -> Response:
     """Every GatewayError becomes `{"error": message}` with its status (TF Serving and
-    KServe v2 share this form)."""
+    KServe v2 share this form), and X-Request-Id when the request had one; counted by the
+    edge when the request is a prediction."""
     assert isinstance(exc, GatewayError)
-    protocol = getattr(request.state, "protocol", None)
-    if protocol is not None:
-        dataplane = request.app.state.gateway.dataplane
-        dataplane.count_error(protocol, request.path_params.get("model"), exc)
-    headers = exc.headers
+    error = _edge_error(request, exc)
+    headers = error.headers
     rid = getattr(request.state, "request_id", None)
     if rid:
         headers[HEADER_REQUEST_ID] = rid
-    return Response(
-        orjson.dumps({"error": exc.message}),
-        status_code=int(exc.status),
-        media_type="application/json",
-        headers=headers,
-    )
+    return error_response(error, headers)
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     """A bug: logged with its traceback, counted as a 500, answered without detail."""
-    logger.exception("unexpected error on %s", request.url.path)
+    error = _edge_error(request, exc)
+    return error_response(error, error.headers)
+
+
+def _edge_error(request: Request, exc: Exception) -> GatewayError:
+    """The edge's error for `exc` (`Edge.error`), counted when a prediction route marked
+    the request with its protocol (`begin`)."""
+    edge: Edge = request.app.state.gateway.edge
     protocol = getattr(request.state, "protocol", None)
-    if protocol is not None:
-        dataplane = request.app.state.gateway.dataplane
-        dataplane.count_error(protocol, request.path_params.get("model"), GatewayError("bug"))
+    model = request.path_params.get("model") if protocol is not None else None
+    return edge.error(exc, protocol, model, f"on {request.scope['path']}")
+
+
+def error_response(error: GatewayError, headers: dict[str, str]) -> Response:
+    """`{"error": message}` with the error's status and `headers`."""
     return Response(
-        orjson.dumps({"error": "internal error in the gateway; see its log"}),
-        status_code=500,
+        orjson.dumps({"error": error.message}),
+        status_code=int(error.status),
         media_type="application/json",
+        headers=headers,
     )

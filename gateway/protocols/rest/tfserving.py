@@ -10,19 +10,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.convertors import Convertor, register_url_convertor
 
-from wire import tfserving_json as codec
-from gateway.edge import deadline
-from gateway.catalog import SERVING_SIGNATURE, ModelInfo, TensorInfo
+from gateway.catalog import SERVING_SIGNATURE, TensorInfo
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
+from gateway.core.types import InferRequest
+from gateway.core.version import parse_version
+from gateway.dataplane import ModelMetadata
+from gateway.edge import deadline
 from gateway.edge.limits import check_json_depth
-from gateway.protocols.rest.openapi import (
-    ANSWER_HEADERS,
-    PREDICTION_ERRORS,
-    PREDICTION_HEADERS,
-    operation,
-    ref,
-)
 from gateway.protocols.rest.http import (
     HEADER_ROUTING_KEY,
     begin,
@@ -30,13 +25,20 @@ from gateway.protocols.rest.http import (
     pinned_backend,
     read_body,
 )
+from gateway.protocols.rest.openapi import (
+    ANSWER_HEADERS,
+    PREDICTION_ERRORS,
+    PREDICTION_HEADERS,
+    operation,
+    ref,
+)
 from gateway.protocols.rest.schemas import (
     ModelStatusResponse,
     PredictRequest,
     PredictResponse,
     TfModelMetadataResponse,
 )
-from gateway.core.types import InferRequest
+from wire import tfserving_json as codec
 
 router = APIRouter()
 PROTOCOL = "tfserving-rest"
@@ -60,12 +62,6 @@ register_url_convertor("tfname", _NameConvertor())
 
 def _ctx(request: Request) -> GatewayContext:
     return request.app.state.gateway  # type: ignore[no-any-return]
-
-
-def _version(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise BadRequest(f"version must be a positive integer, got '{text}'")
-    return int(text)
 
 
 _bad_request = partial(codec.errors_as, BadRequest)
@@ -111,7 +107,7 @@ async def predict(request: Request) -> Response:
 
 async def predict_version(request: Request) -> Response:
     params = request.path_params
-    return await _predict(request, params["model"], _version(params["version"]), None)
+    return await _predict(request, params["model"], parse_version(params["version"]), None)
 
 
 async def predict_label(request: Request) -> Response:
@@ -154,9 +150,7 @@ def _signature_api(api: str) -> Callable[[Request], Awaitable[Response]]:
         check_json_depth(raw, ctx.settings.limits)
         with _bad_request():
             codec.check_examples(codec.load_object(raw))
-        info = ctx.catalog.get(params["model"])
-        version = _version(params["version"]) if "version" in params else None
-        info.resolve_version(version, params.get("label"))
+        ctx.dataplane.model_metadata(params["model"], params.get("version"), params.get("label"))
         raise BadRequest(codec.wrong_method(api, codec.SIGNATURE_METHODS["predict"]))
 
     return endpoint
@@ -183,7 +177,7 @@ for _api in ("classify", "regress"):
         )
 
 
-def _status(info: ModelInfo, versions: list[int]) -> dict[str, Any]:
+def _status(versions: list[int]) -> dict[str, Any]:
     return {
         "model_version_status": [
             {
@@ -198,20 +192,19 @@ def _status(info: ModelInfo, versions: list[int]) -> dict[str, Any]:
 
 @router.get("/v1/models/{model:tfname}", **operation(ModelStatusResponse))
 async def model_status(request: Request, model: str) -> Response:
-    info = _ctx(request).catalog.get(model)
-    return json_response(_status(info, list(info.versions)))
+    return json_response(_status(list(_ctx(request).dataplane.model_metadata(model).versions)))
 
 
 @router.get("/v1/models/{model:tfname}/versions/{version}", **operation(ModelStatusResponse))
 async def version_status(request: Request, model: str, version: str) -> Response:
-    info = _ctx(request).catalog.get(model)
-    return json_response(_status(info, [info.resolve_version(_version(version), None)]))
+    metadata = _ctx(request).dataplane.model_metadata(model, version)
+    return json_response(_status([metadata.version]))
 
 
 @router.get("/v1/models/{model:tfname}/labels/{label:tfname}", **operation(ModelStatusResponse))
 async def label_status(request: Request, model: str, label: str) -> Response:
-    info = _ctx(request).catalog.get(model)
-    return json_response(_status(info, [info.resolve_version(None, label)]))
+    metadata = _ctx(request).dataplane.model_metadata(model, label=label)
+    return json_response(_status([metadata.version]))
 
 
 def _tensor_info(tensor: TensorInfo) -> dict[str, Any]:
@@ -225,30 +218,32 @@ def _tensor_info(tensor: TensorInfo) -> dict[str, Any]:
     }
 
 
-def _metadata(info: ModelInfo, version: int) -> dict[str, Any]:
+def _metadata(metadata: ModelMetadata) -> dict[str, Any]:
     signature = {
-        "inputs": {t.name: _tensor_info(t) for t in info.inputs},
-        "outputs": {t.name: _tensor_info(t) for t in info.outputs},
+        "inputs": {t.name: _tensor_info(t) for t in metadata.inputs},
+        "outputs": {t.name: _tensor_info(t) for t in metadata.outputs},
         "method_name": codec.SIGNATURE_METHODS["predict"],
     }
     return {
-        "model_spec": {"name": info.name, "signature_name": "", "version": str(version)},
+        "model_spec": {
+            "name": metadata.name,
+            "signature_name": "",
+            "version": str(metadata.version),
+        },
         "metadata": {"signature_def": {"signature_def": {SERVING_SIGNATURE: signature}}},
     }
 
 
 @router.get("/v1/models/{model:tfname}/metadata", **operation(TfModelMetadataResponse))
 async def metadata(request: Request, model: str) -> Response:
-    info = _ctx(request).catalog.get(model)
-    return json_response(_metadata(info, info.latest))
+    return json_response(_metadata(_ctx(request).dataplane.model_metadata(model)))
 
 
 @router.get(
     "/v1/models/{model:tfname}/versions/{version}/metadata", **operation(TfModelMetadataResponse)
 )
 async def version_metadata(request: Request, model: str, version: str) -> Response:
-    info = _ctx(request).catalog.get(model)
-    return json_response(_metadata(info, info.resolve_version(_version(version), None)))
+    return json_response(_metadata(_ctx(request).dataplane.model_metadata(model, version)))
 
 
 @router.get(
@@ -256,5 +251,4 @@ async def version_metadata(request: Request, model: str, version: str) -> Respon
     **operation(TfModelMetadataResponse),
 )
 async def label_metadata(request: Request, model: str, label: str) -> Response:
-    info = _ctx(request).catalog.get(model)
-    return json_response(_metadata(info, info.resolve_version(None, label)))
+    return json_response(_metadata(_ctx(request).dataplane.model_metadata(model, label=label)))

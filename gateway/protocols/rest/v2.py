@@ -5,18 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.edge import deadline
-from gateway.catalog import ModelInfo
 from gateway.context import GatewayContext
-from gateway.core.errors import BadRequest
+from gateway.core.types import InferRequest
+from gateway.core.version import parse_version
+from gateway.edge import deadline
 from gateway.edge.limits import check_request_id
-from gateway.protocols.rest.openapi import (
-    ANSWER_HEADERS,
-    PREDICTION_ERRORS,
-    PREDICTION_HEADERS,
-    operation,
-    ref,
-)
 from gateway.protocols.rest.http import (
     HEADER_REQUEST_ID,
     HEADER_ROUTING_KEY,
@@ -25,6 +18,13 @@ from gateway.protocols.rest.http import (
     parse_json,
     pinned_backend,
     read_body,
+)
+from gateway.protocols.rest.openapi import (
+    ANSWER_HEADERS,
+    PREDICTION_ERRORS,
+    PREDICTION_HEADERS,
+    operation,
+    ref,
 )
 from gateway.protocols.rest.schemas import (
     InferenceRequest,
@@ -42,8 +42,7 @@ from gateway.protocols.rest.v2_binary import (
     split_body,
     with_buffers,
 )
-from gateway.protocols.rest.v2_json import datatype_of, decode_infer
-from gateway.core.types import InferRequest
+from gateway.protocols.rest.v2_json import decode_infer
 
 router = APIRouter()
 PROTOCOL = "v2-rest"
@@ -63,60 +62,34 @@ def _ctx(request: Request) -> GatewayContext:
     return request.app.state.gateway  # type: ignore[no-any-return]
 
 
-def _version(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise BadRequest(f"version must be a positive integer, got '{text}'")
-    return int(text)
-
-
 @router.get("/v2/health/live", **operation(LiveResponse))
-async def live() -> Response:
-    return json_response({"live": True})
+async def live(request: Request) -> Response:
+    return json_response({"live": _ctx(request).dataplane.live()})
 
 
 @router.get("/v2/health/ready", **_READY)
 async def ready(request: Request) -> Response:
-    ok = await request.app.state.readiness()
+    ok = await _ctx(request).dataplane.ready()
     return json_response({"ready": ok}, status=200 if ok else 503)
 
 
 @router.get("/v2", **operation(ServerMetadataResponse))
-async def server_metadata() -> Response:
-    return json_response({"name": "dualserve", "version": "0.1.0", "extensions": [EXTENSION]})
-
-
-def _metadata(info: ModelInfo) -> dict[str, object]:
-    def spec(tensors: tuple) -> list[dict[str, object]]:  # type: ignore[type-arg]
-        return [
-            {"name": t.name, "datatype": datatype_of(t.dtype), "shape": list(t.shape)}
-            for t in tensors
-        ]
-
-    return {
-        "name": info.name,
-        "versions": [str(v) for v in sorted(info.versions)],
-        "platform": "dualserve (tensorflow | pytorch)",
-        "inputs": spec(info.inputs),
-        "outputs": spec(info.outputs),
-    }
+async def server_metadata(request: Request) -> Response:
+    metadata = _ctx(request).dataplane.metadata()
+    body = {"name": metadata.name, "version": metadata.version, "extensions": [EXTENSION]}
+    return json_response(body)
 
 
 @router.get("/v2/models/{model}", **operation(ModelMetadataResponse))
 @router.get("/v2/models/{model}/versions/{version}", **operation(ModelMetadataResponse))
 async def model_metadata(request: Request, model: str, version: str | None = None) -> Response:
-    info = _ctx(request).catalog.get(model)
-    info.resolve_version(_version(version), None)
-    return json_response(_metadata(info))
+    return json_response(_ctx(request).dataplane.model_metadata(model, version).oip())
 
 
 @router.get("/v2/models/{model}/ready", **_MODEL_READY)
 @router.get("/v2/models/{model}/versions/{version}/ready", **_MODEL_READY)
 async def model_ready(request: Request, model: str, version: str | None = None) -> Response:
-    ctx = _ctx(request)
-    ctx.catalog.get(model).resolve_version(_version(version), None)
-    ok = any((await ctx.router.ready(model)).values())
+    ok = await _ctx(request).dataplane.model_ready(model, version)
     return json_response({"name": model, "ready": ok}, status=200 if ok else 503)
 
 
@@ -143,7 +116,7 @@ async def infer(request: Request) -> Response:
         InferRequest(
             model=model,
             inputs=decoded.inputs,
-            version=_version(version),
+            version=parse_version(version),
             outputs=decoded.outputs,
             request_id=rid,
             routing_key=request.headers.get(HEADER_ROUTING_KEY),

@@ -31,7 +31,7 @@ def run_dir(stack: dict[str, Any]) -> Path:
 def test_every_grpc_user_gets_answers_without_failures(run_dir: Path, tmp_path: Path) -> None:
     locust = Path(sys.executable).parent / "locust"
     command = [
-        str(locust), "-f", str(ROOT / "loadtest" / "grpc_users.py"), "--headless",
+        str(locust), "-f", str(ROOT / "loadtest" / "users" / "grpc_users.py"), "--headless",
         "-u", str(len(USERS)), "-r", str(len(USERS)), "-t", "20s",
         "--csv", str(tmp_path / "run"), "--only-summary", *USERS,
     ]  # fmt: skip

@@ -12,11 +12,11 @@ import pytest
 from aiohttp import web
 
 from backends.process import free_port
-from gateway.settings import GatewaySettings
+from benchmarks.floor_proxy import FloorProxy
 from benchmarks.processes import GatewayVariant, variant_config
 from dualserve.run_state import GatewayState, PytorchState, RunState, TensorflowState
 from benchmarks.ratios import Row, floor_ratios, goals
-from benchmarks.floor_proxy import FloorProxy
+from gateway.settings import GatewaySettings
 
 
 async def _backend(seen: list[tuple[str, bytes, str | None, str | None]]) -> web.AppRunner:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from granian.cli import cli
 
-from gateway._proto.tfserving import PredictResponse
+from benchmarks.floor_proxy import FloorProxy
 from benchmarks.grpc_floor import REPLY
 from benchmarks.servers import UPSTREAM_ENV, Granian, floor_app
-from benchmarks.floor_proxy import FloorProxy
+from gateway._proto.tfserving import PredictResponse
 
 
 @pytest.mark.parametrize(("text", "mode", "threads"), [("mt1", "mt", 1), ("st2", "st", 2)])

@@ -14,13 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.edge.admission import Admission
 from gateway.app import create_app
-from gateway.edge.deadline import budget, from_headers
 from gateway.core.errors import BadRequest, DeadlineExceeded, Overloaded, UpstreamTimeout
+from gateway.core.types import InferRequest, InferResponse
+from gateway.edge.admission import Admission
+from gateway.edge.deadline import budget, from_headers
 from gateway.edge.limits import check_request_id
 from gateway.edge.security_settings import LimitsSettings
-from gateway.core.types import InferRequest, InferResponse
+from gateway.protocols.rest.front_door import GatewayApp
 from tests.unit.gateway.gateway_fakes import FakeUpstream, make_store, settings_for
 
 ROW = {"instances": [[0.0, 5.0, 1.0, 2.0]]}
@@ -104,6 +105,43 @@ async def test_rest_sheds_with_429_and_retry_after(
     assert (await client.post(path, json=body, headers=headers)).status_code == 200
     metrics = (await client.get("/metrics")).text
     assert 'status="429"' in metrics
+
+
+@pytest.mark.anyio
+async def test_the_ordinary_path_sheds_too_and_frees_its_slots(tmp_path: Path) -> None:
+    """With CORS on, predictions take FastAPI's path (no direct one): the edge still
+    admits them, refuses past the bound with 429 and counts the refusal."""
+    upstreams = {fw: GatedUpstream(fw) for fw in ("tensorflow", "pytorch")}
+    settings = settings_for(
+        make_store(tmp_path),
+        admission={"max_in_flight": 1, "retry_after_s": 2},
+        cors_origins=["https://app.example"],
+    )
+    app = create_app(settings, upstreams)  # type: ignore[arg-type]
+    assert isinstance(app, GatewayApp) and app.direct is False
+    transport = httpx.ASGITransport(app=app)
+    headers = {"X-Backend": "tensorflow"}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://gw") as client,
+    ):
+        held = asyncio.create_task(client.post("/v2/models/toy/infer", json=V2, headers=headers))
+        while app.state.gateway.admission.in_flight < 1:
+            await asyncio.sleep(0)
+        refused = await client.post("/v1/models/toy:predict", json=ROW, headers=headers)
+        upstreams["tensorflow"].gate.set()
+        assert (await held).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "2"
+    assert "limit (admission.max_in_flight = 1)" in refused.json()["error"]
+    assert app.state.gateway.admission.in_flight == 0
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("dualserve_requests_total") and 'status="429"' in line
+    ]
+    assert len(counted) == 1 and 'protocol="tfserving-rest"' in counted[0]
+    assert 'model="toy"' in counted[0] and counted[0].endswith(" 1.0")
 
 
 @pytest.mark.anyio

@@ -30,6 +30,12 @@ BASE = CellResult(
     locust_requests=1010,
     p99_corrected_ms=2.5,
     goodput=180.0,
+    gateway_ms=0.25,
+    upstream_ms=0.75,
+    server_ms=0.5,
+    server_queue_ms=0.125,
+    server_compute_ms=0.25,
+    box_cpu=0.5,
 )
 
 

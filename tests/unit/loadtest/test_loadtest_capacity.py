@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from loadtest.report.capacity import capacities, saturation_text
 from loadtest.cells import CellResult
-from loadtest.results import summarise
+from loadtest.report.capacity import capacities, saturation_text
 from loadtest.report.sentences import sentences
 from loadtest.report.tables import headline, headline_cells
+from loadtest.results import summarise
 from tests.unit.loadtest.loadtest_fakes import cell
 
 BASE = cell(
@@ -53,6 +53,12 @@ CELLS = [
     _open("gateway-50/50", "mixed", 200, 197, 8.0),
     _open("gateway-shadow", "mixed", 200, 190, 12.0),
 ]
+# the same cells measured three times, throughput within +-1%: medians unchanged
+REPEATED = [
+    replace(c, repeat=r, throughput=c.throughput * j)
+    for r, j in ((1, 1.0), (2, 1.01), (3, 0.99))
+    for c in CELLS
+]
 QUALITY = [{"model": "digits-mlp", "accuracy": {"tensorflow": 0.958, "pytorch": 0.962}}]
 
 
@@ -83,23 +89,35 @@ def test_headline_has_every_target_and_the_pairs_winner() -> None:
         "gateway-shadow",
     ]
     by = {r.target: r for r in rows}
-    assert by["tf-direct"].throughput_winner and not by["torch-direct"].throughput_winner
+    assert not by["tf-direct"].throughput_winner  # one run: no difference shown
     assert by["tf-direct"].dropped == 5 + 10 + 200
+    repeated = {r.target: r for r in headline(summarise(REPEATED), fixed=0, slo_ms=20.0)}
+    assert repeated["tf-direct"].throughput_winner
+    assert not repeated["torch-direct"].throughput_winner
     cells = headline_cells(by["torch-direct"])
     assert "400/s (served 300/s)" in cells and "dropped" not in cells
 
 
 def test_sentence_names_winner_margin_confidence_accuracy_and_server() -> None:
-    summaries = summarise(CELLS)
+    summaries = summarise(REPEATED)
     rows = headline(summaries, fixed=0, slo_ms=20.0)
     meta = {"quality": QUALITY, "environment": {"tf_serving": "tensorflow_model_server"}}
     [line] = sentences(rows, meta, "poisson 200/s")
     assert line.startswith("digits-mlp over REST (called directly): TensorFlow served it better")
-    assert "760 vs 310 req/s at best (2.45x)" in line
-    assert "confidence untested, 1 run" in line
+    assert "760 vs 310 req/s at best (2.45x; p=" in line and "3+3 runs, threshold 5%)" in line
     assert "at equal accuracy (TF 95.8%, PyTorch 96.2% test accuracy)" in line
     assert "the real tensorflow_model_server" in line
     assert "saturates 800/s (p99 35 ms) vs 400/s (served 300/s)" in line
+
+
+def test_one_run_names_no_winner_however_large_the_gap() -> None:
+    rows = headline(summarise(CELLS), fixed=0, slo_ms=20.0)
+    [line] = sentences(rows, {"quality": QUALITY}, "poisson 200/s")
+    assert line.startswith(
+        "digits-mlp over REST (called directly): no difference shown (1 run; run with "
+        "--repeats 3) between TensorFlow and PyTorch: 760 vs 310 req/s at best"
+    )
+    assert "served it better" not in line
 
 
 def test_sentence_says_when_accuracy_differs() -> None:

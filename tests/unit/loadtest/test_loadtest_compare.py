@@ -12,7 +12,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from loadtest.__main__ import app
-from loadtest.report.compare import build_comparison
+from loadtest.compare.runs import build_comparison
 from loadtest.results import write_cells_csv
 from tests.unit.loadtest.loadtest_fakes import cell
 
@@ -44,7 +44,7 @@ def test_comparison_numbers_and_verdicts(tmp_path: Path) -> None:
     assert cell.throughput.p_value == pytest.approx(float(ref.pvalue))
     assert cell.throughput.df == pytest.approx(float(ref.df))
     assert "mean req/s +15.5% (better, p=" in cell.verdict  # 231.33 vs 200.33
-    assert "mean p50 +0.0% (no clear difference" in cell.verdict
+    assert "mean p50 +0.0% (no difference shown, p=" in cell.verdict
     assert result.only_a == ["digits-mlp torch-direct rest c=16"] and result.only_b == []
     md = (tmp_path / "out" / "compare.md").read_text()
     assert "| digits-mlp | tf-direct | rest | c=16 | 200 | 230 | 4.00 | 4.00 | 9.00 | 9.00 |" in md
@@ -54,14 +54,20 @@ def test_comparison_numbers_and_verdicts(tmp_path: Path) -> None:
     assert page.count('src="data:image/png;base64,') == 4 and 'id="comparison"' in page
 
 
-def test_one_run_each_is_reported_untested(tmp_path: Path) -> None:
+def test_one_run_each_shows_no_difference(tmp_path: Path) -> None:
     a = _run(tmp_path / "a", (200.0,), (4.0,), extra=False)
     b = _run(tmp_path / "b", (260.0,), (3.0,), extra=False)
     [cell] = build_comparison(a, b, tmp_path / "out").cells
-    assert (
-        cell.verdict
-        == "B vs A: mean req/s +30.0% (untested, 1 run); mean p50 -25.0% (untested, 1 run)"
-    )
+    one = "no difference shown, 1 run; run with --repeats 3"
+    assert cell.verdict == f"B vs A: mean req/s +30.0% ({one}); mean p50 -25.0% ({one})"
+
+
+def test_a_significant_change_under_the_threshold_is_no_difference(tmp_path: Path) -> None:
+    a = _run(tmp_path / "a", (200.0, 200.5, 199.5), P50_A, extra=False)
+    b = _run(tmp_path / "b", (204.0, 204.5, 203.5), P50_A, extra=False)
+    [cell] = build_comparison(a, b, tmp_path / "out").cells
+    assert cell.throughput.p_value < 0.01  # significant, yet only +2%
+    assert "mean req/s +2.0% (no difference shown, +2.0% is under the 5% threshold" in cell.verdict
 
 
 def test_cli_writes_next_to_run_b_and_refuses_a_non_report(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import random
 import pytest
 from scipy import stats
 
-from loadtest.openloop import Schedule
+from loadtest.users.openloop import Schedule
 
 
 def _constant(rate: float, drops: list[float]) -> Schedule:

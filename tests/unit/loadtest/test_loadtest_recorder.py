@@ -14,7 +14,7 @@ from gateway.telemetry.histogram import LatencyHistogram
 SCRIPT = r"""
 import sys, time
 from pathlib import Path
-from loadtest.recorder import ProcessRecord
+from loadtest.users.recorder import ProcessRecord
 
 record = ProcessRecord(Path(sys.argv[1]), warmup_s=0.0)
 record.on_drop(1.0)                       # before the window opens: not counted

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.report import build as report
 from loadtest.cells import CellResult
-from loadtest.results import read_cells_csv, summarise, write_cells_csv
+from loadtest.report import build as report
 from loadtest.report.tables import fixed_concurrency, headline, headline_cells, overheads
+from loadtest.results import read_cells_csv, summarise, write_cells_csv
 from tests.unit.loadtest.loadtest_fakes import BASE
 
 
@@ -105,7 +105,7 @@ def test_report_files_show_the_csv_numbers(tmp_path: Path) -> None:
     built = report.build(tmp_path)
     page = (tmp_path / "index.html").read_text()
     md = (tmp_path / "report.md").read_text()
-    assert page.count('src="data:image/png;base64,') == 8 and "http" not in page.split("<body>")[0]
+    assert page.count('src="data:image/png;base64,') == 11 and "http" not in page.split("<body>")[0]
     for row in built.headline:
         assert " | ".join(headline_cells(row)) in md
     assert "99.7%" in md and "95.8%" in page

@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from gateway.app import create_app
+from gateway.core.errors import NotFound
 from gateway.processes.workers import _uvicorn_options
 from tests.unit.gateway.gateway_fakes import FakeUpstream, make_store, settings_for
 
@@ -106,6 +109,30 @@ def test_middleware_added_later_is_never_skipped(tmp_path: Path) -> None:
         assert client.post("/v1/models/toy:predict", json=ROW).status_code == 200
         assert client.post("/v2/models/toy/infer", json=V2).status_code == 200
     assert seen == ["/v1/models/toy:predict", "/v2/models/toy/infer"]
+
+
+def test_exception_handler_added_later_applies_on_the_direct_path(
+    tmp_path: Path, through_fastapi: list[str]
+) -> None:
+    """One registry of exception handlers, looked up by the exception's type (nearest class
+    of its MRO first, as Starlette's): a handler registered after `create_app` answers a
+    `:predict` on the direct path as it answers an admin route on FastAPI's."""
+    upstreams = {fw: FakeUpstream(fw) for fw in ("tensorflow", "pytorch")}  # type: ignore[arg-type]
+    app = create_app(settings_for(make_store(tmp_path)), upstreams)  # type: ignore[arg-type]
+
+    async def teapot(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"handled": type(exc).__name__}, status_code=418)
+
+    app.add_exception_handler(NotFound, teapot)  # GatewayError's handler stays registered
+    admin = {"Authorization": "Bearer admin-secret"}
+    with TestClient(app) as client:
+        predict = client.post("/v1/models/nope:predict", json=ROW)
+        policy = client.get("/admin/models/nope/policy", headers=admin)
+        other = client.post("/v1/models/toy/versions/x:predict", json=ROW)  # a BadRequest
+    assert (predict.status_code, predict.json()) == (418, {"handled": "NotFound"})
+    assert (policy.status_code, policy.json()) == (418, {"handled": "NotFound"})
+    assert other.status_code == 400  # GatewayError's own handler, as before
+    assert through_fastapi == ["/admin/models/nope/policy"]  # :predict took the direct path
 
 
 def test_headers_are_read_case_insensitively_first_wins(setup: tuple[TestClient, Any]) -> None:

@@ -3,7 +3,8 @@
 Each run's `raw/cells.csv` is summarised exactly as its own report does
 (`loadtest.results.summarise`); cells are matched on (model, target, protocol, load).
 Per cell: both medians, the relative difference of B against A, and Welch's t-test over
-the repeats (`loadtest.report.significance`) of throughput, p50 and p99, and a plain verdict.
+the repeats (`loadtest.report.significance`) of throughput, p50 and p99, and a plain verdict
+by the report's own rule (`significance.decide`: significant and at least 5%).
 Both runs go on the same charts (A solid, B dashed, one colour per target).
 """
 
@@ -11,48 +12,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from loadtest.report.compare_page import render
+from loadtest.compare.page import render
+from loadtest.compare.comparison import COLUMNS, CellComparison, CellKey, Comparison, cell_row
+from loadtest.report.significance import decide, welch
 from loadtest.results import Summary, read_cells_csv, summarise
-from loadtest.report.significance import MEDIUM, Difference, welch
-
-CellKey = tuple[str, str, str, str]
-
-
-@dataclass(frozen=True)
-class CellComparison:
-    """One cell of both runs: B against A."""
-
-    model: str
-    target: str
-    protocol: str
-    load: str
-    a: Summary
-    b: Summary
-    throughput: Difference
-    p50: Difference
-    p99: Difference
-    verdict: str
-
-
-@dataclass(frozen=True)
-class Comparison:
-    run_a: Path
-    run_b: Path
-    cells: list[CellComparison]
-    only_a: list[str]
-    only_b: list[str]
-
-    def summary_lines(self) -> list[str]:
-        """The verdicts, one line per cell, for the terminal."""
-        lines = [f"B = {self.run_b}, A = {self.run_a}"]
-        lines += [f"{c.model} {c.target} {c.protocol} {c.load}: {c.verdict}" for c in self.cells]
-        if self.only_a or self.only_b:
-            lines.append(f"unmatched: {len(self.only_a)} cells only in A, {len(self.only_b)} in B")
-        return lines
 
 
 def key(s: Summary) -> CellKey:
@@ -71,23 +38,22 @@ def load_run(run: Path) -> list[Summary]:
     return summarise(read_cells_csv(path))
 
 
-def _change(d: Difference, what: str, higher_is_better: bool) -> str:
-    """`req/s +12% (better, p=0.003)`, `p50 -3% (no clear difference, p=0.41)` or untested."""
-    rel = d.relative
+def _change(a: tuple[float, ...], b: tuple[float, ...], what: str, higher: bool) -> str:
+    """`mean req/s +12.0% (better, p=0.003, 3+3 runs)`, `mean p50 -3.0% (no difference
+    shown, p=0.41, 3+3 runs)` or `... (no difference shown, 1 run; run with --repeats 3)`:
+    the report's rule (`significance.decide`), B against A."""
+    d = decide(a, b, higher_is_better=higher)
+    rel = d.difference.relative
     if math.isnan(rel):
         return f"{what} n/a"
-    text = f"{what} {100 * rel:+.1f}%"
-    if math.isnan(d.p_value):
-        return f"{text} ({d.label})"
-    if d.p_value >= MEDIUM:
-        return f"{text} (no clear difference, p={d.p_value:.2g})"
-    better = (rel > 0) == higher_is_better
-    return f"{text} ({'better' if better else 'worse'}, p={d.p_value:.2g})"
+    word = ("better" if d.b_better else "worse") if d.shown else "no difference shown"
+    return f"{what} {100 * rel:+.1f}% ({word}, {d.reason})"
 
 
-def verdict(tput: Difference, p50: Difference) -> str:
-    """B against A in words: real change, no clear change, or untested."""
-    return f"B vs A: {_change(tput, 'mean req/s', True)}; {_change(p50, 'mean p50', False)}"
+def verdict(a: Summary, b: Summary) -> str:
+    """B against A in words, throughput and p50, each by the report's rule."""
+    tput = _change(a.throughput_samples, b.throughput_samples, "mean req/s", True)
+    return f"B vs A: {tput}; {_change(a.p50_samples, b.p50_samples, 'mean p50', False)}"
 
 
 def compare_cell(a: Summary, b: Summary) -> CellComparison:
@@ -103,7 +69,7 @@ def compare_cell(a: Summary, b: Summary) -> CellComparison:
         throughput=tput,
         p50=p50,
         p99=welch(a.p99_samples, b.p99_samples),
-        verdict=verdict(tput, p50),
+        verdict=verdict(a, b),
     )
 
 
@@ -130,47 +96,6 @@ def build_comparison(run_a: Path, run_b: Path, out: Path) -> Comparison:
     return result
 
 
-COLUMNS = [
-    "model",
-    "target",
-    "protocol",
-    "load",
-    "req/s A",
-    "req/s B",
-    "p50 ms A",
-    "p50 ms B",
-    "p99 ms A",
-    "p99 ms B",
-    "req/s t (df)",
-    "req/s p",
-    "verdict",
-]
-
-
-def _num(value: float, digits: int) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
-
-
-def cell_row(c: CellComparison) -> list[str]:
-    """One comparison row as display strings (HTML and Markdown)."""
-    t = c.throughput
-    return [
-        c.model,
-        c.target,
-        c.protocol,
-        c.load,
-        _num(c.a.throughput, 0),
-        _num(c.b.throughput, 0),
-        _num(c.a.p50_ms, 2),
-        _num(c.b.p50_ms, 2),
-        _num(c.a.p99_ms, 2),
-        _num(c.b.p99_ms, 2),
-        "n/a" if math.isnan(t.t) else f"{t.t:.2f} ({t.df:.1f})",
-        "n/a" if math.isnan(t.p_value) else f"{t.p_value:.2g}",
-        c.verdict,
-    ]
-
-
 def markdown(result: Comparison) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell_row(c)) + " |" for c in result.cells]
@@ -178,7 +103,8 @@ def markdown(result: Comparison) -> str:
         "# dualserve load-test comparison",
         f"A: `{result.run_a}`  \nB: `{result.run_b}`",
         "Columns: medians of each run's repeats. Verdict: the change of the mean over the "
-        "repeats, B against A, tested with Welch's t-test (p < 0.05 counts).",
+        "repeats, B against A; a difference is shown when Welch's t-test is significant "
+        "(p < 0.05) and the change is at least 5%; one repeat a side shows none.",
         "\n".join(lines),
     ]
     if result.only_a or result.only_b:

@@ -2,13 +2,13 @@
 
 The sweep runner (`python -m loadtest`) writes that file per cell and runs
 
-    locust -f loadtest/locustfile.py --headless --csv ... HttpTargetUser
+    locust -f loadtest/users/locustfile.py --headless --csv ... HttpTargetUser
 
 Keys: `path` (request path on `--host`), `headers`, `sticky` (send an `X-Routing-Key`
 that differs per simulated user), `payloads` (a JSON file of request bodies drawn from
-the model's test set), `out_dir`, the timing keys read by `loadtest.recorder`, and
-`arrival`/`rate`/`workers` (closed loop, or an open-loop schedule: `loadtest.openloop`).
-gRPC users come from `loadtest.grpc_users` when that module exists.
+the model's test set), `out_dir`, the timing keys read by `loadtest.users.recorder`, and
+`arrival`/`rate`/`workers` (closed loop, or an open-loop schedule: `loadtest.users.openloop`).
+gRPC users come from `loadtest.users.grpc_users` when that module exists.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 
-from loadtest import openloop, recorder
+from loadtest.users import openloop, recorder
 
 _user_ids = itertools.count()
 
@@ -48,7 +48,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
 _CELL = os.environ.get("DUALSERVE_LOADTEST_CELL")
 if _CELL and json.loads(Path(_CELL).read_text()).get("user_class") != "HttpTargetUser":
     # the gRPC users (their own module, imported only when a cell needs them)
-    from loadtest.grpc_users import (  # noqa: F401
+    from loadtest.users.grpc_users import (  # noqa: F401
         GatewayOipUser,
         GatewayTFServingUser,
         TFServingDirectUser,
@@ -58,7 +58,7 @@ if _CELL and json.loads(Path(_CELL).read_text()).get("user_class") != "HttpTarge
 
 class HttpTargetUser(FastHttpUser):
     """One connection, one request at a time: closed loop, the next as soon as the answer
-    came; open loop, the next at the schedule's next free time (`loadtest.openloop`)."""
+    came; open loop, the next at the schedule's next free time (`loadtest.users.openloop`)."""
 
     network_timeout = 30.0
     connection_timeout = 10.0
@@ -85,3 +85,5 @@ class HttpTargetUser(FastHttpUser):
         ) as reply:
             if reply.status_code != 200:
                 reply.failure(f"HTTP {reply.status_code}: {(reply.text or '')[:200]}")
+            else:  # the gateway's own share of the reply, when it went through the gateway
+                recorder.server_timing(reply.headers.get("Server-Timing"))

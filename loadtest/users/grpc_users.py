@@ -1,7 +1,7 @@
 """Locust users over gRPC: the gateway (TF Serving and Open Inference Protocol) and each
 backend directly, with exact per-call timings reported through Locust's `request` event.
 
-    locust -f loadtest/grpc_users.py --headless -u 4 -r 4 -t 30s GatewayTFServingUser
+    locust -f loadtest/users/grpc_users.py --headless -u 4 -r 4 -t 30s GatewayTFServingUser
 
 Targets come from `run/state.json` (`dualserve up`; another run directory with
 DUALSERVE_RUN_DIR) or from DUALSERVE_GATEWAY_GRPC, DUALSERVE_TFSERVING_GRPC,
@@ -35,7 +35,7 @@ from dualserve.run_state import RunState, read_state
 from gateway._proto import oip
 from gateway._proto.tfserving import PREDICT, PredictRequest, PredictResponse
 from gateway.codecs.tensorproto import to_tensor_proto
-from loadtest import openloop
+from loadtest.users import openloop, recorder
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
@@ -88,7 +88,8 @@ class GrpcClient:
         started = time.perf_counter()
         reply, exception = None, None
         try:
-            reply = self.method(request, timeout=30, metadata=metadata)
+            reply, call = self.method.with_call(request, timeout=30, metadata=metadata)
+            recorder.server_timing(dict(call.trailing_metadata() or ()).get("server-timing"))
         except grpc.RpcError as exc:
             exception = exc
         self.environment.events.request.fire(

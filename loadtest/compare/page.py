@@ -10,16 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from html import escape
-from typing import TYPE_CHECKING
 
 from matplotlib.axes import Axes
 
+from loadtest.compare.comparison import COLUMNS, Comparison, cell_row
+from loadtest.report.plots.figures import TARGET_COLORS, empty_figure, panels, to_data_uri
 from loadtest.report.htmlpage import STYLE, plots_html, table
-from loadtest.report.plots import TARGET_COLORS, empty_figure, panels, to_data_uri
 from loadtest.results import Summary
-
-if TYPE_CHECKING:
-    from loadtest.report.compare import Comparison
 
 Metric = Callable[[Summary], float]
 
@@ -64,8 +61,6 @@ def all_plots(result: Comparison) -> dict[str, str]:
 
 
 def render(result: Comparison) -> str:
-    from loadtest.report.compare import COLUMNS, cell_row
-
     unmatched = "".join(f"<li>only in A: {escape(k)}</li>" for k in result.only_a) + "".join(
         f"<li>only in B: {escape(k)}</li>" for k in result.only_b
     )
@@ -75,8 +70,8 @@ def render(result: Comparison) -> str:
         f"B: <code>{escape(str(result.run_b))}</code></p>",
         '<p class="note">The columns show the medians of each run\'s repeats. The verdict '
         "gives the change of the mean over the repeats and tests it with Welch's t-test "
-        "(scipy; its degrees of freedom shown): a change counts when p &lt; 0.05; with one "
-        "repeat a side it cannot be tested.</p>",
+        "(scipy; its degrees of freedom shown): a difference is shown when p &lt; 0.05 and "
+        "the change is at least 5%; with one repeat a side none is shown.</p>",
         table(COLUMNS, [cell_row(c) for c in result.cells], "comparison"),
         f"<ul>{unmatched}</ul>" if unmatched else "",
         "<h2>Plots</h2>",

@@ -1,6 +1,7 @@
 """The open-loop plots: served vs offered rate (where each target saturates) and goodput.
 
-Same layout as `loadtest.report.plots`: one panel per (model, protocol), one line per target.
+Drawn with `loadtest.report.plots.figures`, as `loadtest.report.plots.summary`: one panel per (model,
+protocol), one line per target.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import math
 from matplotlib.axes import Axes
 
 from loadtest.report.capacity import saturation_reason
-from loadtest.report.plots import closed_loop, empty_figure, lines, panels, to_data_uri
+from loadtest.report.plots.figures import closed_loop, empty_figure, lines, panels, to_data_uri
 from loadtest.results import Summary
 
 

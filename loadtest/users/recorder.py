@@ -3,10 +3,12 @@
 `install(environment, config)` wires three things to Locust's events:
 
 - every process (standalone or worker) records each request's latency into a
-  `LatencyHistogram`, from `warmup_s` after the test started until it stops, and writes
-  it with its own CPU seconds to `<out_dir>/process-<pid>.json`. Closed loop: Locust's
+  `LatencyHistogram` (and into one per second of the measurement, for the report's
+  latency-over-time plot), from `warmup_s` after the test started until it stops, adds up
+  the gateway's `Server-Timing` figures its users pass to `server_timing`, and writes it
+  all with its own CPU seconds to `<out_dir>/process-<pid>.json`. Closed loop: Locust's
   float `response_time`. Open loop (`arrival` poisson or constant in the cell config):
-  the time from the request's *scheduled* send time (`loadtest.openloop`) to its answer,
+  the time from the request's *scheduled* send time (`loadtest.users.openloop`) to its answer,
   and the scheduled requests that could not be sent on time are counted as dropped;
 - the standalone or master process runs a controller that cuts the measurement into
   windows (from Locust's aggregated totals), applies the stability rule, quits the run
@@ -28,12 +30,20 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from gateway.telemetry.histogram import LatencyHistogram
-from loadtest import openloop
-from loadtest.stability import StabilityRule, Window, should_stop
+from loadtest.users import openloop
+from loadtest.server_clock import parse_server_timing
+from loadtest.users.stability import StabilityRule, Window, should_stop
 
 # workers report to the master every second (default 3 s), so windows stay short
 locust.runners.WORKER_REPORT_INTERVAL = 1.0
 MAX_ERROR_SAMPLES = 5
+_ACTIVE: list[ProcessRecord] = []  # this process's record, once `install` ran
+
+
+def server_timing(value: str | None) -> None:
+    """Count one reply's `Server-Timing` value (the users call this; None: no header)."""
+    if value and _ACTIVE:
+        _ACTIVE[0].on_server_timing(value)
 
 
 @dataclass
@@ -43,6 +53,9 @@ class ProcessRecord:
     out_dir: Path
     warmup_s: float
     histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
+    timeline: dict[int, LatencyHistogram] = field(default_factory=dict)
+    timed: int = 0  # replies that carried Server-Timing
+    timing_ms: dict[str, float] = field(default_factory=dict)  # summed `dur` per name
     errors: int = 0
     dropped: int = 0
     error_samples: list[str] = field(default_factory=list)
@@ -74,13 +87,23 @@ class ProcessRecord:
         if exception is None:
             scheduled = (context or {}).get("scheduled_at")
             seconds = float(response_time) / 1000
+            now = time.perf_counter()
             if scheduled is not None:  # open loop: from the scheduled send time
-                seconds = time.perf_counter() - float(scheduled)
+                seconds = now - float(scheduled)
             self.histogram.record(seconds)
+            second = int(now - (self.measure_from or now))
+            self.timeline.setdefault(second, LatencyHistogram()).record(seconds)
             return
         self.errors += 1
         if len(self.error_samples) < MAX_ERROR_SAMPLES:
             self.error_samples.append(str(exception)[:300])
+
+    def on_server_timing(self, value: str) -> None:
+        if not self.measuring:
+            return
+        self.timed += 1
+        for name, ms in parse_server_timing(value).items():
+            self.timing_ms[name] = self.timing_ms.get(name, 0.0) + ms
 
     def on_drop(self, scheduled: float) -> None:
         """A scheduled request could not be sent on time (open loop only)."""
@@ -110,6 +133,8 @@ class ProcessRecord:
             "dropped": self.dropped,
             "error_samples": self.error_samples,
             "histogram": self.histogram.to_json(),
+            "timeline": {str(k): h.to_json() for k, h in sorted(self.timeline.items())},
+            "server_timing": {"replies": self.timed, "sum_ms": self.timing_ms},
         }
         path = self.out_dir / f"process-{os.getpid()}.json"
         path.write_text(json.dumps(record))
@@ -119,6 +144,7 @@ def install(environment: Environment, config: dict[str, Any]) -> None:
     """Attach the recorder (every process) and the controller (standalone or master)."""
     out_dir = Path(config["out_dir"])
     record = ProcessRecord(out_dir, float(config["warmup_s"]))
+    _ACTIVE[:] = [record]
     role = _role(environment)
     if config.get("arrival", "closed") != "closed" and role != "master":
         per_process = float(config["rate"]) / max(1, int(config.get("workers", 1)))
