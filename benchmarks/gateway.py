@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import aiohttp
 import grpc
@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from backends.torchserve.launcher import read_token
+from dualserve.run_state import RunState
 from dualserve.stack import StackPaths, down, read_state, up
 from gateway._proto.tfserving import PREDICT, PredictRequest
 from gateway.codecs.tensorproto import to_tensor_proto
@@ -98,15 +99,15 @@ class Cell:
     cpu_s: float
 
 
-def direct_targets(state: dict[str, Any], model: str) -> list[Target]:
+def direct_targets(state: RunState, model: str) -> list[Target]:
     """Straight at each backend: TF Serving REST and gRPC, TorchServe REST."""
-    token = read_token(Path(state["pytorch"]["token_file"]), "inference")
-    tf, torch = state["tensorflow"], state["pytorch"]
+    token = read_token(state.pytorch.token_file, "inference")
+    tf, torch = state.tensorflow, state.pytorch
     return [
-        Target("direct", "tf", "rest", f"{tf['rest']}/v1/models/{model}:predict", {}),
-        Target("direct", "tf", "grpc", tf["grpc"], {}),
+        Target("direct", "tf", "rest", f"{tf.rest}/v1/models/{model}:predict", {}),
+        Target("direct", "tf", "grpc", tf.grpc, {}),
         Target(
-            "direct", "torch", "rest", f"{torch['inference']}/predictions/{model}",
+            "direct", "torch", "rest", f"{torch.inference}/predictions/{model}",
             {"Authorization": f"Bearer {token}"},
         ),
     ]  # fmt: skip

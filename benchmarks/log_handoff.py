@@ -31,7 +31,7 @@ from rich.table import Table
 from gateway.control.database import SQLITE_FILE
 from gateway.experiments.log.sink import PredictionLog
 from gateway.experiments.log.process import WriterProcess
-from gateway.experiments.log.records import Outcome
+from gateway.experiments.log.records import PredictionRecord
 from gateway.experiments.log.store import SqliteLogStore
 
 MODES = ("off", "thread", "process")
@@ -75,8 +75,12 @@ async def one_run(mode: str, folder: Path, requests: int, iterations: int) -> tu
     for i, request_id in enumerate(ids):
         work(iterations)
         if mode != "off":
-            record = (request_id, "exp", "m", "tensorflow", 1, f"u{i}", 0.001, 200, OUTPUTS)
-            log.submit(Outcome(*record, time.time()))
+            record = PredictionRecord(
+                request_id=request_id, kind="serve", ts=time.time(), experiment="exp",
+                model="m", arm="tensorflow", version=1, routing_key=f"u{i}",
+                latency_s=0.001, status=200, outputs=OUTPUTS,
+            )  # fmt: skip
+            log.submit(record)
         if i % 16 == 15:
             await asyncio.sleep(0)
     wall = time.perf_counter() - started

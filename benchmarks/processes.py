@@ -12,14 +12,16 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psutil
 import yaml
 
 from backends.process import LOOPBACK, ManagedProcess, free_port, port_open, start, stop, wait_until
+from dualserve.run_state import RunState
 from gateway.processes.launcher import gateway_config
+from gateway.settings import ExperimentsSettings, Transport, settings_document
 
 
 @dataclass(frozen=True)
@@ -63,24 +65,24 @@ def tree_cpu_s(pid: int) -> float:
 
 
 def variant_config(
-    state: dict[str, Any], store: Path, run_dir: Path, variant: GatewayVariant
+    state: RunState, store: Path, run_dir: Path, variant: GatewayVariant
 ) -> dict[str, Any]:
     """`dualserve up`'s gateway config on new ports, with the variant's workers and
     transport. Every variant has its own experiments database (`data/` in `run_dir`),
     which its workers share (the control plane lives there even with the log off)."""
     port = free_port()
     grpc_port = next(p for p in iter(free_port, None) if p != port)
-    config = gateway_config(state, store, run_dir, port, grpc_port)
-    config["workers"] = variant.workers
-    config["experiments"] = {"log_enabled": variant.log, "data_dir": str(run_dir / "data")}
+    config = gateway_config(state.tensorflow, state.pytorch, store, run_dir, port, grpc_port)
+    config.workers = variant.workers
+    config.experiments = ExperimentsSettings(log_enabled=variant.log, data_dir=run_dir / "data")
     if variant.transport != "default":
-        for framework in ("tensorflow", "pytorch"):
-            config[framework]["transport"] = variant.transport
-    return config
+        transport = cast(Transport, variant.transport)  # the gateway validates it at load
+        config.tensorflow.transport = config.pytorch.transport = transport
+    return settings_document(config)
 
 
 def start_variant(
-    state: dict[str, Any], store: Path, run_dir: Path, variant: GatewayVariant, stack: ExitStack
+    state: RunState, store: Path, run_dir: Path, variant: GatewayVariant, stack: ExitStack
 ) -> Running:
     """Start one gateway variant (stopped when `stack` closes) and wait for /readyz."""
     folder = run_dir / variant.label.replace("/", "-")
@@ -108,13 +110,13 @@ def start_floor(upstream: str, run_dir: Path, name: str, stack: ExitStack) -> Ru
 
 @contextmanager
 def bench_processes(
-    state: dict[str, Any], store: Path, run_dir: Path, variants: list[GatewayVariant]
+    state: RunState, store: Path, run_dir: Path, variants: list[GatewayVariant]
 ) -> Iterator[tuple[dict[str, Running], dict[GatewayVariant, Running]]]:
     """The floor proxies (`tf`, `torch`) and the gateway variants, stopped on exit."""
     with ExitStack() as stack:
         floors = {
-            "tf": start_floor(state["tensorflow"]["rest"], run_dir, "floor-tf", stack),
-            "torch": start_floor(state["pytorch"]["inference"], run_dir, "floor-torch", stack),
+            "tf": start_floor(state.tensorflow.rest, run_dir, "floor-tf", stack),
+            "torch": start_floor(state.pytorch.inference, run_dir, "floor-torch", stack),
         }
         gateways = {v: start_variant(state, store, run_dir, v, stack) for v in variants}
         yield floors, gateways

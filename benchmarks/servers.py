@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 import typer
@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backends.process import LOOPBACK, free_port, port_open, start, stop, wait_until
-from dualserve.stack import read_state
+from dualserve.run_state import RunState, read_state
 from gateway.processes.workers import CONFIG_ENV
 from benchmarks.gateway import Target, bodies, measure, summarise
 from benchmarks.processes import (
@@ -96,7 +96,7 @@ def start_granian(
 
 
 def granian_gateway(
-    state: dict[str, Any], store: Path, work: Path, setting: Granian, stack: ExitStack
+    state: RunState, store: Path, work: Path, setting: Granian, stack: ExitStack
 ) -> Running:
     """The gateway (`dualserve up`'s settings, new ports) under granian, ready."""
     folder = work / f"gw-{setting.label}"
@@ -135,10 +135,10 @@ def targets_of(label: str, gateway: Running, floor: Running, model: str) -> list
 
 @contextmanager
 def servers(
-    state: dict[str, Any], store: Path, work: Path, settings: list[Granian]
+    state: RunState, store: Path, work: Path, settings: list[Granian]
 ) -> Iterator[list[Target]]:
     """Every server's gateway and floor, started, as benchmark targets; stopped on exit."""
-    upstream = state["tensorflow"]["rest"]
+    upstream = state.tensorflow.rest
     with ExitStack() as stack:
         gateway = start_variant(state, store, work / "uvicorn", GatewayVariant(1), stack)
         floor = start_floor(upstream, work / "uvicorn", "floor-uvicorn", stack)

@@ -18,22 +18,22 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dualserve.stack import read_state
+from dualserve.run_state import RunState, read_state
 from gateway.processes.launcher import gateway_config
-from gateway.settings import GatewaySettings
+from gateway.settings import Transport
 from gateway.core.types import Framework, InferRequest
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.factory import build_upstreams
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
-KINDS: list[tuple[Framework, str]] = [
+KINDS: list[tuple[Framework, Transport]] = [
     ("tensorflow", "grpc"),
     ("tensorflow", "rest"),
     ("pytorch", "grpc"),
@@ -51,12 +51,11 @@ class Cell:
     cpu_s: float
 
 
-def client(state: dict[str, Any], framework: Framework, transport: str) -> Upstream:
+def client(state: RunState, framework: Framework, transport: Transport) -> Upstream:
     """The gateway's client for `framework` over `transport`, from `dualserve up`'s config."""
-    config = gateway_config(state, Path("model_store"), Path("run"), 0)
-    for name in ("tensorflow", "pytorch"):
-        config[name]["transport"] = transport
-    return build_upstreams(GatewaySettings(**config))[framework]
+    config = gateway_config(state.tensorflow, state.pytorch, Path("model_store"), Path("run"), 0)
+    config.tensorflow.transport = config.pytorch.transport = transport
+    return build_upstreams(config)[framework]
 
 
 async def run_cell(
@@ -78,7 +77,7 @@ async def run_cell(
 
 
 async def measure(
-    state: dict[str, Any], model: str, count: int, concurrency: list[int], rounds: int
+    state: RunState, model: str, count: int, concurrency: list[int], rounds: int
 ) -> list[Cell]:
     x = to_model_input(load_dataset("digits").test.x[:64], model.rsplit("-", 1)[-1])
     requests = [

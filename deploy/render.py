@@ -32,8 +32,9 @@ from backends.torchserve.config import (
     worker_env,
 )
 from deploy.dashboard import dashboard
+from dualserve.run_state import PytorchState, TensorflowState
 from gateway.processes.launcher import gateway_config
-from gateway.settings import GatewaySettings
+from gateway.settings import GatewaySettings, settings_document
 
 DEPLOY = Path(__file__).resolve().parent
 MODELS = ("digits-cnn", "digits-mlp")
@@ -137,17 +138,19 @@ def torchserve_env() -> dict[str, str]:
 
 def gateway_yaml(target: Target) -> dict[str, Any]:
     """The gateway config, built by the local launcher's `gateway_config` with cluster addresses."""
-    state = {
-        "tensorflow": {"grpc": f"{target.tfserving}:{TF_GRPC}", "rest": f"http://{target.tfserving}:{TF_REST}"},
-        "pytorch": {
-            "grpc": f"{target.torchserve}:{TS_PORTS.grpc_inference}",
-            "inference": f"http://{target.torchserve}:{TS_PORTS.inference}",
-            "token_file": str(TS_KEYS_DIR / "key_file.json"),
-        },
-    }  # fmt: skip
-    config = gateway_config(
-        state, Path(MODEL_STORE), Path(target.secrets_dir), GATEWAY_PORT, GATEWAY_GRPC_PORT
+    tensorflow = TensorflowState(
+        grpc=f"{target.tfserving}:{TF_GRPC}", rest=f"http://{target.tfserving}:{TF_REST}"
     )
+    pytorch = PytorchState(
+        grpc=f"{target.torchserve}:{TS_PORTS.grpc_inference}",
+        inference=f"http://{target.torchserve}:{TS_PORTS.inference}",
+        management=f"http://{target.torchserve}:{TS_PORTS.management}",
+        token_file=Path(TS_KEYS_DIR / "key_file.json"),
+    )
+    config = settings_document(gateway_config(
+        tensorflow, pytorch, Path(MODEL_STORE), Path(target.secrets_dir), GATEWAY_PORT,
+        GATEWAY_GRPC_PORT,
+    ))  # fmt: skip
     config["host"] = "0.0.0.0"
     config["experiments"] = {"data_dir": str(GATEWAY_DATA_DIR)}
     config["tensorflow"]["transport"] = target.transport

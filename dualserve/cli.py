@@ -7,14 +7,18 @@ answer at once.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from dualserve.keys import app as keys_app
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 app = typer.Typer(
     add_completion=False,
@@ -75,7 +79,7 @@ def up(
     console = Console()
     labels = parse_labels(label or [])
     paths = _paths(model_store, run_dir)
-    running = stack.status(paths)
+    running = stack.status(paths).running()
     if running:
         console.print("already running (use `dualserve down` first):")
         _print_status(console, running)
@@ -88,7 +92,7 @@ def up(
     except (LaunchError, ManifestError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(code=1) from None
-    _print_status(console, state)
+    _print_status(console, state.parts())
     console.print(f"addresses written to {paths.state_file}")
 
 
@@ -115,13 +119,14 @@ def status(
 
     state = stack.status(_paths(model_store, run_dir))
     if as_json:
-        typer.echo(json.dumps(state, indent=2))
+        typer.echo(state.as_json())
         return
     console = Console()
-    if not state:
+    running = state.running()
+    if not running:
         console.print("nothing is running (start it with `dualserve up`)")
         return
-    _print_status(console, state)
+    _print_status(console, running)
 
 
 experiment_app = typer.Typer(help="A/B experiments: reports from the prediction log.")
@@ -188,8 +193,8 @@ def experiment_status(
     offline from the prediction log."""
     from rich.markdown import Markdown
 
-    from gateway.experiments.stats.analysis import analyse
     from gateway.experiments.report import status_markdown
+    from gateway.experiments.stats.analysis import analyse
 
     console = Console()
     rows, events = _experiment_log(experiment, db, run_dir, console)
@@ -211,11 +216,13 @@ def loadtest(ctx: typer.Context) -> None:
     loadtest_app(args=ctx.args, prog_name="dualserve loadtest")
 
 
-def _print_status(console: Console, state: dict[str, Any]) -> None:
+def _print_status(console: Console, parts: Mapping[str, BaseModel]) -> None:
+    """One row per address of each running part (`dualserve.run_state` models)."""
     table = Table(title="dualserve")
     for column in ("backend", "pid", "endpoint", "address"):
         table.add_column(column)
-    for backend, fields in state.items():
+    for backend, part in parts.items():
+        fields = part.model_dump(mode="json")
         pid = str(fields.get("pid") or "")
         for key, value in fields.items():
             if key != "pid" and value is not None:

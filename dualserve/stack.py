@@ -1,24 +1,39 @@
 """Bring the serving stack up and down: both backends, tracked by pid files under a run dir.
 
-`run_dir/state.json` records the addresses of what runs; the gateway and the load tests
-read it (through `read_state`) instead of guessing ports.
+`run_dir/state.json` records the addresses of what runs (`dualserve.run_state.RunState`);
+the load tests, benchmarks and tests read it (through `read_state`) instead of guessing
+ports.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from backends.tfserving.launcher import start_tfserving, stop_tfserving, tfserving_status
 from backends.torchserve.launcher import start_torchserve, stop_torchserve, torchserve_status
-from gateway.processes.launcher import gateway_running, gateway_workers, start_gateway, stop_gateway
+from dualserve.run_state import (
+    STATE_FILE,
+    GatewayState,
+    PytorchState,
+    RunState,
+    StackStatus,
+    TensorflowState,
+    read_state,
+    write_state,
+)
+from gateway.processes.launcher import (
+    GatewayEndpoints,
+    gateway_running,
+    gateway_workers,
+    start_gateway,
+    stop_gateway,
+)
 
-STATE_FILE = "state.json"
+__all__ = ["StackPaths", "down", "read_state", "status", "up"]
 
 
 @dataclass(frozen=True)
@@ -50,9 +65,9 @@ def up(
     timeout: float = 180.0,
     gateway_workers: int = 1,
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
-) -> dict[str, Any]:
+) -> RunState:
     """Start both backends in parallel, then the gateway (`gateway_workers` processes)
-    in front of them; wait until every model is ready.
+    in front of them; wait until every model is ready; write and return `state.json`.
 
     `version_labels` (model -> label -> version, none by default) go into TF Serving's
     model config and the gateway's config alike: the one source of both.
@@ -73,16 +88,16 @@ def up(
     if failures:
         down(paths)
         raise failures[0]
-    state = _state(asdict(tf_future.result()), asdict(torch_future.result()))
+    tf, torch = _tensorflow(vars(tf_future.result())), _pytorch(vars(torch_future.result()))
     try:
         gateway = start_gateway(
-            state, store, paths.gateway_dir, timeout, gateway_workers, version_labels
+            tf, torch, store, paths.gateway_dir, timeout, gateway_workers, version_labels
         )
     except Exception:
         down(paths)
         raise
-    state["gateway"] = _gateway_entry(asdict(gateway))
-    _write_state(paths.state_file, state)
+    state = RunState(tensorflow=tf, pytorch=torch, gateway=_gateway(gateway))
+    write_state(paths.run_dir, state)
     return state
 
 
@@ -99,57 +114,56 @@ def down(paths: StackPaths) -> list[str]:
     return stopped
 
 
-def status(paths: StackPaths) -> dict[str, Any]:
-    """What runs now, in the `dualserve status --json` form (absent keys: not running)."""
+def status(paths: StackPaths) -> StackStatus:
+    """What runs now (a part that does not run is None).
+
+    Raises:
+        RunStateError: the gateway runs but `state.json` is not what `up` writes.
+    """
     tf, torch = tfserving_status(paths.tfserving_dir), torchserve_status(paths.torchserve_dir)
-    state = _state(tf, torch["endpoints"] if torch else None)
+    gateway = None
     if gateway_running(paths.gateway_dir) and paths.state_file.is_file():
-        recorded = json.loads(paths.state_file.read_text()).get("gateway")
-        if recorded:  # the workers as they are now: a dead one is replaced by a new pid
-            state["gateway"] = {**recorded, "worker_pids": gateway_workers(paths.gateway_dir)}
-    return state
+        recorded = read_state(paths.run_dir).gateway
+        # The workers as they are now: a dead one is replaced by a new pid.
+        pids = tuple(gateway_workers(paths.gateway_dir))
+        gateway = recorded.model_copy(update={"worker_pids": pids})
+    return StackStatus(
+        tensorflow=_tensorflow(tf) if tf else None,
+        pytorch=_pytorch(torch["endpoints"]) if torch else None,
+        gateway=gateway,
+    )
 
 
-def read_state(run_dir: Path) -> dict[str, Any]:
-    """The addresses `up` wrote, for the gateway and load tests."""
-    path = run_dir / STATE_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run `dualserve up` first")
-    return dict(json.loads(path.read_text()))
+def _tensorflow(tf: Mapping[str, Any]) -> TensorflowState:
+    """From TF Serving's endpoints (`TFServingEndpoints`, or its status record)."""
+    return TensorflowState(
+        rest=tf["rest"],
+        grpc=tf["grpc"],
+        metrics=tf.get("metrics"),
+        binary=tf.get("binary"),
+        pid=tf.get("pid"),
+    )
 
 
-def _state(tf: dict[str, Any] | None, torch: dict[str, Any] | None) -> dict[str, Any]:
-    state: dict[str, Any] = {}
-    if tf:
-        state["tensorflow"] = {
-            "rest": tf["rest"],
-            "grpc": tf["grpc"],
-            "metrics": tf.get("metrics"),
-            "binary": tf.get("binary"),
-            "pid": tf.get("pid"),
-        }
-    if torch:
-        state["pytorch"] = {
-            "inference": torch["inference"],
-            "management": torch["management"],
-            "grpc": torch["grpc"],
-            "token_file": torch["token_file"],
-            "metrics": torch.get("metrics"),
-            "pid": torch.get("pid"),
-        }
-    return state
+def _pytorch(torch: Mapping[str, Any]) -> PytorchState:
+    """From TorchServe's endpoints (`TorchServeEndpoints`, or its saved record)."""
+    return PytorchState(
+        inference=torch["inference"],
+        management=torch["management"],
+        grpc=torch["grpc"],
+        token_file=torch["token_file"],
+        metrics=torch.get("metrics"),
+        pid=torch.get("pid"),
+    )
 
 
-def _gateway_entry(gateway: dict[str, Any]) -> dict[str, Any]:
-    keys = ("rest", "admin_token_file", "config_file", "pid", "workers")
-    entry = {k: gateway[k] for k in keys} | {"worker_pids": list(gateway["worker_pids"])}
-    if gateway.get("grpc"):
-        entry["grpc"] = gateway["grpc"]
-    return entry
-
-
-def _write_state(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    os.replace(tmp, path)
+def _gateway(gateway: GatewayEndpoints) -> GatewayState:
+    return GatewayState(
+        rest=gateway.rest,
+        grpc=gateway.grpc or None,
+        admin_token_file=Path(gateway.admin_token_file),
+        config_file=Path(gateway.config_file),
+        pid=gateway.pid,
+        workers=gateway.workers,
+        worker_pids=gateway.worker_pids,
+    )

@@ -12,7 +12,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PositiveInt, SecretStr, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,7 +39,10 @@ class UpstreamSettings(BaseModel):
 
     Each kind defaults to the transport its clients measured faster on (see
     `TFServingSettings` and `TorchServeSettings`; `python -m benchmarks.transports`).
+    An unknown field is an error naming it (`pytorch.token_fil`), as at the top level.
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     transport: Transport = Field("grpc", description="gRPC (binary tensors) or REST")
     grpc: list[str] = Field(default_factory=list, description="replica addresses, host:port")
@@ -428,3 +432,15 @@ def load_settings(path: Path | None = None, **overrides: Any) -> GatewaySettings
         return GatewaySettings(**overrides, config_file=path)
     finally:
         _YAML_FILE.reset(token)
+
+
+def settings_document(settings: GatewaySettings) -> dict[str, Any]:
+    """The YAML document of `settings`: the fields set explicitly (not the defaults, not
+    the environment: build with `GatewaySettings.model_validate` to leave it out), without
+    `config_file` (that is where the document goes)."""
+    return settings.model_dump(mode="json", exclude_unset=True, exclude={"config_file"})
+
+
+def write_settings(settings: GatewaySettings, path: Path) -> None:
+    """Write `settings_document(settings)` as the YAML that `load_settings(path)` reads."""
+    Path(path).write_text(yaml.safe_dump(settings_document(settings), sort_keys=False))

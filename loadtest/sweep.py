@@ -25,6 +25,7 @@ import httpx
 import psutil
 
 from backends.torchserve.launcher import read_token
+from dualserve.run_state import RunState
 from dualserve.stack import StackPaths, down, read_state, up
 from loadtest import nginx as nginx_mod
 from loadtest.cells import CellResult, CellSpec, Timing, run_cell
@@ -107,7 +108,7 @@ def plan(options: SweepOptions, targets: dict[str, list[Target]]) -> list[CellSp
 
 
 def select_targets(
-    options: SweepOptions, state: dict[str, Any], model: str, nginx_url: str | None
+    options: SweepOptions, state: RunState, model: str, nginx_url: str | None
 ) -> list[Target]:
     found = rest_targets(state, model, nginx_url) if "rest" in options.protocols else []
     if "grpc" in options.protocols:
@@ -121,20 +122,21 @@ def run_sweep(options: SweepOptions, out_dir: Path, progress: Progress) -> Sweep
     raw.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         state = stack.enter_context(_stack(options, progress))
-        nginx_url, skipped = _start_nginx(stack, options, state, raw / "nginx", progress)
+        servers = state.model_dump(mode="json")  # what ran, for the report (+ nginx)
+        nginx_url, skipped = _start_nginx(stack, options, state, servers, raw / "nginx", progress)
         pinning = plan_pinning(options.pin_cpus)
-        pin_servers(pinning, _server_pids(state, stack))
+        pin_servers(pinning, _server_pids(servers, stack))
         stack.callback(restore, pinning)
         stack.callback(_reset_policies, state, options.models)
         targets = {m: select_targets(options, state, m, nginx_url) for m in options.models}
         cells = _run_cells(plan(options, targets), state, raw, pinning, progress)
         settings = _backend_settings(options.run_dir)
-        processes = process_facts(_named_pids(state))
-    return SweepRun(cells, state, pinning, skipped, settings, processes)
+        processes = process_facts(_named_pids(servers))
+    return SweepRun(cells, servers, pinning, skipped, settings, processes)
 
 
 def _run_cells(
-    specs: list[CellSpec], state: dict[str, Any], raw: Path, pinning: Pinning, progress: Progress
+    specs: list[CellSpec], state: RunState, raw: Path, pinning: Pinning, progress: Progress
 ) -> list[CellResult]:
     payloads = {m: _payload_file(raw, m) for m in {s.model for s in specs}}
     cells: list[CellResult] = []
@@ -168,17 +170,20 @@ def _run_cells(
     return cells
 
 
-def metrics_url(state: dict[str, Any], framework: str) -> str | None:
+def metrics_url(state: RunState, framework: str) -> str | None:
     """The metrics page of the backend that answers `framework`'s requests, if known."""
-    entry = state.get(framework) if framework in ("tensorflow", "pytorch") else None
-    return entry.get("metrics") if isinstance(entry, dict) else None
+    if framework == "tensorflow":
+        return state.tensorflow.metrics
+    if framework == "pytorch":
+        return state.pytorch.metrics
+    return None
 
 
-def set_policy(state: dict[str, Any], model: str, policy: dict[str, Any] | None) -> None:
+def set_policy(state: RunState, model: str, policy: dict[str, Any] | None) -> None:
     """Set the model's admin override through the gateway's admin API (PATCH), or clear
     it (`policy=None`: DELETE), so the configured or experiment policy is back in force."""
-    token = Path(state["gateway"]["admin_token_file"]).read_text().strip()
-    url = f"{state['gateway']['rest']}/admin/models/{model}/policy"
+    token = state.gateway.admin_token_file.read_text().strip()
+    url = f"{state.gateway.rest}/admin/models/{model}/policy"
     headers = {"Authorization": f"Bearer {token}"}
     if policy is None:
         reply = httpx.delete(url, headers=headers, timeout=10)
@@ -189,14 +194,14 @@ def set_policy(state: dict[str, Any], model: str, policy: dict[str, Any] | None)
         raise RuntimeError(f"setting {model}'s policy failed: {reply.status_code} {reply.text}")
 
 
-def _reset_policies(state: dict[str, Any], models: tuple[str, ...]) -> None:
+def _reset_policies(state: RunState, models: tuple[str, ...]) -> None:
     """Leave no override behind: traffic after the sweep is the experiment's again."""
     for model in models:
         set_policy(state, model, None)
 
 
 @contextmanager
-def _stack(options: SweepOptions, progress: Progress) -> Iterator[dict[str, Any]]:
+def _stack(options: SweepOptions, progress: Progress) -> Iterator[RunState]:
     paths = StackPaths(options.model_store, options.run_dir.resolve())
     started_here = not paths.state_file.is_file()
     if started_here:
@@ -213,29 +218,30 @@ def _stack(options: SweepOptions, progress: Progress) -> Iterator[dict[str, Any]
 def _start_nginx(
     stack: ExitStack,
     options: SweepOptions,
-    state: dict[str, Any],
+    state: RunState,
+    servers: dict[str, Any],
     run_dir: Path,
     progress: Progress,
 ) -> tuple[str | None, list[str]]:
     if not any(t.startswith("nginx") for t in options.targets):
         return None, []
     run_dir.mkdir(parents=True, exist_ok=True)
-    token = read_token(Path(state["pytorch"]["token_file"]), "inference")
+    token = read_token(state.pytorch.token_file, "inference")
     try:
         proxy = nginx_mod.start_nginx(
-            run_dir, state["tensorflow"]["rest"], state["pytorch"]["inference"], token
+            run_dir, state.tensorflow.rest, state.pytorch.inference, token
         )
     except nginx_mod.NginxError as exc:
         progress(f"nginx baseline skipped: {exc}", 0, 1)
         return None, [f"nginx baseline: {exc}"]
     stack.callback(nginx_mod.stop_nginx, proxy)
     stack.callback(lambda: None)
-    state.setdefault("nginx", {"rest": proxy.url, "pid": proxy.process.pid})
+    servers.setdefault("nginx", {"rest": proxy.url, "pid": proxy.process.pid})
     return proxy.url, []
 
 
-def _server_pids(state: dict[str, Any], _: ExitStack) -> list[int]:
-    return [int(v["pid"]) for v in state.values() if isinstance(v, dict) and v.get("pid")]
+def _server_pids(servers: dict[str, Any], _: ExitStack) -> list[int]:
+    return [int(v["pid"]) for v in servers.values() if isinstance(v, dict) and v.get("pid")]
 
 
 def _named_pids(state: dict[str, Any]) -> dict[str, int]:

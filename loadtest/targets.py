@@ -21,10 +21,10 @@ from __future__ import annotations
 import importlib.util
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from backends.torchserve.launcher import read_token
+from dualserve.run_state import RunState
 
 SPLIT_POLICY = {"mode": "weighted", "weights": {"tensorflow": 50, "pytorch": 50}, "sticky": True}
 SHADOW_POLICY = {"mode": "shadow", "primary": "tensorflow", "shadow_sample_rate": 1.0}
@@ -58,20 +58,18 @@ class Target:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def rest_targets(state: dict[str, Any], model: str, nginx_url: str | None) -> list[Target]:
+def rest_targets(state: RunState, model: str, nginx_url: str | None) -> list[Target]:
     """Every REST target of `model` (nginx ones only when `nginx_url` is given)."""
-    token = read_token(Path(state["pytorch"]["token_file"]), "inference")
-    gw, predict = state["gateway"]["rest"], f"/v1/models/{model}:predict"
+    token = read_token(state.pytorch.token_file, "inference")
+    gw, predict = state.gateway.rest, f"/v1/models/{model}:predict"
     out = [
-        Target(
-            "tf-direct", "rest", "tensorflow", "direct", state["tensorflow"]["rest"], path=predict
-        ),
+        Target("tf-direct", "rest", "tensorflow", "direct", state.tensorflow.rest, path=predict),
         Target(
             "torch-direct",
             "rest",
             "pytorch",
             "direct",
-            state["pytorch"]["inference"],
+            state.pytorch.inference,
             path=f"/predictions/{model}",
             headers={"Authorization": f"Bearer {token}"},
         ),
@@ -113,7 +111,7 @@ def rest_targets(state: dict[str, Any], model: str, nginx_url: str | None) -> li
     return out
 
 
-def grpc_targets(state: dict[str, Any], model: str) -> list[Target]:
+def grpc_targets(state: RunState, model: str) -> list[Target]:
     """gRPC targets (TF Serving's `Predict` API, and TorchServe's own), when
     `loadtest.users.grpc_users` exists and the gateway has a gRPC port.
 
@@ -121,10 +119,10 @@ def grpc_targets(state: dict[str, Any], model: str) -> list[Target]:
     monkey-patches the runner's process with gevent. Its users read the model from
     `DUALSERVE_MODEL`, the gateway pin from `DUALSERVE_PIN`, the address from `--host`.
     """
-    if importlib.util.find_spec("loadtest.users.grpc_users") is None or not state["gateway"].get("grpc"):
+    gw, env = state.gateway.grpc, {"DUALSERVE_MODEL": model}
+    if importlib.util.find_spec("loadtest.users.grpc_users") is None or not gw:
         return []
-    gw, env = state["gateway"]["grpc"], {"DUALSERVE_MODEL": model}
-    token = {**env, "DUALSERVE_TORCHSERVE_TOKEN_FILE": str(state["pytorch"]["token_file"])}
+    token = {**env, "DUALSERVE_TORCHSERVE_TOKEN_FILE": str(state.pytorch.token_file)}
     via = "GatewayTFServingUser"
     return [
         Target(
@@ -132,7 +130,7 @@ def grpc_targets(state: dict[str, Any], model: str) -> list[Target]:
             "grpc",
             "tensorflow",
             "direct",
-            state["tensorflow"]["grpc"],
+            state.tensorflow.grpc,
             "TFServingDirectUser",
             env=env,
         ),
@@ -141,7 +139,7 @@ def grpc_targets(state: dict[str, Any], model: str) -> list[Target]:
             "grpc",
             "pytorch",
             "direct",
-            state["pytorch"]["grpc"],
+            state.pytorch.grpc,
             "TorchServeDirectUser",
             env=token,
         ),

@@ -27,7 +27,7 @@ from gateway.experiments import state_store
 from gateway.experiments.controller import RolloutController
 from gateway.experiments.log.labels import LabelOutOfRange, check_label_range, class_counts
 from gateway.experiments.log.process import WriterProcess
-from gateway.experiments.log.records import FeedbackResult, Outcome
+from gateway.experiments.log.records import FeedbackResult, prediction_record
 from gateway.experiments.log.sink import CALL_TIMEOUT_S, PredictionLog
 from gateway.experiments.log.store import LogStore, open_store
 from gateway.experiments.manager import ExperimentManager, PolicyLayers
@@ -101,16 +101,22 @@ class ExperimentService:
         request, response = outcome.request, outcome.response
         shadow = outcome.kind == "shadow"
         self.log.submit(
-            Outcome(  # positional, in field order: keywords cost the loop 2.5x (see Outcome)
-                request.request_id, self._experiment(outcome), request.model, outcome.arm,
-                outcome.version, request.routing_key,
-                outcome.latency_s if shadow else outcome.elapsed_s, outcome.status,
-                None if response is None else response.outputs, outcome.ts,
-                "shadow" if shadow else "serve",
-                None if outcome.comparison is None else outcome.comparison.agreed,
-                outcome.kind == "failover",
+            prediction_record(
+                request_id=request.request_id,
+                kind="shadow" if shadow else "serve",
+                ts=outcome.ts,
+                experiment=self._experiment(outcome),
+                model=request.model,
+                arm=outcome.arm,
+                version=outcome.version,
+                routing_key=request.routing_key,
+                latency_s=outcome.latency_s if shadow else outcome.elapsed_s,
+                status=outcome.status,
+                agreed=None if outcome.comparison is None else outcome.comparison.agreed,
+                failover=outcome.kind == "failover",
+                outputs=None if response is None else response.outputs,
             )
-        )  # fmt: skip
+        )
 
     def _experiment(self, outcome: CallOutcome) -> str | None:
         """The running experiment this call belongs to, if its arm was drawn by the

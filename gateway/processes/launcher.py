@@ -2,19 +2,49 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import httpx
-import yaml
 
 from backends.process import LOOPBACK, ManagedProcess, start, stop, wait_until
+from gateway.edge.security_settings import AuthSettings
 from gateway.processes.workers import WORKERS_FILE, read_workers
+from gateway.settings import (
+    GatewaySettings,
+    TFServingSettings,
+    TorchServeSettings,
+    write_settings,
+)
 
 NAME = "gateway"
+CONFIG_FILE = "gateway.yaml"
+
+
+class TFServingAddresses(Protocol):
+    """Where TF Serving answers: `dualserve.run_state.TensorflowState` (read from
+    `run/state.json`), or `backends.tfserving.launcher.TFServingEndpoints`."""
+
+    @property
+    def rest(self) -> str: ...
+    @property
+    def grpc(self) -> str: ...
+
+
+class TorchServeAddresses(Protocol):
+    """Where TorchServe answers: `dualserve.run_state.PytorchState`, or
+    `backends.torchserve.launcher.TorchServeEndpoints`."""
+
+    @property
+    def inference(self) -> str: ...
+    @property
+    def grpc(self) -> str: ...
+    @property
+    def token_file(self) -> str | os.PathLike[str]: ...
 
 
 @dataclass(frozen=True)
@@ -30,41 +60,55 @@ class GatewayEndpoints:
 
 
 def gateway_config(
-    state: dict[str, Any],
+    tensorflow: TFServingAddresses,
+    pytorch: TorchServeAddresses,
     model_store: Path,
     run_dir: Path,
     port: int,
     grpc_port: int | None = None,
     workers: int = 1,
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
-) -> dict[str, Any]:
+    config_file: Path | None = None,
+) -> GatewaySettings:
     """The local default: each backend over its faster transport (REST for both: see
     `gateway.settings`), every model 50/50 sticky with failover and
     client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`;
     `workers` processes serving both ports; the TF Serving `version_labels` the TF server
-    was given (none by default)."""
-    tf, torch = state["tensorflow"], state["pytorch"]
+    was given (none by default).
+
+    Built without the environment (`GatewaySettings.model_validate`): the fields set here
+    are what `gateway.settings.write_settings` writes, and the gateway process applies its
+    own `DUALSERVE_*` variables when it loads the file. `config_file` is where it will be
+    written (several `workers` need one: they share the database beside it).
+
+    Raises:
+        pydantic.ValidationError: a field the gateway would refuse, named.
+    """
     labels = {model: dict(pairs) for model, pairs in (version_labels or {}).items()}
-    return {
+    fields = {
         "host": LOOPBACK,
         "port": port,
         "grpc_port": grpc_port,
         "workers": workers,
-        "model_store": str(Path(model_store).resolve()),
-        "tensorflow": {"transport": "rest", "grpc": [tf["grpc"]], "rest": [tf["rest"]]},
-        "pytorch": {
-            "transport": "rest",
-            "grpc": [torch["grpc"]],
-            "rest": [torch["inference"]],
-            "token_file": torch["token_file"],
-        },
-        "auth": {"admin_token_file": str(run_dir / "admin_token")},
-        **({"version_labels": labels} if labels else {}),
+        "model_store": Path(model_store).resolve(),
+        "tensorflow": TFServingSettings(
+            transport="rest", grpc=[tensorflow.grpc], rest=[tensorflow.rest]
+        ),
+        "pytorch": TorchServeSettings(
+            transport="rest",
+            grpc=[pytorch.grpc],
+            rest=[pytorch.inference],
+            token_file=Path(pytorch.token_file),
+        ),
+        "auth": AuthSettings(admin_token_file=run_dir / "admin_token"),
+        "config_file": config_file,
     }
+    return GatewaySettings.model_validate(fields | ({"version_labels": labels} if labels else {}))
 
 
 def start_gateway(
-    state: dict[str, Any],
+    tensorflow: TFServingAddresses,
+    pytorch: TorchServeAddresses,
     model_store: Path,
     run_dir: Path,
     timeout: float = 60.0,
@@ -77,9 +121,11 @@ def start_gateway(
     run_dir.mkdir(parents=True, exist_ok=True)
     # Port 0: the gateway binds its own ports (no window for another process to take a
     # port chosen here) and names them in workers.json.
-    config = gateway_config(state, model_store, run_dir, 0, 0, workers, version_labels)
-    config_file = run_dir / "gateway.yaml"
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    config_file = run_dir / CONFIG_FILE
+    config = gateway_config(
+        tensorflow, pytorch, model_store, run_dir, 0, 0, workers, version_labels, config_file
+    )
+    write_settings(config, config_file)
     (run_dir / WORKERS_FILE).unlink(missing_ok=True)  # a previous run's ports are not ours
     command = [sys.executable, "-m", "gateway", "--config", str(config_file)]
     proc = start(NAME, [*command, "--run-dir", str(run_dir)], run_dir, cwd=run_dir)

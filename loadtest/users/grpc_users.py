@@ -31,7 +31,7 @@ from locust.env import Environment
 from backends.torchserve._proto.inference_pb2 import PredictionResponse, PredictionsRequest
 from backends.torchserve.launcher import read_token
 from wire.tensor_frames import encode_frame
-from dualserve.stack import read_state
+from dualserve.run_state import RunState, read_state
 from gateway._proto import oip
 from gateway._proto.tfserving import PREDICT, PredictRequest, PredictResponse
 from gateway.codecs.tensorproto import to_tensor_proto
@@ -47,19 +47,14 @@ TORCHSERVE_PREDICTIONS = "/org.pytorch.serve.grpc.inference.InferenceAPIsService
 
 
 @functools.cache
-def _state() -> dict[str, Any]:
+def _state() -> RunState:
     return read_state(Path(os.environ.get("DUALSERVE_RUN_DIR", "run")))
 
 
-def address(env_var: str, *keys: str) -> str:
-    """An address from the environment variable, else from the stack's state file."""
-    value: Any = os.environ.get(env_var)
-    if value:
-        return str(value)
-    value = _state()
-    for key in keys:
-        value = value[key]
-    return str(value)
+def address(env_var: str, recorded: Callable[[RunState], object]) -> str:
+    """An address from the environment variable, else `recorded` of the stack's state file."""
+    value = os.environ.get(env_var)
+    return str(value) if value else str(recorded(_state()))
 
 
 @functools.cache
@@ -189,7 +184,7 @@ class GatewayTFServingUser(GrpcUser):
     decode = staticmethod(PredictResponse.FromString)
 
     def target(self) -> str:
-        return address("DUALSERVE_GATEWAY_GRPC", "gateway", "grpc")
+        return address("DUALSERVE_GATEWAY_GRPC", lambda state: state.gateway.grpc)
 
     @staticmethod
     def build(x: np.ndarray) -> Any:
@@ -204,7 +199,7 @@ class GatewayOipUser(GrpcUser):
     decode = staticmethod(oip.ModelInferResponse.FromString)
 
     def target(self) -> str:
-        return address("DUALSERVE_GATEWAY_GRPC", "gateway", "grpc")
+        return address("DUALSERVE_GATEWAY_GRPC", lambda state: state.gateway.grpc)
 
     @staticmethod
     def build(x: np.ndarray) -> Any:
@@ -220,7 +215,7 @@ class TFServingDirectUser(GatewayTFServingUser):
     label = "tfserving direct Predict"
 
     def target(self) -> str:
-        return address("DUALSERVE_TFSERVING_GRPC", "tensorflow", "grpc")
+        return address("DUALSERVE_TFSERVING_GRPC", lambda state: state.tensorflow.grpc)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return ()
@@ -235,12 +230,14 @@ class TorchServeDirectUser(GrpcUser):
     decode = staticmethod(PredictionResponse.FromString)
 
     def target(self) -> str:
-        return address("DUALSERVE_TORCHSERVE_GRPC", "pytorch", "grpc")
+        return address("DUALSERVE_TORCHSERVE_GRPC", lambda state: state.pytorch.grpc)
 
     @staticmethod
     def build(x: np.ndarray) -> Any:
         return PredictionsRequest(model_name=MODEL, input={"data": encode_frame({"input": x})})
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        token_file = address("DUALSERVE_TORCHSERVE_TOKEN_FILE", "pytorch", "token_file")
+        token_file = address(
+            "DUALSERVE_TORCHSERVE_TOKEN_FILE", lambda state: state.pytorch.token_file
+        )
         return (("authorization", f"Bearer {read_token(Path(token_file), 'inference')}"),)

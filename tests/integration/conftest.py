@@ -26,13 +26,15 @@ def running_stack(
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """`up` on free loopback ports (the gateway with `gateway_workers` processes), always
-    `down` after: the state plus `paths`, `store` and the admin `Authorization` header."""
+    `down` after: the state (its parts by name, and typed as `state`) plus `paths`, `store`
+    and the admin `Authorization` header."""
     paths = StackPaths(store, run_dir)
     try:
         state = up(paths, gateway_workers=gateway_workers, version_labels=version_labels)
-        token = Path(state["gateway"]["admin_token_file"]).read_text().strip()
+        token = state.gateway.admin_token_file.read_text().strip()
         yield {
-            **state,
+            **state.model_dump(mode="json"),  # the parts' addresses, as state.json has them
+            "state": state,  # the same, typed (`dualserve.run_state.RunState`)
             "paths": paths,
             "store": store,
             "admin": {"Authorization": f"Bearer {token}"},

@@ -1,3 +1,2 @@
-"""The prediction log: records, the bounded hand-off, the writer process, the SQL store, columns
-for analysis.
-"""
+"""The prediction log: the record, the bounded hand-off, the writer process, the SQL store,
+columns for analysis."""

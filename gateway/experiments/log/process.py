@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import json
 import logging
-import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.experiments.log.writer import ACK, HEADER, FlatRecord
+from gateway.experiments.log.records import PredictionRecord, encode_batch
+from gateway.experiments.log.writer import ACK, HEADER
 
 logger = logging.getLogger(__name__)
 _START_S = 30.0  # a cold interpreter on a busy machine; it is ready in ~50 ms
@@ -62,9 +62,10 @@ class WriterProcess:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
-    async def write(self, records: Sequence[FlatRecord]) -> tuple[int, int, int]:
-        """Send one batch and wait for its acknowledgement: (rows written, records failed,
-        records unwritten because the database is unavailable).
+    async def write(self, records: Sequence[PredictionRecord]) -> tuple[int, int, int]:
+        """Send one batch (top-1 taken: `top1.summarise`) and wait for its acknowledgement:
+        (rows written, records failed, records unwritten because the database is
+        unavailable).
 
         Raises:
             WriterGone: the writer ended (it is started again at the next call).
@@ -73,7 +74,7 @@ class WriterProcess:
             await self.start()
         proc = self._proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        payload = pickle.dumps(list(records), protocol=pickle.HIGHEST_PROTOCOL)
+        payload = encode_batch(records)
         try:
             proc.stdin.write(HEADER.pack(len(payload)))
             proc.stdin.write(payload)

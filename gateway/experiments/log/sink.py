@@ -1,10 +1,10 @@
 """The prediction log sink: `submit()` never waits; a background task writes in batches.
 
-`submit` appends the outcome to a bounded list and returns; a full list drops the record
-and counts it (`dropped`). The writer task wakes when the first record of a batch
-arrives, lets the batch grow for `linger_s` (less when `batch_size` records wait or
-`flush()` asks), swaps the whole list out and hands it, in one transaction, to the
-writer process (`log_process`, `log_writer`), or converts and writes it on the storage
+`submit` appends the record (`PredictionRecord`) to a bounded list and returns; a full
+list drops the record and counts it (`dropped`). The writer task wakes when the first
+record of a batch arrives, lets the batch grow for `linger_s` (less when `batch_size`
+records wait or `flush()` asks), swaps the whole list out and hands it, in one transaction, to the
+writer process (`log.process`, `log.writer`), or converts and writes it on the storage
 thread when there is none (a database in memory, a test's store). Reads, feedback and
 retention always run on the storage thread (`run`), each within a deadline (`StoreThread`).
 
@@ -39,9 +39,9 @@ from typing import Any, TypeVar
 from gateway.control.database import StoreUnavailable
 from gateway.control.thread import StoreThread
 from gateway.experiments.log.process import WriterGone, WriterProcess
-from gateway.experiments.log.records import Outcome, Row, flat_record, to_row
+from gateway.experiments.log.records import PredictionRecord, Row
 from gateway.experiments.log.store import LogStore
-from gateway.experiments.log.writer import FlatRecord
+from gateway.experiments.log.top1 import summarise, to_row
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,7 +88,7 @@ class PredictionLog:
         batch_size: this many waiting records start a write before the linger ends.
         linger_s: after the first record of a batch, wait this long for more.
         on_written: called on the event loop with the row count of every written batch.
-        writer: the writer process that inserts the rows (`log_process`); None = the
+        writer: the writer process that inserts the rows (`log.process`); None = the
             storage thread does (the store is in memory, or a test's).
     """
 
@@ -102,7 +102,7 @@ class PredictionLog:
         writer: WriterProcess | None = None,
     ) -> None:
         self._open_store = open_store
-        self._buffer: list[Outcome] = []
+        self._buffer: list[PredictionRecord] = []
         self._capacity = queue_size
         self._batch_size = batch_size
         self._linger_s = linger_s
@@ -121,14 +121,14 @@ class PredictionLog:
         self._store_up = True
         self.counters = LogCounters()
 
-    def submit(self, outcome: Outcome) -> bool:
+    def submit(self, record: PredictionRecord) -> bool:
         """Buffer one record; False (and counted) when the buffer is full. Never blocks."""
         buffer = self._buffer
         waiting = len(buffer)
         if waiting >= self._capacity:
             self._drop()
             return False
-        buffer.append(outcome)
+        buffer.append(record)
         self.counters.submitted += 1
         if waiting == 0:
             self._pending.set()
@@ -238,7 +238,7 @@ class PredictionLog:
             if not taken:
                 await self._back_off()
 
-    async def _write(self, batch: list[Outcome]) -> bool:
+    async def _write(self, batch: list[PredictionRecord]) -> bool:
         """Hand `batch` to the store; False if it could not take it now (to be retried)."""
         try:
             if self._writer is not None:
@@ -265,7 +265,7 @@ class PredictionLog:
             self._on_written(written)
         return True
 
-    def _requeue(self, batch: list[Outcome]) -> None:
+    def _requeue(self, batch: list[PredictionRecord]) -> None:
         """Put a batch the store refused back in front of the buffer; what does not fit
         (its oldest records) is dropped and counted."""
         room = max(self._capacity - len(self._buffer), 0)
@@ -285,34 +285,34 @@ class PredictionLog:
             self._hurry.set()
 
     async def _write_through_process(
-        self, writer: WriterProcess, batch: list[Outcome]
+        self, writer: WriterProcess, batch: list[PredictionRecord]
     ) -> tuple[int, int, int]:
-        records, malformed = _flatten(batch)  # on the loop: ~0.5 us a record (top-1)
+        records, malformed = _summarise(batch)  # on the loop: ~0.4 us a record (top-1)
         written, failed, unwritten = await writer.write(records)
         if unwritten:  # the malformed ones are counted when the batch goes through
             return 0, 0, len(batch)
         return written, failed + malformed, 0
 
 
-def _flatten(batch: list[Outcome]) -> tuple[list[FlatRecord], int]:
-    records: list[FlatRecord] = []
-    for outcome in batch:
+def _summarise(batch: list[PredictionRecord]) -> tuple[list[PredictionRecord], int]:
+    records: list[PredictionRecord] = []
+    for record in batch:
         try:
-            records.append(flat_record(outcome))
+            records.append(summarise(record))
         except Exception:
-            logger.exception("prediction log record %r is malformed", outcome.request_id)
+            logger.exception("prediction log record %r is malformed", record.request_id)
     return records, len(batch) - len(records)
 
 
-def _convert_and_write(store: LogStore, batch: list[Outcome]) -> tuple[int, int]:
+def _convert_and_write(store: LogStore, batch: list[PredictionRecord]) -> tuple[int, int]:
     """On the storage thread (top-1 and key hashing stay off the event loop): the rows
     written and the records that could not be converted (logged, the others written)."""
     rows: list[Row] = []
-    for outcome in batch:
+    for record in batch:
         try:
-            rows.append(to_row(outcome))
+            rows.append(to_row(record))
         except Exception:
-            logger.exception("prediction log record %r is malformed", outcome.request_id)
+            logger.exception("prediction log record %r is malformed", record.request_id)
     if rows:
         store.write_batch(rows)
     return len(rows), len(batch) - len(rows)

@@ -3,8 +3,9 @@
     python -m gateway.experiments.log.writer '{"database_url": ..., "data_dir": ...}'
 
 The gateway (`gateway.experiments.log.process`) starts one per worker process and sends
-it batches of flat records (`FlatRecord`, pickled, each frame a 4-byte big-endian length
-and the payload) on stdin; the writer hashes the routing keys, inserts every batch in one
+it batches of `PredictionRecord`s (top-1 taken, `records.encode_batch`, each frame a
+4-byte big-endian length and the payload) on stdin; the writer turns each into its row
+(`row_of`: the routing key hashed, the latency in milliseconds), inserts every batch in one
 transaction and answers each batch on stdout with one frame (`ACK`: rows written, records
 failed, records unwritten because the database is unavailable: the gateway keeps those and
 sends them again), in order, after one `ACK(0, 0, 0)` that says it is ready. It connects
@@ -25,50 +26,22 @@ This module imports nothing heavy (no numpy), so the writer starts in ~50 ms.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
-import pickle
 import signal
 import struct
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from gateway.control.database import LOG_TIMEOUTS, Database, StoreUnavailable, open_database
+from gateway.experiments.log.records import COLUMNS, PredictionRecord, Row, decode_batch, row_of
 
 logger = logging.getLogger(__name__)
-COLUMNS = (
-    "request_id", "kind", "ts", "experiment", "model", "arm", "version", "key_hash",
-    "latency_ms", "status", "top1", "prob", "agreed", "failover",
-)  # fmt: skip
-Row = tuple[Any, ...]
-# A record as the gateway sends it: COLUMNS, but the raw routing key in place of its hash
-# and the latency in seconds (the writer does both conversions, off the gateway's GIL).
-FlatRecord = tuple[Any, ...]
 HEADER = struct.Struct("!I")
 ACK = struct.Struct("!III")  # rows written, records failed, records unwritten (store down)
 _ROWS_PER_INSERT = 64  # 64 x 14 parameters, far below every engine's limit
-
-
-def key_hash(key: str | None) -> str | None:
-    """A stable, non-reversible stand-in for the routing key (it may identify a user)."""
-    if key is None:
-        return None
-    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
-
-
-def row_of(record: FlatRecord) -> Row:
-    """The `COLUMNS` row of one flat record."""
-    rid, kind, ts, experiment, model, arm, version, key, latency_s, *rest = record
-    status, top1, prob, agreed, failover = rest
-    agreed = None if agreed is None else int(agreed)
-    latency_ms = round(latency_s * 1000, 4)
-    return (
-        rid, kind, ts, experiment, model, arm, version, key_hash(key), latency_ms, status,
-        top1, prob, agreed, int(failover),
-    )  # fmt: skip
 
 
 def insert_rows(db: Database, rows: Sequence[Row]) -> None:
@@ -95,7 +68,7 @@ def _insert_sql(placeholder: str, rows: int) -> str:
     )
 
 
-def write_records(db: Database, records: Sequence[FlatRecord]) -> tuple[int, int, int]:
+def write_records(db: Database, records: Sequence[PredictionRecord]) -> tuple[int, int, int]:
     """Convert and insert one batch: (rows written, records failed, records unwritten).
     A malformed record is logged and skipped (failed); an unavailable database leaves the
     whole batch unwritten (to be sent again); any other database error fails it."""
@@ -104,7 +77,9 @@ def write_records(db: Database, records: Sequence[FlatRecord]) -> tuple[int, int
         try:
             rows.append(row_of(record))
         except Exception:
-            logger.exception("prediction log record %r is malformed", record[:1])
+            logger.exception(
+                "prediction log record %r is malformed", getattr(record, "request_id", None)
+            )
     try:
         if rows:
             insert_rows(db, rows)
@@ -124,7 +99,7 @@ def serve(db: Database, source: BinaryIO, sink: BinaryIO) -> None:
             return
         payload = source.read(HEADER.unpack(header)[0])
         try:
-            records = pickle.loads(payload)
+            records = decode_batch(payload)
         except Exception:
             logger.exception("prediction log: an unreadable batch")
             records, written, failed, unwritten = None, 0, 1, 0

@@ -62,8 +62,8 @@ def _restart(stack: dict[str, Any], directory: Path | None = None) -> Gateway:
     """(Re)start a gateway process in `directory` (the stack's own by default)."""
     directory = directory or stack["paths"].gateway_dir
     stop_gateway(directory)
-    backends = {k: v for k, v in stack.items() if k in ("tensorflow", "pytorch")}
-    started = start_gateway(backends, stack["store"].resolve(), directory)
+    state = stack["state"]
+    started = start_gateway(state.tensorflow, state.pytorch, stack["store"].resolve(), directory)
     token = Path(started.admin_token_file).read_text().strip()
     return started.rest, {"Authorization": f"Bearer {token}"}
 

@@ -70,8 +70,8 @@ def test_online_accuracy_matches_offline_and_survives_restart(
 
     gateway_dir = stack["paths"].gateway_dir
     stop_gateway(gateway_dir)
-    state = {k: v for k, v in stack.items() if k in ("tensorflow", "pytorch")}
-    restarted = start_gateway(state, trained_store.resolve(), gateway_dir)
+    state = stack["state"]
+    restarted = start_gateway(state.tensorflow, state.pytorch, trained_store.resolve(), gateway_dir)
     with httpx.Client(base_url=restarted.rest, timeout=30) as client:
         after = client.get(f"/admin/experiments/{EXPERIMENT}", headers=stack["admin"]).json()
     assert after == before

@@ -17,7 +17,8 @@ from gateway.control.plane import ControlPlane
 from gateway.control.database import Database, open_postgres, open_sqlite
 from gateway.experiments.stats.analysis import analyse
 from gateway.experiments.manager import ExperimentManager
-from gateway.experiments.log.records import Event, Outcome, to_row
+from gateway.experiments.log.records import Event, PredictionRecord
+from gateway.experiments.log.top1 import to_row
 from gateway.experiments.state_store import SCHEMA, add_event, read_events
 from gateway.experiments.log.store import LogStore, PostgresLogStore, SqliteLogStore
 from gateway.settings import ExperimentSpec
@@ -35,7 +36,11 @@ def _synthetic_log() -> tuple[list[tuple], list[tuple[str, int]], list[Event]]:
         latency = rng.gamma(2, 0.002 if arm == "pytorch" else 0.003)
         status = 200 if i % 37 else 503
         outputs = {"probabilities": probs} if status == 200 else None
-        out = Outcome(f"r{i}", "exp", "m", arm, 1, f"u{i}", latency, status, outputs, ts=1e9 + i)
+        out = PredictionRecord(
+            request_id=f"r{i}", kind="serve", ts=1e9 + i, experiment="exp", model="m",
+            arm=arm, version=1, routing_key=f"u{i}", latency_s=latency, status=status,
+            outputs=outputs,
+        )  # fmt: skip
         rows.append(to_row(out))
         labels.append((f"r{i}", int(rng.integers(10)) if i % 3 else int(probs.argmax())))
     spec = {"id": "exp", "model": "m", "arms": [{"framework": "tensorflow"}, {"framework": "pytorch"}],

@@ -108,8 +108,10 @@ def gateway(
     with psycopg.connect(cluster.url, autocommit=True) as conn:
         for table in ("predictions", "feedback", "policy_layers"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
-    backends = {k: v for k, v in stack.items() if k in ("tensorflow", "pytorch")}
-    started = start_gateway(backends, stack["store"].resolve(), tmp_path, workers=2)
+    state = stack["state"]
+    started = start_gateway(
+        state.tensorflow, state.pytorch, stack["store"].resolve(), tmp_path, workers=2
+    )
     token = Path(started.admin_token_file).read_text().strip()
     gateway = started.rest, {"Authorization": f"Bearer {token}"}
     try:

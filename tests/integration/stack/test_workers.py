@@ -26,6 +26,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from backends.process import pid_alive
+from dualserve.run_state import GatewayState
 from dualserve.stack import down, status
 from gateway.processes.workers import read_workers
 from tests.integration.conftest import running_stack
@@ -112,10 +113,17 @@ def x() -> np.ndarray:
     return to_model_input(load_dataset("digits").test.x[:1], "mlp")
 
 
+def _gateway_status(stack: dict[str, Any]) -> GatewayState:
+    """The running gateway's entry of `dualserve status` (its workers as they are now)."""
+    gateway = status(stack["paths"]).gateway
+    assert gateway is not None, "the gateway does not run"
+    return gateway
+
+
 def _per_worker(stack: dict[str, Any], protocol: str) -> dict[int, float]:
     """Requests each live worker answered, from its own metric files."""
     folder = stack["paths"].gateway_dir / "prometheus"
-    pids = status(stack["paths"])["gateway"]["worker_pids"]
+    pids = _gateway_status(stack).worker_pids
     return {pid: _requests(MultiProcessCollector.merge(folder.glob(f"*_{pid}.db")), protocol) for pid in pids}  # fmt: skip
 
 
@@ -163,10 +171,10 @@ def _grpc_infer(stack: dict[str, Any], x: np.ndarray) -> None:
 
 
 def test_status_lists_every_worker_under_the_gateway(stack: dict[str, Any]) -> None:
-    gateway = status(stack["paths"])["gateway"]
-    assert gateway["workers"] == WORKERS and len(set(gateway["worker_pids"])) == WORKERS
-    children = {p.pid for p in psutil.Process(gateway["pid"]).children()}
-    assert set(gateway["worker_pids"]) <= children  # the supervisor's own workers
+    gateway = _gateway_status(stack)
+    assert gateway.workers == WORKERS and len(set(gateway.worker_pids)) == WORKERS
+    children = {p.pid for p in psutil.Process(gateway.pid).children()}
+    assert set(gateway.worker_pids) <= children  # the supervisor's own workers
 
 
 @pytest.mark.parametrize("protocol", ["tfserving-rest", "v2-grpc"])
@@ -215,7 +223,7 @@ def test_a_killed_worker_is_replaced_and_its_counts_are_kept(
     assert f'pid="{victim}"' in _metrics_text(stack)
     psutil.Process(victim).kill()
     deadline = time.monotonic() + 60
-    while (pids := status(stack["paths"])["gateway"]["worker_pids"]) and victim in pids:
+    while (pids := _gateway_status(stack).worker_pids) and victim in pids:
         assert time.monotonic() < deadline, "the dead worker was not replaced"
         time.sleep(0.1)  # polling the supervisor's record with a bounded deadline
     assert len(pids) == WORKERS
@@ -225,9 +233,9 @@ def test_a_killed_worker_is_replaced_and_its_counts_are_kept(
 
 
 def test_down_stops_the_supervisor_and_every_worker(stack: dict[str, Any]) -> None:
-    supervisor = psutil.Process(status(stack["paths"])["gateway"]["pid"])
+    supervisor = psutil.Process(_gateway_status(stack).pid)
     family = [supervisor, *supervisor.children(recursive=True)]
     assert len(family) > WORKERS
     assert "gateway" in down(stack["paths"])
     assert not any(pid_alive(p.pid) for p in family)
-    assert "gateway" not in status(stack["paths"])
+    assert status(stack["paths"]).gateway is None

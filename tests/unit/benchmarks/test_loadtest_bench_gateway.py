@@ -14,6 +14,7 @@ from aiohttp import web
 from backends.process import free_port
 from benchmarks.floor_proxy import FloorProxy
 from benchmarks.processes import GatewayVariant, variant_config
+from dualserve.run_state import GatewayState, PytorchState, RunState, TensorflowState
 from benchmarks.ratios import Row, floor_ratios, goals
 from gateway.settings import GatewaySettings
 
@@ -103,10 +104,17 @@ def test_goals_apply_where_the_issue_says() -> None:
     assert ("REST", "gw1 rest->tf c=1") not in checks  # throughput: top concurrency only
 
 
-STATE = {
-    "tensorflow": {"rest": "http://127.0.0.1:1", "grpc": "127.0.0.1:2"},
-    "pytorch": {"inference": "http://127.0.0.1:3", "grpc": "127.0.0.1:4", "token_file": "k"},
-}
+STATE = RunState(
+    tensorflow=TensorflowState(rest="http://127.0.0.1:1", grpc="127.0.0.1:2"),
+    pytorch=PytorchState(
+        inference="http://127.0.0.1:3", grpc="127.0.0.1:4", management="http://127.0.0.1:5",
+        token_file=Path("k"),
+    ),
+    gateway=GatewayState(
+        rest="http://127.0.0.1:6", admin_token_file=Path("a"), config_file=Path("g.yaml"),
+        pid=1, workers=1, worker_pids=(1,),
+    ),
+)  # fmt: skip
 
 
 def test_gateway_variants_are_valid_gateway_configs(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -14,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from gateway.experiments.log.sink import PredictionLog
-from gateway.experiments.log.records import Outcome, Row, to_row, top1
+from gateway.experiments.log.records import PredictionRecord, Row, prediction_record
+from gateway.experiments.log.top1 import to_row, top1
 from gateway.experiments.log.store import SqliteLogStore
 
 
@@ -36,10 +38,14 @@ class GatedStore(SqliteLogStore):
         super().write_batch(rows)
 
 
-def _outcome(i: int, outputs: dict[str, np.ndarray] | None = None) -> Outcome:
+def _outcome(i: int, outputs: dict[str, np.ndarray] | None = None) -> PredictionRecord:
     probs = np.array([[0.1, 0.7, 0.2]], dtype=np.float32)
     outputs = {"probabilities": probs} if outputs is None else outputs
-    return Outcome(f"r{i}", "exp", "toy", "pytorch", 1, f"k{i}", 0.001, 200, outputs, 100.0 + i)
+    return PredictionRecord(
+        request_id=f"r{i}", kind="serve", ts=100.0 + i, experiment="exp", model="toy",
+        arm="pytorch", version=1, routing_key=f"k{i}", latency_s=0.001, status=200,
+        outputs=outputs,
+    )  # fmt: skip
 
 
 async def _until(condition: Callable[[], bool], deadline_s: float = 10.0) -> None:
@@ -188,9 +194,21 @@ def test_rows_carry_top1_and_hash_the_key(tmp_path: Path) -> None:
 
 def test_records_since_a_time_keep_only_later_rows_of_that_experiment(tmp_path: Path) -> None:
     outcomes = [_outcome(i) for i in range(4)]  # r0 at 100 ... r3 at 103
-    outcomes[3] = outcomes[3]._replace(experiment="other")
+    outcomes[3] = dataclasses.replace(outcomes[3], experiment="other")
     store = SqliteLogStore(tmp_path / "log.sqlite3")
     store.write_batch([to_row(o) for o in outcomes])
     assert [r[0] for r in store.records("exp", since=101.0)] == ["r1", "r2"]
     assert [r[0] for r in store.records("exp")] == ["r0", "r1", "r2"]
     assert [r[0] for r in store.records(None, since=102.5)] == ["r3"]
+
+
+def test_the_fast_builder_puts_every_field_where_its_keyword_says() -> None:
+    fields = {
+        "request_id": "r", "kind": "shadow", "ts": 1.5, "experiment": "exp", "model": "toy",
+        "arm": "tensorflow", "version": 3, "routing_key": "k", "latency_s": 0.25,
+        "status": 503, "agreed": False, "failover": True, "outputs": {"class": np.array([1])},
+    }  # fmt: skip
+    record = prediction_record(**fields)
+    assert record == PredictionRecord(**fields)
+    assert {name: getattr(record, name) for name in fields} == fields
+    assert (record.top1, record.prob) == (None, None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -17,23 +18,25 @@ import pytest
 from gateway.control.database import SQLITE_FILE
 from gateway.experiments.log.sink import PredictionLog
 from gateway.experiments.log.process import WriterGone, WriterProcess
-from gateway.experiments.log.records import Outcome, flat_record, key_hash
+from gateway.experiments.log.records import PredictionRecord, key_hash
+from gateway.experiments.log.top1 import summarise
 from gateway.experiments.log.store import SqliteLogStore
 
 
-def _outcome(i: int) -> Outcome:
+def _outcome(i: int) -> PredictionRecord:
     probs = np.array([[0.1, 0.2, 0.7]], dtype=np.float32)
-    return Outcome(
-        f"r{i}",
-        "exp",
-        "toy",
-        "tensorflow",
-        2,
-        f"k{i}",
-        0.0025,
-        200,
-        {"probabilities": probs},
-        50.0 + i,
+    return PredictionRecord(
+        request_id=f"r{i}",
+        kind="serve",
+        ts=50.0 + i,
+        experiment="exp",
+        model="toy",
+        arm="tensorflow",
+        version=2,
+        routing_key=f"k{i}",
+        latency_s=0.0025,
+        status=200,
+        outputs={"probabilities": probs},
     )
 
 
@@ -78,11 +81,11 @@ def test_a_bad_record_and_a_failing_database_are_counted_and_the_writer_goes_on(
         await log.start()
         writer = log._writer
         assert writer is not None
-        bad = (*flat_record(_outcome(0))[:8], "not a latency", *flat_record(_outcome(0))[9:])
-        assert await writer.write([bad, flat_record(_outcome(1))]) == (1, 1, 0)
+        bad = dataclasses.replace(summarise(_outcome(0)), latency_s="not a latency")
+        assert await writer.write([bad, summarise(_outcome(1))]) == (1, 1, 0)
         with contextlib.closing(sqlite3.connect(tmp_path / SQLITE_FILE)) as conn:
             conn.execute("ALTER TABLE predictions RENAME TO gone")  # the database fails
-        assert await writer.write([flat_record(_outcome(2))]) == (0, 1, 0)
+        assert await writer.write([summarise(_outcome(2))]) == (0, 1, 0)
         with contextlib.closing(sqlite3.connect(tmp_path / SQLITE_FILE)) as conn:
             conn.execute("ALTER TABLE gone RENAME TO predictions")
         log.submit(_outcome(3))
@@ -103,7 +106,7 @@ def test_a_killed_writer_fails_its_batch_and_is_started_again(tmp_path: Path) ->
         assert writer is not None and writer.pid is not None
         os.kill(writer.pid, signal.SIGKILL)
         with pytest.raises(WriterGone):
-            await writer.write([flat_record(_outcome(0))])
+            await writer.write([summarise(_outcome(0))])
         log.submit(_outcome(1))
         await log.flush()  # a new writer process wrote it
         rows = _rows(tmp_path)

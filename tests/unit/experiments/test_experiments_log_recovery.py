@@ -14,9 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.control.database import StoreUnavailable
 from gateway.experiments.log.labels import LabelOutOfRange, check_label_range
-from gateway.experiments.log.records import Outcome, Row, to_row
+from gateway.experiments.log.records import PredictionRecord, Row
 from gateway.experiments.log.sink import LogCounters, LogHealth, PredictionLog
 from gateway.experiments.log.store import SqliteLogStore
+from gateway.experiments.log.top1 import to_row
 from gateway.routing.policy_store import source_label
 from gateway.telemetry.metrics import GatewayMetrics
 
@@ -36,9 +37,13 @@ class DownStore(SqliteLogStore):
         super().write_batch(rows)
 
 
-def _outcome(i: int) -> Outcome:
+def _outcome(i: int) -> PredictionRecord:
     outputs = {"probabilities": np.array([[0.1, 0.7, 0.2]], dtype=np.float32)}
-    return Outcome(f"r{i}", None, "toy", "pytorch", 1, None, 0.001, 200, outputs, 100.0 + i)
+    return PredictionRecord(
+        request_id=f"r{i}", kind="serve", ts=100.0 + i, experiment=None, model="toy",
+        arm="pytorch", version=1, routing_key=None, latency_s=0.001, status=200,
+        outputs=outputs,
+    )  # fmt: skip
 
 
 async def _until(condition: Callable[[], bool], deadline_s: float = 10.0) -> None:

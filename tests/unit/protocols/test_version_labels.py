@@ -13,13 +13,16 @@ from backends.tfserving.commandline import TFServingSettings, write_configs
 from backends.tfserving.model_config import read_model_config
 from dualserve.cli import parse_labels
 from gateway.catalog import Catalog
+from dualserve.run_state import PytorchState, TensorflowState
 from gateway.processes.launcher import gateway_config
+from gateway.settings import settings_document
 from tests.unit.gateway.gateway_fakes import make_store
 
-STATE = {
-    "tensorflow": {"grpc": "127.0.0.1:1", "rest": "http://127.0.0.1:2"},
-    "pytorch": {"grpc": "127.0.0.1:3", "inference": "http://127.0.0.1:4", "token_file": "k"},
-}
+TF = TensorflowState(grpc="127.0.0.1:1", rest="http://127.0.0.1:2")
+TORCH = PytorchState(
+    grpc="127.0.0.1:3", inference="http://127.0.0.1:4", management="http://127.0.0.1:5",
+    token_file=Path("k"),
+)  # fmt: skip
 
 
 def test_cli_labels_parse_and_bad_ones_are_refused() -> None:
@@ -37,14 +40,18 @@ def test_both_configs_carry_the_same_labels(tmp_path: Path) -> None:
     files = write_configs(tmp_path, tmp_path / "run", TFServingSettings(), ["toy"], labels)
     (config,) = read_model_config(files["model_config"])
     assert dict(config.labels) == labels["toy"]
-    gateway = gateway_config(STATE, tmp_path, tmp_path, 8080, None, version_labels=labels)
+    gateway = settings_document(
+        gateway_config(TF, TORCH, tmp_path, tmp_path, 8080, None, version_labels=labels)
+    )
     assert gateway["version_labels"] == labels
 
 
 def test_no_labels_by_default(tmp_path: Path) -> None:
     files = write_configs(tmp_path, tmp_path / "run", TFServingSettings(), ["toy"])
     assert "version_labels" not in files["model_config"].read_text()
-    assert "version_labels" not in gateway_config(STATE, tmp_path, tmp_path, 8080)
+    assert "version_labels" not in settings_document(
+        gateway_config(TF, TORCH, tmp_path, tmp_path, 8080)
+    )
     info = Catalog.from_store(make_store(tmp_path)).get("toy")
     assert info.labels == {}
 
