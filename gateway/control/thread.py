@@ -50,7 +50,11 @@ class StoreThread:
         deadline = time.monotonic() + timeout_s
         future = loop.run_in_executor(self._executor, _bounded, call, deadline, db, self.store)
         try:
-            return await asyncio.wait_for(future, timeout_s)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation that arrives as the call finishes (CPython gh-86296), and a
+            # writer task cancelled at close would then wait for work forever.
+            async with asyncio.timeout(timeout_s):
+                return await future
         except TimeoutError:
             store = self.store if db is None else db.name
             raise StoreUnavailable(f"{store} did not answer within {timeout_s:g} s") from None

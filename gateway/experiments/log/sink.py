@@ -111,6 +111,7 @@ class PredictionLog:
         self._thread = StoreThread("prediction-log", "the prediction log's database")
         self._store: LogStore | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._pending = asyncio.Event()  # a batch has begun
         self._hurry = asyncio.Event()  # write it now: batch_size reached, or flush()
         self._progress = asyncio.Condition()  # notified after every batch
@@ -190,6 +191,8 @@ class PredictionLog:
         """Write what is buffered (for at most `timeout` seconds), then close the store."""
         if self._task is not None:
             await self.flush(timeout)
+            self._closing = True  # the loop ends even if a cancellation is swallowed below it
+            self._pending.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -216,7 +219,7 @@ class PredictionLog:
         return len(self._buffer)
 
     async def _write_loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._pending.wait()
             if self._linger_s and not self._hurry.is_set():
                 with contextlib.suppress(TimeoutError):  # let a small batch grow
