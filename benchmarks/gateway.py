@@ -36,10 +36,6 @@ from rich.console import Console
 from rich.progress import Progress
 
 from backends.torchserve.launcher import read_token
-from dualserve.run_state import RunState
-from dualserve.stack import StackPaths, down, read_state, up
-from gateway._proto.tfserving import PREDICT, PredictRequest
-from gateway.codecs.tensorproto import to_tensor_proto
 from benchmarks.processes import (
     GatewayVariant,
     Running,
@@ -47,6 +43,10 @@ from benchmarks.processes import (
     tree_cpu_s,
 )
 from benchmarks.ratios import Row, print_report, report_json
+from dualserve.run_state import RunState
+from dualserve.stack import StackPaths, down, read_state, up
+from gateway._proto.tfserving import PREDICT, PredictRequest
+from gateway.codecs.tensorproto import to_tensor_proto
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 

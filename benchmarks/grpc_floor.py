@@ -31,10 +31,10 @@ from rich.console import Console
 from rich.table import Table
 
 from backends.process import LOOPBACK, free_port, port_open
+from benchmarks.gateway import Target, bodies, measure, summarise
 from gateway._proto.tfserving import PredictResponse
 from gateway.codecs.tensorproto import to_tensor_proto
 from gateway.protocols.grpc.tfserving import fill_spec
-from benchmarks.gateway import Target, bodies, measure, summarise
 
 SERVICE = "tensorflow.serving.PredictionService"
 

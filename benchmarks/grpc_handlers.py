@@ -23,15 +23,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.gateway import bodies
 from gateway._proto import oip
+from gateway.core.types import InferRequest, InferResponse
 from gateway.edge.admission import Admission
 from gateway.edge.auth import Authenticator
 from gateway.edge.boundary import Edge
-from gateway.protocols.grpc import oip as grpc_oip, tfserving as grpc_tfserving
+from gateway.protocols.grpc import oip as grpc_oip
+from gateway.protocols.grpc import tfserving as grpc_tfserving
 from gateway.settings import GatewaySettings
 from gateway.telemetry.metrics import GatewayMetrics
-from gateway.core.types import InferRequest, InferResponse
-from benchmarks.gateway import bodies
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 

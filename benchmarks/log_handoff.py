@@ -29,9 +29,9 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.control.database import SQLITE_FILE
-from gateway.experiments.log.sink import PredictionLog
 from gateway.experiments.log.process import WriterProcess
 from gateway.experiments.log.records import PredictionRecord
+from gateway.experiments.log.sink import PredictionLog
 from gateway.experiments.log.store import SqliteLogStore
 
 MODES = ("off", "thread", "process")

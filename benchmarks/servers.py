@@ -35,8 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backends.process import LOOPBACK, free_port, port_open, start, stop, wait_until
-from dualserve.run_state import RunState, read_state
-from gateway.processes.workers import CONFIG_ENV
+from benchmarks.floor_proxy import FloorProxy
 from benchmarks.gateway import Target, bodies, measure, summarise
 from benchmarks.processes import (
     GatewayVariant,
@@ -47,7 +46,8 @@ from benchmarks.processes import (
     variant_config,
 )
 from benchmarks.ratios import Row
-from benchmarks.floor_proxy import FloorProxy
+from dualserve.run_state import RunState, read_state
+from gateway.processes.workers import CONFIG_ENV
 
 UPSTREAM_ENV = "DUALSERVE_FLOOR_UPSTREAM"
 """The floor proxy's upstream when granian builds it with `floor_app`."""

@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.table import Table
 
 from dualserve.run_state import RunState, read_state
+from gateway.core.types import Framework, InferRequest
 from gateway.processes.launcher import gateway_config
 from gateway.settings import Transport
-from gateway.core.types import Framework, InferRequest
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.factory import build_upstreams
 from trainers.architecture import to_model_input

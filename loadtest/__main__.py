@@ -83,10 +83,10 @@ def sweep(
     if ctx.invoked_subcommand is not None:
         return
     from loadtest.cells import Timing
-    from loadtest.users.openloop import ARRIVALS
     from loadtest.runner import new_report_dir, sweep_and_report
     from loadtest.sweep import SweepOptions
     from loadtest.targets import ALL_TARGETS
+    from loadtest.users.openloop import ARRIVALS
 
     rates = tuple(float(r) for r in _csv(rate))
     levels = tuple(int(c) for c in _csv(concurrency))

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.telemetry.histogram import LatencyHistogram, merge_all
-from loadtest.users.stability import saturated
 from loadtest.targets import Target
+from loadtest.users.stability import saturated
 
 LOCUSTFILE = Path(__file__).parent / "users" / "locustfile.py"
 

@@ -14,8 +14,8 @@ from html import escape
 from matplotlib.axes import Axes
 
 from loadtest.compare.comparison import COLUMNS, Comparison, cell_row
-from loadtest.report.plots.figures import TARGET_COLORS, empty_figure, panels, to_data_uri
 from loadtest.report.htmlpage import STYLE, plots_html, table
+from loadtest.report.plots.figures import TARGET_COLORS, empty_figure, panels, to_data_uri
 from loadtest.results import Summary
 
 Metric = Callable[[Summary], float]

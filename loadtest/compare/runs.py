@@ -16,8 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from loadtest.compare.page import render
 from loadtest.compare.comparison import COLUMNS, CellComparison, CellKey, Comparison, cell_row
+from loadtest.compare.page import render
 from loadtest.report.significance import decide, welch
 from loadtest.results import Summary, read_cells_csv, summarise
 

@@ -30,7 +30,6 @@ from locust.env import Environment
 
 from backends.torchserve._proto.inference_pb2 import PredictionResponse, PredictionsRequest
 from backends.torchserve.launcher import read_token
-from wire.tensor_frames import encode_frame
 from dualserve.run_state import RunState, read_state
 from gateway._proto import oip
 from gateway._proto.tfserving import PREDICT, PredictRequest, PredictResponse
@@ -38,6 +37,7 @@ from gateway.codecs.tensorproto import to_tensor_proto
 from loadtest.users import openloop, recorder
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
+from wire.tensor_frames import encode_frame
 
 # Locust runs users as greenlets; grpc must cooperate with gevent before any channel exists.
 grpc_gevent.init_gevent()

@@ -30,8 +30,8 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from gateway.telemetry.histogram import LatencyHistogram
-from loadtest.users import openloop
 from loadtest.server_clock import parse_server_timing
+from loadtest.users import openloop
 from loadtest.users.stability import StabilityRule, Window, should_stop
 
 # workers report to the master every second (default 3 s), so windows stay short

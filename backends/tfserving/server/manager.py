@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from backends.tfserving.server.errors import InvalidArgument, NotFound, servable_not_found
 from backends.tfserving.model_config import ModelConfig
+from backends.tfserving.server.errors import InvalidArgument, NotFound, servable_not_found
 from backends.tfserving.server.signature import ModelSpec, SignatureInfo
 
 log = logging.getLogger("tfserving.manager")

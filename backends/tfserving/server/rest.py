@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from wire import content_coding
 from backends.tfserving.server import rest_codec
 from backends.tfserving.server.core import ServingCore
 from backends.tfserving.server.errors import (
@@ -27,6 +26,7 @@ from backends.tfserving.server.errors import (
     UnsupportedMediaType,
 )
 from backends.tfserving.server.signature import DEFAULT_SIGNATURE, ModelSpec
+from wire import content_coding
 from wire.tfserving_json import SIGNATURE_METHODS, wrong_method
 
 log = logging.getLogger("tfserving.rest")

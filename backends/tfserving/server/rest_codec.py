@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from wire import tfserving_json as codec
 from backends.tfserving.server.errors import InvalidArgument
 from backends.tfserving.server.manager import VersionStatus
 from backends.tfserving.server.signature import SignatureInfo, check_input_names
+from wire import tfserving_json as codec
 
 PredictBody = codec.PredictBody
 

@@ -15,8 +15,8 @@ from backends.process import free_port
 from backends.tfserving.launcher import TFServingEndpoints, start_tfserving, stop_tfserving
 from backends.torchserve.launcher import TorchServeEndpoints, start_torchserve, stop_torchserve
 from gateway.core.errors import NotFound, UpstreamTimeout, UpstreamUnavailable
-from gateway.settings import GatewaySettings
 from gateway.core.types import Framework, InferRequest, InferResponse
+from gateway.settings import GatewaySettings
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.factory import build_upstreams
 from trainers.architecture import to_model_input

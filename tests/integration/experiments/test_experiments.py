@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 
 from dualserve.cli import _log_url
-from gateway.experiments.report import write_report
 from gateway.experiments.log.store import open_store
+from gateway.experiments.report import write_report
 from gateway.processes.launcher import start_gateway, stop_gateway
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset

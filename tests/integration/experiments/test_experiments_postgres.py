@@ -13,14 +13,14 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.control.plane import ControlPlane
 from gateway.control.database import Database, open_postgres, open_sqlite
-from gateway.experiments.stats.analysis import analyse
-from gateway.experiments.manager import ExperimentManager
+from gateway.control.plane import ControlPlane
 from gateway.experiments.log.records import Event, PredictionRecord
-from gateway.experiments.log.top1 import to_row
-from gateway.experiments.state_store import SCHEMA, add_event, read_events
 from gateway.experiments.log.store import LogStore, PostgresLogStore, SqliteLogStore
+from gateway.experiments.log.top1 import to_row
+from gateway.experiments.manager import ExperimentManager
+from gateway.experiments.state_store import SCHEMA, add_event, read_events
+from gateway.experiments.stats.analysis import analyse
 from gateway.settings import ExperimentSpec
 from tests.unit.gateway.gateway_fakes import FakeLayers, FakeUpstream, make_store, settings_for
 

@@ -39,11 +39,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from wire import tfserving_json
 from backends.torchserve.launcher import read_token
 from tests.integration.conftest import running_stack
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
+from wire import tfserving_json
 
 MLP, CNN = "digits-mlp", "digits-cnn"
 LABELS = {MLP: {"stable": 1}, CNN: {"canary": 1}}

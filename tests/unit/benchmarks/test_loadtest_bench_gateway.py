@@ -14,8 +14,8 @@ from aiohttp import web
 from backends.process import free_port
 from benchmarks.floor_proxy import FloorProxy
 from benchmarks.processes import GatewayVariant, variant_config
-from dualserve.run_state import GatewayState, PytorchState, RunState, TensorflowState
 from benchmarks.ratios import Row, floor_ratios, goals
+from dualserve.run_state import GatewayState, PytorchState, RunState, TensorflowState
 from gateway.settings import GatewaySettings
 
 

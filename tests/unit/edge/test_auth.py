@@ -14,8 +14,8 @@ import grpc
 import pytest
 import yaml
 
-from gateway.edge.auth import Authenticator
 from gateway.core.errors import RateLimited, Unauthorized
+from gateway.edge.auth import Authenticator
 from gateway.edge.ratelimit import RateLimiter
 from gateway.edge.security_settings import AuthSettings, RateLimitSettings
 from tests.unit.gateway.test_gateway_app import ROW, _gateway

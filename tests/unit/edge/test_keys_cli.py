@@ -10,8 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from dualserve.cli import app
-from gateway.edge.auth import Authenticator
 from gateway.core.errors import Unauthorized
+from gateway.edge.auth import Authenticator
 from gateway.settings import AuthSettings
 
 

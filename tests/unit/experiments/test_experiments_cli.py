@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from dualserve.cli import app
 from gateway.control.database import open_database
 from gateway.experiments.log.records import Event
-from gateway.experiments.state_store import add_event
 from gateway.experiments.log.store import open_store
+from gateway.experiments.state_store import add_event
 from tests.unit.experiments.experiment_rows import CANDIDATE, CONTROL, define, experiment_rows
 
 

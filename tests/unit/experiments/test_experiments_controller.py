@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.control.plane import ControlPlane
 from gateway.control.database import open_sqlite
+from gateway.control.plane import ControlPlane
 from gateway.experiments.controller import RolloutController
-from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.log.records import Event, Row
+from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.rollout import ROLLED_BACK
 from gateway.experiments.state_store import read_events
 from gateway.settings import ExperimentSpec, RolloutSpec

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.experiments.log.sink import PredictionLog
 from gateway.experiments.log.records import PredictionRecord, Row, prediction_record
-from gateway.experiments.log.top1 import to_row, top1
+from gateway.experiments.log.sink import PredictionLog
 from gateway.experiments.log.store import SqliteLogStore
+from gateway.experiments.log.top1 import to_row, top1
 
 
 class GatedStore(SqliteLogStore):

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from gateway.control.database import SQLITE_FILE
-from gateway.experiments.log.sink import PredictionLog
 from gateway.experiments.log.process import WriterGone, WriterProcess
 from gateway.experiments.log.records import PredictionRecord, key_hash
-from gateway.experiments.log.top1 import summarise
+from gateway.experiments.log.sink import PredictionLog
 from gateway.experiments.log.store import SqliteLogStore
+from gateway.experiments.log.top1 import summarise
 
 
 def _outcome(i: int) -> PredictionRecord:

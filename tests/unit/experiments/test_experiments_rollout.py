@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.experiments.stats.analysis import analyse
 from gateway.experiments.rollout import ROLLED_BACK, guardrail_margins, next_rollout_action
+from gateway.experiments.stats.analysis import analyse
 from gateway.settings import ExperimentSpec
 from tests.unit.experiments.experiment_rows import CANDIDATE, CONTROL, define, experiment_rows, row
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.control.plane import ControlPlane
 from gateway.control.database import open_sqlite
-from gateway.experiments.manager import ExperimentManager
+from gateway.control.plane import ControlPlane
 from gateway.experiments.log.records import Event
+from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.state_store import read_events
 from gateway.settings import ExperimentSpec
 from tests.unit.gateway.gateway_fakes import FakeLayers

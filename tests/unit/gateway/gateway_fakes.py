@@ -13,8 +13,8 @@ from aiohttp import web
 
 from backends.process import free_port
 from gateway.core.errors import GatewayError
-from gateway.settings import GatewaySettings, ModelPolicy
 from gateway.core.types import Framework, InferRequest, InferResponse
+from gateway.settings import GatewaySettings, ModelPolicy
 from trainers.manifest import (
     DatasetInfo,
     FrameworkArtifact,

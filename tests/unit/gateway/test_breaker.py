@@ -22,9 +22,9 @@ from gateway.core.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.core.types import FRAMEWORKS, InferRequest
 from gateway.routing.breaker import BreakerState, CircuitBreaker
 from gateway.settings import BreakerSettings
-from gateway.core.types import FRAMEWORKS, InferRequest
 from tests.unit.gateway.gateway_fakes import FEATURES, FakeUpstream, make_store, settings_for
 
 RESET_S = 10.0

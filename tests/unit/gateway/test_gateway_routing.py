@@ -7,10 +7,10 @@ import random
 import pytest
 
 from gateway.core.errors import Forbidden
+from gateway.core.types import InferRequest
 from gateway.routing.policy import decide
 from gateway.routing.split import choose_arm
 from gateway.settings import ModelPolicy
-from gateway.core.types import InferRequest
 
 KEYS = [f"user-{i}" for i in range(1000)]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway.edge.auth import Authenticator, resolve_admin_token
 from gateway.core.errors import Unauthorized
+from gateway.edge.auth import Authenticator, resolve_admin_token
 from gateway.settings import AuthSettings, GatewaySettings, load_settings
 
 YAML = """

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.control.plane import ControlPlane
 from gateway.control.database import open_sqlite
+from gateway.control.plane import ControlPlane
 from gateway.routing.policy_store import PolicyStore
 from gateway.settings import ModelPolicy
 

@@ -12,10 +12,10 @@ import pytest
 from gateway.catalog import Catalog
 from gateway.core.errors import UpstreamRejected, UpstreamUnavailable
 from gateway.core.outcome import CallOutcome
+from gateway.core.types import InferRequest
 from gateway.routing.policy_store import Route
 from gateway.routing.router import Router
 from gateway.settings import ModelPolicy
-from gateway.core.types import InferRequest
 from tests.unit.gateway.gateway_fakes import FakeUpstream, make_store, settings_for
 
 X = np.array([[0.0, 5.0, 1.0, 2.0]], dtype=np.float32)

@@ -7,7 +7,16 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-PRODUCT = ("gateway", "wire", "backends", "trainers", "dualserve", "loadtest", "benchmarks", "deploy")
+PRODUCT = (
+    "gateway",
+    "wire",
+    "backends",
+    "trainers",
+    "dualserve",
+    "loadtest",
+    "benchmarks",
+    "deploy",
+)
 MAX_MODULES_PER_FOLDER = 15
 MAX_TOP_LEVEL_GATEWAY_MODULES = 8
 
@@ -21,7 +30,9 @@ def _rooms_table() -> list[str]:
     """The rows of docs/architecture.md's rooms table (the table under "## The rooms")."""
     text = (REPO / "docs/architecture.md").read_text(encoding="utf-8")
     section = text.split("## The rooms", 1)[1].split("\n## ", 1)[0]
-    return [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    return [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][
+        1:
+    ]
 
 
 def test_every_gateway_module_is_named_in_exactly_one_room() -> None:
@@ -51,7 +62,9 @@ def test_no_folder_holds_more_than_fifteen_modules() -> None:
     for root in (*PRODUCT, "tests"):
         for module in _modules(root):
             folders[module.parent] = folders.get(module.parent, 0) + 1
-    crowded = {str(f.relative_to(REPO)): n for f, n in folders.items() if n > MAX_MODULES_PER_FOLDER}
+    crowded = {
+        str(f.relative_to(REPO)): n for f, n in folders.items() if n > MAX_MODULES_PER_FOLDER
+    }
     assert not crowded, f"folders over {MAX_MODULES_PER_FOLDER} modules: {crowded}"
 
 
@@ -60,6 +73,14 @@ def test_the_readme_layout_table_lists_every_top_level_folder() -> None:
     section = text.split("## What is here", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| `([\w.-]+)/` \|", section, flags=re.M))
     tree = {p.name for p in REPO.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
-    tree |= {name for name in ("deploy", "docs", "model_store", "scripts", "tests") if (REPO / name).is_dir()}
-    assert tree <= listed, f"folders missing from the README's layout table: {sorted(tree - listed)}"
-    assert listed <= tree | {"docs"}, f"the README lists folders that are gone: {sorted(listed - tree)}"
+    tree |= {
+        name
+        for name in ("deploy", "docs", "model_store", "scripts", "tests")
+        if (REPO / name).is_dir()
+    }
+    assert tree <= listed, (
+        f"folders missing from the README's layout table: {sorted(tree - listed)}"
+    )
+    assert listed <= tree | {"docs"}, (
+        f"the README lists folders that are gone: {sorted(listed - tree)}"
+    )

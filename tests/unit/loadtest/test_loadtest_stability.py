@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from loadtest.pinning import parse_cpus, plan_pinning
-from loadtest.users.stability import StabilityRule, Window, is_stable, saturated, should_stop, within
+from loadtest.users.stability import (
+    StabilityRule,
+    Window,
+    is_stable,
+    saturated,
+    should_stop,
+    within,
+)
 
 RULE = StabilityRule(window_s=1.0, windows=3, tolerance=0.10)
 

@@ -19,9 +19,9 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.routing import BaseRoute, Route
 
-from wire import tfserving_json
 from gateway.app import create_app
 from tests.unit.gateway.gateway_fakes import FakeUpstream, make_store, settings_for
+from wire import tfserving_json
 
 ROW = b'{"instances": [[NaN, 5.0, Infinity, -Infinity], [3.0, 0.0, 0.0, 1.0]]}'
 V2 = b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [NaN, 0, 9, 0]}]}'
@@ -202,8 +202,8 @@ def test_every_route_answers_405_with_allow_for_other_methods(client: TestClient
 def test_the_tf_serving_rest_upstream_sends_and_reads_nan() -> None:
     """With `tensorflow.transport: rest` the gateway speaks TF Serving's JSON to the
     backend: NaN inputs go out as `NaN`, NaN answers come back as float32 NaN."""
-    from gateway.upstreams.kinds.bodies import columnar_json, columnar_outputs
     from gateway.upstreams.failures import Target
+    from gateway.upstreams.kinds.bodies import columnar_json, columnar_outputs
 
     sent = columnar_json({"input": np.array([[np.nan, 1.5]], np.float32)})
     assert sent == b'{"inputs":{"input":[[NaN,1.5]]}}'

@@ -13,8 +13,8 @@ import pytest
 from starlette.requests import Request
 
 from gateway.core.errors import PayloadTooLarge, RequestTimeout
-from gateway.protocols.rest.http import read_body
 from gateway.edge.security_settings import LimitsSettings
+from gateway.protocols.rest.http import read_body
 
 Message = dict[str, Any]
 

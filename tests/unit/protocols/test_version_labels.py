@@ -12,8 +12,8 @@ import typer
 from backends.tfserving.commandline import TFServingSettings, write_configs
 from backends.tfserving.model_config import read_model_config
 from dualserve.cli import parse_labels
-from gateway.catalog import Catalog
 from dualserve.run_state import PytorchState, TensorflowState
+from gateway.catalog import Catalog
 from gateway.processes.launcher import gateway_config
 from gateway.settings import settings_document
 from tests.unit.gateway.gateway_fakes import make_store

@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 from scipy import stats
 
+from gateway.experiments.log.records import Event
 from gateway.experiments.stats.analysis import analyse
 from gateway.experiments.stats.decision import decide, margins_for, metric_status
-from gateway.experiments.log.records import Event
 from gateway.settings import ExperimentSpec, Margins
 from tests.unit.experiments.experiment_rows import CANDIDATE, CONTROL, define, experiment_rows, row
 

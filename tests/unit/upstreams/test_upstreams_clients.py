@@ -25,8 +25,6 @@ from backends.torchserve._proto.inference_pb2 import (
     PredictionsRequest,
     TorchServeHealthResponse,
 )
-from wire.tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
-from wire.tensor_frames import decode_frame, encode_frame
 from gateway._proto.tfserving import (
     GetModelStatusRequest,
     GetModelStatusResponse,
@@ -41,18 +39,20 @@ from gateway.core.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.settings import TorchServeSettings
 from gateway.core.types import InferRequest
+from gateway.settings import TorchServeSettings
 from gateway.upstreams.base import Upstream
-from gateway.upstreams.transports.grpc_channels import GrpcWire
-from gateway.upstreams.pooled import PooledUpstream
-from gateway.upstreams.transports.rest_session import RestWire
 from gateway.upstreams.kinds.tfserving_grpc import TFServingGrpc
 from gateway.upstreams.kinds.tfserving_rest import TFServingRest
 from gateway.upstreams.kinds.torchserve_grpc import TorchServeGrpc
 from gateway.upstreams.kinds.torchserve_rest import TorchServeRest
+from gateway.upstreams.pooled import PooledUpstream
 from gateway.upstreams.torchserve_token import TokenSource
+from gateway.upstreams.transports.grpc_channels import GrpcWire
+from gateway.upstreams.transports.rest_session import RestWire
 from tests.unit.gateway.gateway_fakes import serve_aiohttp
+from wire.tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
+from wire.tensor_frames import decode_frame, encode_frame
 
 TOKEN = "s3cret"
 PIXELS = np.arange(8, dtype=np.float32).reshape(2, 4)

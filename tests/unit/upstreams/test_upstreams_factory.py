@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 
 from gateway.core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from gateway.settings import GatewaySettings
 from gateway.core.types import InferRequest
+from gateway.settings import GatewaySettings
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.factory import build_upstreams
-from gateway.upstreams.transports.grpc_channels import GrpcWire
-from gateway.upstreams.pooled import PooledUpstream
-from gateway.upstreams.transports.rest_session import RestWire
 from gateway.upstreams.kinds.tfserving_grpc import TFServingGrpc
 from gateway.upstreams.kinds.tfserving_rest import TFServingRest
 from gateway.upstreams.kinds.torchserve_grpc import TorchServeGrpc
 from gateway.upstreams.kinds.torchserve_rest import TorchServeRest
+from gateway.upstreams.pooled import PooledUpstream
 from gateway.upstreams.torchserve_token import TokenSource
+from gateway.upstreams.transports.grpc_channels import GrpcWire
+from gateway.upstreams.transports.rest_session import RestWire
 from tests.unit.upstreams.test_upstreams_clients import TOKEN, Seen, rest_backend
 
 
