@@ -24,7 +24,6 @@ from gateway.core.errors import (
     NotFound,
     UpstreamError,
     UpstreamRejected,
-    UpstreamTimeout,
 )
 from gateway.core.outcome import CallKind, CallOutcome, Comparison, Observer, compare
 from gateway.routing.breaker import CircuitBreaker

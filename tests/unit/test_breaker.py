@@ -20,6 +20,7 @@ from gateway.core.errors import (
     BreakerOpen,
     DeadlineExceeded,
     NotFound,
+    UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -225,7 +226,7 @@ async def test_router_serves_again_after_a_cancelled_probe(tmp_path: Path) -> No
 )
 @run
 async def test_a_deadline_the_client_spent_opens_no_breaker(
-    tmp_path: Path, error: Exception
+    tmp_path: Path, error: UpstreamError
 ) -> None:
     """Issue 24: a 1 ms deadline is answered 504 (DeadlineExceeded), never 503, leaves
     the breaker closed with no failure counted, and the next normal call succeeds."""
