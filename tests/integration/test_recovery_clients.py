@@ -1,0 +1,172 @@
+"""Clients that keep connections open while the gateway stops (issue 24).
+
+The gateway runs alone (`python -m gateway`, 1 or 2 workers, its backends unreachable),
+and 16 closed-loop clients share one keep-alive pool of aiohttp's or httpx's, each
+POSTing a prediction (answered 503 by the gateway's own code path: any HTTP answer is an
+answer; a POST, so that no client library resends it by itself). SIGTERM goes to the gateway mid-load. A request either
+got its answer or failed; a failure to connect means the listener was closed before the
+request was sent, and is the only failure allowed. Before this, each SIGTERM reset 16-17
+requests of aiohttp's pool (`ClientOSError`): idle connections were closed as clients
+sent on them, and the prediction log's writer process had inherited the listening socket,
+so connections queued there after the drain were reset when it exited. Prints what each
+client saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import httpx
+import pytest
+import yaml
+
+from gateway.processes.workers import read_workers
+from tests.unit.gateway_fakes import make_store
+
+pytestmark = pytest.mark.slow
+CLIENTS = 16
+CONNECT_FAILED = "connect"
+BODY = {"instances": [[0.0, 0.0, 0.0, 0.0]]}
+
+
+def _start_alone(tmp_path: Path, workers: int) -> subprocess.Popen[bytes]:
+    store = make_store(tmp_path / "store")
+    config = {
+        "port": 0,
+        "workers": workers,
+        "model_store": str(store),
+        "experiments": {"data_dir": str(tmp_path / "data")},
+        "tensorflow": {"transport": "rest", "rest": ["http://127.0.0.1:1"]},
+        "pytorch": {"transport": "rest", "rest": ["http://127.0.0.1:1"]},
+        "drain": {"delay_s": 0.5, "idle_close_s": 0.5},
+    }
+    (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "gateway", "--config", "gateway.yaml", "--run-dir", "."]
+    with open(tmp_path / "gateway.log", "wb") as log:
+        return subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _port(tmp_path: Path, gateway: subprocess.Popen[bytes], workers: int) -> int:
+    deadline = time.monotonic() + 120
+    while (record := read_workers(tmp_path)) is None or len(record["workers"]) < workers:
+        assert gateway.poll() is None, (tmp_path / "gateway.log").read_text()
+        assert time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.1)  # polling the gateway's record, bounded by `deadline`
+    return int(record["port"])
+
+
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def gateway(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    workers = int(request.param)
+    process = _start_alone(tmp_path, workers)
+    try:
+        yield process, _port(tmp_path, process, workers)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+@dataclass
+class Tally:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    after_signal: Counter[str] = field(default_factory=Counter)
+    signalled: threading.Event = field(default_factory=threading.Event)
+
+    def record(self, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+        if self.signalled.is_set():
+            self.after_signal[outcome] += 1
+
+    @property
+    def answered(self) -> int:
+        return sum(n for k, n in self.outcomes.items() if k.isdigit())
+
+
+async def _aiohttp_load(url: str, tally: Tally, stop: threading.Event) -> None:
+    connector = aiohttp.TCPConnector(limit=CLIENTS)
+    timeout = aiohttp.ClientTimeout(total=15)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one() -> str:
+            try:
+                async with session.post(url, json=BODY) as reply:
+                    await reply.read()
+                    return str(reply.status)
+            except aiohttp.ClientConnectorError:
+                return CONNECT_FAILED
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return type(exc).__name__
+
+        await _closed_loop(one, tally, stop)
+
+
+async def _httpx_load(url: str, tally: Tally, stop: threading.Event) -> None:
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    async with httpx.AsyncClient(limits=limits, timeout=15) as client:
+
+        async def one() -> str:
+            try:
+                reply = await client.post(url, json=BODY)
+                return str(reply.status_code)
+            except httpx.ConnectError:
+                return CONNECT_FAILED
+            except httpx.HTTPError as exc:
+                return type(exc).__name__
+
+        await _closed_loop(one, tally, stop)
+
+
+async def _closed_loop(
+    one: Callable[[], Awaitable[str]], tally: Tally, stop: threading.Event
+) -> None:
+    async def client() -> None:
+        while not stop.is_set():
+            outcome = await one()
+            tally.record(outcome)
+            if outcome == CONNECT_FAILED:
+                return  # the listener is closed: this client is done
+
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+
+
+@pytest.mark.parametrize("pool", ["aiohttp", "httpx"])
+def test_sigterm_resets_no_request_of_keep_alive_pools(
+    gateway: tuple[subprocess.Popen[bytes], int], pool: str, figures: Callable[[str], None]
+) -> None:
+    process, port = gateway
+    url = f"http://127.0.0.1:{port}/v1/models/toy:predict"
+    tally, stop = Tally(), threading.Event()
+    load = _aiohttp_load if pool == "aiohttp" else _httpx_load
+    runner = threading.Thread(target=lambda: asyncio.run(load(url, tally, stop)), daemon=True)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while tally.answered < 500:  # warm: every client's connection kept alive
+            assert runner.is_alive() and time.monotonic() < deadline, dict(tally.outcomes)
+            stop.wait(0.02)
+        tally.signalled.set()
+        process.send_signal(signal.SIGTERM)
+        # one process re-raises the signal once drained (uvicorn), a supervisor exits 0
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    failed = {k: n for k, n in tally.outcomes.items() if not (k.isdigit() or k == CONNECT_FAILED)}
+    figures(
+        f"\n{pool}, SIGTERM: {dict(tally.outcomes)} in all; after the signal"
+        f" {dict(tally.after_signal)}"
+    )
+    assert failed == {}
+    assert sum(n for k, n in tally.after_signal.items() if k.isdigit()) > 0  # served while draining
