@@ -46,10 +46,34 @@ class UpstreamSettings(BaseModel):
     timeout_s: float = Field(5.0, gt=0, description="per-call deadline")
     max_connections: int = Field(64, ge=1, description="pooled connections per replica (REST)")
     unhealthy_for_s: float = Field(2.0, ge=0, description="skip a failing replica this long")
+    max_answer_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="a backend's answer body at most, in bytes (REST: the call fails past it"
+        " and the connection is closed; gRPC: the channel's max_receive_message_length)",
+    )
+    max_answer_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="a REST answer's status line and headers at most, in bytes"
+    )
+    tls_ca_file: Path | None = Field(
+        None, description="PEM CA certificates for https replicas (default: the system's)"
+    )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM client certificate sent to https replicas that ask for one"
+    )
+    tls_key_file: Path | None = Field(
+        None, description="PEM private key of tls_cert_file (when not in that file)"
+    )
 
     @property
     def addresses(self) -> list[str]:
         return self.grpc if self.transport == "grpc" else self.rest
+
+    @model_validator(mode="after")
+    def _a_key_needs_its_certificate(self) -> UpstreamSettings:
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_key_file is set without tls_cert_file (the client certificate)")
+        return self
 
 
 class TFServingSettings(UpstreamSettings):
