@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -39,7 +40,9 @@ CONNECT_FAILED = "connect"
 BODY = {"instances": [[0.0, 0.0, 0.0, 0.0]]}
 
 
-def _start_alone(tmp_path: Path, workers: int) -> subprocess.Popen[bytes]:
+def _start_alone(
+    tmp_path: Path, workers: int, edge: dict[str, float] | None = None
+) -> subprocess.Popen[bytes]:
     store = make_store(tmp_path / "store")
     config = {
         "port": 0,
@@ -49,6 +52,7 @@ def _start_alone(tmp_path: Path, workers: int) -> subprocess.Popen[bytes]:
         "tensorflow": {"transport": "rest", "rest": ["http://127.0.0.1:1"]},
         "pytorch": {"transport": "rest", "rest": ["http://127.0.0.1:1"]},
         "drain": {"delay_s": 0.5, "idle_close_s": 0.5},
+        "edge": edge or {},
     }
     (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "gateway", "--config", "gateway.yaml", "--run-dir", "."]
@@ -170,3 +174,104 @@ def test_sigterm_resets_no_request_of_keep_alive_pools(
     )
     assert failed == {}
     assert sum(n for k, n in tally.after_signal.items() if k.isdigit()) > 0  # served while draining
+
+
+# Bounds at the edge: a 64 MiB header, 2,000 silent connections and 200 slowloris
+# connections against one worker, while a normal keep-alive client goes on.
+
+EDGE = {"max_connections": 256, "head_timeout_s": 2.0, "max_header_bytes": 32 * 1024}
+SILENT = 2000
+SLOWLORIS = 200
+
+
+@pytest.fixture
+def bounded_gateway(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    process = _start_alone(tmp_path, 1, edge=EDGE)
+    try:
+        yield process, _port(tmp_path, process, 1)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def _p99_ms(client: httpx.Client, requests: int) -> tuple[float, list[int]]:
+    latencies, statuses = [], []
+    for _ in range(requests):
+        started = time.perf_counter()
+        statuses.append(client.get("/healthz").status_code)
+        latencies.append(time.perf_counter() - started)
+    latencies.sort()
+    return latencies[int(0.99 * (len(latencies) - 1))] * 1000, statuses
+
+
+def _huge_header(port: int, outcome: dict[str, object]) -> None:
+    total, sent, piece = 64 * 1024 * 1024, 0, b"a" * 65536
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ")
+            while sent < total:
+                sent += sock.send(piece)
+        except OSError:
+            pass
+        try:
+            outcome["answer"] = sock.recv(200)
+        except OSError as exc:
+            outcome["answer"] = type(exc).__name__.encode()
+    outcome["sent"] = sent
+
+
+def _closed_within(sockets: list[socket.socket], seconds: float) -> int:
+    """How many of `sockets` the server closed (EOF or reset) within `seconds`, each read
+    bounded by what is left of that time."""
+    deadline, closed = time.monotonic() + seconds, 0
+    for sock in sockets:
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        try:
+            while sock.recv(4096):
+                pass  # a slowloris connection's 408 comes first
+            closed += 1
+        except ConnectionResetError:
+            closed += 1
+        except TimeoutError:
+            pass
+    return closed
+
+
+def test_huge_headers_silent_and_slowloris_connections_are_bounded(
+    bounded_gateway: tuple[subprocess.Popen[bytes], int], figures: Callable[[str], None]
+) -> None:
+    process, port = bounded_gateway
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        alone, _ = _p99_ms(client, 300)
+        huge: dict[str, object] = {}
+        sender = threading.Thread(target=_huge_header, args=(port, huge), daemon=True)
+        sender.start()
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(SILENT)]
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(SLOWLORIS)]
+        for sock in slow:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")  # the blank line never comes
+        attacked, statuses = _p99_ms(client, 300)
+        sender.join(timeout=60)
+        bound = EDGE["head_timeout_s"] + 5  # the head timeout, plus sweeps on a busy machine
+        silent_closed = _closed_within(silent, bound)
+        slow_answers = []
+        for sock in slow:
+            sock.settimeout(bound)
+            try:
+                slow_answers.append(sock.recv(64).split(b" ", 2)[1])
+            except (OSError, IndexError):
+                slow_answers.append(b"closed")
+        after, _ = _p99_ms(client, 100)
+        for sock in silent + slow:
+            sock.close()
+    figures(
+        f"\nnormal client p99: {alone:.2f} ms alone, {attacked:.2f} ms under attack,"
+        f" {after:.2f} ms after; 64 MiB header: {int(huge['sent']) / 2**20:.1f} MiB sent,"  # type: ignore[call-overload]
+        f" answer {huge['answer'][:40]!r}; {silent_closed} of {SILENT} silent connections"  # type: ignore[index]
+        f" closed; slowloris answers {dict(Counter(slow_answers))}"
+    )
+    assert statuses == [200] * len(statuses)  # the normal client was never refused
+    assert int(huge["sent"]) < 64 * 1024 * 1024  # type: ignore[call-overload]
+    assert silent_closed == SILENT
+    assert set(slow_answers) <= {b"408", b"closed"} and b"408" in slow_answers
+    assert process.poll() is None
