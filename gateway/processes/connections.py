@@ -138,11 +138,12 @@ class Guard:
             return
         victim = None
         for oldest in self.idle:  # oldest first; one that never sent a request first of all
-            if oldest is not conn:
-                if oldest.requests == 0:
-                    victim = oldest
-                    break
-                victim = victim or oldest
+            if oldest is conn or _buffered(oldest.transport):
+                continue  # a request is arriving on it: not idle after all
+            if oldest.requests == 0:
+                victim = oldest
+                break
+            victim = victim or oldest
         (victim or conn).close_idle()
 
     def forget(self, conn: BoundedHttpToolsProtocol) -> None:
