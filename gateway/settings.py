@@ -50,10 +50,34 @@ class UpstreamSettings(BaseModel):
     timeout_s: float = Field(5.0, gt=0, description="per-call deadline")
     max_connections: int = Field(64, ge=1, description="pooled connections per replica (REST)")
     unhealthy_for_s: float = Field(2.0, ge=0, description="skip a failing replica this long")
+    max_answer_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="a backend's answer body at most, in bytes (REST: the call fails past it"
+        " and the connection is closed; gRPC: the channel's max_receive_message_length)",
+    )
+    max_answer_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="a REST answer's status line and headers at most, in bytes"
+    )
+    tls_ca_file: Path | None = Field(
+        None, description="PEM CA certificates for https replicas (default: the system's)"
+    )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM client certificate sent to https replicas that ask for one"
+    )
+    tls_key_file: Path | None = Field(
+        None, description="PEM private key of tls_cert_file (when not in that file)"
+    )
 
     @property
     def addresses(self) -> list[str]:
         return self.grpc if self.transport == "grpc" else self.rest
+
+    @model_validator(mode="after")
+    def _a_key_needs_its_certificate(self) -> UpstreamSettings:
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_key_file is set without tls_cert_file (the client certificate)")
+        return self
 
 
 class TFServingSettings(UpstreamSettings):
@@ -117,6 +141,51 @@ class DrainSettings(BaseModel):
     )
     grace_s: float = Field(
         10.0, gt=0, description="then wait at most this long for in-flight requests"
+    )
+    idle_close_s: float = Field(
+        0.5,
+        gt=0,
+        description="once the listener is closed, an open connection with no request in"
+        " flight is closed after this long without a byte (a request that arrives first is"
+        " answered with `Connection: close`)",
+    )
+
+
+class EdgeSettings(BaseModel):
+    """Bounds on what a client may hold of a worker before any route runs (issue 24; see
+    `gateway.processes.connections` and the gRPC ingress's `server_options`)."""
+
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        description="request line and headers of one request, in bytes; more get 431"
+        " (RFC 6585) and the connection is closed",
+    )
+    max_headers: int = Field(100, ge=1, description="header fields per request; more get 431")
+    head_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a request's line and headers must arrive within this long of its first"
+        " byte (else 408, RFC 9110 section 15.5.9), and a new connection must start one"
+        " within it (else it is closed)",
+    )
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        description="open REST connections per worker; past it the longest idle one is"
+        " closed, and a new one when none is idle",
+    )
+    grpc_max_metadata_bytes: int = Field(
+        16 * 1024, ge=1024, description="gRPC request metadata, in bytes (grpc.max_metadata_size)"
+    )
+    grpc_max_concurrent_streams: int = Field(
+        100, ge=1, description="calls in flight per gRPC connection"
+    )
+    grpc_max_connection_idle_s: float = Field(
+        300.0, gt=0, description="a gRPC connection with no call this long is closed (GOAWAY)"
+    )
+    grpc_keepalive_s: float = Field(
+        60.0, gt=0, description="the gRPC server pings an idle connection this often"
     )
 
 
@@ -382,6 +451,7 @@ class GatewaySettings(BaseSettings):
     shadow_queue_size: int = Field(1000, ge=1, description="mirrored calls waiting; full = drop")
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     drain: DrainSettings = Field(default_factory=DrainSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
     config_file: Path | None = Field(None, description="the YAML file these came from")
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
 

@@ -6,13 +6,29 @@ The order, per worker process (Kubernetes' pod termination and Envoy's drain do 
    `/v2/health/ready` and gRPC health answer not ready, so load balancers stop choosing
    this process; it keeps serving, and every REST reply carries `Connection: close` so
    keep-alive clients reconnect elsewhere.
-2. After `drain.delay_s`, uvicorn closes its listeners and lets the requests in flight
-   finish (at most `drain.grace_s`); then the lifespan's shutdown stops the gRPC ingress
-   with the same grace, drains the shadow queue and flushes the prediction log.
+2. After `drain.delay_s`, the listener closes (`processes.connections.DrainingServer`):
+   connections the kernel already completed are accepted first and the listening socket
+   is closed right after, with no await between the two (closing a listener resets what
+   waits in its backlog, and a client may have sent its request there already). With
+   several workers the supervisor has closed its own copy of the socket before it
+   signalled them, so the last worker's close is the listener's end; no child process
+   holds a copy (the socket is made non-inheritable before the prediction log's writer
+   is started).
+3. Then every connection is drained, never cut: one with a request in flight answers it
+   with `Connection: close` and closes; an idle one (no request in flight, nothing
+   parsed) is closed only after `drain.idle_close_s` without a byte, and only when the
+   kernel holds no unread byte for it (FIONREAD); a request that arrives first is read
+   and answered with `Connection: close`. Requests in flight may take `drain.grace_s`;
+   then the lifespan's shutdown stops the gRPC ingress with the same grace, drains the
+   shadow queue and flushes the prediction log.
 
 Without step 1, an idle keep-alive connection is closed at the signal while a client is
 already sending on it: measured before this module, one request of 16 clients' traffic
-was reset at every SIGTERM.
+was reset at every SIGTERM. Without steps 2-3, each SIGTERM under 16 clients of aiohttp's
+or httpx's pool reset 16-32 POSTs, 1 or 2 workers alike (issue 24; now 0,
+tests/integration/test_recovery_clients.py): the log writer held the listener open, so
+every client's next connection was queued where no one would accept it, and reset when
+the writer exited.
 """
 
 from __future__ import annotations

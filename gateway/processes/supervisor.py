@@ -7,6 +7,11 @@ gateway needs around that: the live worker pids after every change (for `workers
 prometheus_client's `mark_process_dead` for every worker that is gone, and an exit status
 that tells a stop on request (0) from a stop on a broken start (3, uvicorn's
 STARTUP_FAILURE).
+
+Drain (issue 24): each worker runs `connections.DrainingServer`, whose shutdown resets no
+connection, and the supervisor closes its own copy of the listening socket before it
+signals the workers: a copy left open here keeps the kernel completing connections that
+no worker will ever accept, and resets them when the supervisor exits.
 """
 
 from __future__ import annotations
@@ -17,11 +22,30 @@ from socket import socket
 
 from prometheus_client import multiprocess
 from uvicorn.config import STARTUP_FAILURE, Config
+from uvicorn.server import Server
+from uvicorn.supervisors import multiprocess as uvicorn_multiprocess
 from uvicorn.supervisors.multiprocess import Multiprocess
+
+from gateway.processes.connections import DrainingServer
 
 logger = logging.getLogger("uvicorn.error")
 STARTUP_TIMEOUT_S = 120.0
 """Longest wait for a worker to serve at start-up (imports and the lifespan included)."""
+
+
+class DrainingProcess(uvicorn_multiprocess.Process):
+    """uvicorn's worker process, serving with `DrainingServer`."""
+
+    @property
+    def server(self) -> Server:
+        if self._server is None:
+            self._server = DrainingServer(config=self.config)
+        return self._server
+
+
+# uvicorn's Multiprocess names `Process` at every spawn (start, restart, TTIN, replacing a
+# dead worker); the subclass above takes its place for this supervisor's module only.
+uvicorn_multiprocess.Process = DrainingProcess  # type: ignore[misc]
 
 
 class Supervisor(Multiprocess):
@@ -63,6 +87,13 @@ class Supervisor(Multiprocess):
     def handle_term(self) -> None:
         self.stop_requested = True
         super().handle_term()
+
+    def terminate_all(self) -> None:
+        """Close this process's copy of the listening sockets, then stop the workers (they
+        drain and close theirs: the last one to close it is the listener's end)."""
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()
 
     def _follow(self) -> None:
         pids = [p.pid for p in self.processes if p.pid is not None]

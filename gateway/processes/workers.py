@@ -61,13 +61,18 @@ def _serve_one(settings: GatewaySettings, run_dir: Path | None, log_level: str) 
     from uvicorn._compat import asyncio_run
 
     from gateway.app import create_app
+    from gateway.processes.connections import DrainingServer, configure
 
+    configure(settings.edge, settings.drain)
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, **_uvicorn_options(log_level)
+        app,
+        host=settings.host,
+        port=settings.port,
+        **_uvicorn_options(log_level, settings.drain.grace_s),
     )
     rest_socket = config.bind_socket()
-    server = uvicorn.Server(config)
+    server = DrainingServer(config)
 
     async def serve() -> None:
         serving = asyncio.create_task(server.serve(sockets=[rest_socket]))
@@ -95,7 +100,7 @@ def _serve_many(settings: GatewaySettings, run_dir: Path | None, log_level: str)
         workers=settings.workers,
         host=settings.host,
         port=settings.port,
-        **_uvicorn_options(log_level),
+        **_uvicorn_options(log_level, settings.drain.grace_s),
     )
     rest_socket = config.bind_socket()
     port = rest_socket.getsockname()[1]
@@ -117,22 +122,27 @@ def worker_app() -> FastAPI:
     from uvicorn.config import STARTUP_FAILURE
 
     from gateway.app import create_app
+    from gateway.processes.connections import configure
 
     config_file = os.environ.get(CONFIG_ENV)
     try:
-        return create_app(load_settings(Path(config_file) if config_file else None))
+        settings = load_settings(Path(config_file) if config_file else None)
+        configure(settings.edge, settings.drain)
+        return create_app(settings)
     except Exception as exc:
         logger.error("gateway worker %d cannot start: %s", os.getpid(), exc)
         sys.exit(STARTUP_FAILURE)
 
 
-def _uvicorn_options(log_level: str) -> dict[str, Any]:
+def _uvicorn_options(log_level: str, grace_s: float = 10.0) -> dict[str, Any]:
     return {
         "loop": "uvloop",
-        "http": "httptools",
+        # uvicorn's httptools protocol with bounds on heads and connections, and a drain
+        # that resets nobody (gateway.processes.connections, issue 24)
+        "http": "gateway.processes.connections:BoundedHttpToolsProtocol",
         "log_level": log_level,
         "access_log": False,
-        "timeout_graceful_shutdown": 5,
+        "timeout_graceful_shutdown": grace_s,  # drain.grace_s (gateway.edge.drain)
         # uvicorn's ProxyHeadersMiddleware rewrites the client address and scheme from
         # X-Forwarded-For/-Proto around every request (0.6 us and an ASGI layer each); nothing
         # in the gateway reads either (auth and rate limits go by API key, replies carry no

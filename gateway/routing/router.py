@@ -23,7 +23,6 @@ from gateway.core.errors import (
     NotFound,
     UpstreamError,
     UpstreamRejected,
-    UpstreamTimeout,
 )
 from gateway.core.outcome import CallKind, CallOutcome, Comparison, Observer, compare
 from gateway.core.types import FRAMEWORKS, Framework, InferRequest, InferResponse, other
@@ -163,7 +162,8 @@ class Router:
 
         Raises:
             DeadlineExceeded: no time was left, or the attempt had less than
-                `breaker.min_timeout_s` and ran out (the client's doing: no verdict).
+                `breaker.min_timeout_s` and failed in any way but a rejection (the
+                client's doing: no verdict, never a 503; issue 24).
             BreakerOpen: the arm's breaker refuses calls now.
             UpstreamError: the backend failed (counted by the arm's breaker).
         """
@@ -175,7 +175,9 @@ class Router:
     ) -> InferResponse:
         try:
             return await self.upstreams[arm].infer(request, timeout)
-        except UpstreamTimeout as exc:
+        except UpstreamRejected:
+            raise
+        except UpstreamError as exc:  # a timeout, or a call torn down at its deadline
             if timeout < self.min_breaker_timeout:  # too short to blame the backend
                 raise DeadlineExceeded(f"{arm}: the request's deadline passed") from exc
             raise

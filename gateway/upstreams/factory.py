@@ -24,27 +24,28 @@ def build_upstreams(settings: GatewaySettings) -> dict[Framework, Upstream]:
     Raises:
         ValueError: a framework has no replica address for its transport.
     """
+    short = settings.breaker.min_timeout_s  # shorter attempts judge no replica either
     return {
-        "tensorflow": tensorflow_upstream(settings.tensorflow),
-        "pytorch": pytorch_upstream(settings.pytorch),
+        "tensorflow": tensorflow_upstream(settings.tensorflow, short),
+        "pytorch": pytorch_upstream(settings.pytorch, short),
     }
 
 
-def tensorflow_upstream(settings: UpstreamSettings) -> Upstream:
+def tensorflow_upstream(settings: UpstreamSettings, min_verdict_s: float = 0.0) -> Upstream:
     _require_addresses("tensorflow", settings)
     if settings.transport == "grpc":
-        return PooledUpstream(settings, TFServingGrpc(), GrpcWire(settings))
-    return PooledUpstream(settings, TFServingRest(), RestWire(settings))
+        return PooledUpstream(settings, TFServingGrpc(), GrpcWire(settings), min_verdict_s)
+    return PooledUpstream(settings, TFServingRest(), RestWire(settings), min_verdict_s)
 
 
-def pytorch_upstream(settings: TorchServeSettings) -> Upstream:
+def pytorch_upstream(settings: TorchServeSettings, min_verdict_s: float = 0.0) -> Upstream:
     _require_addresses("pytorch", settings)
     token = TokenSource(
         settings.token.get_secret_value() if settings.token else None, settings.token_file
     )
     if settings.transport == "grpc":
-        return PooledUpstream(settings, TorchServeGrpc(token), GrpcWire(settings))
-    return PooledUpstream(settings, TorchServeRest(token), RestWire(settings))
+        return PooledUpstream(settings, TorchServeGrpc(token), GrpcWire(settings), min_verdict_s)
+    return PooledUpstream(settings, TorchServeRest(token), RestWire(settings), min_verdict_s)
 
 
 def _require_addresses(framework: str, settings: UpstreamSettings) -> None:

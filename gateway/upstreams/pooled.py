@@ -92,10 +92,19 @@ class PooledUpstream(Generic[R, C, A]):
             `unhealthy_for_s` (how long a replica that refused a connection is skipped).
         codec: the backend kind's encoding and decoding.
         wire: the transport the settings chose, with its pooled connections.
+        min_verdict_s: an attempt given less than this is no verdict on its replica
+            (`ReplicaPool`; the gateway passes `breaker.min_timeout_s`).
     """
 
-    def __init__(self, settings: UpstreamSettings, codec: Codec[C, A], wire: Wire[R, C, A]):
+    def __init__(
+        self,
+        settings: UpstreamSettings,
+        codec: Codec[C, A],
+        wire: Wire[R, C, A],
+        min_verdict_s: float = 0.0,
+    ):
         self.settings = settings
+        self.min_verdict_s = min_verdict_s
         self.codec = codec
         self.wire = wire
         self.framework: Framework = codec.framework
@@ -105,7 +114,12 @@ class PooledUpstream(Generic[R, C, A]):
         """The replicas, opened on first use (in the event loop they belong to)."""
         if self._pool is None:
             replicas = self.wire.open()
-            self._pool = ReplicaPool(self.framework, replicas, self.settings.unhealthy_for_s)
+            self._pool = ReplicaPool(
+                self.framework,
+                replicas,
+                self.settings.unhealthy_for_s,
+                min_verdict_s=self.min_verdict_s,
+            )
         return self._pool
 
     async def infer(self, request: InferRequest, timeout: float) -> InferResponse:

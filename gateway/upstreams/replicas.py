@@ -6,6 +6,13 @@ then moves on to the next healthy replica within what is left of its deadline, i
 retry budget allows. Anything else (a timeout, a rejected request, a backend error) is
 raised at once: a request that may have reached a backend is never sent twice. A replica
 that keeps failing is ejected for a while (`resilience.OutlierDetector`).
+
+An attempt given less than `min_verdict_s` (the caller's deadline nearly spent: a 1 ms
+gRPC `timeout`, `grpc-timeout: 1m`) says nothing about the replica, whatever it ends in
+(a gRPC UNAVAILABLE or a reset while the call is torn down at its deadline included): the
+replica is neither marked down nor counted by the outlier detector, and the caller gets
+`UpstreamTimeout` (504), as Envoy and gRPC leave a deadline the client spent out of
+`outlier_detection`. Issue 24 saw such 1 ms calls mark the TF replica unhealthy for 2 s.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ class ReplicaPool(Generic[T]):
         clock: a monotonic clock, injectable for tests.
         budget: bounds the retries (default: 20% of calls plus 3 per second).
         outliers: ejects replicas that keep failing (default: 5 in a row, 5 s and up).
+        min_verdict_s: an attempt given fewer seconds than this is not a verdict on its
+            replica (the caller's deadline, not the backend; 0: every attempt counts).
     """
 
     def __init__(
@@ -48,6 +57,7 @@ class ReplicaPool(Generic[T]):
         clock: Clock = time.monotonic,
         budget: RetryBudget | None = None,
         outliers: OutlierDetector | None = None,
+        min_verdict_s: float = 0.0,
     ) -> None:
         if not replicas:
             raise ValueError(f"{backend}: no replica addresses configured")
@@ -59,6 +69,7 @@ class ReplicaPool(Generic[T]):
         self._down_until = [0.0] * len(self.replicas)
         self.budget = budget or RetryBudget(clock=clock)
         self.outliers = outliers or OutlierDetector(len(self.replicas), clock=clock)
+        self.min_verdict_s = min_verdict_s
 
     def healthy(self) -> list[T]:
         """Healthy replicas in the order the next call tries them (advances the rotation)."""
@@ -84,7 +95,8 @@ class ReplicaPool(Generic[T]):
 
         Raises:
             UpstreamUnavailable: no replica is healthy, or every one failed to connect.
-            UpstreamTimeout: the deadline passed while moving between replicas.
+            UpstreamTimeout: the deadline passed while moving between replicas, or an
+                attempt given less than `min_verdict_s` failed (no verdict on its replica).
             GatewayError: whatever a replica's attempt raised, other than unavailability.
         """
         deadline = self._clock() + timeout
@@ -99,20 +111,30 @@ class ReplicaPool(Generic[T]):
                 raise self._none_left(tried, last, "retry budget spent") from last
             try:
                 answer = await attempt(self.replicas[index], left)
-            except UpstreamUnavailable as exc:
+            except UpstreamRejected:
+                self.outliers.record_success(index)  # it answered
+                raise
+            except UpstreamError as exc:
+                if left < self.min_verdict_s:  # the caller's deadline, not the replica
+                    raise self._spent(left, exc) from exc
+                if not isinstance(exc, UpstreamUnavailable):
+                    self.outliers.record_failure(index)
+                    raise
                 self._mark_down(index)
                 self.outliers.record_failure(index)
                 last = exc
                 continue
-            except UpstreamRejected:
-                self.outliers.record_success(index)  # it answered
-                raise
-            except UpstreamError:
-                self.outliers.record_failure(index)
-                raise
             self.outliers.record_success(index)
             return answer
         raise self._none_left(len(candidates), last) from last
+
+    def _spent(self, left: float, exc: UpstreamError) -> UpstreamTimeout:
+        if isinstance(exc, UpstreamTimeout):
+            return exc
+        reason = exc.message.removeprefix(f"{self.backend}: ")
+        return UpstreamTimeout(
+            self.backend, f"the caller's deadline left {left * 1000:.1f} ms ({reason})"
+        )
 
     def _none_left(
         self, tried: int, last: UpstreamUnavailable | None, why: str | None = None

@@ -24,6 +24,7 @@ from gateway._proto import oip
 from gateway.context import GatewayContext
 from gateway.protocols.grpc import oip as grpc_oip
 from gateway.protocols.grpc import tfserving as grpc_tfserving
+from gateway.settings import EdgeSettings
 
 _MIB = 1024 * 1024
 SERVICES = (grpc_tfserving.PREDICTION_SERVICE, grpc_tfserving.MODEL_SERVICE, oip.SERVICE)
@@ -62,8 +63,25 @@ def _describe_standard_services() -> None:
             oip.POOL.Add(proto)
 
 
-def server_options(max_body_bytes: int, workers: int = 1) -> list[tuple[str, int]]:
-    """Message limits, and SO_REUSEPORT only when several workers share the port."""
+def server_options(
+    max_body_bytes: int, workers: int = 1, edge: EdgeSettings | None = None
+) -> list[tuple[str, int]]:
+    """Message limits, SO_REUSEPORT only when several workers share the port, and the
+    ingress's bounds on what one client may hold (`EdgeSettings`, issue 24):
+
+    - request metadata at most `edge.grpc_max_metadata_bytes` (soft and hard limit the
+      same, so a larger one is refused every time, RESOURCE_EXHAUSTED; gRPC's default
+      soft limit is 8 KiB and larger ones are refused only sometimes up to 16 KiB);
+    - `edge.grpc_max_concurrent_streams` calls in flight per connection (HTTP/2
+      SETTINGS_MAX_CONCURRENT_STREAMS; unbounded by default);
+    - a connection with no call for `edge.grpc_max_connection_idle_s` is sent GOAWAY;
+    - the HTTP/2 handshake must end within `edge.head_timeout_s` (default 120 s), the
+      counterpart of the REST head timeout;
+    - keepalive pings every `edge.grpc_keepalive_s`, a connection that does not answer
+      within 20 s is closed (gRPC's own default timeout).
+    """
+    edge = edge or EdgeSettings()
+    metadata = edge.grpc_max_metadata_bytes
     return [
         ("grpc.max_receive_message_length", max_body_bytes),
         # Answers of large batches exceed gRPC's 4 MiB default.
@@ -71,6 +89,13 @@ def server_options(max_body_bytes: int, workers: int = 1) -> list[tuple[str, int
         # Workers bind the port together and the kernel spreads connections over them;
         # one process alone must not share a fixed port silently with another.
         ("grpc.so_reuseport", int(workers > 1)),
+        ("grpc.max_metadata_size", metadata),
+        ("grpc.absolute_max_metadata_size", metadata),
+        ("grpc.max_concurrent_streams", edge.grpc_max_concurrent_streams),
+        ("grpc.max_connection_idle_ms", int(edge.grpc_max_connection_idle_s * 1000)),
+        ("grpc.server_handshake_timeout_ms", int(edge.head_timeout_s * 1000)),
+        ("grpc.keepalive_time_ms", int(edge.grpc_keepalive_s * 1000)),
+        ("grpc.keepalive_timeout_ms", 20_000),
     ]
 
 
@@ -93,7 +118,8 @@ async def start_grpc_ingress(ctx: GatewayContext) -> GrpcIngress:
     """Build and start the gRPC server on `settings.host:settings.grpc_port`; its health
     service follows the data plane's readiness."""
     settings = ctx.settings
-    server = grpc.aio.server(options=server_options(settings.max_body_bytes, settings.workers))
+    options = server_options(settings.max_body_bytes, settings.workers, settings.edge)
+    server = grpc.aio.server(options=options)
     server.add_generic_rpc_handlers((*grpc_tfserving.handlers(ctx), *grpc_oip.handlers(ctx)))
     health = ReadinessHealth(ctx.dataplane.ready)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

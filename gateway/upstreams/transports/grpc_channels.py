@@ -65,11 +65,14 @@ class GrpcWire:
 
     def __init__(self, settings: UpstreamSettings) -> None:
         self.addresses = list(settings.grpc)
+        receive = ("grpc.max_receive_message_length", settings.max_answer_bytes)
+        self.options = tuple(
+            receive if name == receive[0] else (name, value) for name, value in CHANNEL_OPTIONS
+        )
 
     def open(self) -> list[Replica]:
         return [
-            Replica(a, grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS))
-            for a in self.addresses
+            Replica(a, grpc.aio.insecure_channel(a, options=self.options)) for a in self.addresses
         ]
 
     async def send(self, replica: Replica, call: GrpcCall, timeout: float, target: Target) -> Any:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from gateway.settings import UpstreamSettings
 from gateway.upstreams.failures import Target, from_http, from_transport
-from gateway.upstreams.transports.http1 import Http1Pool, ProtocolError
+from gateway.upstreams.transports.http1 import Http1Pool, ProtocolError, tls_context
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,34 @@ class RestWire:
     """Every replica's base URL (`settings.rest`), each with its own connection pool.
 
     Args:
-        settings: `rest` (base URLs), `max_connections` (per replica).
+        settings: `rest` (base URLs), `max_connections` (per replica), the answer limits
+            (`max_answer_bytes`, `max_answer_header_bytes`) and, for https replicas, the
+            TLS files (`tls_ca_file`, `tls_cert_file`, `tls_key_file`).
+
+    Raises:
+        OSError, ssl.SSLError: a TLS file cannot be read or is not PEM (at construction,
+            so a wrong path stops the gateway at start-up).
     """
 
     def __init__(self, settings: UpstreamSettings) -> None:
         self.urls = [url.rstrip("/") for url in settings.rest]
+        self.settings = settings
         self.max_connections = settings.max_connections
+        https = any(url.startswith("https:") for url in self.urls)
+        self.tls = (
+            tls_context(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
+            if https
+            else None
+        )
 
     def open(self) -> list[Http1Pool]:
-        return [Http1Pool(url, self.max_connections) for url in self.urls]
+        s = self.settings
+        return [
+            Http1Pool(
+                url, s.max_connections, s.max_answer_header_bytes, s.max_answer_bytes, self.tls
+            )
+            for url in self.urls
+        ]
 
     async def send(
         self, replica: Http1Pool, call: RestCall, timeout: float, target: Target

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ import pytest
 from gateway.app import build_context
 from gateway.core.errors import (
     BreakerOpen,
+    DeadlineExceeded,
     NotFound,
+    UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -212,3 +215,37 @@ async def test_router_serves_again_after_a_cancelled_probe(tmp_path: Path) -> No
     answer = await router.infer(_to_pytorch())
     assert answer.backend == "pytorch"
     assert router.breakers["pytorch"].state is BreakerState.CLOSED
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        UpstreamUnavailable("tensorflow", "UNAVAILABLE at the deadline"),
+        UpstreamTimeout("tensorflow", "no answer in time"),
+    ],
+)
+@run
+async def test_a_deadline_the_client_spent_opens_no_breaker(
+    tmp_path: Path, error: UpstreamError
+) -> None:
+    """Issue 24: a 1 ms deadline is answered 504 (DeadlineExceeded), never 503, leaves
+    the breaker closed with no failure counted, and the next normal call succeeds."""
+    upstreams = {fw: FakeUpstream(fw) for fw in FRAMEWORKS}
+    settings = settings_for(make_store(tmp_path), breaker={"failure_threshold": 1})
+    router = build_context(settings, upstreams).router
+    upstreams["tensorflow"].fail_with = error
+    for _ in range(5):
+        request = InferRequest(
+            "toy", {"input": np.ones((1, FEATURES), np.float32)}, pinned="tensorflow"
+        )
+        request.deadline = time.monotonic() + 0.05  # under breaker.min_timeout_s (0.1)
+        with pytest.raises(DeadlineExceeded) as raised:
+            await router.infer(request)
+        assert raised.value.status == 504
+    assert len(upstreams["tensorflow"].calls) == 5  # each reached the backend and failed
+    assert router.breakers["tensorflow"].state is BreakerState.CLOSED
+    upstreams["tensorflow"].fail_with = None
+    request = InferRequest(
+        "toy", {"input": np.ones((1, FEATURES), np.float32)}, pinned="tensorflow"
+    )
+    assert (await router.infer(request)).backend == "tensorflow"

@@ -4,14 +4,19 @@ HTTP/1.1 implementation) and raw sockets that answer with hand-written bytes."""
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from backends.process import free_port
-from gateway.upstreams.transports.http1 import Http1Pool, ProtocolError
+from gateway.settings import UpstreamSettings
+from gateway.upstreams.transports.http1 import Http1Pool, ProtocolError, tls_context
+from gateway.upstreams.transports.rest_session import RestWire
 from tests.unit.gateway.gateway_fakes import serve_aiohttp
 
 
@@ -237,3 +242,170 @@ def test_a_kept_alive_connection_closed_unanswered_is_retried_only_if_idempotent
         assert len(connections) == (2 if retried else 1)
 
     run(go)
+
+
+# Issue 24: interim answers, HEAD, the answer's size, TLS.
+
+
+@pytest.mark.parametrize(
+    "interim",
+    [
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+    ],
+)
+def test_interim_1xx_answers_are_skipped_for_the_final_one(interim: bytes) -> None:
+    """RFC 9110 section 15.2: a client must read past 1xx answers (a proxy may send 103)."""
+
+    async def go() -> None:
+        final = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        async with raw_server(interim + final, close=False) as url:
+            pool = Http1Pool(url, 1)
+            assert await pool.request("POST", "/", b"x", None, 2.0) == (200, b"ok")
+            assert len(pool._idle) == 1  # and the connection stays usable
+
+    run(go)
+
+
+def test_a_head_answer_ends_at_its_headers_and_the_connection_is_reused() -> None:
+    """RFC 9110 section 9.3.2: HEAD's answer has no body whatever its Content-Length
+    says (aiohttp sends the GET's length); it used to wait until the deadline."""
+
+    async def go() -> None:
+        peers: set[int] = set()
+        async with aiohttp_server(peers) as url:
+            pool = Http1Pool(url, 1)
+            status, body = await pool.request("HEAD", "/a", None, None, 5.0)
+            assert (status, body) == (200, b"")
+            assert await pool.request("GET", "/b", None, {"X-Id": "2"}, 5.0) == (
+                200,
+                b"GET /b 2 ",
+            )
+            assert len(peers) == 1  # one connection for both
+
+    run(go)
+
+
+def test_an_answer_head_past_its_limit_is_a_protocol_error() -> None:
+    async def go() -> None:
+        big = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 100_000 + b"\r\nContent-Length: 0\r\n\r\n"
+        async with raw_server(big, close=False) as url:
+            pool = Http1Pool(url, 1, max_header_bytes=4096)
+            with pytest.raises(ProtocolError, match="head exceeds 4096 bytes"):
+                await pool.request("GET", "/", None, None, 2.0)
+            assert pool._idle == []
+
+    run(go)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_answer_body_past_its_limit_is_a_protocol_error(chunked: bool) -> None:
+    async def go() -> None:
+        body = b"b" * 100_000
+        if chunked:
+            framing = (
+                b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+            )
+        else:
+            framing = b"Content-Length: %d\r\n\r\n" % len(body) + body
+        async with raw_server(b"HTTP/1.1 200 OK\r\n" + framing, close=False) as url:
+            pool = Http1Pool(url, 1, max_body_bytes=65536)
+            with pytest.raises(ProtocolError, match="body exceeds 65536 bytes"):
+                await pool.request("GET", "/", None, None, 2.0)
+            ok = Http1Pool(url, 1, max_body_bytes=len(body))
+            assert await ok.request("GET", "/", None, None, 2.0) == (200, body)
+
+    run(go)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA made now, and a server (127.0.0.1) and a client certificate it signed."""
+    root = tmp_path_factory.mktemp("tls")
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl(
+        "req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+        "-subj", "/CN=dualserve test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=root,
+    )  # fmt: skip
+    for name, extension in (
+        ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ):
+        (root / f"{name}.ext").write_text(extension + "\n")
+        _openssl(
+            "req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={name}", cwd=root,
+        )  # fmt: skip
+        _openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "1",
+            "-extfile", f"{name}.ext", cwd=root,
+        )  # fmt: skip
+    return root
+
+
+@asynccontextmanager
+async def tls_server(certs: Path) -> AsyncIterator[str]:
+    """An https server that asks for a client certificate signed by the test CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=certs / "ca.pem")
+    context.load_cert_chain(certs / "server.pem", certs / "server.key")
+    context.verify_mode = ssl.CERT_REQUIRED
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntls")
+            await writer.drain()
+            await reader.read()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        server.close()
+
+
+def test_https_with_the_configured_ca_and_client_certificate(certificates: Path) -> None:
+    async def go() -> None:
+        async with tls_server(certificates) as url:
+            tls = tls_context(
+                certificates / "ca.pem", certificates / "client.pem", certificates / "client.key"
+            )
+            assert await Http1Pool(url, 1, tls=tls).request("GET", "/", None, None, 5.0) == (
+                200,
+                b"tls",
+            )
+            with pytest.raises(ssl.SSLCertVerificationError):  # the system's CAs: unknown
+                await Http1Pool(url, 1).request("GET", "/", None, None, 5.0)
+            no_client_cert = tls_context(certificates / "ca.pem")
+            with pytest.raises(OSError):  # the server refuses the handshake
+                await Http1Pool(url, 1, tls=no_client_cert).request("GET", "/", None, None, 5.0)
+
+    run(go)
+
+
+def test_the_rest_wire_builds_its_tls_from_the_settings(certificates: Path) -> None:
+    settings = UpstreamSettings(
+        transport="rest",
+        rest=["https://127.0.0.1:1"],
+        tls_ca_file=certificates / "ca.pem",
+        tls_cert_file=certificates / "client.pem",
+        tls_key_file=certificates / "client.key",
+        max_answer_bytes=4096,
+    )
+    wire = RestWire(settings)
+    assert wire.tls is not None and wire.tls.verify_mode == ssl.CERT_REQUIRED
+    with pytest.raises(ValueError, match="tls_key_file is set without tls_cert_file"):
+        UpstreamSettings(tls_key_file=certificates / "client.key")

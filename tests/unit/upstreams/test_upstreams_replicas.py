@@ -105,3 +105,39 @@ def test_deadline_spent_on_failed_replicas_is_a_timeout() -> None:
 def test_needs_a_replica() -> None:
     with pytest.raises(ValueError, match="no replica"):
         ReplicaPool("pytorch", [], 2.0)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        UpstreamUnavailable("tensorflow", "UNAVAILABLE: the call was torn down"),
+        UpstreamTimeout("tensorflow", "no answer in time"),
+    ],
+)
+def test_an_attempt_cut_short_by_the_callers_deadline_judges_no_replica(
+    error: Exception,
+) -> None:
+    """Issue 24: 1 ms client deadlines marked the only TF replica unhealthy for 2 s (and
+    answered 503). An attempt given less than `min_verdict_s` is the caller's doing."""
+    replicas = ReplicaPool("tensorflow", ["a"], 2.0, clock=Clock(), min_verdict_s=0.1)
+
+    async def attempt(replica: str, left: float) -> str:
+        raise error
+
+    for _ in range(10):  # twice the outlier detector's run: nothing counted
+        with pytest.raises(UpstreamTimeout) as raised:
+            run(replicas.call(attempt, 0.001))
+        assert raised.value.status == 504
+    assert replicas.healthy() == ["a"] and not replicas.outliers.ejected(0)
+    assert run(replicas.call(answer, 1.0)) == "a"  # the next normal call goes through
+
+
+def test_the_same_failure_with_time_left_still_marks_the_replica() -> None:
+    replicas = ReplicaPool("tensorflow", ["a"], 2.0, clock=Clock(), min_verdict_s=0.1)
+
+    async def refused(replica: str, left: float) -> str:
+        raise UpstreamUnavailable("tensorflow", "connection refused")
+
+    with pytest.raises(UpstreamUnavailable):
+        run(replicas.call(refused, 0.5))
+    assert replicas.healthy() == []
