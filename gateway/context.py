@@ -17,6 +17,7 @@ from gateway.routing.router import Router
 from gateway.settings import GatewaySettings
 
 if TYPE_CHECKING:
+    from gateway.catalog_follower import CatalogFollower
     from gateway.experiments.service import ExperimentService
     from gateway.routing.shadow import ShadowMirror
     from gateway.experiments.stats.live import ExperimentStats
@@ -47,3 +48,5 @@ class GatewayContext:
     mirror: ShadowMirror
     admission: Admission
     drain: Drain
+    follower: CatalogFollower | None = None
+    """Keeps `catalog` in step with the backends (None: the manifest is read once)."""

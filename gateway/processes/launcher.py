@@ -56,6 +56,7 @@ def gateway_config(
             "transport": "rest",
             "grpc": [torch["grpc"]],
             "rest": [torch["inference"]],
+            **({"management": [torch["management"]]} if torch.get("management") else {}),
             "token_file": torch["token_file"],
         },
         "auth": {"admin_token_file": str(run_dir / "admin_token")},

@@ -88,7 +88,9 @@ class Router:
     def prepare(self, request: InferRequest, strict_dtype: bool) -> ModelInfo:
         """Resolve the version and validate the tensors; nothing has left the gateway yet."""
         info = self.catalog.get(request.model)
-        request.version = info.resolve_version(request.version, request.version_label)
+        request.version = info.resolve_version(
+            request.version, request.version_label, request.pinned
+        )
         request.version_label = None
         validate(request, info, strict_dtype)
         return info
@@ -107,7 +109,17 @@ class Router:
         # A version that left the store since the policy named it: the client's 404.
         arms = info.versions.get(info.resolve_version(request.version, None), ())
         routed = _Routed(request, route.layer, started)
-        response = await self._answer(routed, decision, arms)
+        try:
+            response = await self._answer(routed, decision, arms)
+        except NotFound:
+            # The backend no longer serves the version the catalog chose: look again; a
+            # request that named no version is answered from the version routed now.
+            retry = await self.catalog.refresh(request.model) and unversioned
+            if not retry or policy.arm_versions:
+                raise
+            info = self.catalog.get(request.model)
+            request.version = info.resolve_version(None, None, request.pinned)
+            response = await self._answer(routed, decision, info.versions[request.version])
         shadow = decision.shadow
         if shadow is not None and shadow in arms and shadow != response.backend:
             self._submit_shadow(shadow, routed, response)
@@ -234,9 +246,12 @@ class Router:
         )
 
     async def ready(self, model: str) -> dict[Framework, bool]:
-        """Readiness per arm for `model` (an open breaker counts as not ready)."""
+        """Readiness per arm for `model`: its backend serves some version of it (the
+        catalog's picture), answers its readiness probe, and its breaker is not open."""
         return {
-            arm: self.breakers[arm].accepting and await self._upstream_ready(arm, model)
+            arm: self.breakers[arm].accepting
+            and self.catalog.serves(model, arm)
+            and await self._upstream_ready(arm, model)
             for arm in FRAMEWORKS
         }
 
