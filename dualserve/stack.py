@@ -14,11 +14,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from backends.tfserving.commandline import TFServingSettings
 from backends.tfserving.launcher import start_tfserving, stop_tfserving, tfserving_status
+from backends.torchserve.config import TorchServeSettings
 from backends.torchserve.launcher import start_torchserve, stop_torchserve, torchserve_status
+from dualserve.registrar_process import registrar_running, start_registrar, stop_registrar
 from gateway.processes.launcher import gateway_running, gateway_workers, start_gateway, stop_gateway
 
 STATE_FILE = "state.json"
+TF_SETTINGS = TFServingSettings(num_versions=2)
+TORCH_SETTINGS = TorchServeSettings(enable_model_api=True)
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,10 @@ class StackPaths:
         return self.run_dir / "gateway"
 
     @property
+    def registrar_dir(self) -> Path:
+        return self.run_dir / "registrar"
+
+    @property
     def state_file(self) -> Path:
         return self.run_dir / STATE_FILE
 
@@ -57,16 +66,21 @@ def up(
     `version_labels` (model -> label -> version, none by default) go into TF Serving's
     model config and the gateway's config alike: the one source of both.
 
+    New versions land while it runs: TF Serving keeps the 2 newest version directories
+    (`latest { num_versions: 2 }`, so the routed one stays loaded while the next lands),
+    TorchServe's model API is on, and the registrar (`dualserve.registrar`) registers each
+    version TF Serving serves with TorchServe.
+
     If anything fails, whatever did start is stopped again, so a failed `up` leaves
     nothing running.
     """
     store = paths.model_store.resolve()
     with ThreadPoolExecutor(max_workers=2) as pool:
         tf_future = pool.submit(
-            start_tfserving, store, paths.tfserving_dir, None, None, timeout, version_labels
+            start_tfserving, store, paths.tfserving_dir, TF_SETTINGS, None, timeout, version_labels
         )
         torch_future = pool.submit(
-            start_torchserve, store, paths.torchserve_dir, None, None, timeout
+            start_torchserve, store, paths.torchserve_dir, TORCH_SETTINGS, None, timeout
         )
         errors = [f.exception() for f in (tf_future, torch_future)]
     failures = [e for e in errors if e is not None]
@@ -75,6 +89,7 @@ def up(
         raise failures[0]
     state = _state(asdict(tf_future.result()), asdict(torch_future.result()))
     try:
+        state["registrar"] = start_registrar(store, paths.run_dir, paths.registrar_dir)
         gateway = start_gateway(
             state, store, paths.gateway_dir, timeout, gateway_workers, version_labels
         )
@@ -91,6 +106,8 @@ def down(paths: StackPaths) -> list[str]:
     stopped = []
     if stop_gateway(paths.gateway_dir):
         stopped.append("gateway")
+    if stop_registrar(paths.registrar_dir):
+        stopped.append("registrar")
     if stop_tfserving(paths.tfserving_dir):
         stopped.append("tensorflow")
     if stop_torchserve(paths.torchserve_dir):
@@ -103,6 +120,9 @@ def status(paths: StackPaths) -> dict[str, Any]:
     """What runs now, in the `dualserve status --json` form (absent keys: not running)."""
     tf, torch = tfserving_status(paths.tfserving_dir), torchserve_status(paths.torchserve_dir)
     state = _state(tf, torch["endpoints"] if torch else None)
+    registrar = registrar_running(paths.registrar_dir)
+    if registrar is not None:
+        state["registrar"] = registrar
     if gateway_running(paths.gateway_dir) and paths.state_file.is_file():
         recorded = json.loads(paths.state_file.read_text()).get("gateway")
         if recorded:  # the workers as they are now: a dead one is replaced by a new pid

@@ -18,7 +18,7 @@ gets the newest version the arm it was pinned to serves, else the newest any arm
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,6 +33,21 @@ from trainers.manifest import Manifest, load_manifest
 
 SERVING_SIGNATURE = "serving_default"
 """The one signature both exports carry (TF Serving's default key)."""
+
+
+def routed(served: Mapping[str, Iterable[int]]) -> int | None:
+    """The `latest` rule on its own: given the versions each framework serves, the newest
+    version every framework serves, else the newest any serves, else None.
+
+    >>> routed({"tensorflow": [1, 2, 3], "pytorch": [1, 2]})
+    2
+    """
+    sets = [set(versions) for versions in served.values()]
+    common = set.intersection(*sets) if sets else set()
+    if common:
+        return max(common)
+    anywhere = set().union(*sets)
+    return max(anywhere) if anywhere else None
 
 
 @dataclass(frozen=True)
@@ -68,12 +83,10 @@ class ModelInfo:
         """
         if not self.followed:  # the manifest's record alone: its newest version, as before
             return max(self.versions)
-        both = [v for v, arms in self.versions.items() if set(FRAMEWORKS) <= set(arms)]
-        if both:
-            return max(both)
-        if not self.versions:
+        version = routed({arm: self.served(arm) for arm in FRAMEWORKS})
+        if version is None:
             raise NotFound(f"no backend serves any version of model {self.name} now")
-        return max(self.versions)
+        return version
 
     def latest_for(self, arm: Framework | None) -> int:
         """`latest`, unless `arm` (a client's pinned framework) does not serve it: then the

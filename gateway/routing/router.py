@@ -112,18 +112,25 @@ class Router:
         try:
             response = await self._answer(routed, decision, arms)
         except NotFound:
-            # The backend no longer serves the version the catalog chose: look again; a
-            # request that named no version is answered from the version routed now.
-            retry = await self.catalog.refresh(request.model) and unversioned
-            if not retry or policy.arm_versions:
+            arms = await self._look_again(request, unversioned and not policy.arm_versions)
+            if not arms:
                 raise
-            info = self.catalog.get(request.model)
-            request.version = info.resolve_version(None, None, request.pinned)
-            response = await self._answer(routed, decision, info.versions[request.version])
+            response = await self._answer(routed, decision, arms)
         shadow = decision.shadow
         if shadow is not None and shadow in arms and shadow != response.backend:
             self._submit_shadow(shadow, routed, response)
         return response.select(request.outputs)
+
+    async def _look_again(self, request: InferRequest, re_resolve: bool) -> tuple[Framework, ...]:
+        """After a backend's not-found: the catalog looks at the backends now; when that
+        changed it, the arms that serve the request's version (for a request that named
+        none, `re_resolve`: the version routed now), else none (the 404 stands)."""
+        if not await self.catalog.refresh(request.model):
+            return ()
+        info = self.catalog.get(request.model)
+        if re_resolve:
+            request.version = info.resolve_version(None, None, request.pinned)
+        return info.versions.get(request.version or 0, ())
 
     async def _answer(
         self, routed: _Routed, decision: Decision, arms: tuple[Framework, ...]
