@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--poll-s", type=float, default=1.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per poll call otherwise
     tf = json.loads((args.run_dir / "tfserving" / "tfserving.json").read_text())
     ts = json.loads((args.run_dir / "torchserve" / "torchserve.json").read_text())["endpoints"]
     backends = Backends(tf["rest"], Management(ts["management"], Path(ts["token_file"])))

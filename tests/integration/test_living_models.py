@@ -124,7 +124,7 @@ def stack(
 
 
 def test_a_new_version_lands_and_the_old_one_leaves_without_a_failed_request(
-    stack: dict[str, Any],
+    stack: dict[str, Any], figures: Callable[[str], None]
 ) -> None:
     url = f"{stack['gateway']['rest']}/v1/models/{MODEL}:predict"
     before = _models(stack)
@@ -139,6 +139,7 @@ def test_a_new_version_lands_and_the_old_one_leaves_without_a_failed_request(
             capture_output=True, text=True, cwd=REPO, timeout=600,
         )  # fmt: skip
         assert train.returncode == 0, train.stdout + train.stderr
+        trained = time.monotonic()
 
         def landed(answers: list[Answer]) -> bool:
             v2 = {(a.client, a.backend) for a in answers if a.version == "2"}
@@ -146,6 +147,7 @@ def test_a_new_version_lands_and_the_old_one_leaves_without_a_failed_request(
             return every_client and {b for _, b in v2} == {"tensorflow", "pytorch"}
 
         clients.wait_for("version 2 answered by both frameworks, to every client", landed, 180)
+        landed_at = time.monotonic()
         landed_models = _models(stack)
         retired = _dualserve("retire", MODEL, "1", stack=stack)
         assert retired.returncode == 0, retired.stdout + retired.stderr
@@ -156,6 +158,11 @@ def test_a_new_version_lands_and_the_old_one_leaves_without_a_failed_request(
             60,
         )
     answers = clients.answers
+    figures(
+        f"living models ({stack['gateway']['workers']} worker(s)): {len(answers)} requests,"
+        f" {len(_failures(answers))} failed; every client on v2 {landed_at - trained:.1f} s"
+        " after the trainer exited"
+    )
     assert _failures(answers) == [] and len(answers) > 100
     # latest moved on both arms, and the retired version answered nothing sent after it left
     assert landed_models["routed"] == 2 and landed_models["routed_since"] is not None
