@@ -70,7 +70,7 @@ class Clients:
 
     def _client(self, index: int) -> None:
         body = {"instances": [[float(i % 17) for i in range(64)]]}
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=60) as client:
             while not self._stop.is_set():
                 sent = time.monotonic()
                 try:
@@ -113,10 +113,19 @@ def _models(stack: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
 def stack(
-    request: pytest.FixtureRequest, trained_store: Path, tmp_path: Path
+    request: pytest.FixtureRequest,
+    trained_store: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[dict[str, Any]]:
     """A stack on a copy of the trained store (version 1 of each model): training here
-    must not change the store other modules share."""
+    must not change the store other modules share.
+
+    On this shared 2-core machine the retraining, TorchServe's new worker and other
+    sessions' tests starve the backends for seconds: the gateway's upstream deadlines are
+    raised (in its environment) so that what is tested is the landing, not the CPU."""
+    for backend in ("TENSORFLOW", "PYTORCH"):
+        monkeypatch.setenv(f"DUALSERVE_{backend}__TIMEOUT_S", "30")
     store = tmp_path / "model_store"
     shutil.copytree(trained_store, store)
     with running_stack(store, tmp_path / "run", gateway_workers=request.param) as state:
@@ -134,8 +143,9 @@ def test_a_new_version_lands_and_the_old_one_leaves_without_a_failed_request(
         everyone = set(range(len(CLIENTS)))
         clients.wait_for("every client answered", lambda a: {x.client for x in a} == everyone, 60)
         train = subprocess.run(
-            [sys.executable, "-m", "trainers", "--framework", "both", "--model", "mlp",
-             "--model-store", str(stack["store"])],
+            # niced: the retraining runs elsewhere in production, not on the serving cores
+            ["nice", "-n", "19", sys.executable, "-m", "trainers", "--framework", "both",
+             "--model", "mlp", "--model-store", str(stack["store"])],
             capture_output=True, text=True, cwd=REPO, timeout=600,
         )  # fmt: skip
         assert train.returncode == 0, train.stdout + train.stderr

@@ -43,7 +43,6 @@ def _setup(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     on_disk: list[int],
-    tf: set[int],
     ts: FakeTorchServe,
 ) -> Path:
     store = tmp_path / "store"
