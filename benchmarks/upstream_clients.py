@@ -1,5 +1,6 @@
 """Which HTTP client should forward requests to the REST backends: the gateway's own
-keep-alive client (`gateway.upstreams.transports.http1`, its REST wire since issue 15), aiohttp or httpx?
+keep-alive client (`gateway.upstreams.transports.http1`, its REST wire since issue
+15), aiohttp or httpx?
 
 Starts a small aiohttp echo server in a child process on a free loopback port, then
 forwards the same `.npy` request body through each client at a fixed concurrency and

@@ -117,9 +117,14 @@ def status(
     """Show what runs and where."""
     from dualserve import stack
 
-    state = stack.status(_paths(model_store, run_dir))
+    paths = _paths(model_store, run_dir)
+    state = stack.status(paths)
+    views = _views(paths, state)
     if as_json:
-        typer.echo(state.as_json())
+        document = state.as_document()
+        if views:
+            document["models"] = {view.model: view.as_json() for view in views}
+        typer.echo(json.dumps(document, indent=2))
         return
     console = Console()
     running = state.running()
@@ -127,6 +132,86 @@ def status(
         console.print("nothing is running (start it with `dualserve up`)")
         return
     _print_status(console, running)
+    if views:
+        _print_models(console, views)
+
+
+def _views(paths: Any, state: Any) -> list[Any]:
+    """The models as the running backends serve them (`state`: a `StackStatus`); [] unless
+    both run."""
+    from dualserve.models import model_views
+
+    if state.tensorflow is None or state.pytorch is None:
+        return []
+    return model_views(paths.model_store, paths.run_dir, state)
+
+
+@app.command()
+def models(
+    model_store: ModelStoreOption = Path("model_store"),
+    run_dir: RunDirOption = Path("run"),
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """Per model and framework: the versions each backend serves (since when), and the
+    version routed to requests that name none (the newest both serve), since when."""
+    from dualserve import stack
+
+    paths = _paths(model_store, run_dir)
+    views = _views(paths, stack.status(paths))
+    if as_json:
+        typer.echo(json.dumps({view.model: view.as_json() for view in views}, indent=2))
+        return
+    console = Console()
+    if not views:
+        console.print("the backends are not running (start them with `dualserve up`)")
+        raise typer.Exit(code=1)
+    _print_models(console, views)
+
+
+@app.command()
+def retire(
+    model: Annotated[str, typer.Argument(help="the model, e.g. digits-mlp")],
+    version: Annotated[int, typer.Argument(min=1, help="the version to take out of both backends")],
+    model_store: ModelStoreOption = Path("model_store"),
+    run_dir: RunDirOption = Path("run"),
+) -> None:
+    """Take a version out of TF Serving (its directory moves to <store>/retired/) and
+    TorchServe (unregistered), never the routed one; the gateway follows within a second."""
+    from dualserve import stack
+    from dualserve.models import RetireError
+    from dualserve.models import retire as retire_version
+
+    console = Console()
+    paths = _paths(model_store, run_dir)
+    state = stack.status(paths)
+    if state.tensorflow is None or state.pytorch is None:
+        console.print("[red]error:[/] the backends are not running")
+        raise typer.Exit(code=1)
+    try:
+        done = retire_version(paths.model_store.resolve(), state, model, version)
+    except RetireError as exc:
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    for line in done:
+        console.print(line, soft_wrap=True)
+
+
+def _print_models(console: Console, views: list[Any]) -> None:
+    from datetime import datetime
+
+    def when(epoch: float | None) -> str:
+        return "" if epoch is None else datetime.fromtimestamp(epoch).isoformat(timespec="seconds")
+
+    table = Table(title="models")
+    for column in ("model", "framework", "serves (since)", "routed (since)"):
+        table.add_column(column)
+    for view in views:
+        routed = "" if view.routed is None else f"v{view.routed} ({when(view.routed_since)})"
+        for framework, versions in view.served.items():
+            since = view.since.get(framework, {})
+            serves = ", ".join(f"v{v} ({when(since.get(str(v)))})" for v in versions) or "none"
+            table.add_row(view.model, framework, serves, routed)
+    console.print(table)
 
 
 experiment_app = typer.Typer(help="A/B experiments: reports from the prediction log.")

@@ -77,16 +77,30 @@ class GatewayState(_Contract):
     worker_pids: tuple[int, ...]
 
 
+class RegistrarState(_Contract):
+    """The registrar (`dualserve.registrar`): registers each version TF Serving serves
+    with TorchServe, and records since when each version is served and routed."""
+
+    pid: int | None = None
+    record: Path
+    """Its record of served and routed versions (`models.json`)."""
+
+
 class RunState(_Contract):
     """`run/state.json`: the three parts `dualserve up` started, all ready."""
 
     tensorflow: TensorflowState
     pytorch: PytorchState
     gateway: GatewayState
+    registrar: RegistrarState | None = None
 
-    def parts(self) -> dict[str, TensorflowState | PytorchState | GatewayState]:
-        """The three parts by name (`tensorflow`, `pytorch`, `gateway`)."""
-        return {"tensorflow": self.tensorflow, "pytorch": self.pytorch, "gateway": self.gateway}
+    def parts(self) -> dict[str, _Contract]:
+        """The parts by name (`tensorflow`, `pytorch`, `gateway`, `registrar` if any)."""
+        parts: dict[str, _Contract | None] = {
+            "tensorflow": self.tensorflow, "pytorch": self.pytorch,
+            "gateway": self.gateway, "registrar": self.registrar,
+        }  # fmt: skip
+        return {name: part for name, part in parts.items() if part is not None}
 
 
 class StackStatus(_Contract):
@@ -95,16 +109,23 @@ class StackStatus(_Contract):
     tensorflow: TensorflowState | None = None
     pytorch: PytorchState | None = None
     gateway: GatewayState | None = None
+    registrar: RegistrarState | None = None
 
-    def running(self) -> dict[str, TensorflowState | PytorchState | GatewayState]:
-        """The parts that run, by name (`tensorflow`, `pytorch`, `gateway`)."""
-        parts = {"tensorflow": self.tensorflow, "pytorch": self.pytorch, "gateway": self.gateway}
+    def running(self) -> dict[str, _Contract]:
+        """The parts that run, by name (`tensorflow`, `pytorch`, `gateway`, `registrar`)."""
+        parts: dict[str, _Contract | None] = {
+            "tensorflow": self.tensorflow, "pytorch": self.pytorch,
+            "gateway": self.gateway, "registrar": self.registrar,
+        }  # fmt: skip
         return {name: part for name, part in parts.items() if part is not None}
 
     def as_json(self) -> str:
         """The `dualserve status --json` document: running parts only."""
-        parts = self.running()
-        return json.dumps({n: p.model_dump(mode="json") for n, p in parts.items()}, indent=2)
+        return json.dumps(self.as_document(), indent=2)
+
+    def as_document(self) -> dict[str, object]:
+        """The running parts as JSON-ready dicts."""
+        return {n: p.model_dump(mode="json") for n, p in self.running().items()}
 
 
 def read_state(run_dir: Path) -> RunState:

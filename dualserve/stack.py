@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backends.tfserving.commandline import TFServingSettings
 from backends.tfserving.launcher import start_tfserving, stop_tfserving, tfserving_status
+from backends.torchserve.config import TorchServeSettings
 from backends.torchserve.launcher import start_torchserve, stop_torchserve, torchserve_status
+from dualserve.registrar_process import registrar_running, start_registrar, stop_registrar
 from dualserve.run_state import (
     STATE_FILE,
     GatewayState,
@@ -34,6 +37,9 @@ from gateway.processes.launcher import (
 )
 
 __all__ = ["StackPaths", "down", "read_state", "status", "up"]
+
+TF_SETTINGS = TFServingSettings(num_versions=2)
+TORCH_SETTINGS = TorchServeSettings(enable_model_api=True)
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,10 @@ class StackPaths:
         return self.run_dir / "gateway"
 
     @property
+    def registrar_dir(self) -> Path:
+        return self.run_dir / "registrar"
+
+    @property
     def state_file(self) -> Path:
         return self.run_dir / STATE_FILE
 
@@ -72,16 +82,21 @@ def up(
     `version_labels` (model -> label -> version, none by default) go into TF Serving's
     model config and the gateway's config alike: the one source of both.
 
+    New versions land while it runs: TF Serving keeps the 2 newest version directories
+    (`latest { num_versions: 2 }`, so the routed one stays loaded while the next lands),
+    TorchServe's model API is on, and the registrar (`dualserve.registrar`) registers each
+    version TF Serving serves with TorchServe.
+
     If anything fails, whatever did start is stopped again, so a failed `up` leaves
     nothing running.
     """
     store = paths.model_store.resolve()
     with ThreadPoolExecutor(max_workers=2) as pool:
         tf_future = pool.submit(
-            start_tfserving, store, paths.tfserving_dir, None, None, timeout, version_labels
+            start_tfserving, store, paths.tfserving_dir, TF_SETTINGS, None, timeout, version_labels
         )
         torch_future = pool.submit(
-            start_torchserve, store, paths.torchserve_dir, None, None, timeout
+            start_torchserve, store, paths.torchserve_dir, TORCH_SETTINGS, None, timeout
         )
         errors = [f.exception() for f in (tf_future, torch_future)]
     failures = [e for e in errors if e is not None]
@@ -90,13 +105,14 @@ def up(
         raise failures[0]
     tf, torch = _tensorflow(vars(tf_future.result())), _pytorch(vars(torch_future.result()))
     try:
+        registrar = start_registrar(store, paths.run_dir, paths.registrar_dir)
         gateway = start_gateway(
             tf, torch, store, paths.gateway_dir, timeout, gateway_workers, version_labels
         )
     except Exception:
         down(paths)
         raise
-    state = RunState(tensorflow=tf, pytorch=torch, gateway=_gateway(gateway))
+    state = RunState(tensorflow=tf, pytorch=torch, gateway=_gateway(gateway), registrar=registrar)
     write_state(paths.run_dir, state)
     return state
 
@@ -106,6 +122,8 @@ def down(paths: StackPaths) -> list[str]:
     stopped = []
     if stop_gateway(paths.gateway_dir):
         stopped.append("gateway")
+    if stop_registrar(paths.registrar_dir):
+        stopped.append("registrar")
     if stop_tfserving(paths.tfserving_dir):
         stopped.append("tensorflow")
     if stop_torchserve(paths.torchserve_dir):
@@ -131,6 +149,7 @@ def status(paths: StackPaths) -> StackStatus:
         tensorflow=_tensorflow(tf) if tf else None,
         pytorch=_pytorch(torch["endpoints"]) if torch else None,
         gateway=gateway,
+        registrar=registrar_running(paths.registrar_dir),
     )
 
 

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway import admin
 from gateway.catalog import Catalog
 from gateway.context import GatewayContext
+from gateway.control.catalog_follower import build_follower
 from gateway.control.database import open_database
 from gateway.control.plane import ControlPlane
 from gateway.core.errors import GatewayError, NotFound
@@ -71,6 +72,7 @@ def build_context(
     and the prediction log observe it. Routing policy and experiments' state live in the
     experiments database, followed through one control plane."""
     catalog = Catalog.from_store(settings.model_store, settings.limits, settings.version_labels)
+    injected = upstreams is not None  # tests' fakes: no backend to follow
     if upstreams is None:
         from gateway.upstreams.factory import build_upstreams
 
@@ -107,8 +109,9 @@ def build_context(
         dataplane=DataPlane(router, metrics, drain), metrics=metrics,
         auth=Authenticator(settings.auth, settings.config_file), experiments=experiments,
         control=control, policies=policies, stats=stats, mirror=mirror,
-        edge=Edge(admission, metrics, catalog.names), drain=drain,
+        edge=Edge(admission, metrics, lambda: catalog.names), drain=drain,
         model_stats=model_stats,
+        follower=build_follower(settings, catalog) if not injected else None,
     )  # fmt: skip
 
 
@@ -120,6 +123,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ctx.control.start()  # first: the routing policy comes from it
+        if ctx.follower is not None:  # what the backends serve, before the first request
+            await ctx.follower.start()
         ctx.mirror.start()
         await ctx.experiments.start()
         grpc_ingress = await _start_grpc(app, ctx)
@@ -134,6 +139,8 @@ def create_app(
             await ctx.mirror.aclose()
             await ctx.experiments.aclose()  # after the mirror: its last records are logged
             await ctx.control.aclose()
+            if ctx.follower is not None:
+                await ctx.follower.aclose()
             for upstream in ctx.router.upstreams.values():
                 await upstream.aclose()
 

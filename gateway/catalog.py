@@ -1,12 +1,24 @@
-"""What the gateway knows about models: versions and signatures, from the manifest.
+"""What the gateway knows about models: versions and signatures, from the manifest, and
+which versions each backend serves now.
 
 Requests are checked here, before anything leaves the gateway: an unknown model or
 version is a 404, a wrong tensor name, dtype or shape a 400 naming the problem.
+
+Built once from the manifest (`Catalog.from_store`), the catalog assumes every version the
+manifest records is served by the frameworks that export it. With a follower attached
+(`gateway.control.catalog_follower`, started in every worker), a model's `ModelInfo` is replaced,
+in one assignment, whenever the manifest or what a backend serves changes: `versions` then
+holds only the versions some backend serves, each with the frameworks serving it.
+
+`latest`, one rule for both arms: a request that names no version gets the newest
+version that *both* frameworks serve, so an A/B split never compares v2 with v1. While no
+version is served by both (one backend still loading the new one, or one of them down), it
+gets the newest version the arm it was pinned to serves, else the newest any arm serves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -14,13 +26,28 @@ from pathlib import Path
 import numpy as np
 
 from gateway.core.errors import BadRequest, FailedPrecondition, NotFound
-from gateway.core.types import Framework, InferRequest
+from gateway.core.types import FRAMEWORKS, Framework, InferRequest
 from gateway.edge.limits import check_tensors
 from gateway.edge.security_settings import LimitsSettings
 from trainers.manifest import Manifest, load_manifest
 
 SERVING_SIGNATURE = "serving_default"
 """The one signature both exports carry (TF Serving's default key)."""
+
+
+def routed(served: Mapping[str, Iterable[int]]) -> int | None:
+    """The `latest` rule on its own: given the versions each framework serves, the newest
+    version every framework serves, else the newest any serves, else None.
+
+    >>> routed({"tensorflow": [1, 2, 3], "pytorch": [1, 2]})
+    2
+    """
+    sets = [set(versions) for versions in served.values()]
+    common = set.intersection(*sets) if sets else set()
+    if common:
+        return max(common)
+    anywhere = set().union(*sets)
+    return max(anywhere) if anywhere else None
 
 
 @dataclass(frozen=True)
@@ -34,8 +61,9 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """One model: its versions (and which frameworks export each), its signature, and
-    its TF Serving version labels (label -> version, from the gateway config)."""
+    """One model: its versions (and which frameworks export each, or, when followed, serve
+    each), its signature, and its TF Serving version labels (label -> version, from the
+    gateway config). `followed` is True when `versions` comes from the backends."""
 
     name: str
     versions: dict[int, tuple[Framework, ...]]
@@ -43,10 +71,35 @@ class ModelInfo:
     outputs: tuple[TensorInfo, ...]
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     labels: Mapping[str, int] = field(default_factory=dict)
+    followed: bool = False
 
     @cached_property
     def latest(self) -> int:
-        return max(self.versions)
+        """The version a request naming none gets: the newest both frameworks serve, else
+        the newest any serves (see the module's docstring).
+
+        Raises:
+            NotFound: no version of the model is served at all.
+        """
+        if not self.followed:  # the manifest's record alone: its newest version, as before
+            return max(self.versions)
+        version = routed({arm: self.served(arm) for arm in FRAMEWORKS})
+        if version is None:
+            raise NotFound(f"no backend serves any version of model {self.name} now")
+        return version
+
+    def latest_for(self, arm: Framework | None) -> int:
+        """`latest`, unless `arm` (a client's pinned framework) does not serve it: then the
+        newest version `arm` serves (or `latest`, whose 404 names the missing build)."""
+        latest = self.latest
+        if arm is None or arm in self.versions.get(latest, ()):
+            return latest
+        own = [v for v, arms in self.versions.items() if arm in arms]
+        return max(own) if own else latest
+
+    def served(self, arm: Framework) -> tuple[int, ...]:
+        """The versions `arm` serves (exports, when not followed), oldest first."""
+        return tuple(sorted(v for v, arms in self.versions.items() if arm in arms))
 
     @cached_property
     def input_specs(self) -> Mapping[str, TensorInfo]:
@@ -57,8 +110,11 @@ class ModelInfo:
     def output_names(self) -> frozenset[str]:
         return frozenset(t.name for t in self.outputs)
 
-    def resolve_version(self, version: int | None, label: str | None) -> int:
-        """A concrete version: the given one, the one a configured label names, or the latest.
+    def resolve_version(
+        self, version: int | None, label: str | None, pinned: Framework | None = None
+    ) -> int:
+        """A concrete version: the given one, the one a configured label names, or the latest
+        (`latest_for(pinned)`).
 
         Raises:
             BadRequest: an unknown label, in TF Serving's words (its `ServerCore`
@@ -70,7 +126,7 @@ class ModelInfo:
                 raise BadRequest(f"Unrecognized servable version label: {label}")
             return self.labels[label]
         if version is None:
-            return self.latest
+            return self.latest_for(pinned)
         if version not in self.versions:
             raise NotFound(f"model {self.name} has no version {version}")
         return version
@@ -88,11 +144,61 @@ class ModelInfo:
                 )
 
 
+Refresh = Callable[[str], Awaitable[bool]]
+"""Asks the follower to look at a model's backends now; True when its `ModelInfo` changed."""
+
+
 class Catalog:
-    """Models by name, built once from the manifest at start-up."""
+    """Models by name: built from the manifest at start-up, then (with a follower attached)
+    replaced model by model as the manifest and the backends change.
+
+    Readers take one `get` per request and keep that `ModelInfo`: a version switch never
+    changes a request already routed (its in-flight call finishes on the version it chose).
+    """
 
     def __init__(self, models: dict[str, ModelInfo]) -> None:
         self._models = models
+        self._refresh: Refresh | None = None
+        self._since: dict[str, float] = {}
+
+    def update(self, info: ModelInfo, at: float) -> bool:
+        """Replace `info.name`'s entry (one assignment); `at` (epoch seconds) becomes
+        `since(model)` when the routed version changed. Returns whether anything changed."""
+        old = self._models.get(info.name)
+        if old == info:
+            return False
+        if old is None or _routed(old) != _routed(info):
+            self._since[info.name] = at
+        self._models = {**self._models, info.name: info}
+        return True
+
+    def attach(self, refresh: Refresh) -> None:
+        """The follower's on-demand look (see `refresh`)."""
+        self._refresh = refresh
+
+    async def refresh(self, model: str) -> bool:
+        """Look at `model`'s backends now (after a backend said a version is not found);
+        True when that changed the catalog. Without a follower: False."""
+        if self._refresh is None:
+            return False
+        return await self._refresh(model)
+
+    def routed(self, model: str) -> int | None:
+        """The version requests naming none get now (None: no version is served)."""
+        return _routed(self.get(model))
+
+    def since(self, model: str) -> float | None:
+        """When (epoch seconds) `routed(model)` last changed; None when never followed."""
+        return self._since.get(model)
+
+    def serves(self, model: str, arm: Framework) -> bool:
+        """Whether `arm`'s backend serves some version of `model` (readiness)."""
+        return bool(self.get(model).served(arm))
+
+    def served(self, model: str) -> dict[Framework, tuple[int, ...]]:
+        """Per framework, the versions of `model` its backend serves, oldest first."""
+        info = self.get(model)
+        return {arm: info.served(arm) for arm in FRAMEWORKS}
 
     @classmethod
     def from_store(
@@ -146,6 +252,13 @@ class Catalog:
             return self._models[model]
         except KeyError:
             raise NotFound(f"unknown model '{model}'") from None
+
+
+def _routed(info: ModelInfo) -> int | None:
+    try:
+        return info.latest
+    except NotFound:
+        return None
 
 
 def _check_labels(info: ModelInfo) -> None:

@@ -19,6 +19,7 @@ from gateway.telemetry.metrics import GatewayMetrics
 from gateway.telemetry.model_stats import ModelStatistics
 
 if TYPE_CHECKING:
+    from gateway.control.catalog_follower import CatalogFollower
     from gateway.experiments.service import ExperimentService
     from gateway.experiments.stats.live import ExperimentStats
     from gateway.routing.shadow import ShadowMirror
@@ -53,6 +54,8 @@ class GatewayContext:
     edge: Edge
     drain: Drain
     model_stats: ModelStatistics
+    follower: CatalogFollower | None = None
+    """Keeps `catalog` in step with the backends (None: the manifest is read once)."""
 
     @property
     def admission(self) -> Admission:

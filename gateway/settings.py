@@ -103,6 +103,12 @@ class TorchServeSettings(UpstreamSettings):
     transport: Transport = Field("rest", description="REST (default, measured faster) or gRPC")
     token_file: Path | None = Field(None, description="TorchServe's key_file.json")
     token: SecretStr | None = Field(None, description="the inference key, overrides token_file")
+    management: list[str] = Field(
+        default_factory=list,
+        description="management API base URLs, one per replica (http://host:port): the"
+        " catalog follows which versions each serves (`GET /models/{m}/all`, with the"
+        " management key from token_file); empty = not followed, the manifest is believed",
+    )
 
 
 class BreakerSettings(BaseModel):
@@ -429,6 +435,13 @@ class GatewaySettings(BaseSettings):
         " manifests, env DUALSERVE_REPLICAS); more than one needs a PostgreSQL database_url",
     )
     model_store: Path = Field(Path("model_store"), description="for the manifest (signatures)")
+    catalog_poll_s: float = Field(
+        1.0,
+        ge=0,
+        description="seconds between two looks at which versions each backend serves and at"
+        " the manifest (gateway.control.catalog_follower); 0 = read the manifest once,"
+        " follow nothing",
+    )
     tensorflow: TFServingSettings = Field(default_factory=TFServingSettings)
     pytorch: TorchServeSettings = Field(default_factory=TorchServeSettings)
     models: dict[str, ModelPolicy] = Field(

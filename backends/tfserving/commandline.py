@@ -19,7 +19,7 @@ from backends.tfserving.aux_config import (
     render_batching_parameters,
     render_monitoring_config,
 )
-from backends.tfserving.model_config import ModelConfig, render_model_config
+from backends.tfserving.model_config import ModelConfig, VersionPolicy, render_model_config
 
 BINARY = "tensorflow_model_server"
 PORTS_FILE_ENV = "DUALSERVE_TFSERVING_PORTS_FILE"
@@ -56,6 +56,10 @@ class TFServingSettings:
     """`--tensorflow_inter_op_parallelism`."""
     poll_wait_seconds: int = 2
     """`--file_system_poll_wait_seconds`: how often new or removed versions are noticed."""
+    num_versions: int = 1
+    """The model config's `latest { num_versions }`: how many of the newest version
+    directories are served (TF Serving's default, 1). `dualserve up` keeps 2, so the version
+    the gateway routes stays loaded while the next one lands in both backends."""
 
 
 def write_configs(
@@ -77,7 +81,11 @@ def write_configs(
         "monitoring": run_dir / "monitoring.config",
     }
     labels = version_labels or {}
-    configs = [ModelConfig(name=m, base_path=base / m, labels=labels.get(m, {})) for m in models]
+    policy = VersionPolicy("latest", num_versions=settings.num_versions)
+    configs = [
+        ModelConfig(name=m, base_path=base / m, policy=policy, labels=labels.get(m, {}))
+        for m in models
+    ]
     files["model_config"].write_text(render_model_config(configs), encoding="utf-8")
     params = BatchingParameters(
         max_batch_size=settings.max_batch_size,

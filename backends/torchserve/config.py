@@ -61,6 +61,10 @@ class TorchServeSettings(BaseModel):
     each), the newest as the default version, so clients can pin older ones."""
     job_queue_size: int = Field(1000, ge=1)
     """Requests TorchServe queues per model before it answers 503."""
+    enable_model_api: bool = False
+    """Let the management API register and unregister models while the server runs
+    (`enable_model_api`; TorchServe 0.12 refuses both by default). `dualserve up` turns it
+    on: its registrar registers each new `.mar` version (`dualserve.registrar`)."""
     vmargs: str = "-Xms128m -Xmx1g -XX:+UseSerialGC"
     """JVM options of the frontend; a small serial-GC heap suits a shared CPU box."""
 
@@ -101,7 +105,7 @@ def render_config(
         "number_of_gpu": str(settings.number_of_gpu or 0),
         "disable_token_authorization": "false",
         "token_expiration_min": str(settings.token_expiration_min),
-        "enable_model_api": "false",
+        "enable_model_api": str(settings.enable_model_api).lower(),
         "metrics_mode": "prometheus",
         "enable_envvars_config": "true",
         "install_py_dep_per_model": "false",

@@ -19,7 +19,7 @@ status; gRPC: an abort with the code). Nothing here imports a protocol.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from gateway.core.errors import GatewayError
 from gateway.edge.admission import Admission
@@ -45,16 +45,17 @@ class Edge:
         admission: the worker's bound on requests in flight.
         metrics: where errors are counted (`requests`, labelled model, arm, protocol,
             status).
-        models: the model names errors are counted under; any other is `unknown` (a
-            client's typo must not grow the metrics without bound).
+        models: the model names errors are counted under, asked at each error (the
+            catalog follows the backends, so a model may come or go at run time); any
+            other is `unknown` (a client's typo must not grow the metrics without bound).
     """
 
     def __init__(
-        self, admission: Admission, metrics: GatewayMetrics, models: Iterable[str]
+        self, admission: Admission, metrics: GatewayMetrics, models: Callable[[], Iterable[str]]
     ) -> None:
         self.admission = admission
         self.metrics = metrics
-        self._models = frozenset(models)
+        self._models = models
         self.admitted = admission.hold
         """`await endpoint(*args)` holding one admission slot (`Admission.hold`); raises
         `Overloaded` (429, RESOURCE_EXHAUSTED) without calling it when every slot is taken."""
@@ -79,7 +80,7 @@ class Edge:
 
     def count(self, protocol: str, model: str | None, error: GatewayError) -> None:
         """One failed request in `dualserve_requests_total` (its arm when an upstream failed)."""
-        known = model if model is not None and model in self._models else "unknown"
+        known = model if model is not None and model in self._models() else "unknown"
         arm = getattr(error, "backend", "none")
         self.metrics.requests.labels(known, arm, protocol, str(int(error.status))).inc()
 

@@ -19,7 +19,9 @@ def default_specs(
         policy, info = configured(model), catalog.get(model)
         if policy.mode != "weighted" or set(info.versions[info.latest]) != set(FRAMEWORKS):
             continue
-        arms = [ArmSpec(framework=fw, version=info.latest) for fw in FRAMEWORKS]
+        # No version: both arms follow `latest` (the newest both serve), so a version that
+        # lands moves both arms together and an old one can be retired (issue 22).
+        arms = [ArmSpec(framework=fw) for fw in FRAMEWORKS]
         split = {fw: policy.weights.get(fw, 0.0) for fw in FRAMEWORKS}
         specs.append(ExperimentSpec(id=f"{model}-ab", model=model, arms=arms, split=split))
     return specs

@@ -44,6 +44,8 @@ class TorchServeAddresses(Protocol):
     @property
     def grpc(self) -> str: ...
     @property
+    def management(self) -> str: ...
+    @property
     def token_file(self) -> str | os.PathLike[str]: ...
 
 
@@ -98,6 +100,7 @@ def gateway_config(
             transport="rest",
             grpc=[pytorch.grpc],
             rest=[pytorch.inference],
+            management=[pytorch.management],
             token_file=Path(pytorch.token_file),
         ),
         "auth": AuthSettings(admin_token_file=run_dir / "admin_token"),

@@ -87,7 +87,9 @@ class Router:
     def prepare(self, request: InferRequest, strict_dtype: bool) -> ModelInfo:
         """Resolve the version and validate the tensors; nothing has left the gateway yet."""
         info = self.catalog.get(request.model)
-        request.version = info.resolve_version(request.version, request.version_label)
+        request.version = info.resolve_version(
+            request.version, request.version_label, request.pinned
+        )
         request.version_label = None
         validate(request, info, strict_dtype)
         return info
@@ -106,11 +108,28 @@ class Router:
         # A version that left the store since the policy named it: the client's 404.
         arms = info.versions.get(info.resolve_version(request.version, None), ())
         routed = _Routed(request, route.layer, started)
-        response = await self._answer(routed, decision, arms)
+        try:
+            response = await self._answer(routed, decision, arms)
+        except NotFound:
+            arms = await self._look_again(request, unversioned and not policy.arm_versions)
+            if not arms:
+                raise
+            response = await self._answer(routed, decision, arms)
         shadow = decision.shadow
         if shadow is not None and shadow in arms and shadow != response.backend:
             self._submit_shadow(shadow, routed, response)
         return response.select(request.outputs)
+
+    async def _look_again(self, request: InferRequest, re_resolve: bool) -> tuple[Framework, ...]:
+        """After a backend's not-found: the catalog looks at the backends now; when that
+        changed it, the arms that serve the request's version (for a request that named
+        none, `re_resolve`: the version routed now), else none (the 404 stands)."""
+        if not await self.catalog.refresh(request.model):
+            return ()
+        info = self.catalog.get(request.model)
+        if re_resolve:
+            request.version = info.resolve_version(None, None, request.pinned)
+        return info.versions.get(request.version or 0, ())
 
     async def _answer(
         self, routed: _Routed, decision: Decision, arms: tuple[Framework, ...]
@@ -236,9 +255,12 @@ class Router:
         )
 
     async def ready(self, model: str) -> dict[Framework, bool]:
-        """Readiness per arm for `model` (an open breaker counts as not ready)."""
+        """Readiness per arm for `model`: its backend serves some version of it (the
+        catalog's picture), answers its readiness probe, and its breaker is not open."""
         return {
-            arm: self.breakers[arm].accepting and await self._upstream_ready(arm, model)
+            arm: self.breakers[arm].accepting
+            and self.catalog.serves(model, arm)
+            and await self._upstream_ready(arm, model)
             for arm in FRAMEWORKS
         }
 

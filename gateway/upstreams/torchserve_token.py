@@ -23,15 +23,21 @@ class TokenSource:
 
     Args:
         token: the inference key itself (wins over `token_file`).
-        token_file: TorchServe's `key_file.json`, read for its `inference` key.
+        token_file: TorchServe's `key_file.json`, read for its `kind` key.
+        kind: "inference" (prediction calls) or "management" (the catalog's status calls).
     """
 
     def __init__(
-        self, token: str | None = None, token_file: Path | None = None, recheck_s: float = 1.0
+        self,
+        token: str | None = None,
+        token_file: Path | None = None,
+        recheck_s: float = 1.0,
+        kind: str = "inference",
     ) -> None:
         self.token = token
         self.token_file = Path(token_file) if token_file is not None else None
         self.recheck_s = recheck_s
+        self.kind = kind
         self._cached: tuple[int, str] | None = None
         self._checked_at = float("-inf")
 
@@ -66,7 +72,7 @@ class TokenSource:
             raise UpstreamUnavailable(BACKEND, message) from exc
         if self._cached is None or self._cached[0] != mtime:
             try:
-                self._cached = (mtime, read_token(path, "inference"))
+                self._cached = (mtime, read_token(path, self.kind))
             except TokenError as exc:  # the path stays in the log, out of the answer
                 logger.warning("%s", exc)
                 raise UpstreamError(BACKEND, "TorchServe's token file is unusable") from exc

@@ -1,1 +1,2 @@
-"""What runs inside every Locust process: the HTTP and gRPC users, exact latencies, open-loop arrivals, the stop rule."""
+"""What runs inside every Locust process: the HTTP and gRPC users, exact latencies, open-loop
+arrivals, the stop rule."""

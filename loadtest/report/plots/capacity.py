@@ -1,7 +1,7 @@
 """The open-loop plots: served vs offered rate (where each target saturates) and goodput.
 
-Drawn with `loadtest.report.plots.figures`, as `loadtest.report.plots.summary`: one panel per (model,
-protocol), one line per target.
+Drawn with `loadtest.report.plots.figures`, as `loadtest.report.plots.summary`: one panel
+per (model, protocol), one line per target.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def test_the_edge_shapes_a_bug_and_counts_errors_under_known_models_only(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     metrics = GatewayMetrics()
-    edge = Edge(Admission(1), metrics, ["toy"])
+    edge = Edge(Admission(1), metrics, lambda: ["toy"])
     bug = edge.error(KeyError("secret detail"), "v2-rest", "toy", "on /v2/models/toy/infer")
     assert isinstance(bug, InternalError) and bug.message == INTERNAL_MESSAGE
     (logged,) = caplog.records  # the traceback goes to the log, not to the client
