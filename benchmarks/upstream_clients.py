@@ -1,5 +1,5 @@
 """Which HTTP client should forward requests to the REST backends: the gateway's own
-keep-alive client (`gateway.upstreams.http1`, its REST wire since issue 15), aiohttp or httpx?
+keep-alive client (`gateway.upstreams.transports.http1`, its REST wire since issue 15), aiohttp or httpx?
 
 Starts a small aiohttp echo server in a child process on a free loopback port, then
 forwards the same `.npy` request body through each client at a fixed concurrency and
@@ -24,7 +24,7 @@ import numpy as np
 from aiohttp import web
 
 from backends.process import free_port, port_open
-from gateway.upstreams.http1 import Http1Pool
+from gateway.upstreams.transports.http1 import Http1Pool
 
 Send = Callable[[], Awaitable[None]]
 

@@ -30,7 +30,7 @@ from locust.env import Environment
 
 from backends.torchserve._proto.inference_pb2 import PredictionResponse, PredictionsRequest
 from backends.torchserve.launcher import read_token
-from backends.torchserve.tensor_frames import encode_frame
+from wire.tensor_frames import encode_frame
 from dualserve.stack import read_state
 from gateway._proto import oip
 from gateway._proto.tfserving import PREDICT, PredictRequest, PredictResponse

@@ -12,13 +12,15 @@ from pathlib import Path
 from trainers.errors import ExportError
 from trainers.manifest import Signature
 
-HANDLER_DIR = Path(__file__).resolve().parent.parent / "backends" / "torchserve"
-HANDLER = HANDLER_DIR / "handler.py"
-# Modules the handler imports from its own folder inside the archive.
+REPO = Path(__file__).resolve().parent.parent
+HANDLER = REPO / "backends" / "torchserve" / "handler.py"
+WIRE_DIR = REPO / "wire"
+# Modules the handler imports from its own folder inside the archive: the wire formats it
+# shares with the gateway (`wire/`), packed flat next to it.
 HANDLER_MODULES = (
-    HANDLER_DIR / "tensor_frames.py",
-    HANDLER_DIR.parent / "tfserving_json.py",  # TF Serving's JSON format, shared with the gateway
-    HANDLER_DIR.parent / "json_text.py",  # ... and the JSON text it reads and writes
+    WIRE_DIR / "tensor_frames.py",  # the gateway's tensor frames
+    WIRE_DIR / "tfserving_json.py",  # TF Serving's JSON format
+    WIRE_DIR / "json_text.py",  # ... and the JSON text it reads and writes
 )
 SIGNATURE_FILE = "signature.json"
 

@@ -1,7 +1,7 @@
 """TF Serving's REST JSON format: the one parser and writer every dualserve side shares.
 
 Used by the gateway's TF Serving REST ingress and upstream, the bundled TF Serving server
-(`backends/tfserving/rest_codec.py`) and the TorchServe handler, which packs this file and
+(`backends/tfserving/server/rest_codec.py`) and the TorchServe handler, which packs this file and
 `json_text.py` (the JSON text: NaN/Infinity tokens, float32 written as float32) next to
 itself in every .mar; so both import only the standard library and numpy.
 

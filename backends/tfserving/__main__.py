@@ -7,6 +7,6 @@ from trainers.tf_quiet import import_tensorflow
 # Before anything else imports TensorFlow: its start-up noise stays out of the log.
 import_tensorflow()
 
-from backends.tfserving.server import main
+from backends.tfserving.server.run import main
 
 raise SystemExit(main())

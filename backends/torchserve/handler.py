@@ -50,8 +50,8 @@ try:  # inside a .mar: packed next to this file, and TorchServe puts it on sys.p
     from tensor_frames import FrameError, decode_frame, encode_frame, is_frame
 except ImportError:  # imported from the source tree (tests)
     from wire import tfserving_json
-    from backends.torchserve.tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
-    from backends.torchserve.tensor_frames import FrameError, decode_frame, encode_frame, is_frame
+    from wire.tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
+    from wire.tensor_frames import FrameError, decode_frame, encode_frame, is_frame
 
 logger = logging.getLogger(__name__)
 

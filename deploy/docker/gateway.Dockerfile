@@ -22,14 +22,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONPATH=/app
 COPY --from=deps /install /usr/local
 WORKDIR /app
-# The gateway package, and the first-party modules it imports from elsewhere: TF Serving's
-# JSON codec and the request content codings (shared with the backends), TorchServe's
-# token file reader, tensor frames and gRPC stubs, and the manifest schema.
+# The gateway package, and the first-party modules it imports from elsewhere: the wire
+# formats it shares with the backends (TF Serving's JSON, content codings, tensor frames),
+# TorchServe's token file reader and gRPC stubs, and the manifest schema.
 COPY gateway/ gateway/
-COPY backends/__init__.py backends/py.typed wire/tfserving_json.py \
-     wire/json_text.py wire/content_coding.py backends/
-COPY backends/torchserve/__init__.py backends/torchserve/tokens.py \
-     backends/torchserve/tensor_frames.py backends/torchserve/
+COPY wire/ wire/
+COPY backends/__init__.py backends/py.typed backends/
+COPY backends/torchserve/__init__.py backends/torchserve/tokens.py backends/torchserve/
 COPY backends/torchserve/_proto/ backends/torchserve/_proto/
 COPY trainers/__init__.py trainers/errors.py trainers/manifest.py trainers/
 # /var/lib/dualserve holds the prediction log (SQLite); compose runs the gateway as uid 1000

@@ -20,11 +20,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DUALSERVE_MODEL_STORE=/models
 WORKDIR /app
-# Sources before install: setuptools builds the package from them. The handler and tensor
-# frames under backends/torchserve are packed into every .mar, so backends/ comes along.
+# Sources before install: setuptools builds the package from them. The handler under
+# backends/torchserve and the wire formats under wire/ are packed into every .mar.
 COPY pyproject.toml README.md requirements.lock ./
 COPY trainers/ trainers/
 COPY backends/ backends/
+COPY wire/ wire/
 RUN set -eux; \
     case "$VARIANT" in \
       cpu)  pip install --no-cache-dir --extra-index-url "$TORCH_CPU_INDEX" -c requirements.lock \

@@ -5,13 +5,13 @@ from __future__ import annotations
 from gateway.settings import GatewaySettings, TorchServeSettings, UpstreamSettings
 from gateway.core.types import Framework
 from gateway.upstreams.base import Upstream
-from gateway.upstreams.grpc_channels import GrpcWire
+from gateway.upstreams.transports.grpc_channels import GrpcWire
 from gateway.upstreams.pooled import PooledUpstream
-from gateway.upstreams.rest_session import RestWire
-from gateway.upstreams.tfserving_grpc import TFServingGrpc
-from gateway.upstreams.tfserving_rest import TFServingRest
-from gateway.upstreams.torchserve_grpc import TorchServeGrpc
-from gateway.upstreams.torchserve_rest import TorchServeRest
+from gateway.upstreams.transports.rest_session import RestWire
+from gateway.upstreams.kinds.tfserving_grpc import TFServingGrpc
+from gateway.upstreams.kinds.tfserving_rest import TFServingRest
+from gateway.upstreams.kinds.torchserve_grpc import TorchServeGrpc
+from gateway.upstreams.kinds.torchserve_rest import TorchServeRest
 from gateway.upstreams.torchserve_token import TokenSource
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from gateway.core.errors import GatewayError
 from gateway.settings import UpstreamSettings
 from gateway.core.types import Framework, InferRequest, InferResponse
-from gateway.upstreams.bodies import select_outputs
+from gateway.upstreams.kinds.bodies import select_outputs
 from gateway.upstreams.failures import Target
 from gateway.upstreams.replicas import ReplicaPool
 

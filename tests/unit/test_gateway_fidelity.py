@@ -202,7 +202,7 @@ def test_every_route_answers_405_with_allow_for_other_methods(client: TestClient
 def test_the_tf_serving_rest_upstream_sends_and_reads_nan() -> None:
     """With `tensorflow.transport: rest` the gateway speaks TF Serving's JSON to the
     backend: NaN inputs go out as `NaN`, NaN answers come back as float32 NaN."""
-    from gateway.upstreams.bodies import columnar_json, columnar_outputs
+    from gateway.upstreams.kinds.bodies import columnar_json, columnar_outputs
     from gateway.upstreams.failures import Target
 
     sent = columnar_json({"input": np.array([[np.nan, 1.5]], np.float32)})

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from backends.tfserving import errors
+from backends.tfserving.server import errors
 from backends.tfserving.aux_config import BatchingParameters
-from backends.tfserving.batching import QUEUE_FULL, BatchScheduler, merge_inputs, split_outputs
-from backends.tfserving.errors import InvalidArgument, NotFound, ServingError, Unavailable
-from backends.tfserving.manager import ModelManager, versions_on_disk
-from backends.tfserving.metrics import ServerMetrics
+from backends.tfserving.server.batching import QUEUE_FULL, BatchScheduler, merge_inputs, split_outputs
+from backends.tfserving.server.errors import InvalidArgument, NotFound, ServingError, Unavailable
+from backends.tfserving.server.manager import ModelManager, versions_on_disk
+from backends.tfserving.server.metrics import ServerMetrics
 from backends.tfserving.model_config import ModelConfig, VersionPolicy
-from backends.tfserving.signature import ModelSpec
+from backends.tfserving.server.signature import ModelSpec
 
 ERROR_TABLE = {
     errors.InvalidArgument: (HTTPStatus.BAD_REQUEST, "INVALID_ARGUMENT"),

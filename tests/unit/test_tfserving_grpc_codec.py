@@ -7,11 +7,11 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
-from backends.tfserving import grpc_codec
-from backends.tfserving.core import PredictResult
-from backends.tfserving.errors import InvalidArgument
-from backends.tfserving.manager import VersionStatus
-from backends.tfserving.signature import ModelSpec
+from backends.tfserving.server import grpc_codec
+from backends.tfserving.server.core import PredictResult
+from backends.tfserving.server.errors import InvalidArgument
+from backends.tfserving.server.manager import VersionStatus
+from backends.tfserving.server.signature import ModelSpec
 
 
 def test_model_spec_reads_version_label_and_signature() -> None:

@@ -8,10 +8,10 @@ import numpy as np
 import orjson
 import pytest
 
-from backends.tfserving import rest_codec
-from backends.tfserving.errors import FailedPrecondition, InvalidArgument
-from backends.tfserving.manager import VersionStatus
-from backends.tfserving.signature import (
+from backends.tfserving.server import rest_codec
+from backends.tfserving.server.errors import FailedPrecondition, InvalidArgument
+from backends.tfserving.server.manager import VersionStatus
+from backends.tfserving.server.signature import (
     SignatureInfo,
     TensorInfo,
     check_output_filter,

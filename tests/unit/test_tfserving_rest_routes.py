@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from backends.tfserving.core import ServingCore
-from backends.tfserving.manager import ModelManager
-from backends.tfserving.metrics import ServerMetrics
+from backends.tfserving.server.core import ServingCore
+from backends.tfserving.server.manager import ModelManager
+from backends.tfserving.server.metrics import ServerMetrics
 from backends.tfserving.model_config import ModelConfig
-from backends.tfserving.rest import create_rest_app
-from backends.tfserving.signature import SignatureInfo, TensorInfo
+from backends.tfserving.server.rest import create_rest_app
+from backends.tfserving.server.signature import SignatureInfo, TensorInfo
 
 F32 = np.dtype(np.float32)
 SIG = SignatureInfo(

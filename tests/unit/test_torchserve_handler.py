@@ -187,7 +187,7 @@ def test_error_reason_phrase_is_one_ascii_line() -> None:
 
 
 def test_tensor_frames_in_and_out() -> None:
-    from backends.torchserve.tensor_frames import decode_frame, encode_frame
+    from wire.tensor_frames import decode_frame, encode_frame
 
     body = encode_frame({"input": np.ones((2, 64), dtype=np.float32)})
     batch, fmt = decode_request(body, "application/octet-stream", SIG)
@@ -209,14 +209,14 @@ def test_tensor_frames_in_and_out() -> None:
     ],
 )
 def test_bad_frames_name_the_problem(tensors: dict[str, np.ndarray], message: str) -> None:
-    from backends.torchserve.tensor_frames import encode_frame
+    from wire.tensor_frames import encode_frame
 
     with pytest.raises(InputError, match=message):
         decode_request(encode_frame(tensors), "", SIG)
 
 
 def test_truncated_frame_is_rejected() -> None:
-    from backends.torchserve.tensor_frames import encode_frame
+    from wire.tensor_frames import encode_frame
 
     body = encode_frame({"input": np.ones((1, 64), dtype=np.float32)})[:-10]
     with pytest.raises(InputError, match="runs past the end"):

@@ -25,8 +25,8 @@ from backends.torchserve._proto.inference_pb2 import (
     PredictionsRequest,
     TorchServeHealthResponse,
 )
-from backends.torchserve.tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
-from backends.torchserve.tensor_frames import decode_frame, encode_frame
+from wire.tensor_frames import CONTENT_TYPE as FRAME_CONTENT_TYPE
+from wire.tensor_frames import decode_frame, encode_frame
 from gateway._proto.tfserving import (
     GetModelStatusRequest,
     GetModelStatusResponse,
@@ -44,13 +44,13 @@ from gateway.core.errors import (
 from gateway.settings import TorchServeSettings
 from gateway.core.types import InferRequest
 from gateway.upstreams.base import Upstream
-from gateway.upstreams.grpc_channels import GrpcWire
+from gateway.upstreams.transports.grpc_channels import GrpcWire
 from gateway.upstreams.pooled import PooledUpstream
-from gateway.upstreams.rest_session import RestWire
-from gateway.upstreams.tfserving_grpc import TFServingGrpc
-from gateway.upstreams.tfserving_rest import TFServingRest
-from gateway.upstreams.torchserve_grpc import TorchServeGrpc
-from gateway.upstreams.torchserve_rest import TorchServeRest
+from gateway.upstreams.transports.rest_session import RestWire
+from gateway.upstreams.kinds.tfserving_grpc import TFServingGrpc
+from gateway.upstreams.kinds.tfserving_rest import TFServingRest
+from gateway.upstreams.kinds.torchserve_grpc import TorchServeGrpc
+from gateway.upstreams.kinds.torchserve_rest import TorchServeRest
 from gateway.upstreams.torchserve_token import TokenSource
 from tests.unit.gateway_fakes import serve_aiohttp
 

@@ -14,7 +14,7 @@ from gateway.core.errors import (
     UpstreamUnavailable,
 )
 from gateway.upstreams.failures import Target, error_text, from_grpc, from_http, from_transport
-from gateway.upstreams.http1 import ProtocolError
+from gateway.upstreams.transports.http1 import ProtocolError
 
 TARGET = Target("pytorch", "digits-mlp", 2)
 

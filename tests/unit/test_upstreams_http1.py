@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from backends.process import free_port
-from gateway.upstreams.http1 import Http1Pool, ProtocolError
+from gateway.upstreams.transports.http1 import Http1Pool, ProtocolError
 from tests.unit.gateway_fakes import serve_aiohttp
 
 

@@ -1,6 +1,6 @@
 """TorchServe over gRPC: `InferenceAPIsService/Predictions`, readiness by `Ping`.
 
-The input tensors travel as a tensor frame (backends/torchserve/tensor_frames.py) under
+The input tensors travel as a tensor frame (wire/tensor_frames.py) under
 the `data` key of the request's input map and the outputs come back as one. TorchServe's
 gRPC frontend passes no Content-Type to the handler, so the handler recognises the frame
 by its magic bytes.
@@ -17,11 +17,11 @@ from backends.torchserve._proto.inference_pb2 import (
     PredictionsRequest,
     TorchServeHealthResponse,
 )
-from backends.torchserve.tensor_frames import is_frame
+from wire.tensor_frames import is_frame
 from gateway.core.types import Framework, InferRequest
-from gateway.upstreams.bodies import frame_body, frame_outputs
+from gateway.upstreams.kinds.bodies import frame_body, frame_outputs
 from gateway.upstreams.failures import Target, from_http
-from gateway.upstreams.grpc_channels import GrpcCall
+from gateway.upstreams.transports.grpc_channels import GrpcCall
 from gateway.upstreams.pooled import Decoded
 from gateway.upstreams.torchserve_token import TokenSource
 

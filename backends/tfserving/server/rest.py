@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from wire import content_coding
-from backends.tfserving import rest_codec
-from backends.tfserving.core import ServingCore
-from backends.tfserving.errors import (
+from backends.tfserving.server import rest_codec
+from backends.tfserving.server.core import ServingCore
+from backends.tfserving.server.errors import (
     DeadlineExceeded,
     InvalidArgument,
     NotFound,
@@ -26,7 +26,7 @@ from backends.tfserving.errors import (
     Unimplemented,
     UnsupportedMediaType,
 )
-from backends.tfserving.signature import DEFAULT_SIGNATURE, ModelSpec
+from backends.tfserving.server.signature import DEFAULT_SIGNATURE, ModelSpec
 from wire.tfserving_json import SIGNATURE_METHODS, wrong_method
 
 log = logging.getLogger("tfserving.rest")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from gateway.settings import UpstreamSettings
 from gateway.upstreams.failures import Target, from_http, from_transport
-from gateway.upstreams.http1 import Http1Pool, ProtocolError
+from gateway.upstreams.transports.http1 import Http1Pool, ProtocolError
 
 
 @dataclass(frozen=True)

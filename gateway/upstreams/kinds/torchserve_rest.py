@@ -10,12 +10,12 @@ from __future__ import annotations
 from functools import lru_cache
 from urllib.parse import quote
 
-from backends.torchserve.tensor_frames import CONTENT_TYPE as FRAME
+from wire.tensor_frames import CONTENT_TYPE as FRAME
 from gateway.core.types import Framework, InferRequest
-from gateway.upstreams.bodies import frame_body, frame_outputs
+from gateway.upstreams.kinds.bodies import frame_body, frame_outputs
 from gateway.upstreams.failures import Target
 from gateway.upstreams.pooled import Decoded
-from gateway.upstreams.rest_session import RestCall
+from gateway.upstreams.transports.rest_session import RestCall
 from gateway.upstreams.torchserve_token import TokenSource
 
 

@@ -24,8 +24,8 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from backends.tfserving.errors import InternalError
-from backends.tfserving.signature import SignatureInfo, TensorInfo
+from backends.tfserving.server.errors import InternalError
+from backends.tfserving.server.signature import SignatureInfo, TensorInfo
 
 SAVED_MODEL_FILE = "saved_model.pb"
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from backends.tfserving.errors import ServingError
-from backends.tfserving.grpc_codec import request_inputs
-from backends.tfserving.servable import Servable
-from backends.tfserving.signature import check_output_filter, select_signature, validate_inputs
+from backends.tfserving.server.errors import ServingError
+from backends.tfserving.server.grpc_codec import request_inputs
+from backends.tfserving.server.servable import Servable
+from backends.tfserving.server.signature import check_output_filter, select_signature, validate_inputs
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_RECORDS = 1000  # TF Serving's cap on warm-up records per version

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from wire import tfserving_json as codec
-from backends.tfserving.errors import InvalidArgument
-from backends.tfserving.manager import VersionStatus
-from backends.tfserving.signature import SignatureInfo, check_input_names
+from backends.tfserving.server.errors import InvalidArgument
+from backends.tfserving.server.manager import VersionStatus
+from backends.tfserving.server.signature import SignatureInfo, check_input_names
 
 PredictBody = codec.PredictBody
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from wire import tfserving_json
-from backends.torchserve.tensor_frames import FrameError, decode_frame, encode_frame
+from wire.tensor_frames import FrameError, decode_frame, encode_frame
 from gateway.core.errors import UpstreamError, UpstreamRejected
 from gateway.core.types import InferRequest
 from gateway.upstreams.failures import Target
@@ -20,7 +20,7 @@ from gateway.upstreams.failures import Target
 
 def frame_body(request: InferRequest) -> bytes:
     """The request's named tensors as one tensor frame (what the dualserve handler reads
-    fastest; see backends/torchserve/tensor_frames.py)."""
+    fastest; see wire/tensor_frames.py)."""
     return encode_frame(request.inputs)
 
 

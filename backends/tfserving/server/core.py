@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends.tfserving.batching import BatchScheduler
-from backends.tfserving.errors import ServingError
-from backends.tfserving.manager import LoadedVersion, ModelManager
-from backends.tfserving.metrics import ServerMetrics
-from backends.tfserving.signature import (
+from backends.tfserving.server.batching import BatchScheduler
+from backends.tfserving.server.errors import ServingError
+from backends.tfserving.server.manager import LoadedVersion, ModelManager
+from backends.tfserving.server.metrics import ServerMetrics
+from backends.tfserving.server.signature import (
     ModelSpec,
     SignatureInfo,
     check_output_filter,

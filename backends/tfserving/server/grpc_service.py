@@ -18,9 +18,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from backends.tfserving import grpc_codec
-from backends.tfserving.core import ServingCore
-from backends.tfserving.errors import ServingError, Unimplemented
+from backends.tfserving.server import grpc_codec
+from backends.tfserving.server.core import ServingCore
+from backends.tfserving.server.errors import ServingError, Unimplemented
 
 log = logging.getLogger("tfserving.grpc")
 Reply = TypeVar("Reply")

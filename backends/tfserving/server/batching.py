@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backends.tfserving.aux_config import BatchingParameters
-from backends.tfserving.errors import InvalidArgument, Unavailable
+from backends.tfserving.server.errors import InvalidArgument, Unavailable
 
 RunFn = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from backends.tfserving.errors import InvalidArgument, NotFound, servable_not_found
+from backends.tfserving.server.errors import InvalidArgument, NotFound, servable_not_found
 from backends.tfserving.model_config import ModelConfig
-from backends.tfserving.signature import ModelSpec, SignatureInfo
+from backends.tfserving.server.signature import ModelSpec, SignatureInfo
 
 log = logging.getLogger("tfserving.manager")
 MAX_LOAD_ATTEMPTS = 5  # like TF Serving's --max_num_load_retries (+1), one per poll

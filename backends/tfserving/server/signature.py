@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends.tfserving.errors import FailedPrecondition, InvalidArgument
+from backends.tfserving.server.errors import FailedPrecondition, InvalidArgument
 
 DEFAULT_SIGNATURE = "serving_default"
 

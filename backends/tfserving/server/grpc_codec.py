@@ -17,10 +17,10 @@ from tensorflow_serving.apis import (
     predict_pb2,
 )
 
-from backends.tfserving.core import PredictResult
-from backends.tfserving.errors import InvalidArgument
-from backends.tfserving.manager import LoadedVersion, VersionStatus
-from backends.tfserving.signature import ModelSpec
+from backends.tfserving.server.core import PredictResult
+from backends.tfserving.server.errors import InvalidArgument
+from backends.tfserving.server.manager import LoadedVersion, VersionStatus
+from backends.tfserving.server.signature import ModelSpec
 
 _STATE = get_model_status_pb2.ModelVersionStatus.State
 _ERROR_CODE = {"OK": 0, "NOT_FOUND": 5, "UNKNOWN": 2, "INVALID_ARGUMENT": 3}

@@ -20,7 +20,7 @@ from gateway.codecs.tensorproto import TensorCodecError, from_tensor_map, to_ten
 from gateway.core.errors import UpstreamError
 from gateway.core.types import Framework, InferRequest
 from gateway.upstreams.failures import Target
-from gateway.upstreams.grpc_channels import GrpcCall
+from gateway.upstreams.transports.grpc_channels import GrpcCall
 from gateway.upstreams.pooled import Decoded
 
 AVAILABLE = 30  # tensorflow.serving.ModelVersionStatus.State.AVAILABLE

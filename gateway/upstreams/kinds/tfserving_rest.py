@@ -13,10 +13,10 @@ from urllib.parse import quote
 import orjson
 
 from gateway.core.types import Framework, InferRequest
-from gateway.upstreams.bodies import columnar_json, columnar_outputs
+from gateway.upstreams.kinds.bodies import columnar_json, columnar_outputs
 from gateway.upstreams.failures import Target
 from gateway.upstreams.pooled import Decoded
-from gateway.upstreams.rest_session import RestCall
+from gateway.upstreams.transports.rest_session import RestCall
 
 _JSON = {"Content-Type": "application/json"}
 

@@ -25,17 +25,17 @@ from aiohttp import web
 
 from backends.tfserving import aux_config
 from backends.tfserving.aux_config import BatchingParameters, MonitoringConfig
-from backends.tfserving.batching import BatchScheduler
+from backends.tfserving.server.batching import BatchScheduler
 from backends.tfserving.commandline import PORTS_FILE_ENV
-from backends.tfserving.core import ServingCore
+from backends.tfserving.server.core import ServingCore
 from backends.tfserving.flags import FlagError, ServerFlags, parse_flags, validate
-from backends.tfserving.grpc_service import add_services
-from backends.tfserving.manager import Loader, ModelManager
-from backends.tfserving.metrics import ServerMetrics
+from backends.tfserving.server.grpc_service import add_services
+from backends.tfserving.server.manager import Loader, ModelManager
+from backends.tfserving.server.metrics import ServerMetrics
 from backends.tfserving.model_config import ConfigError, ModelConfig, read_model_config
-from backends.tfserving.rest import create_rest_app
-from backends.tfserving.servable import Servable
-from backends.tfserving.warmup import run_warmup
+from backends.tfserving.server.rest import create_rest_app
+from backends.tfserving.server.servable import Servable
+from backends.tfserving.server.warmup import run_warmup
 
 log = logging.getLogger("tfserving")
 BIND_HOST_ENV = "DUALSERVE_TFSERVING_HOST"  # TF Serving binds every interface; so do we
