@@ -2,10 +2,15 @@
 PY := .venv/bin/python
 MODELS ?= mlp cnn
 
-.PHONY: setup demo train up down status bench loadtest test test-fast lint format schema clean
+.PHONY: setup lock demo train up down status bench loadtest test test-fast lint format schema clean
 
+# .venv from requirements.lock, exactly; .venv-clients/ (the official v2 test clients).
 setup:
 	@bash scripts/setup.sh
+
+# Re-resolve requirements.lock and friends after a pyproject.toml change (uv; see the script).
+lock:
+	@bash scripts/lock.sh
 
 # Train both frameworks, then a short Locust sweep (it brings both backends, the gateway
 # and nginx up, measures, writes reports/<timestamp>/, prints the headline, stops all).

@@ -26,6 +26,34 @@ app = typer.Typer(
     help="Serve one model from TensorFlow Serving and TorchServe, side by side.",
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"dualserve {version('dualserve')}")
+        except PackageNotFoundError:  # a source tree that was never installed
+            typer.echo("dualserve: not installed (no package metadata); run scripts/setup.sh")
+            raise typer.Exit(1) from None
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="print the installed version (package metadata) and exit",
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 ModelStoreOption = Annotated[
     Path, typer.Option(envvar="DUALSERVE_MODEL_STORE", help="the trainers' model store")
 ]

@@ -3,13 +3,16 @@
 Imported only when TensorFlow is needed: importing TF costs seconds.
 """
 
+# ruff: noqa: E402  (TensorFlow is first imported through import_tensorflow, below)
+
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from trainers.tf_quiet import import_tensorflow
+
+import_tensorflow()  # before keras: TensorFlow's start-up noise stays off the terminal
 
 import keras
 import numpy as np

@@ -6,6 +6,7 @@ NCHW inside) and flatten in NHWC order, so Keras weights load without reordering
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,10 @@ def set_seed(seed: int) -> None:
 
 
 def tensorboard_writer(logdir: Path) -> Any:
+    from trainers.tf_quiet import import_tensorflow
+
+    with contextlib.suppress(ImportError):  # tensorboard imports TensorFlow where installed
+        import_tensorflow()  # so import it first, without its start-up noise
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(logdir))

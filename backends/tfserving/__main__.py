@@ -1,9 +1,11 @@
 """`python -m backends.tfserving <tensorflow_model_server flags>`."""
 
-import os
+# ruff: noqa: E402  (TensorFlow is first imported through import_tensorflow, below)
 
-# Before TensorFlow's first import: keep its C++ INFO/WARNING chatter out of the log.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from trainers.tf_quiet import import_tensorflow
+
+# Before anything else imports TensorFlow: its start-up noise stays out of the log.
+import_tensorflow()
 
 from backends.tfserving.server.run import main
 

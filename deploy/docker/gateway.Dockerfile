@@ -9,10 +9,12 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS deps
-# Generated from pyproject.toml by deploy/render.py: base dependencies minus the trainers'
-# and launchers' (scikit-learn, psutil), plus the `gateway` extra. Wheels only.
-COPY deploy/docker/requirements-gateway.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir --only-binary=:all: --prefix=/install -r /tmp/requirements.txt
+# The lock (`make lock`): every package pinned, at requirements.lock's versions, of what
+# deploy/render.py derives from pyproject.toml (base dependencies minus the trainers' and
+# launchers', scikit-learn and psutil, plus the `gateway` extra). Wheels only, nothing more.
+COPY deploy/docker/requirements-gateway.lock /tmp/requirements.txt
+RUN pip install --no-cache-dir --only-binary=:all: --no-deps --prefix=/install \
+        -r /tmp/requirements.txt
 
 FROM ${PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \

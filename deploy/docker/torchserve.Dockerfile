@@ -7,15 +7,16 @@
 #
 # TorchServe 0.12.0 imports yaml in every worker without declaring it; without it workers die
 # at import and requests hang until a timeout (the same reason pyproject's torchserve extra
-# lists pyyaml). The dualserve handler itself needs only numpy and torch, already in the image;
+# lists pyyaml), at the version requirements.lock pins. The dualserve handler itself needs only numpy and torch, already in the image;
 # the .mar carries handler.py, tensor_frames.py, tfserving_json.py,
 # json_text.py and signature.json.
 ARG TORCHSERVE_IMAGE=pytorch/torchserve:0.12.0-gpu
 FROM ${TORCHSERVE_IMAGE}
 USER root
+COPY requirements.lock /tmp/requirements.lock
 # keys/ is TorchServe's working directory in compose: it writes key_file.json (mode 0600)
 # there, on a volume the gateway reads; it must belong to model-server before a volume copies it.
-RUN pip install --no-cache-dir "pyyaml>=6" \
+RUN pip install --no-cache-dir -c /tmp/requirements.lock pyyaml \
     && mkdir -p /home/model-server/keys /home/model-server/config \
     && chown model-server /home/model-server/keys /home/model-server/config
 USER model-server

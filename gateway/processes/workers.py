@@ -58,7 +58,6 @@ def _serve_one(settings: GatewaySettings, run_dir: Path | None, log_level: str) 
     """One process. The REST socket is bound here (port 0: any free port, no race), the
     gRPC ingress binds its own in the lifespan; `workers.json` names both once serving."""
     import uvicorn
-    from uvicorn._compat import asyncio_run
 
     from gateway.app import create_app
     from gateway.processes.connections import DrainingServer, configure
@@ -83,7 +82,9 @@ def _serve_one(settings: GatewaySettings, run_dir: Path | None, log_level: str) 
             _write_workers(run_dir, [os.getpid()], port, app.state.grpc_port)
         await serving
 
-    asyncio_run(serve(), loop_factory=config.get_loop_factory())
+    # asyncio.run's loop_factory arrived in Python 3.12; asyncio.Runner (3.11) takes it.
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(serve())
     return 0
 
 

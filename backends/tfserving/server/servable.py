@@ -5,14 +5,17 @@ from `saved_model.pb` itself, so names, dtypes and shapes are exactly what TF Se
 reports in its metadata.
 """
 
+# ruff: noqa: E402  (TensorFlow is first imported through import_tensorflow, below)
+
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from trainers.tf_quiet import import_tensorflow
+
+import_tensorflow()  # TensorFlow's start-up noise stays out of the log
 
 import numpy as np
 import tensorflow as tf

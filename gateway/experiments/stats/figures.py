@@ -61,17 +61,34 @@ def estimates(frame: LogFrame, arm: str) -> dict[str, cl.Estimate]:
     return {**out, "latency_p50_ms": p50[0], "latency_p99_ms": p99[0]}
 
 
-def proportion_interval(estimate: cl.Estimate) -> list[float | None]:
-    """95% Wilson interval (statsmodels) on the design-effect sample: n_eff = p(1-p)/se^2
-    (Kish), so correlated requests of one unit count less than independent ones."""
-    from statsmodels.stats.proportion import proportion_confint  # first analysis only
+def wilson_interval(successes: float, trials: float, z: float = cl.Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (Wilson 1927), clipped to [0, 1].
 
+    Args:
+        successes: the count of successes; may be fractional (a design-effect count).
+        trials: the count of trials, > 0; may be fractional.
+        z: the normal quantile; the default gives a 95% interval.
+
+    Returns:
+        (low, high). The same formula as statsmodels'
+        `proportion_confint(successes, trials, method="wilson")`, the test oracle here.
+    """
+    p, z2 = successes / trials, z * z
+    denominator = 1 + z2 / trials
+    center = (p + z2 / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def proportion_interval(estimate: cl.Estimate) -> list[float | None]:
+    """95% Wilson interval (`wilson_interval`) on the design-effect sample: n_eff =
+    p(1-p)/se^2 (Kish), so correlated requests of one unit count less than independent ones."""
     p, n = estimate.value, float(estimate.n)
     if math.isnan(p) or n == 0:
         return [None, None]
     if 0 < p < 1 and not math.isnan(estimate.se) and estimate.se > 0:
         n = min(n, p * (1 - p) / estimate.se**2)
-    low, high = proportion_confint(p * n, n, alpha=0.05, method="wilson")
+    low, high = wilson_interval(p * n, n)
     return [r(low), r(high)]
 
 

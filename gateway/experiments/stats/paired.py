@@ -2,7 +2,7 @@
 
 A pair is a served row and a shadow row with the same request id. Accuracy is then a
 paired question: only the pairs where exactly one arm was right carry information, and
-McNemar's exact test (statsmodels) decides on them, needing far fewer labels than two
+McNemar's exact test (`mcnemar_exact_p`) decides on them, needing far fewer labels than two
 independent samples. Latency is a paired difference (candidate - control) per request,
 its mean's interval cluster-adjusted by routing key (`clustered`). The shadow call runs
 after the answer, off the reply's path, so its latency includes mirror queueing: read
@@ -55,13 +55,34 @@ def paired_analysis(frame: LogFrame, control: str, candidate: str) -> dict[str, 
     }
 
 
-def _mcnemar(ctrl_right: np.ndarray, cand_right: np.ndarray, known: np.ndarray) -> dict[str, Any]:
-    from statsmodels.stats.contingency_tables import mcnemar  # first analysis only
+def mcnemar_exact_p(control_only: int, candidate_only: int) -> float:
+    """McNemar's exact test: the two-sided p-value of the discordant pairs' split.
 
+    Under "both arms are equally accurate" each discordant pair (one arm right, the other
+    wrong) is a fair coin, so the p-value is the exact two-sided binomial test of
+    `min(b, c)` successes in `b + c` trials at p = 1/2 (McNemar 1947; statsmodels'
+    `mcnemar(table, exact=True)`, its test oracle here, gives the same figure).
+
+    Args:
+        control_only: pairs where only the control arm was right (b), >= 0.
+        candidate_only: pairs where only the candidate arm was right (c), >= 0.
+
+    Returns:
+        The p-value in (0, 1].
+
+    Raises:
+        ValueError: if there is no discordant pair (b + c == 0) or a count is negative.
+    """
+    from scipy.stats import binomtest  # first analysis only
+
+    return float(binomtest(min(control_only, candidate_only), control_only + candidate_only).pvalue)
+
+
+def _mcnemar(ctrl_right: np.ndarray, cand_right: np.ndarray, known: np.ndarray) -> dict[str, Any]:
     c, d = ctrl_right[known], cand_right[known]
     table = np.array([[(c & d).sum(), (c & ~d).sum()], [(~c & d).sum(), (~c & ~d).sum()]])
     n, control_only, candidate_only = int(known.sum()), int(table[0, 1]), int(table[1, 0])
-    p = float(mcnemar(table, exact=True).pvalue) if control_only + candidate_only else None
+    p = mcnemar_exact_p(control_only, candidate_only) if control_only + candidate_only else None
     return {
         "labelled_pairs": n,
         "control_only_right": control_only,

@@ -2,7 +2,8 @@
 frameworks, each answer compared with the direct backend's (the independent truth):
 
 - `tritonclient.http` (binary tensor data extension both ways, its default) and
-  `tritonclient.grpc` (raw contents) on the Open Inference Protocol ingresses;
+  `tritonclient.grpc` (raw contents) on the Open Inference Protocol ingresses, run in the
+  clients' own venv (`tests.triton_clients`);
 - `tensorflow-serving-api`'s stubs: `PredictionService.Predict` and `GetModelMetadata`,
   `ModelService.GetModelStatus`, compared with the TF server's own gRPC answers;
 - schemathesis (all checks) against the launched gateway's OpenAPI document.
@@ -10,16 +11,12 @@ frameworks, each answer compared with the direct backend's (the independent trut
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-import tritonclient.grpc as triton_grpc
-import tritonclient.http as triton_http
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -30,6 +27,7 @@ from tensorflow_serving.apis import (
 
 from tests.api_conformance import run_schemathesis
 from tests.integration.direct import direct_outputs
+from tests.triton_clients import call
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
@@ -48,14 +46,8 @@ def direct(stack: dict[str, Any], x: np.ndarray) -> dict[str, dict[str, np.ndarr
     return direct_outputs(stack, MODEL, x)
 
 
-@contextmanager
-def _triton_http(stack: dict[str, Any]) -> Iterator[triton_http.InferenceServerClient]:
-    url = stack["gateway"]["rest"].removeprefix("http://")
-    client = triton_http.InferenceServerClient(url=url, network_timeout=30)
-    try:
-        yield client
-    finally:
-        client.close()
+def _rest_url(stack: dict[str, Any]) -> str:
+    return str(stack["gateway"]["rest"]).removeprefix("http://")
 
 
 def _same_answer(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
@@ -69,50 +61,46 @@ def test_tritonclient_http_with_its_defaults(
     stack: dict[str, Any], x: np.ndarray, direct: dict[str, Any], arm: str
 ) -> None:
     """Binary inputs, no outputs named: every output comes back as binary data."""
-    with _triton_http(stack) as client:
-        assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
-        tensor = triton_http.InferInput("input", list(x.shape), "FP32")
-        tensor.set_data_from_numpy(x)
-        result = client.infer(MODEL, [tensor], request_id="abc", headers={"X-Backend": arm, "X-Request-Id": "xyz"})  # fmt: skip
-        response = result.get_response()
-        assert response["id"] == "abc"  # the body's id, not the X-Request-Id header
-        assert all("binary_data_size" in o["parameters"] for o in response["outputs"])
-        got = {name: result.as_numpy(name) for name in ("class", "probabilities")}
-        _same_answer(got, direct[arm])
+    url = _rest_url(stack)
+    metadata = call("http_health", url=url, model=MODEL)["server_metadata"]
+    assert "binary_tensor_data" in metadata["extensions"]
+    tensor = {"name": "input", "datatype": "FP32", "array": x}  # binary, its default
+    result = call(
+        "http_infer", url=url, model=MODEL, inputs=[tensor], want=["class", "probabilities"],
+        request_id="abc", headers={"X-Backend": arm, "X-Request-Id": "xyz"},
+    )  # fmt: skip
+    response = result["response"]
+    assert response["id"] == "abc"  # the body's id, not the X-Request-Id header
+    assert all("binary_data_size" in o["parameters"] for o in response["outputs"])
+    _same_answer(result["outputs"], direct[arm])
 
 
 @pytest.mark.parametrize("arm", ARMS)
 def test_tritonclient_http_mixed_json_and_binary_outputs(
     stack: dict[str, Any], x: np.ndarray, direct: dict[str, Any], arm: str
 ) -> None:
-    with _triton_http(stack) as client:
-        tensor = triton_http.InferInput("input", list(x.shape), "FP32")
-        tensor.set_data_from_numpy(x, binary_data=False)
-        outputs = [
-            triton_http.InferRequestedOutput("probabilities"),
-            triton_http.InferRequestedOutput("class", binary_data=False),
-        ]
-        result = client.infer(MODEL, [tensor], outputs=outputs, headers={"X-Backend": arm})
-        by_name = {o["name"]: o for o in result.get_response()["outputs"]}
-        assert "data" in by_name["class"] and "data" not in by_name["probabilities"]
-        got = {name: result.as_numpy(name) for name in ("class", "probabilities")}
-        _same_answer(got, direct[arm])
+    tensor = {"name": "input", "datatype": "FP32", "array": x, "binary": False}
+    outputs = [{"name": "probabilities"}, {"name": "class", "binary": False}]
+    result = call(
+        "http_infer", url=_rest_url(stack), model=MODEL, inputs=[tensor], outputs=outputs,
+        want=["class", "probabilities"], headers={"X-Backend": arm},
+    )  # fmt: skip
+    by_name = {o["name"]: o for o in result["response"]["outputs"]}
+    assert "data" in by_name["class"] and "data" not in by_name["probabilities"]
+    _same_answer(result["outputs"], direct[arm])
 
 
 @pytest.mark.parametrize("arm", ARMS)
 def test_tritonclient_grpc_with_its_defaults(
     stack: dict[str, Any], x: np.ndarray, direct: dict[str, Any], arm: str
 ) -> None:
-    client = triton_grpc.InferenceServerClient(url=stack["gateway"]["grpc"])
-    try:
-        tensor = triton_grpc.InferInput("input", list(x.shape), "FP32")
-        tensor.set_data_from_numpy(x)
-        result = client.infer(MODEL, [tensor], request_id="abc", headers={"x-backend": arm})
-        assert result.get_response().id == "abc"
-        got = {name: result.as_numpy(name) for name in ("class", "probabilities")}
-        _same_answer(got, direct[arm])
-    finally:
-        client.close()
+    tensor = {"name": "input", "datatype": "FP32", "array": x}
+    result = call(
+        "grpc_infer", url=stack["gateway"]["grpc"], model=MODEL, inputs=[tensor],
+        want=["class", "probabilities"], request_id="abc", headers={"x-backend": arm},
+    )  # fmt: skip
+    assert result["id"] == "abc"
+    _same_answer(result["outputs"], direct[arm])
 
 
 def _predict(address: str, x: np.ndarray, arm: str | None) -> Any:

@@ -1,6 +1,7 @@
 """The gateway's gRPC ingress in front of the real backends, driven by unchanged official
 clients: `tensorflow-serving-api`'s PredictionServiceStub, `tritonclient.grpc`, and
-`tritonclient.http` against the v2 REST ingress. Each must give the same top-1 as a
+`tritonclient.http` against the v2 REST ingress (the tritonclients run in their own venv,
+`tests.triton_clients`). Each must give the same top-1 as a
 direct backend call, for both frameworks (pinned by metadata or header).
 """
 
@@ -12,17 +13,15 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-import tritonclient.grpc as triton_grpc
-import tritonclient.http as triton_http
 from fastapi.testclient import TestClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-from tritonclient.utils import InferenceServerException
 
 from backends.process import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from tests.integration.direct import direct_outputs
+from tests.triton_clients import TritonClientError, call
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
@@ -78,19 +77,17 @@ def test_gateway_matches_a_direct_tf_serving_grpc_call(
 def test_tritonclient_grpc_through_the_gateway(
     stack: dict[str, Any], x: np.ndarray, direct: dict[str, np.ndarray], arm: str
 ) -> None:
-    client = triton_grpc.InferenceServerClient(url=stack["gateway"]["grpc"])
-    try:
-        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(MODEL)
-        metadata = client.get_model_metadata(MODEL)
-        assert metadata.inputs[0].datatype == "FP32" and list(metadata.versions) == ["1"]
-        tensor = triton_grpc.InferInput("input", list(x.shape), "FP32")
-        tensor.set_data_from_numpy(x)
-        outputs = [triton_grpc.InferRequestedOutput("class")]
-        result = client.infer(MODEL, [tensor], outputs=outputs, headers={"x-backend": arm})
-        np.testing.assert_array_equal(result.as_numpy("class"), direct[arm])
-        assert result.as_numpy("probabilities") is None  # only what was asked for
-    finally:
-        client.close()
+    url = stack["gateway"]["grpc"]
+    health = call("grpc_health", url=url, model=MODEL)
+    assert health["server_live"] and health["server_ready"] and health["model_ready"]
+    assert health["input_datatypes"][0] == "FP32" and health["versions"] == ["1"]
+    tensor = {"name": "input", "datatype": "FP32", "array": x}
+    result = call(
+        "grpc_infer", url=url, model=MODEL, inputs=[tensor], outputs=["class"],
+        want=["class", "probabilities"], headers={"x-backend": arm},
+    )["outputs"]  # fmt: skip
+    np.testing.assert_array_equal(result["class"], direct[arm])
+    assert result["probabilities"] is None  # only what was asked for
 
 
 @pytest.mark.parametrize("arm", ARMS)
@@ -98,30 +95,26 @@ def test_tritonclient_http_against_the_v2_rest_ingress(
     stack: dict[str, Any], x: np.ndarray, direct: dict[str, np.ndarray], arm: str
 ) -> None:
     url = stack["gateway"]["rest"].removeprefix("http://")
-    client = triton_http.InferenceServerClient(url=url, network_timeout=30)
-    try:
-        assert client.is_server_ready() and client.is_model_ready(MODEL)
-        # JSON tensors both ways; the binary extension (the default) is in test_clients.py.
-        tensor = triton_http.InferInput("input", list(x.shape), "FP32")
-        tensor.set_data_from_numpy(x, binary_data=False)
-        outputs = [triton_http.InferRequestedOutput("class", binary_data=False)]
-        result = client.infer(MODEL, [tensor], outputs=outputs, headers={"X-Backend": arm})
-        np.testing.assert_array_equal(result.as_numpy("class"), direct[arm])
-    finally:
-        client.close()
+    health = call("http_health", url=url, model=MODEL)
+    assert health["server_ready"] and health["model_ready"]
+    # JSON tensors both ways; the binary extension (the default) is in test_clients.py.
+    tensor = {"name": "input", "datatype": "FP32", "array": x, "binary": False}
+    result = call(
+        "http_infer", url=url, model=MODEL, inputs=[tensor], want=["class"],
+        outputs=[{"name": "class", "binary": False}], headers={"X-Backend": arm},
+    )["outputs"]  # fmt: skip
+    np.testing.assert_array_equal(result["class"], direct[arm])
 
 
 def test_real_failures_have_the_reference_codes(stack: dict[str, Any], x: np.ndarray) -> None:
-    client = triton_grpc.InferenceServerClient(url=stack["gateway"]["grpc"])
-    tensor = triton_grpc.InferInput("input", [1, 7], "FP32")
-    tensor.set_data_from_numpy(np.zeros((1, 7), np.float32))
-    with pytest.raises(InferenceServerException) as bad_shape:
-        client.infer(MODEL, [tensor])
-    with pytest.raises(InferenceServerException) as unknown:
-        client.infer("digits-nope", [tensor])
-    client.close()
-    assert bad_shape.value.status() == "StatusCode.INVALID_ARGUMENT"
-    assert unknown.value.status() == "StatusCode.NOT_FOUND"
+    url = stack["gateway"]["grpc"]
+    tensor = {"name": "input", "datatype": "FP32", "array": np.zeros((1, 7), np.float32)}
+    with pytest.raises(TritonClientError) as bad_shape:
+        call("grpc_infer", url=url, model=MODEL, inputs=[tensor], want=[])
+    with pytest.raises(TritonClientError) as unknown:
+        call("grpc_infer", url=url, model="digits-nope", inputs=[tensor], want=[])
+    assert bad_shape.value.status == "StatusCode.INVALID_ARGUMENT"
+    assert unknown.value.status == "StatusCode.NOT_FOUND"
     with pytest.raises(grpc.RpcError) as wrong_dtype:
         _tf_predict(stack["gateway"]["grpc"], x.astype(np.float64), [])
     assert wrong_dtype.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]

@@ -20,7 +20,6 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-import tritonclient.grpc as triton_grpc
 import yaml
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,6 +29,7 @@ from dualserve.run_state import GatewayState
 from dualserve.stack import down, status
 from gateway.processes.workers import read_workers
 from tests.integration.conftest import running_stack
+from tests.triton_clients import call
 from tests.unit.gateway.gateway_fakes import make_store
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
@@ -157,17 +157,15 @@ def _rest_predict(stack: dict[str, Any], x: np.ndarray, key: str) -> str:
     return str(reply.headers["X-Backend"])
 
 
-def _grpc_infer(stack: dict[str, Any], x: np.ndarray) -> None:
-    """One Open Inference Protocol call on a new channel with a connection of its own
-    (gRPC shares connections between channels unless told not to)."""
-    options = [("grpc.use_local_subchannel_pool", 1)]
-    client = triton_grpc.InferenceServerClient(stack["gateway"]["grpc"], channel_args=options)
-    try:
-        tensor = triton_grpc.InferInput("input", list(x.shape), "FP32")
-        tensor.set_data_from_numpy(x)
-        assert client.infer(MODEL, [tensor]).as_numpy("class").shape == (1,)
-    finally:
-        client.close()
+def _grpc_infer(stack: dict[str, Any], x: np.ndarray, repeat: int = 1) -> None:
+    """`repeat` Open Inference Protocol calls, each on a new channel with a connection of its
+    own (gRPC shares connections between channels unless told not to)."""
+    tensor = {"name": "input", "datatype": "FP32", "array": x}
+    result = call(
+        "grpc_infer", url=stack["gateway"]["grpc"], model=MODEL, inputs=[tensor],
+        want=["class"], channel_args=[["grpc.use_local_subchannel_pool", 1]], repeat=repeat,
+    )  # fmt: skip
+    assert result["outputs"]["class"].shape == (1,)
 
 
 def test_status_lists_every_worker_under_the_gateway(stack: dict[str, Any]) -> None:
@@ -182,10 +180,10 @@ def test_fresh_connections_reach_both_workers_and_metrics_count_each_once(
     stack: dict[str, Any], x: np.ndarray, protocol: str
 ) -> None:
     before, scraped_before = _per_worker(stack, protocol), _scraped(stack, protocol)
-    for i in range(REQUESTS):
-        if protocol == "v2-grpc":
-            _grpc_infer(stack, x)
-        else:
+    if protocol == "v2-grpc":
+        _grpc_infer(stack, x, repeat=REQUESTS)  # a new client, so a new connection, each
+    else:
+        for i in range(REQUESTS):
             _rest_predict(stack, x, f"user-{i}")
     after = _per_worker(stack, protocol)
     served = {pid: after[pid] - before.get(pid, 0.0) for pid in after}

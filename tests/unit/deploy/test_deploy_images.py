@@ -1,7 +1,7 @@
 """The images: the gateway's build context and contents, checked without a container engine.
 
-The gateway image copies a handful of first-party paths and installs requirements generated
-from pyproject.toml; here those exact paths are copied into a scratch folder and the gateway
+The gateway image copies a handful of first-party paths and installs its lock (pinned from
+requirements generated from pyproject.toml); here those exact paths are copied into a scratch folder and the gateway
 is built from them in a subprocess, which proves nothing else is needed at run time.
 """
 
@@ -188,8 +188,9 @@ def test_gateway_runs_from_exactly_what_the_image_holds(tmp_path: Path) -> None:
     _scratch_copy(app_dir)
     config = tmp_path / "gateway.yaml"
     config.write_text(yaml.safe_dump(render.gateway_yaml(render.COMPOSE)))
-    lines = (REPO / "deploy/docker/requirements-gateway.txt").read_text().splitlines()
-    allowed = _importable(_requirement_closure([r for r in lines if r and not r.startswith("#")]))
+    lines = (REPO / "deploy/docker/requirements-gateway.lock").read_text().splitlines()
+    pins = [r for r in (line.strip() for line in lines) if r and not r.startswith("#")]
+    allowed = _importable(_requirement_closure(pins))
     result = subprocess.run(
         [sys.executable, "-c", PROBE, str(config), str(store), json.dumps(allowed)],
         capture_output=True, text=True, timeout=120, cwd=app_dir,

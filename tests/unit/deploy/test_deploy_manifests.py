@@ -1,5 +1,7 @@
 """Every deployment file validated offline: the compose spec schema, Kubernetes schemas for a
-pinned version (kubernetes-validate), kustomize overlays, Prometheus and Grafana files."""
+pinned version (kubernetes-validate), kustomize overlays and components (the Prometheus
+Operator ServiceMonitors against the subset of their CRD's schema they use), Prometheus and
+Grafana files."""
 
 from __future__ import annotations
 
@@ -173,6 +175,8 @@ def _python_build(directory: Path) -> list[dict[str, Any]]:
     for resource in spec.get("resources", []):
         path = (directory / resource).resolve()
         docs += _python_build(path) if path.is_dir() else _load_all(path)
+    for component in spec.get("components", []):  # kind: Component, resources only here
+        docs += _python_build((directory / component).resolve())
     for generator in spec.get("configMapGenerator", []):
         data = {Path(f).name: (directory / f).read_text() for f in generator["files"]}
         docs.append({"apiVersion": "v1", "kind": "ConfigMap",
@@ -249,7 +253,7 @@ def test_the_validator_rejects_a_broken_manifest() -> None:
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
-@pytest.mark.parametrize("name", OVERLAYS)
+@pytest.mark.parametrize("name", [*OVERLAYS, "monitoring"])
 def test_python_build_agrees_with_kustomize(name: str) -> None:
     directory = K8S / "overlays" / name
     built = _kustomize_build(directory)
@@ -425,3 +429,138 @@ def test_gateway_replicas_share_one_postgresql(
     monkeypatch.delenv("DUALSERVE_EXPERIMENTS__DATABASE_URL")  # the same pods on SQLite
     with pytest.raises(ValidationError, match=r"replicas=10 needs experiments\.database_url"):
         load_settings(config)
+
+
+# --- Prometheus Operator (components/prometheus-operator, overlays/monitoring) ------------
+
+DURATION = (
+    r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+)
+SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
+    "$comment": "The subset of the ServiceMonitor CRD (monitoring.coreos.com/v1, Prometheus "
+    "Operator API reference: ServiceMonitorSpec, Endpoint, NamespaceSelector) used here; a "
+    "field outside it fails, so add it here from the reference when one is needed.",
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {
+            "type": "object",
+            "required": ["name", "namespace"],
+            "properties": {
+                "name": {"type": "string"},
+                "namespace": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "spec": {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "matchLabels": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        }
+                    },
+                },
+                "namespaceSelector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "any": {"type": "boolean"},
+                        "matchNames": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string", "pattern": "^/"},
+                            "scheme": {"enum": ["http", "https", "HTTP", "HTTPS"]},
+                            "interval": {"type": "string", "pattern": DURATION},
+                            "scrapeTimeout": {"type": "string", "pattern": DURATION},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def monitoring() -> list[dict[str, Any]]:
+    """The monitoring overlay, built: real kustomize where available, else the Python build."""
+    directory = K8S / "overlays" / "monitoring"
+    built = _kustomize_build(directory)
+    return built if built is not None else _python_build(directory)
+
+
+def test_monitoring_overlay_is_the_gpu_overlay_plus_three_service_monitors(
+    monitoring: list[dict[str, Any]],
+) -> None:
+    gpu = _python_build(K8S / "overlays" / "gpu")
+    added = sorted(_key(d) for d in monitoring if d["kind"] == "ServiceMonitor")
+    assert added == [("ServiceMonitor", n) for n in ("gateway", "tfserving", "torchserve")]
+    others = sorted(
+        (k, _HASH.sub("", n)) for k, n in map(_key, monitoring) if k != "ServiceMonitor"
+    )
+    assert others == sorted(map(_key, gpu))
+
+
+def test_service_monitors_match_their_crd_schema(monitoring: list[dict[str, Any]]) -> None:
+    validator = jsonschema.Draft202012Validator(SERVICE_MONITOR_SCHEMA)
+    for doc in (d for d in monitoring if d["kind"] == "ServiceMonitor"):
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+        assert errors == [], doc["metadata"]["name"]
+
+
+def test_the_service_monitor_schema_catches_mistakes(monitoring: list[dict[str, Any]]) -> None:
+    broken = copy.deepcopy(next(d for d in monitoring if d["kind"] == "ServiceMonitor"))
+    broken["spec"]["endpoints"][0]["intervall"] = "15s"  # a typo
+    broken["spec"]["endpoints"][0]["path"] = "metrics"  # not absolute
+    broken["spec"]["selector"] = {"app": "gateway"}  # not a label selector
+    validator = jsonschema.Draft202012Validator(SERVICE_MONITOR_SCHEMA)
+    assert len(list(validator.iter_errors(broken))) >= 3
+
+
+def test_each_service_monitor_scrapes_its_services_metrics_port_and_path(
+    monitoring: list[dict[str, Any]],
+) -> None:
+    """The same targets as the compose stack's Prometheus (deploy/prometheus/prometheus.yml),
+    reached through a named port of the one Service the selector picks, in its namespace,
+    and admitted by the backends' NetworkPolicy from the monitoring namespace."""
+    compose_jobs = {
+        j["job_name"]: j
+        for j in yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())[
+            "scrape_configs"
+        ]
+    }
+    services = [d for d in monitoring if d["kind"] == "Service"]
+    policies = _by_name(monitoring, "NetworkPolicy")
+    for monitor in (d for d in monitoring if d["kind"] == "ServiceMonitor"):
+        name, spec = monitor["metadata"]["name"], monitor["spec"]
+        wanted = spec["selector"]["matchLabels"].items()
+        (service,) = [s for s in services if wanted <= s["metadata"].get("labels", {}).items()]
+        assert spec["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
+        assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
+        ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
+        (endpoint,) = spec["endpoints"]
+        job = compose_jobs[name]
+        assert endpoint["path"] == job["metrics_path"], name
+        assert f"{name}:{ports[endpoint['port']]}" == job["static_configs"][0]["targets"][0]
+        if f"{name}-ingress" in policies:  # the backends: open to the monitoring namespace
+            rules = policies[f"{name}-ingress"]["spec"]["ingress"]
+            scraper = [r for r in rules if any("namespaceSelector" in f for f in r["from"])]
+            assert {"port": ports[endpoint["port"]]} in scraper[0]["ports"], name

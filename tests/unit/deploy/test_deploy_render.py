@@ -130,6 +130,6 @@ def test_cluster_api_keys_come_from_the_secret_through_the_environment(
 
 
 def test_gateway_requirements_follow_pyproject() -> None:
-    text = (DEPLOY / "docker/requirements-gateway.txt").read_text()
+    text = (DEPLOY / "docker/requirements-gateway.in").read_text()
     assert "scikit-learn" not in text and "tensorflow" not in text and "torch" not in text
     assert "fastapi" in text and "grpcio" in text

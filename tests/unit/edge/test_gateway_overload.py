@@ -188,7 +188,9 @@ async def test_a_hung_arm_gets_half_the_deadline_then_the_other_arm_answers(
         pytest.fail("pick a routing key that the 50/50 split sends to tensorflow")
     assert reply.status_code == 200
     assert reply.headers["X-Backend"] == "pytorch" and reply.headers["X-Failover"] == "true"
-    assert 0.1 <= tf_timeouts[0] <= 0.4  # half of what was left: the rest was kept
+    # half of what was left of 0.8 s (its size depends on how busy the machine was before the
+    # call, so only the bound is asserted): the rest was kept for the other arm
+    assert 0 < tf_timeouts[0] <= 0.4, tf_timeouts
     assert app.state.gateway.router.breakers["tensorflow"]._failures == 1  # counted
 
 

@@ -3,7 +3,7 @@
 References: the KServe Open Inference Protocol ("Inference Request/Response JSON Object",
 "Tensor Data"), Triton's docs/protocol/extension_binary_data.md, and tritonclient's own
 encoder and decoder (`tritonclient.http`, `tritonclient.utils`) as the independent reader
-and writer of the binary format.
+and writer of the binary format, run in the clients' own venv (`tests.triton_clients`).
 """
 
 from __future__ import annotations
@@ -16,16 +16,14 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-import tritonclient.http as triton_http
 from fastapi.testclient import TestClient
-from tritonclient.http._utils import _get_inference_request
-from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
 from gateway._proto import oip
 from gateway.app import create_app
 from gateway.codecs.oip_raw import from_raw, to_raw
 from gateway.core.errors import BadRequest
 from gateway.protocols.rest.v2_json import decode_infer
+from tests.triton_clients import call
 from tests.unit.gateway.gateway_fakes import FakeUpstream, make_store, settings_for, toy_outputs
 from tests.unit.protocols.test_grpc_ingress import infer_request, running, trailing
 
@@ -100,21 +98,21 @@ def test_grpc_id_field_answers_in_the_message_metadata_in_the_metadata(
 
 
 def _triton_call(
-    client: TestClient, outputs: list[Any] | None, binary_input: bool = True, **kw: Any
-) -> tuple[Any, Any]:
-    tensor = triton_http.InferInput("input", list(X.shape), "FP32")
-    tensor.set_data_from_numpy(X, binary_data=binary_input)
-    body, json_size = _get_inference_request(
-        [tensor], kw.get("request_id", ""), outputs, 0, False, False, 0, None, None
-    )
+    client: TestClient, outputs: list[dict[str, Any]] | None, binary_input: bool = True
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """tritonclient.http writes the request and reads the answer: (reply, outputs by name)."""
+    tensor = {"name": "input", "datatype": "FP32", "array": X, "binary": binary_input}
+    request = call("encode_request", inputs=[tensor], outputs=outputs)
+    json_size = request["json_size"]
     headers = {} if json_size is None else {HEADER_LENGTH: str(json_size)}
-    reply = client.post(INFER, content=body, headers=headers)
+    reply = client.post(INFER, content=request["body"], headers=headers)
     assert reply.status_code == 200, reply.text
     length = reply.headers.get(HEADER_LENGTH)
-    result = triton_http.InferResult.from_response_body(
-        reply.content, header_length=None if length is None else int(length)
-    )
-    return reply, result
+    result = call(
+        "decode_response", body=reply.content, want=["probabilities", "class"],
+        header_length=None if length is None else int(length),
+    )  # fmt: skip
+    return reply, result["outputs"]
 
 
 def test_tritonclient_defaults_binary_in_binary_out(gw: Any) -> None:
@@ -123,7 +121,7 @@ def test_tritonclient_defaults_binary_in_binary_out(gw: Any) -> None:
     np.testing.assert_array_equal(_last_call(upstreams).inputs["input"], X)
     want = toy_outputs(X)
     for name in ("probabilities", "class"):
-        np.testing.assert_array_equal(result.as_numpy(name), want[name])
+        np.testing.assert_array_equal(result[name], want[name])
     assert reply.headers["content-type"] == "application/octet-stream"
     head = json.loads(reply.content[: int(reply.headers[HEADER_LENGTH])])
     assert [o["parameters"]["binary_data_size"] for o in head["outputs"]] == [12, 8]
@@ -133,23 +131,23 @@ def test_tritonclient_defaults_binary_in_binary_out(gw: Any) -> None:
 def test_per_output_binary_data_overrides_and_mixes_with_json(gw: Any) -> None:
     client, _ = gw
     outputs = [
-        triton_http.InferRequestedOutput("class", binary_data=False),
-        triton_http.InferRequestedOutput("probabilities", binary_data=True),
+        {"name": "class", "binary": False},  # tritonclient's InferRequestedOutput
+        {"name": "probabilities", "binary": True},
     ]
     reply, result = _triton_call(client, outputs, binary_input=False)
     head = json.loads(reply.content[: int(reply.headers[HEADER_LENGTH])])
     assert [o["name"] for o in head["outputs"]] == ["class", "probabilities"]
     assert head["outputs"][0]["data"] == toy_outputs(X)["class"].tolist()
-    np.testing.assert_array_equal(result.as_numpy("probabilities"), toy_outputs(X)["probabilities"])
+    np.testing.assert_array_equal(result["probabilities"], toy_outputs(X)["probabilities"])
 
 
 def test_all_json_answers_plain_json_without_the_length_header(gw: Any) -> None:
     client, _ = gw
-    outputs = [triton_http.InferRequestedOutput("class", binary_data=False)]
+    outputs = [{"name": "class", "binary": False}]
     reply, result = _triton_call(client, outputs)
     assert HEADER_LENGTH not in reply.headers
     assert reply.headers["content-type"] == "application/json"
-    np.testing.assert_array_equal(result.as_numpy("class"), toy_outputs(X)["class"])
+    np.testing.assert_array_equal(result["class"], toy_outputs(X)["class"])
 
 
 def test_server_metadata_advertises_the_extension(gw: Any) -> None:
@@ -243,7 +241,7 @@ def test_data_and_binary_data_size_together_are_refused() -> None:
 
 def test_mixed_json_and_binary_inputs_with_bytes_and_bool() -> None:
     words = np.array([b"one", b"", "zw\u00f6lf".encode()], dtype=object)
-    raw = serialize_byte_tensor(words).item()  # tritonclient's own writer
+    raw = call("serialize_bytes", array=words)["raw"]  # tritonclient's own writer
     body = {
         "inputs": [
             {"name": "flags", "shape": [2], "datatype": "BOOL", "data": [True, False]},
@@ -263,9 +261,9 @@ def test_mixed_json_and_binary_inputs_with_bytes_and_bool() -> None:
 
 def test_bytes_raw_layout_is_tritons() -> None:
     words = np.array([b"a", b"", b"\x00\xffxyz"], dtype=object)
-    assert to_raw(words) == serialize_byte_tensor(words).item()
+    assert to_raw(words) == call("serialize_bytes", array=words)["raw"]
     back = from_raw("w", "BYTES", [3], to_raw(words))
-    assert back.tolist() == deserialize_bytes_tensor(to_raw(words)).tolist()
+    assert back.tolist() == call("deserialize_bytes", raw=to_raw(words))["array"].tolist()
     with pytest.raises(BadRequest, match="input 'w': BYTES element 2 runs past the end"):
         from_raw("w", "BYTES", [3], to_raw(words)[:-1])
 
