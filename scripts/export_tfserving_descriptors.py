@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2
-from google.protobuf.descriptor import FileDescriptor
+from descriptor_set import write_descriptor_set  # scripts/, beside this file
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -30,25 +29,9 @@ ROOTS = (
 )
 
 
-def _collect(
-    descriptor: FileDescriptor, seen: dict[str, descriptor_pb2.FileDescriptorProto]
-) -> None:
-    if descriptor.name in seen:
-        return
-    for dependency in descriptor.dependencies:
-        _collect(dependency, seen)
-    proto = descriptor_pb2.FileDescriptorProto()
-    descriptor.CopyToProto(proto)
-    seen[descriptor.name] = proto  # dependencies first: the pool adds files in this order
-
-
 def main() -> None:
-    seen: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-    for module in ROOTS:
-        _collect(module.DESCRIPTOR, seen)
-    file_set = descriptor_pb2.FileDescriptorSet(file=list(seen.values()))
-    OUT.write_bytes(file_set.SerializeToString(deterministic=True))
-    print(f"wrote {OUT} ({len(seen)} files)")
+    count = write_descriptor_set(OUT, ROOTS)
+    print(f"wrote {OUT} ({count} files)")
 
 
 if __name__ == "__main__":

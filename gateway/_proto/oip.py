@@ -8,21 +8,10 @@ clash with tritonclient's `inference.*` in protobuf's default pool.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from google.protobuf import descriptor_pb2, message_factory
-
+from gateway._proto import load_descriptors
 from gateway._proto.tfserving import _POOL as POOL
 
-for _file in descriptor_pb2.FileDescriptorSet.FromString(
-    (Path(__file__).parent / "oip.desc").read_bytes()
-).file:
-    POOL.Add(_file)
-
-
-def _message(full_name: str) -> Any:
-    return message_factory.GetMessageClass(POOL.FindMessageTypeByName(full_name))
+_message = load_descriptors(POOL, "oip.desc")
 
 
 SERVICE = "inference.GRPCInferenceService"

@@ -8,20 +8,12 @@ the wire format is the same.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from google.protobuf import descriptor_pool
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from gateway._proto import load_descriptors
 
 _POOL = descriptor_pool.DescriptorPool()
-for _file in descriptor_pb2.FileDescriptorSet.FromString(
-    (Path(__file__).parent / "tfserving.desc").read_bytes()
-).file:
-    _POOL.Add(_file)
-
-
-def _message(full_name: str) -> Any:
-    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(full_name))
+_message = load_descriptors(_POOL, "tfserving.desc")
 
 
 PredictRequest = _message("tensorflow.serving.PredictRequest")

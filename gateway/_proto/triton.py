@@ -8,20 +8,12 @@ format is the same, so a core `ModelInferRequest`'s bytes parse as Triton's).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from google.protobuf import descriptor_pool
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from gateway._proto import load_descriptors
 
 POOL = descriptor_pool.DescriptorPool()
-for _file in descriptor_pb2.FileDescriptorSet.FromString(
-    (Path(__file__).parent / "triton.desc").read_bytes()
-).file:
-    POOL.Add(_file)
-
-
-def _message(full_name: str) -> Any:
-    return message_factory.GetMessageClass(POOL.FindMessageTypeByName(full_name))
+_message = load_descriptors(POOL, "triton.desc")
 
 
 ModelInferResponse = _message("inference.ModelInferResponse")

@@ -10,8 +10,9 @@ INTERNAL without a stack trace.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import grpc
@@ -164,3 +165,16 @@ async def abort(call: Call, exc: GatewayError) -> None:
     """End the call with the error's gRPC code and sentence; the request id trails."""
     trailing = ((KEY_REQUEST_ID, call.request_id), *exc.trailing_metadata)
     await call.context.abort(exc.grpc_code, exc.message, trailing_metadata=trailing)
+
+
+def unary_methods(
+    boundary: Boundary, messages: ModuleType, methods: Mapping[str, Method]
+) -> dict[str, grpc.RpcMethodHandler]:
+    """Unary, non-prediction handlers by RPC name; each RPC `X`'s messages are
+    `messages.XRequest` and `messages.XResponse` (protobuf's naming, e.g. `ServerLive`)."""
+    return {
+        rpc: boundary.unary(
+            method, getattr(messages, f"{rpc}Request"), getattr(messages, f"{rpc}Response")
+        )
+        for rpc, method in methods.items()
+    }

@@ -21,7 +21,7 @@ from gateway.core.errors import NotFound
 from gateway.core.types import InferRequest
 from gateway.core.version import parse_version
 from gateway.protocols import classification, model_repository
-from gateway.protocols.grpc.common import Boundary, Call
+from gateway.protocols.grpc.common import Boundary, Call, unary_methods
 from gateway.protocols.grpc.oip_extensions import extension_methods
 from gateway.protocols.grpc.oip_stream import stream_handler
 from gateway.protocols.grpc.oip_tensors import decode_inputs, encode_outputs, parameters
@@ -111,22 +111,15 @@ def handlers(ctx: GatewayContext) -> list[grpc.GenericRpcHandler]:
     """One generic handler for `inference.GRPCInferenceService`."""
     servicer = OipServicer(ctx)
     boundary = Boundary(ctx, PROTOCOL)
+    plain = unary_methods(boundary, oip, {
+        "ServerLive": servicer.server_live,
+        "ServerReady": servicer.server_ready,
+        "ServerMetadata": servicer.server_metadata,
+        "ModelReady": servicer.model_ready,
+        "ModelMetadata": servicer.model_metadata,
+    })  # fmt: skip
     methods = {
-        "ServerLive": boundary.unary(
-            servicer.server_live, oip.ServerLiveRequest, oip.ServerLiveResponse
-        ),
-        "ServerReady": boundary.unary(
-            servicer.server_ready, oip.ServerReadyRequest, oip.ServerReadyResponse
-        ),
-        "ServerMetadata": boundary.unary(
-            servicer.server_metadata, oip.ServerMetadataRequest, oip.ServerMetadataResponse
-        ),
-        "ModelReady": boundary.unary(
-            servicer.model_ready, oip.ModelReadyRequest, oip.ModelReadyResponse
-        ),
-        "ModelMetadata": boundary.unary(
-            servicer.model_metadata, oip.ModelMetadataRequest, oip.ModelMetadataResponse
-        ),
+        **plain,
         "ModelInfer": boundary.unary(
             servicer.model_infer,
             oip.ModelInferRequest,

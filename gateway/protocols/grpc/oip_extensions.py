@@ -17,7 +17,7 @@ from gateway._proto import triton
 from gateway.context import GatewayContext
 from gateway.core.version import parse_version
 from gateway.protocols import model_repository
-from gateway.protocols.grpc.common import Boundary, Call
+from gateway.protocols.grpc.common import Boundary, Call, unary_methods
 
 
 class ExtensionServicer:
@@ -46,14 +46,8 @@ class ExtensionServicer:
 def extension_methods(ctx: GatewayContext, boundary: Boundary) -> dict[str, grpc.RpcMethodHandler]:
     """Handlers for ModelStatistics, ModelConfig and RepositoryIndex."""
     servicer = ExtensionServicer(ctx)
-    return {
-        "ModelStatistics": boundary.unary(
-            servicer.statistics, triton.ModelStatisticsRequest, triton.ModelStatisticsResponse
-        ),
-        "ModelConfig": boundary.unary(
-            servicer.config, triton.ModelConfigRequest, triton.ModelConfigResponse
-        ),
-        "RepositoryIndex": boundary.unary(
-            servicer.index, triton.RepositoryIndexRequest, triton.RepositoryIndexResponse
-        ),
-    }
+    return unary_methods(boundary, triton, {
+        "ModelStatistics": servicer.statistics,
+        "ModelConfig": servicer.config,
+        "RepositoryIndex": servicer.index,
+    })  # fmt: skip
