@@ -2,8 +2,9 @@
 
 A PostgreSQL cluster of this module's own (initdb + pg_ctl, as conftest's), which the
 tests kill, restart, stop (SIGSTOP on the postmaster and every backend) and wake; the
-real backends; a gateway with two workers on that database. Figures are printed; the
-bounds asserted are the gateway's own configured timeouts, generously enclosed.
+real backends; a gateway with two workers on that database. Figures are printed; what is
+asserted is structure (which bound answered, counts, order), and each wait on the gateway
+is bounded (a poll deadline that fails the test on expiry), generously.
 """
 
 from __future__ import annotations
@@ -262,7 +263,9 @@ def test_postgres_hung_makes_admin_calls_503_and_all_recovers(
             timings[name] = time.monotonic() - start
             assert reply.status_code == 503, reply.text
             assert "Retry-After" in reply.headers
-            assert timings[name] < 10 * CALL_TIMEOUT_S  # bounded (the bound is 1.5 s)
+            # bounded: the 503 is the gateway's own call bound answering (the time taken is a
+            # figure, printed below, never asserted: issue 26), not a late database's answer
+            assert f"did not answer within {CALL_TIMEOUT_S:g} s" in reply.text, reply.text
         predicted = [_predict(rest, digits).status_code for _ in range(20)]
         assert predicted == [200] * 20  # predictions never wait for the database
     finally:

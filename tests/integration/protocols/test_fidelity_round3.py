@@ -4,22 +4,17 @@ tensorflow-serving-api clients meet beyond predict, on both arms.
 Truths: the direct backend answers (`direct_outputs`) with a numpy top-k for the
 classification extension; the TF server answered directly (its REST and gRPC mirror TF
 Serving's texts) for error texts and HEAD; the requests this module sent for statistics.
+tritonclient runs in the clients' own venv (`tests.triton_clients`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import queue
 from typing import Any
 
 import grpc
 import httpx
 import numpy as np
 import pytest
-import tritonclient.grpc as triton_grpc
-import tritonclient.grpc.aio as triton_grpc_aio
-import tritonclient.http as triton_http
-import tritonclient.http.aio as triton_http_aio
 from tensorflow_serving.apis import (
     classification_pb2,
     inference_pb2,
@@ -29,6 +24,7 @@ from tensorflow_serving.apis import (
 )
 
 from tests.integration.direct import direct_outputs
+from tests.triton_clients import call, client_methods
 from trainers.architecture import to_model_input
 from trainers.data import load_dataset
 
@@ -76,64 +72,56 @@ def _rest(stack: dict[str, Any]) -> str:
 # --- classification over tritonclient http, http.aio, grpc, grpc.aio
 
 
+def _class_count(
+    stack: dict[str, Any], x: np.ndarray, arm: str, protocol: str, aio: bool
+) -> np.ndarray:
+    """tritonclient's infer (http or grpc, sync or aio) with `class_count=K` on the
+    probabilities: the BYTES answer as tritonclient reads it."""
+    url = _rest(stack) if protocol == "http" else stack["gateway"]["grpc"]
+    result = call(
+        f"{protocol}_infer", url=url, model=MODEL, aio=aio,
+        inputs=[{"name": "input", "datatype": "FP32", "array": x}],
+        outputs=[{"name": "probabilities", "class_count": K}], want=["probabilities"],
+        headers={"x-backend": arm},
+    )  # fmt: skip
+    return np.asarray(result["outputs"]["probabilities"])
+
+
 @pytest.mark.parametrize("arm", ARMS)
 def test_class_count_over_http_and_grpc(
     stack: dict[str, Any], x: np.ndarray, direct: dict[str, Any], arm: str
 ) -> None:
-    http = triton_http.InferenceServerClient(url=_rest(stack), network_timeout=30)
-    rpc = triton_grpc.InferenceServerClient(url=stack["gateway"]["grpc"])
-    try:
-        for client, module in ((http, triton_http), (rpc, triton_grpc)):
-            tensor = module.InferInput("input", list(x.shape), "FP32")
-            tensor.set_data_from_numpy(x)
-            outputs = [module.InferRequestedOutput("probabilities", class_count=K)]
-            result = client.infer(MODEL, [tensor], outputs=outputs, headers={"x-backend": arm})
-            _close(result.as_numpy("probabilities"), direct[arm]["probabilities"])
-    finally:
-        http.close()
-        rpc.close()
+    for protocol in ("http", "grpc"):
+        _close(_class_count(stack, x, arm, protocol, aio=False), direct[arm]["probabilities"])
 
 
 @pytest.mark.parametrize("arm", ARMS)
 def test_class_count_over_http_aio_and_grpc_aio(
     stack: dict[str, Any], x: np.ndarray, direct: dict[str, Any], arm: str
 ) -> None:
-    async def run() -> list[np.ndarray]:
-        http = triton_http_aio.InferenceServerClient(url=_rest(stack))
-        rpc = triton_grpc_aio.InferenceServerClient(url=stack["gateway"]["grpc"])
-        got = []
-        try:
-            for client, module in ((http, triton_http_aio), (rpc, triton_grpc_aio)):
-                tensor = module.InferInput("input", list(x.shape), "FP32")
-                tensor.set_data_from_numpy(x)
-                outputs = [module.InferRequestedOutput("probabilities", class_count=K)]
-                result = await client.infer(
-                    MODEL, [tensor], outputs=outputs, headers={"x-backend": arm}
-                )
-                got.append(result.as_numpy("probabilities"))
-        finally:
-            await http.close()
-            await rpc.close()
-        return got
-
-    for got in asyncio.run(run()):
-        _close(got, direct[arm]["probabilities"])
+    for protocol in ("http", "grpc"):
+        _close(_class_count(stack, x, arm, protocol, aio=True), direct[arm]["probabilities"])
 
 
 def test_server_metadata_lists_the_extensions(stack: dict[str, Any]) -> None:
-    http = triton_http.InferenceServerClient(url=_rest(stack))
-    rpc = triton_grpc.InferenceServerClient(url=stack["gateway"]["grpc"])
-    try:
-        want = {"classification", "statistics", "model_configuration"}
-        assert want <= set(http.get_server_metadata()["extensions"])
-        assert want <= set(rpc.get_server_metadata(as_json=True)["extensions"])
-        # Triton's ModelReady: an unknown version is not ready, and no error
-        assert http.is_model_ready(MODEL, "999") is False
-        assert rpc.is_model_ready(MODEL, "999") is False
-        assert rpc.is_model_ready(MODEL) is True
-    finally:
-        http.close()
-        rpc.close()
+    http_metadata, http_unknown_ready = client_methods(
+        "http", _rest(stack),
+        ("get_server_metadata", [], {}),
+        ("is_model_ready", [MODEL, "999"], {}),
+    )  # fmt: skip
+    grpc_metadata, grpc_unknown_ready, grpc_ready = client_methods(
+        "grpc", stack["gateway"]["grpc"],
+        ("get_server_metadata", [], {"as_json": True}),
+        ("is_model_ready", [MODEL, "999"], {}),
+        ("is_model_ready", [MODEL], {}),
+    )  # fmt: skip
+    want = {"classification", "statistics", "model_configuration"}
+    assert want <= set(http_metadata["extensions"])
+    assert want <= set(grpc_metadata["extensions"])
+    # Triton's ModelReady: an unknown version is not ready, and no error
+    assert http_unknown_ready is False
+    assert grpc_unknown_ready is False
+    assert grpc_ready is True
 
 
 # --- stream inference and statistics
@@ -143,47 +131,44 @@ def test_server_metadata_lists_the_extensions(stack: dict[str, Any]) -> None:
 def test_stream_inference_with_tritonclient(
     stack: dict[str, Any], x: np.ndarray, direct: dict[str, Any], arm: str
 ) -> None:
-    client = triton_grpc.InferenceServerClient(url=stack["gateway"]["grpc"])
-    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
-    try:
-        client.start_stream(
-            callback=lambda result, error: answers.put((result, error)),
-            headers={"x-backend": arm},
-        )
-        for request_id, model in (("a", MODEL), ("b", "nope"), ("c", MODEL)):
-            tensor = triton_grpc.InferInput("input", list(x.shape), "FP32")
-            tensor.set_data_from_numpy(x)
-            client.async_stream_infer(model, [tensor], request_id=request_id)
-        got = [answers.get(timeout=60) for _ in range(3)]
-        client.stop_stream()
-    finally:
-        client.close()
-    results = {r.get_response().id: r for r, e in got if e is None}
-    errors = [str(e) for r, e in got if e is not None]
+    messages = [
+        {"model_name": model, "request_id": request_id}
+        for request_id, model in (("a", MODEL), ("b", "nope"), ("c", MODEL))
+    ]
+    got = call(
+        "grpc_stream", url=stack["gateway"]["grpc"], messages=messages, want=["class"],
+        inputs=[{"name": "input", "datatype": "FP32", "array": x}],
+        start={"headers": {"x-backend": arm}}, answer_timeout_s=60,
+    )["answers"]  # fmt: skip
+    results = {a["id"]: a["outputs"] for a in got if "error" not in a}
+    errors = [a["error"] for a in got if "error" in a]
     assert sorted(results) == ["a", "c"] and errors == ["unknown model 'nope'"]
-    for result in results.values():
-        np.testing.assert_array_equal(result.as_numpy("class"), direct[arm]["class"])
+    for outputs in results.values():
+        np.testing.assert_array_equal(outputs["class"], direct[arm]["class"])
 
 
 def test_statistics_count_the_requests_sent(stack: dict[str, Any], x: np.ndarray) -> None:
     """perf_analyzer reads the statistics before and after its load: the difference is
     exactly what was sent (successes, batch rows), over REST and gRPC alike."""
-    http = triton_http.InferenceServerClient(url=_rest(stack))
-    rpc = triton_grpc.InferenceServerClient(url=stack["gateway"]["grpc"])
-    try:
-        version = str(max(int(v) for v in http.get_model_metadata(MODEL)["versions"]))
-        before = http.get_inference_statistics(MODEL, version)["model_stats"][0]
-        for _ in range(3):
-            tensor = triton_http.InferInput("input", list(x.shape), "FP32")
-            tensor.set_data_from_numpy(x)
-            http.infer(MODEL, [tensor])
-        after = http.get_inference_statistics(MODEL, version)["model_stats"][0]
-        over_grpc = rpc.get_inference_statistics(MODEL, version, as_json=True)["model_stats"][0]
-        config = rpc.get_model_config(MODEL, as_json=True)["config"]
-        index = http.get_model_repository_index()
-    finally:
-        http.close()
-        rpc.close()
+    rest, rpc = _rest(stack), stack["gateway"]["grpc"]
+    (metadata,) = client_methods("http", rest, ("get_model_metadata", [MODEL], {}))
+    version = str(max(int(v) for v in metadata["versions"]))
+    (before,) = client_methods("http", rest, ("get_inference_statistics", [MODEL, version], {}))
+    before = before["model_stats"][0]
+    tensor = {"name": "input", "datatype": "FP32", "array": x}
+    call("http_infer", url=rest, model=MODEL, inputs=[tensor], want=[], repeat=3)
+    after, index = client_methods(
+        "http", rest,
+        ("get_inference_statistics", [MODEL, version], {}),
+        ("get_model_repository_index", [], {}),
+    )  # fmt: skip
+    after = after["model_stats"][0]
+    over_grpc, config = client_methods(
+        "grpc", rpc,
+        ("get_inference_statistics", [MODEL, version], {"as_json": True}),
+        ("get_model_config", [MODEL], {"as_json": True}),
+    )  # fmt: skip
+    over_grpc, config = over_grpc["model_stats"][0], config["config"]
     success = after["inference_stats"]["success"]
     assert success["count"] - before["inference_stats"]["success"]["count"] == 3
     assert after["inference_count"] - before["inference_count"] == 3 * len(x)

@@ -12,8 +12,10 @@ TorchServe's `ts_inference_latency_microseconds` (its REST frontend's, the gatew
 transport since issue 15; its gRPC frontend leaves it unchanged) starts after Netty has read
 the request and stops before the answer is written, so the Java frontend's own time lies
 outside it (1-2 ms here). The torch test takes the same gap from a client calling TorchServe
-directly, interleaved: the gateway's upstream share must enclose TorchServe's figure and add
-no more than 1 ms to what a direct client sees beyond it.
+directly, interleaved, and prints both (the gateway's upstream share adds under 1 ms to what
+a direct client sees beyond it on an idle machine): a figure, never asserted, since any busy
+machine lifts it (issue 26). What is asserted holds on any machine: the enclosures, the
+gateway's upstream share around TorchServe's figure and inside the client's round trip.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def test_upstream_share_encloses_torchserves_own_latency(
     token = read_token(Path(torch["token_file"]), "inference")
     via_gateway: list[float] = []
     direct: list[float] = []
+    outside_round_trip: list[float] = []  # the client's round trip minus the upstream share
     with (
         httpx.Client(base_url=stack["gateway"]["rest"], timeout=30) as gateway,
         httpx.Client(base_url=torch["inference"], timeout=30) as straight,
@@ -114,15 +117,18 @@ def test_upstream_share_encloses_torchserves_own_latency(
         for row in x:
             body = {"instances": [row.tolist()]}
             before = inference_micros(torch["metrics"])
+            started = time.perf_counter()
             reply = gateway.post(
                 f"/v1/models/{MODEL}:predict", json=body, headers={"X-Backend": "pytorch"}
             )
+            round_trip_ms = (time.perf_counter() - started) * 1000
             backend_ms = (inference_micros(torch["metrics"]) - before) / 1000
             assert reply.status_code == 200, reply.text
             match = TIMING.match(reply.headers["Server-Timing"])
             assert match is not None, reply.headers["Server-Timing"]
             assert backend_ms > 0, "TorchServe counted no inference"
             via_gateway.append(float(match[2]) - backend_ms)
+            outside_round_trip.append(round_trip_ms - float(match[2]))
 
             before = inference_micros(torch["metrics"])
             started = time.perf_counter()
@@ -137,6 +143,11 @@ def test_upstream_share_encloses_torchserves_own_latency(
         f"\n  gateway's upstream share {np.round(sorted(via_gateway), 3).tolist()}"
         f"\n  a direct client's round trip {np.round(sorted(direct), 3).tolist()}"
     )
+    figures(
+        f"lower quartiles: gateway's share {statistics.quantiles(via_gateway, n=4)[0]:.3f} ms,"
+        f" direct {statistics.quantiles(direct, n=4)[0]:.3f} ms"
+    )
     assert min(via_gateway) >= -0.001, via_gateway  # the gateway's clock encloses TorchServe's
-    lower = statistics.quantiles(via_gateway, n=4)[0]
-    assert lower < statistics.quantiles(direct, n=4)[0] + 1.0, (via_gateway, direct)
+    # and the client's clock around the gateway call encloses the gateway's upstream share
+    # (the header's three decimals: 0.0005 ms of rounding)
+    assert min(outside_round_trip) >= -0.001, outside_round_trip

@@ -38,6 +38,7 @@ pytestmark = pytest.mark.slow
 MODEL = "digits-mlp"
 WORKERS = 2
 REQUESTS = 60
+FOLLOW_BOUND_S = 60.0  # the wait for every worker to follow a PATCH (a bound, not a figure)
 
 
 def _start_alone(tmp_path: Path, store: Path) -> subprocess.Popen[bytes]:
@@ -193,16 +194,29 @@ def test_fresh_connections_reach_both_workers_and_metrics_count_each_once(
         assert _scraped(stack, protocol) - scraped_before == REQUESTS
 
 
-def test_a_patch_through_one_connection_is_followed_by_every_worker_within_a_second(
+def _every_worker_follows(stack: dict[str, Any], x: np.ndarray, keys: int = 40) -> bool:
+    """Whether `keys` routing keys (a 50/50 split sends about half to pytorch) all went to
+    tensorflow, on new connections, and every live worker answered some of them."""
+    before = _per_worker(stack, "tfserving-rest")
+    arms = [_rest_predict(stack, x, f"probe-{i}") for i in range(keys)]
+    after = _per_worker(stack, "tfserving-rest")
+    answered = all(after[pid] > before.get(pid, 0.0) for pid in after)
+    return answered and arms.count("tensorflow") == keys
+
+
+def test_a_patch_through_one_connection_is_followed_by_every_worker(
     stack: dict[str, Any], x: np.ndarray
 ) -> None:
+    """The workers follow the change counter (every 0.25 s): a second on an idle machine. The
+    wait for it is bounded (FOLLOW_BOUND_S, failing on expiry); its length is not asserted
+    (issue 26: no wall-clock assertion)."""
     weights = {"weights": {"tensorflow": 100, "pytorch": 0}}
     url = f"{stack['gateway']['rest']}/admin/models/{MODEL}/policy"
     reply = httpx.patch(url, json=weights, headers=stack["admin"], timeout=10)
     assert reply.status_code == 200, reply.text
-    patched = time.monotonic()
-    while time.monotonic() - patched < 1.0:  # the workers' second to follow, spent serving
-        _rest_predict(stack, x, "during-the-first-second")
+    deadline = time.monotonic() + FOLLOW_BOUND_S
+    while not _every_worker_follows(stack, x):
+        assert time.monotonic() < deadline, "the workers did not follow the PATCH"
     before = _per_worker(stack, "tfserving-rest")
     arms = [_rest_predict(stack, x, f"user-{i}") for i in range(400)]
     after = _per_worker(stack, "tfserving-rest")

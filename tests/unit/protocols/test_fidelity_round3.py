@@ -4,13 +4,13 @@ clients meet beyond predict (issue 25).
 References: RFC 9110 §9.3.2 (HEAD), TF Serving's texts as the bundled server mirrors them
 (`backends/tfserving/server/errors.py`, `rest.py`, `signature.py`), Triton's
 `InferenceServer::ModelIsReady` (unknown model or version: ready false) and
-tritonclient's own request writer.
+tritonclient's own request writer and reader, run in the clients' own venv
+(`tests.triton_clients`), against the in-process app (TestClient) and its gRPC ingress on a
+loopback port.
 """
 
 from __future__ import annotations
 
-import asyncio
-import queue
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,20 +19,16 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-import tritonclient.grpc as triton_grpc
-import tritonclient.grpc.aio as triton_grpc_aio
-import tritonclient.http as triton_http
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from google.protobuf import message_factory
-from tritonclient.http._utils import _get_inference_request
-from tritonclient.utils import InferenceServerException
 
 from gateway._proto import oip
 from gateway._proto import tfserving as tfs
 from gateway.app import create_app
 from gateway.core.errors import UpstreamUnavailable
 from gateway.protocols.grpc import oip_stream
+from tests.triton_clients import TritonClientError, call, client_methods
 from tests.unit.gateway.gateway_fakes import FakeUpstream, make_store, settings_for, toy_outputs
 from tests.unit.protocols.test_grpc_ingress import infer_request, running
 
@@ -141,12 +137,12 @@ def test_tf_rest_status_and_metadata_version_texts(
 def test_json_inputs_with_binary_outputs_are_served(client: TestClient) -> None:
     """tritonclient's body for JSON inputs and `binary_data_output`: no binary data follows,
     so no Inference-Header-Content-Length; the answer is binary."""
-    tensor = triton_http.InferInput("input", [1, 4], "FP32")
-    tensor.set_data_from_numpy(np.array([[0, 5, 1, 2]], np.float32), binary_data=False)
-    for outputs in (None, [triton_http.InferRequestedOutput("class", binary_data=True)]):
-        body, json_size = _get_inference_request([tensor], "", outputs, 0, 0, False, 0, None, None)
-        assert json_size is None
-        reply = client.post("/v2/models/toy/infer", content=body)
+    x = np.array([[0, 5, 1, 2]], np.float32)
+    tensor = {"name": "input", "datatype": "FP32", "array": x, "binary": False}
+    for outputs in (None, [{"name": "class", "binary": True}]):
+        request = call("encode_request", inputs=[tensor], outputs=outputs)
+        assert request["json_size"] is None
+        reply = client.post("/v2/models/toy/infer", content=request["body"])
         assert reply.status_code == 200, reply.text
         assert reply.headers["content-type"] == "application/octet-stream"
         length = int(reply.headers["Inference-Header-Content-Length"])
@@ -171,25 +167,26 @@ def top_k(scores: np.ndarray, k: int) -> list[list[bytes]]:
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_http_classification_with_tritonclient(client: TestClient, binary: bool) -> None:
-    tensor = triton_http.InferInput("input", list(X.shape), "FP32")
-    tensor.set_data_from_numpy(X, binary_data=binary)
+    tensor = {"name": "input", "datatype": "FP32", "array": X, "binary": binary}
     outputs = [
-        triton_http.InferRequestedOutput("probabilities", binary_data=binary, class_count=2),
-        triton_http.InferRequestedOutput("class", binary_data=binary),
+        {"name": "probabilities", "binary": binary, "class_count": 2},
+        {"name": "class", "binary": binary},
     ]
-    body, json_size = _get_inference_request([tensor], "", outputs, 0, 0, False, 0, None, None)
+    request = call("encode_request", inputs=[tensor], outputs=outputs)
+    json_size = request["json_size"]
     headers = {} if json_size is None else {"Inference-Header-Content-Length": str(json_size)}
-    reply = client.post("/v2/models/toy/infer", content=body, headers=headers)
+    reply = client.post("/v2/models/toy/infer", content=request["body"], headers=headers)
     assert reply.status_code == 200, reply.text
     length = reply.headers.get("Inference-Header-Content-Length")
-    result = triton_http.InferResult.from_response_body(
-        reply.content, header_length=None if length is None else int(length)
-    )
-    got = result.as_numpy("probabilities")
-    assert got.shape == (2, 2) and result.get_output("probabilities")["datatype"] == "BYTES"
+    result = call(
+        "decode_response", body=reply.content, want=["probabilities", "class"],
+        header_length=None if length is None else int(length),
+    )  # fmt: skip
+    got = result["outputs"]["probabilities"]
+    assert got.shape == (2, 2) and result["described"]["probabilities"]["datatype"] == "BYTES"
     want = top_k(toy_outputs(X)["probabilities"], 2)
     assert [[bytes(v) if binary else v.encode() for v in row] for row in got.tolist()] == want
-    np.testing.assert_array_equal(result.as_numpy("class"), toy_outputs(X)["class"])
+    np.testing.assert_array_equal(result["outputs"]["class"], toy_outputs(X)["class"])
 
 
 def test_k_over_the_classes_gives_every_class(client: TestClient) -> None:
@@ -262,14 +259,15 @@ def test_grpc_classification_with_tritonclient(tmp_path: Path, raw: bool) -> Non
         with pytest.raises(grpc.RpcError) as error:
             gw.infer(bad)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-    result = triton_grpc.InferResult(reply)
-    got = result.as_numpy("probabilities")
+    want = ["probabilities", "class"] if raw else ["probabilities"]
+    result = call("decode_grpc_response", message=reply.SerializeToString(), want=want)
+    got = result["outputs"]["probabilities"]
     assert reply.outputs[0].datatype == "BYTES" and got.shape == (2, 3)
     assert bool(reply.raw_output_contents) is raw
     assert [[bytes(v) for v in row] for row in got.tolist()] == top_k(
         toy_outputs(X)["probabilities"], 3
     )
-    classes = result.as_numpy("class") if raw else reply.outputs[1].contents.int64_contents
+    classes = result["outputs"]["class"] if raw else reply.outputs[1].contents.int64_contents
     np.testing.assert_array_equal(classes, toy_outputs(X)["class"])  # (tritonclient reads
     # typed contents of BYTES only)
 
@@ -356,7 +354,7 @@ def _task(request: Any, method: str, model: str = "toy", signature: str = "") ->
 
 def test_multi_inference_answers_as_tf_serving(tmp_path: Path) -> None:
     classify, regress = "tensorflow/serving/classify", "tensorflow/serving/regress"
-    cases: list[tuple[list[tuple[str, str, str]], Code, str]] = [
+    cases: list[tuple[list[tuple[str, str, str]], grpc.StatusCode, str]] = [
         (
             [("toy", classify, "")],
             Code.INVALID_ARGUMENT,
@@ -484,16 +482,18 @@ def test_extensions_with_tritonclient_grpc(tmp_path: Path) -> None:
     """tritonclient.grpc's own calls: statistics, config, index, server metadata."""
     with running(tmp_path) as gw:
         gw.infer(infer_request(X))
-        client = triton_grpc.InferenceServerClient(f"127.0.0.1:{gw.app.state.grpc_port}")
-        try:
-            stats = client.get_inference_statistics("toy", as_json=True)
-            config = client.get_model_config("toy", "1", as_json=True)["config"]
-            index = client.get_model_repository_index(as_json=True)["models"]
-            extensions = client.get_server_metadata(as_json=True)["extensions"]
-            with pytest.raises(InferenceServerException, match="has no version 9"):
-                client.get_model_config("toy", "9")
-        finally:
-            client.close()
+        stats, config, index, metadata, missing = client_methods(
+            "grpc",
+            f"127.0.0.1:{gw.app.state.grpc_port}",
+            ("get_inference_statistics", ["toy"], {"as_json": True}),
+            ("get_model_config", ["toy", "1"], {"as_json": True}),
+            ("get_model_repository_index", [], {"as_json": True}),
+            ("get_server_metadata", [], {"as_json": True}),
+            ("get_model_config", ["toy", "9"], {"as_json": True}),
+        )
+    assert isinstance(missing, TritonClientError)  # it raised InferenceServerException
+    assert re.search("has no version 9", missing.text)
+    config, index, extensions = config["config"], index["models"], metadata["extensions"]
     by_version = {s["version"]: s for s in stats["model_stats"]}
     assert by_version["2"]["inference_count"] == "2"  # proto JSON writes uint64 as text
     assert by_version["2"]["inference_stats"]["success"]["count"] == "1"
@@ -507,44 +507,33 @@ def test_extensions_with_tritonclient_grpc(tmp_path: Path) -> None:
 # stream, errors per message in `error_message`, the stream going on.
 
 
-def _stream_input(x: np.ndarray = X) -> Any:
-    tensor = triton_grpc.InferInput("input", list(x.shape), "FP32")
-    tensor.set_data_from_numpy(x)
-    return tensor
+STREAM_INPUT = {"name": "input", "datatype": "FP32", "array": X}
 
 
 def _stream(gw: Any, messages: list[dict[str, Any]], **start: Any) -> dict[str, Any]:
-    """Send `messages` (async_stream_infer kwargs) on one tritonclient stream; the
-    answers by request id (a result, or the error's text)."""
-    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{gw.app.state.grpc_port}")
-    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
-    try:
-        client.start_stream(callback=lambda result, error: answers.put((result, error)), **start)
-        sent = 0
-        for message in messages:
-            try:
-                client.async_stream_infer(inputs=[_stream_input()], **message)
-            except InferenceServerException:  # the stream ended: its error is in answers
-                break
-            sent += 1
-        got = [answers.get(timeout=30) for _ in range(max(sent, 1))]
-        client.stop_stream()
-    finally:
-        client.close()
+    """Send `messages` (async_stream_infer kwargs, `outputs` as {"name", "class_count"})
+    on one tritonclient stream; the answers by request id (outputs by name, or the
+    error's text)."""
+    answer = call(
+        "grpc_stream", url=f"127.0.0.1:{gw.app.state.grpc_port}", inputs=[STREAM_INPUT],
+        messages=messages, want=["probabilities", "class"], start=start,
+    )  # fmt: skip
     by_id: dict[str, Any] = {}
-    for index, (result, error) in enumerate(got):
-        key = result.get_response().id if result is not None else f"error-{index}"
-        by_id[key] = result if result is not None else str(error)
+    for index, got in enumerate(answer["answers"]):
+        if "error" in got:
+            by_id[f"error-{index}"] = got["error"]
+        else:
+            by_id[got["id"]] = got["outputs"]
     return by_id
 
 
 def test_stream_answers_each_message_and_errors_per_message(tmp_path: Path) -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"model_name": "toy", "request_id": "a"},
         {
             "model_name": "toy",
             "request_id": "b",
-            "outputs": [triton_grpc.InferRequestedOutput("probabilities", class_count=2)],
+            "outputs": [{"name": "probabilities", "class_count": 2}],
         },
         {"model_name": "nope", "request_id": "c"},
         {"model_name": "toy", "request_id": "d", "model_version": "9"},
@@ -555,9 +544,9 @@ def test_stream_answers_each_message_and_errors_per_message(tmp_path: Path) -> N
         calls = sum(len(u.calls) for u in gw.upstreams.values())
     want = toy_outputs(X)
     for key in ("a", "e"):
-        np.testing.assert_allclose(answers[key].as_numpy("probabilities"), want["probabilities"])
-        np.testing.assert_array_equal(answers[key].as_numpy("class"), want["class"])
-    classes = [[bytes(v) for v in row] for row in answers["b"].as_numpy("probabilities").tolist()]
+        np.testing.assert_allclose(answers[key]["probabilities"], want["probabilities"])
+        np.testing.assert_array_equal(answers[key]["class"], want["class"])
+    classes = [[bytes(v) for v in row] for row in answers["b"]["probabilities"].tolist()]
     assert classes == top_k(want["probabilities"], 2)
     errors = sorted(v for k, v in answers.items() if k.startswith("error-"))
     assert errors == ["model toy has no version 9", "unknown model 'nope'"]
@@ -625,18 +614,10 @@ def test_stream_without_credentials_is_refused(tmp_path: Path) -> None:
 
 
 def test_stream_with_tritonclient_aio(tmp_path: Path) -> None:
-    async def run(port: int) -> list[Any]:
-        client = triton_grpc_aio.InferenceServerClient(f"127.0.0.1:{port}")
-
-        async def requests() -> Any:
-            for i in range(3):
-                yield {"model_name": "toy", "inputs": [_stream_input()], "request_id": str(i)}
-
-        try:
-            return [item async for item in client.stream_infer(requests())]
-        finally:
-            await client.close()
-
+    messages = [{"model_name": "toy", "request_id": str(i)} for i in range(3)]
     with running(tmp_path) as gw:
-        got = asyncio.run(run(gw.app.state.grpc_port))
-    assert sorted(r.get_response().id for r, e in got if e is None) == ["0", "1", "2"]
+        got = call(
+            "grpc_aio_stream", url=f"127.0.0.1:{gw.app.state.grpc_port}",
+            inputs=[STREAM_INPUT], messages=messages, want=[],
+        )["answers"]  # fmt: skip
+    assert sorted(a["id"] for a in got if "error" not in a) == ["0", "1", "2"]

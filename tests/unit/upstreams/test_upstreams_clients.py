@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -260,7 +261,9 @@ KINDS = list(CODECS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_infer_round_trip(kind: str) -> None:
     request = InferRequest(model="digits-mlp", inputs={"input": PIXELS}, version=3)
+    started = time.perf_counter()
     response, _ = infer(kind, request)
+    window_s = time.perf_counter() - started  # the stand-in's start, the call, the close
     np.testing.assert_allclose(response.outputs["probabilities"], PIXELS * 2)
     assert response.outputs["probabilities"].dtype == np.float32
     np.testing.assert_array_equal(response.outputs["class"], [3, 3])
@@ -268,7 +271,7 @@ def test_infer_round_trip(kind: str) -> None:
     assert response.version == (7 if kind == "tf-grpc" else 3)
     assert response.backend == ("tensorflow" if kind.startswith("tf") else "pytorch")
     assert response.request_id == request.request_id
-    assert 0 < response.timings["upstream"] < 5  # enclosed by the call's own 5 s timeout
+    assert 0 < response.timings["upstream"] <= window_s  # the wire call, in seconds, enclosed
 
 
 @pytest.mark.parametrize("kind", ["tf-rest", "ts-grpc", "ts-rest"])
