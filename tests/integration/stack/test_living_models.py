@@ -26,7 +26,7 @@ import pytest
 
 from tests.integration.conftest import running_stack
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MODEL = "digits-mlp"
 CLIENTS: list[dict[str, str]] = [
     {"X-Routing-Key": "user-a"},

@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LOCK = REPO / "requirements.lock"
 GATEWAY_LOCK = REPO / "deploy/docker/requirements-gateway.lock"
 GATEWAY_IN = REPO / "deploy/docker/requirements-gateway.in"
