@@ -103,27 +103,9 @@ class Router:
         return info
 
     async def infer(self, request: InferRequest, strict_dtype: bool = False) -> InferResponse:
-        """Answer `request` from the arm its model's policy picks (see `Decision`); with
-        tracing on and a span to hang it under, inside a `route` span."""
-        trace = request.trace
-        if trace is None or trace.span is None:  # tracing off: no span, not a test more
-            return await self._infer(request, strict_dtype)
-        span = tracing.start_internal(trace, "route", {"dualserve.model": request.model})
-        request.trace = tracing.child(trace, span)
-        try:
-            response = await self._infer(request, strict_dtype)
-        except BaseException as exc:
-            tracing.end(span, exc)
-            raise
-        answered = {
-            "dualserve.answered_by": response.backend,
-            "dualserve.version": response.version,
-            "dualserve.failover": response.failover,
-        }
-        tracing.end(span, None, answered)
-        return response
-
-    async def _infer(self, request: InferRequest, strict_dtype: bool) -> InferResponse:
+        """Answer `request` from the arm its model's policy picks (see `Decision`). With
+        tracing on, the caller's span is the `route` span (`DataPlane.infer`): the
+        decision goes on it, each call's kind on the request's trace context."""
         started = time.perf_counter()
         unversioned = request.version is None and request.version_label is None
         info = self.prepare(request, strict_dtype)

@@ -49,6 +49,7 @@ MAX_TRACESTATE_CHARS = 512
 MAX_TRACESTATE_MEMBERS = 32
 LONG_MEMBER_CHARS = 128
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_VERSION_00 = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}").fullmatch
 _ZERO_TRACE, _ZERO_PARENT = "0" * 32, "0" * 16
 _TRUE = {"true", "1", "yes", "on"}
 
@@ -91,6 +92,18 @@ def new_traceparent() -> str:
 def incoming(traceparent: str | None, tracestate: str | None) -> TraceContext:
     """The trace context of a request that arrived with these header values (None: absent);
     never raises."""
+    if (
+        traceparent is not None
+        and _VERSION_00(traceparent) is not None  # the common case, at a third of the cost
+        and traceparent[3:35] != _ZERO_TRACE
+        and traceparent[36:52] != _ZERO_PARENT
+    ):
+        return TraceContext(traceparent, bounded_tracestate(tracestate) if tracestate else None)
+    return _incoming_otherwise(traceparent, tracestate)
+
+
+def _incoming_otherwise(traceparent: str | None, tracestate: str | None) -> TraceContext:
+    """`incoming` for none, a malformed one, blanks around it or a later version."""
     parsed = parse_traceparent(traceparent) if traceparent else None
     if parsed is None or traceparent is None:
         return TraceContext(new_traceparent(), remote=False)
@@ -105,12 +118,19 @@ def incoming(traceparent: str | None, tracestate: str | None) -> TraceContext:
 
 def start_server(trace: TraceContext, name: str, attributes: Mapping[str, Any]) -> None:
     """The ingress's server span on `trace` (tracing on): its parent is the client's context
-    (none for a trace the gateway started); `trace.traceparent` then names this span."""
+    (none for a trace the gateway started); `trace.traceparent` then names this span.
+
+    A span the sampler did not sample gets no children: `trace.span` stays None, so the
+    route and the attempts make no span, and the backends get this span's context (flags
+    `00`). The SDK's samplers decide a child as its parent does (parent-based) or by the
+    trace id (`traceidratio`), so no child of it would have been recorded anyway."""
     from opentelemetry import trace as api
 
     parent = _remote_context(trace) if trace.remote else None
     span = TRACER.start_span(name, parent, api.SpanKind.SERVER, attributes)
     _adopt(trace, span)
+    if not span.is_recording():
+        trace.span = None
 
 
 def start_internal(trace: TraceContext, name: str, attributes: Mapping[str, Any]) -> Any:
@@ -149,7 +169,10 @@ def end(
     span: Any, error: BaseException | str | None = None, attributes: Mapping[str, Any] = {}
 ) -> None:
     """End `span` with `attributes`; an error (an exception, or the `error.type` text of a
-    failed status, e.g. "503") marks it failed (`fail`)."""
+    failed status, e.g. "503") marks it failed (`fail`). None: nothing to end (a span the
+    sampler left out, see `start_server`)."""
+    if span is None:
+        return
     if attributes:
         span.set_attributes(attributes)
     if error is not None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -306,10 +306,10 @@ class Http1Pool:
         lines = [f"{method} {self._prefix}{path} HTTP/1.1\r\n", self._host_line]
         if body is not None:
             lines.append(f"Content-Length: {len(body)}\r\n")
-        for name, value in (*headers.items(), *more_headers) if headers else more_headers:
-            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                raise ValueError(f"header {name!r} holds a line break")
-            lines.append(f"{name}: {value}\r\n")
+        if headers:
+            _header_lines(lines, headers.items())
+        if more_headers:
+            _header_lines(lines, more_headers)
         lines.append("\r\n")
         head = "".join(lines).encode("latin-1")
         return head + body if body else head
@@ -319,6 +319,13 @@ class Http1Pool:
         self._closed = True
         while self._idle:
             self._idle.pop().close()
+
+
+def _header_lines(lines: list[str], headers: Iterable[tuple[str, str]]) -> None:
+    for name, value in headers:
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            raise ValueError(f"header {name!r} holds a line break")
+        lines.append(f"{name}: {value}\r\n")
 
 
 def tls_context(

@@ -13,6 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
 
 from gateway.settings import TracingSettings
 from gateway.telemetry import tracing
@@ -170,3 +174,27 @@ def test_the_gateway_imports_no_tracing_sdk_while_tracing_is_off(tmp_path: Path)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": "."}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("sampler", "flags"),
+    [(ALWAYS_OFF, "01"), (ParentBased(ALWAYS_ON), "00")],  # never; the client's "not sampled"
+)
+def test_an_unsampled_server_span_has_no_children_and_passes_its_context_on(
+    monkeypatch: pytest.MonkeyPatch, sampler: Sampler, flags: str
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "TRACER", provider.get_tracer("test"))
+    trace = tracing.incoming(SPEC[:-2] + flags, "rojo=1")
+    tracing.start_server(trace, "ingress", {})
+    assert trace.span is None  # the router and the wires make no span for it
+    parsed = tracing.parse_traceparent(trace.traceparent)
+    assert parsed is not None
+    trace_id, parent_id, sampled = parsed
+    assert (trace_id, sampled) == (SPEC[3:35], "00") and parent_id != SPEC[36:52]
+    assert trace.outgoing == (("traceparent", trace.traceparent), ("tracestate", "rojo=1"))
+    tracing.end(trace.span)  # nothing to end: no error
+    provider.shutdown()
+    assert exporter.get_finished_spans() == ()
