@@ -60,6 +60,11 @@ BENCHES = (
         ("--requests", "600", "--rounds", "1"),
     ),
     Bench(
+        "tracing",
+        "what tracing costs the gateway: off, on and sampled, on and always_off",
+        ("--duration", "1", "--rounds", "1", "--concurrency", "16"),
+    ),
+    Bench(
         "log_handoff",
         "what the prediction log's writer costs a saturated event loop",
         ("--requests", "1500", "--rounds", "3"),

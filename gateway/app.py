@@ -54,6 +54,7 @@ from gateway.routing.policy_store import PolicyStore
 from gateway.routing.router import Router
 from gateway.routing.shadow import ShadowMirror
 from gateway.settings import GatewaySettings
+from gateway.telemetry import tracing
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.telemetry.model_stats import ModelStatistics
 from gateway.telemetry.observers import metrics_observer, shadow_drops
@@ -118,6 +119,7 @@ def build_context(
 def create_app(
     settings: GatewaySettings, upstreams: Mapping[Framework, Upstream] | None = None
 ) -> FastAPI:
+    tracing.configure(settings.tracing)  # before the ingresses: they pick their handlers once
     ctx = build_context(settings, upstreams)
 
     @asynccontextmanager
@@ -143,6 +145,7 @@ def create_app(
                 await ctx.follower.aclose()
             for upstream in ctx.router.upstreams.values():
                 await upstream.aclose()
+            tracing.shutdown()  # last: the spans of the calls above are exported
 
     app = GatewayApp(title="dualserve gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = ctx

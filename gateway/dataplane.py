@@ -19,10 +19,11 @@ from typing import Any
 
 from gateway.catalog import Catalog, ModelInfo, TensorInfo
 from gateway.codecs.oip_raw import datatype_of
-from gateway.core.types import Framework, InferRequest, InferResponse
+from gateway.core.types import Framework, InferRequest, InferResponse, TraceContext
 from gateway.core.version import parse_version
 from gateway.edge.drain import Drain
 from gateway.routing.router import Router
+from gateway.telemetry import tracing
 from gateway.telemetry.metrics import GatewayMetrics
 
 SERVER_NAME = "dualserve"
@@ -195,10 +196,34 @@ class DataPlane:
         Failures are counted by the edge (`gateway.edge.boundary.Edge.error`), which
         also sees the errors raised while decoding, before this is called."""
         started = time.perf_counter()
-        response = await self.router.infer(request, strict_dtype)
+        trace = request.trace
+        if trace is None or trace.span is None:  # tracing off: no span, no frame more
+            response = await self.router.infer(request, strict_dtype)
+        else:
+            response = await self._routed_in_span(request, strict_dtype, trace)
         total = time.perf_counter() - started
         response.timings["total"] = total
         response.request_id = request.request_id
         upstream = response.timings.get("upstream", 0.0)
         self.metrics.answered(request.model, response.backend, protocol, total, upstream)
+        return response
+
+    async def _routed_in_span(
+        self, request: InferRequest, strict_dtype: bool, trace: TraceContext
+    ) -> InferResponse:
+        """`Router.infer` inside a `route` span under the ingress's (tracing on); the router
+        puts its decision on it, the upstream attempts hang under it."""
+        span = tracing.start_internal(trace, "route", {"dualserve.model": request.model})
+        request.trace = tracing.child(trace, span)
+        try:
+            response = await self.router.infer(request, strict_dtype)
+        except BaseException as exc:
+            tracing.end(span, exc)
+            raise
+        answered = {
+            "dualserve.answered_by": response.backend,
+            "dualserve.version": response.version,
+            "dualserve.failover": response.failover,
+        }
+        tracing.end(span, None, answered)
         return response

@@ -195,6 +195,32 @@ class EdgeSettings(BaseModel):
     )
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry tracing (`gateway.telemetry.tracing`). Off by default; the OpenTelemetry
+    SDK's own environment switches it on as in any instrumented service
+    (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set;
+    `OTEL_SDK_DISABLED=true` always wins; `OTEL_TRACES_SAMPLER` picks the sampler). A field
+    set here wins over its environment variable. W3C `traceparent`/`tracestate` are
+    forwarded upstream whether tracing is on or not."""
+
+    enabled: bool | None = Field(
+        None,
+        description="true/false force tracing on/off; None: on when an OTLP endpoint is set"
+        " (here or in OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT)",
+    )
+    endpoint: str | None = Field(
+        None,
+        description="the OTLP collector, as OTEL_EXPORTER_OTLP_ENDPOINT (http/protobuf: a base"
+        " URL, /v1/traces is added; grpc: host:port or a URL)",
+    )
+    protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        None, description="as OTEL_EXPORTER_OTLP_PROTOCOL (default http/protobuf)"
+    )
+    service_name: str | None = Field(
+        None, description="as OTEL_SERVICE_NAME (default dualserve-gateway)"
+    )
+
+
 class ModelPolicy(BaseModel):
     """How one model's traffic is routed between the two frameworks."""
 
@@ -467,6 +493,7 @@ class GatewaySettings(BaseSettings):
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
     config_file: Path | None = Field(None, description="the YAML file these came from")
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -23,6 +23,44 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
+class TraceContext:
+    """The W3C trace context one request carries (made only by `gateway.telemetry.tracing`).
+
+    Attributes:
+        traceparent: `00-<trace-id>-<parent-id>-<flags>` (W3C Trace Context, section 3.2):
+            what the gateway's next hop is told; with tracing off the incoming one as it
+            came (or a new one), with tracing on the parent is the gateway's span.
+        tracestate: the vendors' list as it came, bounded (section 3.3), or None.
+        outgoing: the (name, value) pairs written on every upstream call (lower-case
+            names: HTTP headers and gRPC metadata alike).
+        span: the gateway's span the next spans hang under (tracing on), else None.
+        call: what the router's call is (`primary`, `failover`, `shadow`): an attribute
+            of the upstream attempts' spans.
+        remote: the client sent `traceparent` (False: the gateway started the trace).
+    """
+
+    __slots__ = ("call", "outgoing", "remote", "span", "traceparent", "tracestate")
+
+    def __init__(
+        self,
+        traceparent: str,
+        tracestate: str | None = None,
+        span: Any = None,
+        call: str = "",
+        remote: bool = True,
+    ) -> None:
+        self.traceparent = traceparent
+        self.tracestate = tracestate
+        self.outgoing: tuple[tuple[str, str], ...] = (
+            (("traceparent", traceparent),)
+            if tracestate is None
+            else (("traceparent", traceparent), ("tracestate", tracestate))
+        )
+        self.span = span
+        self.call = call
+        self.remote = remote
+
+
 @dataclass
 class InferRequest:
     """A prediction request, independent of wire format and framework.
@@ -39,6 +77,8 @@ class InferRequest:
         parameters: protocol parameters passed through (e.g. ``signature_name``).
         deadline: the client's deadline, an absolute ``time.monotonic()`` instant
             (see `gateway.edge.deadline`), or None when the client gave none.
+        trace: the W3C trace context to forward upstream (`gateway.telemetry.tracing`);
+            None: nothing is forwarded (a request no ingress made).
     """
 
     model: str
@@ -51,6 +91,7 @@ class InferRequest:
     pinned: Framework | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     deadline: float | None = None
+    trace: TraceContext | None = None
 
     @property
     def batch_size(self) -> int:

@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -25,12 +25,20 @@ from gateway.core.errors import (
     UpstreamRejected,
 )
 from gateway.core.outcome import CallKind, CallOutcome, Comparison, Observer, compare
-from gateway.core.types import FRAMEWORKS, Framework, InferRequest, InferResponse, other
+from gateway.core.types import (
+    FRAMEWORKS,
+    Framework,
+    InferRequest,
+    InferResponse,
+    TraceContext,
+    other,
+)
 from gateway.edge.deadline import budget
 from gateway.routing.breaker import CircuitBreaker
 from gateway.routing.policy import Decision, decide, routing_key
 from gateway.routing.policy_store import LayerName, Route
 from gateway.settings import GatewaySettings
+from gateway.telemetry import tracing
 from gateway.upstreams.base import Upstream
 
 # Hand a mirrored call to the background (model, job); False when it had to be dropped.
@@ -95,7 +103,9 @@ class Router:
         return info
 
     async def infer(self, request: InferRequest, strict_dtype: bool = False) -> InferResponse:
-        """Answer `request` from the arm its model's policy picks (see `Decision`)."""
+        """Answer `request` from the arm its model's policy picks (see `Decision`). With
+        tracing on, the caller's span is the `route` span (`DataPlane.infer`): the
+        decision goes on it, each call's kind on the request's trace context."""
         started = time.perf_counter()
         unversioned = request.version is None and request.version_label is None
         info = self.prepare(request, strict_dtype)
@@ -108,6 +118,8 @@ class Router:
         # A version that left the store since the policy named it: the client's 404.
         arms = info.versions.get(info.resolve_version(request.version, None), ())
         routed = _Routed(request, route.layer, started)
+        if request.trace is not None and request.trace.span is not None:
+            _trace_decision(request.trace.span, routed, decision)
         try:
             response = await self._answer(routed, decision, arms)
         except NotFound:
@@ -159,6 +171,8 @@ class Router:
         self, kind: CallKind, arm: Framework, routed: _Routed, can_fail_over: bool
     ) -> InferResponse:
         begun = time.perf_counter()
+        if routed.request.trace is not None:  # the upstream attempts' spans name it
+            routed.request.trace.call = kind
         # With a failover possible, the first attempt may spend half of the client's time.
         share = 0.5 if can_fail_over else 1.0
         try:
@@ -205,16 +219,24 @@ class Router:
         if self._mirror is None:
             return
         outputs = answer.outputs  # before `select` narrows the client's copy
+        trace = tracing.for_shadow(routed.request.trace)
 
         async def job() -> None:
-            await self._shadow(arm, routed, outputs)
+            await self._shadow(arm, routed, outputs, trace)
 
         self._mirror(routed.request.model, job)
 
-    async def _shadow(self, arm: Framework, routed: _Routed, answer: dict[str, np.ndarray]) -> None:
-        """The mirrored call, off the reply's path; its outcome carries the comparison."""
+    async def _shadow(
+        self,
+        arm: Framework,
+        routed: _Routed,
+        answer: dict[str, np.ndarray],
+        trace: TraceContext | None,
+    ) -> None:
+        """The mirrored call, off the reply's path; its outcome carries the comparison. It
+        carries the client's trace context too (`tracing.for_shadow`)."""
         # The mirror answers nobody: the client's deadline does not bound it.
-        request = replace(routed.request, deadline=None)
+        request = replace(routed.request, deadline=None, trace=trace)
         routed = _Routed(request, routed.layer, time.perf_counter())
         try:
             shadow = await self.call_arm(arm, routed.request)
@@ -269,3 +291,17 @@ class Router:
             return await self.upstreams[arm].ready(model)
         except Exception:  # readiness probes must answer, whatever the backend does
             return False
+
+
+def _trace_decision(span: Any, routed: _Routed, decision: Decision) -> None:
+    """The route decision on the `route` span (tracing on)."""
+    span.set_attributes(
+        {
+            "dualserve.policy.layer": routed.layer,
+            "dualserve.arm": decision.primary,
+            "dualserve.fallback": decision.fallback or "",
+            "dualserve.shadow": decision.shadow or "",
+            "dualserve.pinned": routed.request.pinned or "",
+            "dualserve.version": routed.request.version or 0,
+        }
+    )

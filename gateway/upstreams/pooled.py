@@ -15,15 +15,16 @@ when it says (TF Serving's gRPC reply does), else that one.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
 from gateway.core.errors import GatewayError
-from gateway.core.types import Framework, InferRequest, InferResponse
+from gateway.core.types import Framework, InferRequest, InferResponse, TraceContext
 from gateway.settings import UpstreamSettings
+from gateway.telemetry import tracing
 from gateway.upstreams.failures import Target
 from gateway.upstreams.kinds.bodies import select_outputs
 from gateway.upstreams.replicas import ReplicaPool
@@ -35,6 +36,8 @@ C_co = TypeVar("C_co", covariant=True)
 C_contra = TypeVar("C_contra", contravariant=True)
 A_co = TypeVar("A_co", covariant=True)
 A_contra = TypeVar("A_contra", contravariant=True)
+Carrier = tuple[tuple[str, str], ...]
+"""W3C trace context for the wire: ("traceparent", v) and maybe ("tracestate", v)."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,16 @@ class Wire(Protocol[R, C_contra, A_co]):
         """One handle per configured replica, made inside the running event loop."""
         ...
 
-    async def send(self, replica: R, call: C_contra, timeout: float, target: Target) -> A_co:
-        """The answer of `call` on `replica`; failures raise `gateway.core.errors` errors."""
+    async def send(
+        self, replica: R, call: C_contra, timeout: float, target: Target, trace: Carrier = ()
+    ) -> A_co:
+        """The answer of `call` on `replica`, carrying `trace` (W3C `traceparent` and
+        `tracestate`, as headers or metadata); failures raise `gateway.core.errors` errors."""
+        ...
+
+    def describe(self, replica: R, call: C_contra) -> tuple[str, dict[str, Any]]:
+        """A client span's name and attributes for `call` on `replica` (tracing on; the
+        OpenTelemetry semantic conventions of the transport)."""
         ...
 
     async def aclose(self, replicas: list[R]) -> None:
@@ -130,11 +141,15 @@ class PooledUpstream(Generic[R, C, A]):
             UpstreamError: any subclass, from the wire, the pool or the codec.
         """
         target = Target(self.framework, request.model, request.version)
-        call, send = self.codec.encode(request), self.wire.send
+        call, send, trace = self.codec.encode(request), self.wire.send, request.trace
+        carrier = () if trace is None else trace.outgoing
 
-        def attempt(replica: R, left: float) -> Awaitable[A]:  # no coroutine of its own
-            return send(replica, call, left, target)
+        def plain(replica: R, left: float) -> Awaitable[A]:  # no coroutine of its own
+            return send(replica, call, left, target, carrier)
 
+        attempt: Callable[[R, float], Awaitable[A]] = plain
+        if trace is not None and trace.span is not None:  # tracing on: a span per attempt
+            attempt = self._traced(call, target, trace)
         started = time.perf_counter()
         answer = await self.pool().call(attempt, min(timeout, self.settings.timeout_s))
         elapsed = time.perf_counter() - started
@@ -147,6 +162,32 @@ class PooledUpstream(Generic[R, C, A]):
             request_id=request.request_id,
             timings={"upstream": elapsed},
         )
+
+    def _traced(
+        self, call: C, target: Target, trace: TraceContext
+    ) -> Callable[[R, float], Awaitable[A]]:
+        """`attempt` with a client span around each replica's call, whose context is the
+        one the backend receives."""
+        common = {
+            "dualserve.arm": self.framework,
+            "dualserve.framework": self.framework,
+            "dualserve.model": target.model,
+            "dualserve.version": target.version or 0,
+            "dualserve.call": trace.call or "primary",
+        }
+
+        async def attempt(replica: R, left: float) -> A:
+            name, attributes = self.wire.describe(replica, call)
+            span, carrier = tracing.start_client(trace, name, {**attributes, **common})
+            try:
+                answer = await self.wire.send(replica, call, left, target, carrier)
+            except BaseException as exc:
+                tracing.end(span, exc, _failed_status(exc))
+                raise
+            tracing.end(span, None, _ok_status(attributes))
+            return answer
+
+        return attempt
 
     async def ready(self, model: str) -> bool:
         """True when some replica's answer to the codec's probe says ready."""
@@ -165,3 +206,15 @@ class PooledUpstream(Generic[R, C, A]):
         if self._pool is not None:
             await self.wire.aclose(self._pool.replicas)
             self._pool = None
+
+
+def _ok_status(attributes: dict[str, Any]) -> dict[str, int]:
+    if attributes.get("rpc.system") == "grpc":
+        return {"rpc.grpc.status_code": 0}
+    return {"http.response.status_code": 200}
+
+
+def _failed_status(exc: BaseException) -> dict[str, int]:
+    """The gateway's reading of a failed attempt (`gateway.core.errors`: its HTTP status)."""
+    status = getattr(exc, "status", None)
+    return {} if status is None else {"dualserve.status": int(status)}

@@ -50,6 +50,7 @@ def decode_infer(request: Any, call: Call) -> tuple[InferRequest, bool]:
         pinned=call.pinned(),
         deadline=call.deadline,
         parameters=parameters(request),
+        trace=call.trace,
     )
     return infer, raw
 
@@ -125,6 +126,7 @@ def handlers(ctx: GatewayContext) -> list[grpc.GenericRpcHandler]:
             oip.ModelInferRequest,
             oip.ModelInferResponse,
             lambda m: m.model_name,
+            rpc=f"{oip.SERVICE}/ModelInfer",
         ),
         **extension_methods(ctx, boundary),  # ModelStatistics, ModelConfig, RepositoryIndex
         "ModelStreamInfer": stream_handler(ctx, decode_infer),

@@ -64,6 +64,7 @@ class StreamServicer:
     ) -> AsyncIterator[Any]:
         """Answer every message of `requests`, as each finishes."""
         call = Call.of(context)
+        call.read_trace()  # every message forwards the stream's context (no span of its own)
         try:
             self.ctx.auth.check_predict(call.headers)
         except GatewayError as exc:

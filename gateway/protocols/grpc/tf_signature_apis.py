@@ -130,6 +130,9 @@ def _first_model(request: Any) -> str:
     return request.tasks[0].model_spec.name if request.tasks else ""
 
 
+_SERVICE = "tensorflow.serving.PredictionService"
+
+
 def signature_api_methods(
     ctx: GatewayContext, boundary: Boundary
 ) -> dict[str, grpc.RpcMethodHandler]:
@@ -142,11 +145,20 @@ def signature_api_methods(
             ClassificationRequest,
             ClassificationResponse,
             lambda m: m.model_spec.name,
+            rpc=f"{_SERVICE}/Classify",
         ),
         "Regress": boundary.unary(
-            apis.regress, RegressionRequest, RegressionResponse, lambda m: m.model_spec.name
+            apis.regress,
+            RegressionRequest,
+            RegressionResponse,
+            lambda m: m.model_spec.name,
+            rpc=f"{_SERVICE}/Regress",
         ),
         "MultiInference": boundary.unary(
-            apis.multi_inference, MultiInferenceRequest, MultiInferenceResponse, _first_model
+            apis.multi_inference,
+            MultiInferenceRequest,
+            MultiInferenceResponse,
+            _first_model,
+            rpc=f"{_SERVICE}/MultiInference",
         ),
     }

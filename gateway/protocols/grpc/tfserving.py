@@ -89,6 +89,7 @@ def decode_predict(request: Any, call: Call, info: ModelInfo) -> InferRequest:
         pinned=call.pinned(),
         deadline=call.deadline,
         parameters={"signature_name": signature} if signature else {},
+        trace=call.trace,
     )
 
 
@@ -177,7 +178,11 @@ def handlers(ctx: GatewayContext) -> list[grpc.GenericRpcHandler]:
     servicer = TFServingServicer(ctx)
     boundary = Boundary(ctx, PROTOCOL)
     predict = boundary.unary(
-        servicer.predict, PredictRequest, PredictResponse, lambda m: m.model_spec.name
+        servicer.predict,
+        PredictRequest,
+        PredictResponse,
+        lambda m: m.model_spec.name,
+        rpc=f"{PREDICTION_SERVICE}/Predict",
     )
     prediction = {
         "Predict": predict,

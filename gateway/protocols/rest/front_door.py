@@ -38,6 +38,8 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.core.errors import GatewayError
+from gateway.core.types import TraceContext
+from gateway.telemetry import tracing
 
 Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
 
@@ -88,21 +90,36 @@ class GatewayApp(FastAPI):
     ) -> None:
         edge = self.state.gateway.edge
         if not self.direct:
+            trace = read_trace(scope, Headers(scope=scope))
+            if tracing.TRACER is not None:
+                _start_server_span(trace, route, protocol, {**scope, **child})
+            send = _answering(send, trace)
             try:
                 await edge.admitted(super().__call__, scope, receive, send)
             except GatewayError as exc:  # refused: FastAPI's own handlers answer any later one
                 request = Request({**scope, **child, "app": self}, receive)  # as FastAPI's
                 response = await self._answer(request, protocol, exc)
                 await response(scope, receive, send)
+            finally:
+                if trace.span is not None:
+                    tracing.end(trace.span)
             return
         scope.update(child)
         scope["app"] = self
         request = PredictionRequest(scope, receive)
+        trace = read_trace(scope, request.headers)
+        if tracing.TRACER is not None:
+            _start_server_span(trace, route, protocol, scope)
         try:  # shed before the body is read (429, Retry-After)
             response = await edge.admitted(route.endpoint, request)
         except Exception as exc:
             response = await self._answer(request, protocol, exc)
-        await response(scope, receive, send)
+        response.raw_headers.append((b"traceparent", trace.traceparent.encode()))
+        try:
+            await response(scope, receive, send)
+        finally:
+            if trace.span is not None:
+                _end_server_span(trace, response.status_code)
 
     async def _answer(self, request: Request, protocol: str, exc: Exception) -> Response:
         """The response of the handler registered for `exc` (as FastAPI's path would pick
@@ -115,6 +132,60 @@ class GatewayApp(FastAPI):
         if inspect.iscoroutinefunction(handler):
             return await handler(request, exc)  # type: ignore[no-any-return]
         return await run_in_threadpool(handler, request, exc)  # type: ignore[arg-type]
+
+
+def read_trace(scope: Scope, headers: Headers) -> TraceContext:
+    """The request's W3C trace context, from its `traceparent`/`tracestate` headers (the REST
+    ingress's one reader of them; `gateway.telemetry.tracing`), kept in the ASGI scope for
+    the endpoint (`trace_of`)."""
+    trace = tracing.incoming(headers.get("traceparent"), headers.get("tracestate"))
+    scope["dualserve.trace"] = trace
+    return trace
+
+
+def trace_of(request: Request) -> TraceContext | None:
+    """The trace context `read_trace` left on the request (None: it came another way)."""
+    return request.scope.get("dualserve.trace")  # type: ignore[no-any-return]
+
+
+def _start_server_span(trace: TraceContext, route: Route, protocol: str, scope: Scope) -> None:
+    """The HTTP server span of a prediction (OpenTelemetry's HTTP semantic conventions)."""
+    server = scope.get("server") or ("", None)
+    attributes = {
+        "http.request.method": "POST",
+        "http.route": route.path,
+        "url.path": scope["path"],
+        "url.scheme": scope.get("scheme", "http"),
+        "server.address": server[0],
+        "server.port": server[1] or 0,
+        "network.protocol.version": scope.get("http_version", "1.1"),
+        "dualserve.protocol": protocol,
+        "dualserve.model": scope.get("path_params", {}).get("model", ""),
+    }
+    tracing.start_server(trace, f"POST {route.path}", attributes)
+
+
+def _end_server_span(trace: TraceContext, status: int) -> None:
+    failure = str(status) if status >= 500 else None  # a server span's error: 5xx only
+    tracing.end(trace.span, failure, {"http.response.status_code": status})
+
+
+def _answering(send: Send, trace: TraceContext) -> Send:
+    """`send` with the request's `traceparent` on the response (and, tracing on, its status
+    on the server span): the ordinary path's way, whose response this code never holds."""
+
+    async def answering(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", []), (b"traceparent", trace.traceparent.encode())]
+            message["headers"] = headers
+            if trace.span is not None:
+                status = message["status"]
+                trace.span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    tracing.fail(trace.span, str(status))
+        await send(message)
+
+    return answering
 
 
 def exception_handler(handlers: Mapping[Any, Handler], exc: Exception) -> Handler | None:

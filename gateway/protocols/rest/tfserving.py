@@ -18,6 +18,7 @@ from gateway.dataplane import ModelMetadata
 from gateway.edge import deadline
 from gateway.edge.limits import check_json_depth
 from gateway.protocols import tf_texts
+from gateway.protocols.rest.front_door import trace_of
 from gateway.protocols.rest.http import (
     HEADER_ROUTING_KEY,
     begin,
@@ -93,6 +94,7 @@ async def _predict(
         pinned=pinned_backend(request),
         deadline=deadline.from_headers(request.headers),
         parameters=body.parameters,
+        trace=trace_of(request),
     )
     answer = await ctx.dataplane.infer(infer, PROTOCOL)
     with _bad_request():

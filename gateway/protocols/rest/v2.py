@@ -11,6 +11,7 @@ from gateway.core.version import parse_version
 from gateway.edge import deadline
 from gateway.edge.limits import check_request_id
 from gateway.protocols import classification, model_repository
+from gateway.protocols.rest.front_door import trace_of
 from gateway.protocols.rest.http import (
     HEADER_REQUEST_ID,
     HEADER_ROUTING_KEY,
@@ -132,6 +133,7 @@ async def infer(request: Request) -> Response:
             pinned=pinned_backend(request),
             parameters=decoded.parameters,
             deadline=deadline.from_headers(request.headers),
+            trace=trace_of(request),
         ),
         PROTOCOL,
         strict_dtype=True,

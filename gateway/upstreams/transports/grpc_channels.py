@@ -75,9 +75,31 @@ class GrpcWire:
             Replica(a, grpc.aio.insecure_channel(a, options=self.options)) for a in self.addresses
         ]
 
-    async def send(self, replica: Replica, call: GrpcCall, timeout: float, target: Target) -> Any:
+    async def send(
+        self,
+        replica: Replica,
+        call: GrpcCall,
+        timeout: float,
+        target: Target,
+        trace: tuple[tuple[str, str], ...] = (),
+    ) -> Any:
+        """The reply to `call`; `trace` goes out as metadata (the gRPC wire's one writer of
+        the trace context)."""
         method = replica.unary(call.method, call.serializer, call.deserializer)
-        return await grpc_call(method, call.message, timeout, target, call.metadata)
+        metadata = call.metadata + trace if trace else call.metadata
+        return await grpc_call(method, call.message, timeout, target, metadata)
+
+    def describe(self, replica: Replica, call: GrpcCall) -> tuple[str, dict[str, Any]]:
+        """A gRPC client span's name and attributes (OpenTelemetry's RPC conventions)."""
+        service, _, method = call.method.strip("/").rpartition("/")
+        host, _, port = replica.address.rpartition(":")
+        return f"{service}/{method}", {
+            "rpc.system": "grpc",
+            "rpc.service": service,
+            "rpc.method": method,
+            "server.address": host,
+            "server.port": int(port) if port.isdigit() else 0,
+        }
 
     async def aclose(self, replicas: list[Replica]) -> None:
         for replica in replicas:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -221,8 +221,10 @@ class Http1Pool:
         body: bytes | None,
         headers: Mapping[str, str] | None,
         timeout: float,
+        more_headers: Sequence[tuple[str, str]] = (),
     ) -> tuple[int, bytes]:
-        """(status, body) of one request, all of it within `timeout` seconds.
+        """(status, body) of one request, all of it within `timeout` seconds; `more_headers`
+        (name, value) pairs follow `headers` (the trace context, per call).
 
         Raises:
             TimeoutError: no whole answer in time (the connection is closed).
@@ -234,7 +236,7 @@ class Http1Pool:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        data = self._head(method, path, body, headers)
+        data = self._head(method, path, body, headers, more_headers)
         if self._slots.locked():  # every connection is busy: wait for one, in time
             await asyncio.wait_for(self._slots.acquire(), timeout)
         else:
@@ -294,16 +296,20 @@ class Http1Pool:
         return connection
 
     def _head(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        more_headers: Sequence[tuple[str, str]] = (),
     ) -> bytes:
         lines = [f"{method} {self._prefix}{path} HTTP/1.1\r\n", self._host_line]
         if body is not None:
             lines.append(f"Content-Length: {len(body)}\r\n")
         if headers:
-            for name, value in headers.items():
-                if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                    raise ValueError(f"header {name!r} holds a line break")
-                lines.append(f"{name}: {value}\r\n")
+            _header_lines(lines, headers.items())
+        if more_headers:
+            _header_lines(lines, more_headers)
         lines.append("\r\n")
         head = "".join(lines).encode("latin-1")
         return head + body if body else head
@@ -313,6 +319,13 @@ class Http1Pool:
         self._closed = True
         while self._idle:
             self._idle.pop().close()
+
+
+def _header_lines(lines: list[str], headers: Iterable[tuple[str, str]]) -> None:
+    for name, value in headers:
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            raise ValueError(f"header {name!r} holds a line break")
+        lines.append(f"{name}: {value}\r\n")
 
 
 def tls_context(

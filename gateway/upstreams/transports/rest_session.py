@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.settings import UpstreamSettings
 from gateway.upstreams.failures import Target, from_http, from_transport
@@ -59,18 +60,33 @@ class RestWire:
         ]
 
     async def send(
-        self, replica: Http1Pool, call: RestCall, timeout: float, target: Target
+        self,
+        replica: Http1Pool,
+        call: RestCall,
+        timeout: float,
+        target: Target,
+        trace: tuple[tuple[str, str], ...] = (),
     ) -> bytes:
-        """The body of a 2xx answer; every other outcome raises a `gateway.core.errors` error."""
+        """The body of a 2xx answer; every other outcome raises a `gateway.core.errors` error.
+        `trace` goes out as headers (the REST wire's one writer of the trace context)."""
         try:
             status, payload = await replica.request(
-                call.method, call.path, call.body, call.headers, timeout
+                call.method, call.path, call.body, call.headers, timeout, trace
             )
         except (TimeoutError, OSError, ProtocolError, ValueError) as exc:
             raise from_transport(exc, target) from exc
         if status >= 300:
             raise from_http(status, payload, target)
         return payload
+
+    def describe(self, replica: Http1Pool, call: RestCall) -> tuple[str, dict[str, Any]]:
+        """An HTTP client span's name and attributes (OpenTelemetry's HTTP conventions)."""
+        return call.method, {
+            "http.request.method": call.method,
+            "server.address": replica.host or "",
+            "server.port": replica.port,
+            "url.full": replica.url + call.path,
+        }
 
     async def aclose(self, replicas: list[Http1Pool]) -> None:
         for replica in replicas:

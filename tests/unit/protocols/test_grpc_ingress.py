@@ -109,6 +109,8 @@ def test_predict_answers_from_the_pinned_arm_with_trailing_metadata(gw: Gateway,
     assert reply.model_spec.name == "toy" and reply.model_spec.version.value == 2
     assert reply.model_spec.signature_name == "serving_default"
     named = {k: v for k, v in trailing(call).items() if k != "server-timing"}  # its own test
+    started = gw.upstreams[arm].calls[0].trace  # none came: the gateway started a trace
+    assert started is not None and named.pop("traceparent") == started.traceparent
     assert named == {"x-backend": arm, "x-model-version": "2", "x-request-id": "r1"}
     assert len(gw.upstreams[arm].calls) == 1
 
