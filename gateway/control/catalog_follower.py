@@ -302,7 +302,7 @@ def build_follower(settings: GatewaySettings, catalog: Catalog) -> CatalogFollow
     sources = [
         source
         for fw in FRAMEWORKS
-        if (source := _source(settings, settings.server_of(fw), fw)) is not None
+        if (source := served_versions_for(settings, settings.server_of(fw), fw)) is not None
     ]
     if settings.catalog_poll_s <= 0 or not sources:
         return None
@@ -316,9 +316,11 @@ def build_follower(settings: GatewaySettings, catalog: Catalog) -> CatalogFollow
     )
 
 
-def _source(
+def served_versions_for(
     settings: GatewaySettings, server: ServerKind, framework: Framework
 ) -> ServedVersions | None:
+    """What follows the versions `server` serves for `framework`'s arm (its status address
+    from the settings block of that server kind); None when the settings give none."""
     if server == "oip":
         return OipVersions(settings.oip.rest, framework) if settings.oip.rest else None
     if server == "tfserving":

@@ -120,6 +120,9 @@ def test_pt2_program_is_recorded_with_its_parity(
     test = load_dataset("digits").test
     assert pytorch.pt2.parity.examples == len(test.y) and pytorch.pt2.parity.classes_equal
     assert pytorch.pt2.parity.max_abs_prob_diff <= 1e-5
+    entry = load_manifest(trained_store).models[model].versions["1"]
+    report = (trained_store / entry.report).read_text()  # type: ignore[operator]
+    assert f"`{pytorch.pt2.artifact}` (exported_program, cpu): classes equal True" in report
     # independently of the trainers' own check: the program against TorchScript
     x = torch.from_numpy(to_model_input(test.x, arch))
     program = torch.export.load(str(trained_store / pytorch.pt2.artifact)).module()
