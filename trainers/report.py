@@ -94,11 +94,12 @@ def summary_table(model_name: str, entry: VersionEntry) -> Table:
     columns = {name: _cells(entry.frameworks[name]) for name in frameworks}
     for row, (label, _) in enumerate(_ROWS):
         table.add_row(label, *(columns[f][row] for f in frameworks))
+    captions = [pt2_caption(entry)]
     if entry.agreement is not None:
-        table.caption = (
+        captions.insert(
+            0,
             f"top-1 agreement {entry.agreement.top1:.2%}, "
-            f"max |Δp| {entry.agreement.max_abs_prob_diff:.3g}"
+            f"max |Δp| {entry.agreement.max_abs_prob_diff:.3g}",
         )
-    if pt2_caption(entry):
-        table.caption = "\n".join(filter(None, [table.caption, pt2_caption(entry)]))
+    table.caption = "\n".join(c for c in captions if c) or None
     return table

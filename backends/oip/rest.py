@@ -22,12 +22,13 @@ from backends.oip.rest_codec import HEADER_LENGTH, decode_infer, encode_infer
 from backends.oip.server_info import model_metadata, server_metadata
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CORE = web.AppKey("core", OipCore)
 
 
 def create_app(core: OipCore, max_body_bytes: int) -> web.Application:
     """The REST application; bodies past `max_body_bytes` get 413 (aiohttp's bound)."""
     app = web.Application(client_max_size=max_body_bytes, middlewares=[_errors])
-    app["core"] = core
+    app[CORE] = core
     model = "/v2/models/{model}"
     versioned = model + "/versions/{version}"
     app.router.add_get("/v2/health/live", _live)
@@ -55,8 +56,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 def _core(request: web.Request) -> OipCore:
-    core: OipCore = request.app["core"]
-    return core
+    return request.app[CORE]
 
 
 def version_of(request: web.Request) -> int | None:
