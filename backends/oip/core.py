@@ -14,6 +14,7 @@ Triton does when its queue is full), counted in `oip_requests_shed`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,8 @@ from backends.oip.errors import InvalidInput, OipError, Unavailable
 from backends.oip.metrics import OipMetrics
 from backends.oip.repository import ModelRepository, ServedVersion, TensorMeta
 from gateway.codecs.oip_raw import DATATYPES
+
+log = logging.getLogger("oip.core")
 
 
 @dataclass
@@ -110,7 +113,11 @@ def _timed(
     try:
         return served.run(inputs)
     except (RuntimeError, ValueError) as exc:  # torch's own errors: a sentence, no trace
-        raise OipError(f"model '{served.name}' version {served.version} failed: {exc}") from exc
+        log.exception("model %s version %d failed", served.name, served.version)
+        raise OipError(
+            f"model '{served.name}' version {served.version} failed to run"
+            f" ({type(exc).__name__}; the detail is in the server's log)"
+        ) from exc
 
 
 def check_inputs(served: ServedVersion, inputs: Mapping[str, np.ndarray], max_batch: int) -> int:

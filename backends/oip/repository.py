@@ -188,8 +188,10 @@ class ModelRepository:
             if version is not None and version in versions:
                 return versions[version]
             failed = self._failed.get((model, version or 0))
-        if failed:
-            raise Unavailable(f"model '{model}' version {version} is not available: {failed}")
+        if failed:  # the reason (with its file path) is in the index and the log, not here
+            raise Unavailable(
+                f"model '{model}' version {version} failed to load (see the repository index)"
+            )
         if version is None or not versions:
             raise NotFound(f"unknown model '{model}'")
         raise NotFound(f"model '{model}' has no version {version} (serves {sorted(versions)})")

@@ -85,3 +85,24 @@ def test_readiness_and_errors_say_why(tmp_path: Path) -> None:
     assert ready == (503, {"ready": False}) and model == (503, {"name": "m", "ready": False})
     assert version == (400, {"error": "version '0' must be a positive integer"})
     assert bad == (400, {"error": "the request must be a JSON object with an 'inputs' list"})
+
+
+def test_a_model_that_fails_answers_500_with_a_sentence_and_no_internals(tmp_path: Path) -> None:
+    def broken(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise RuntimeError("kernel failed in /opt/secret/path.cpp")
+
+    repository = ModelRepository(tmp_path)
+    repository._served["m"] = {
+        1: ServedVersion("m", 1, SERVED.inputs, SERVED.outputs, broken, Path("m.pt2"))
+    }
+    request = {
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [0, 0, 0, 0]}]
+    }
+
+    async def body(client: TestClient) -> Any:
+        reply = await client.post("/v2/models/m/infer", json=request)
+        return reply.status, await reply.text()
+
+    status, text = _run(OipCore(repository), body)
+    assert status == 500 and "failed to run (RuntimeError" in text
+    assert "/opt/secret" not in text and "Traceback" not in text
