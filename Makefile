@@ -22,9 +22,13 @@ LOADTEST_ARGS ?= --models digits-mlp,digits-cnn --concurrency 1,4,16,64 --durati
 loadtest: setup
 	$(PY) -m loadtest $(LOADTEST_ARGS)
 
+# Every run also writes the torch.export program (.pt2) beside TorchScript, checked for parity.
+# The AOTInductor package is left out here (TRAIN_ARGS=--aoti adds it): ~25 s of g++ per model
+# on this CPU, and only Triton's torch_aoti loads it, on the device it was compiled for (GPU).
+TRAIN_ARGS ?=
 train: setup
 	@for model in $(MODELS); do \
-		$(PY) -m trainers --framework both --model $$model --runs-dir runs || exit $$?; \
+		$(PY) -m trainers --framework both --model $$model --runs-dir runs $(TRAIN_ARGS) || exit $$?; \
 	done
 
 up: setup

@@ -2,7 +2,8 @@
 
 One source of truth: the TF Serving files and flags come from `backends.tfserving.commandline`,
 TorchServe's config.properties from `backends.torchserve.config`, the gateway's YAML from
-`gateway.processes.launcher.gateway_config` (validated by `gateway.settings.GatewaySettings`). Only
+`gateway.processes.launcher.gateway_config` (validated by `gateway.settings.GatewaySettings`), the
+Triton model repositories' `config.pbtxt` from `deploy.triton` (the manifest's signatures). Only
 addresses and paths differ from a local run.
 
     python -m deploy.render           # rewrite every generated file
@@ -31,6 +32,7 @@ from backends.torchserve.config import (
     render_config,
     worker_env,
 )
+from deploy import triton
 from deploy.dashboard import dashboard
 from dualserve.run_state import PytorchState, TensorflowState
 from gateway.processes.launcher import gateway_config
@@ -202,6 +204,8 @@ def render(versions: dict[str, str] | None = None) -> dict[Path, str]:
     out[DEPLOY / "grafana/dashboards/dualserve.json"] = json.dumps(dashboard(), indent=2) + "\n"
     out[DEPLOY / "docker/requirements-gateway.in"] = gateway_requirements()
     out[DEPLOY / "k8s/base/files/payloads.json"] = json.dumps(payloads()) + "\n"
+    for path, text in triton.render_repositories().items():  # Triton's repository layouts
+        out[path] = header + text
     return out
 
 

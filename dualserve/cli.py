@@ -98,14 +98,27 @@ def up(
             " TF Serving's model config and the gateway alike. None by default"
         ),
     ] = None,
+    pytorch_server: Annotated[
+        str,
+        typer.Option(
+            help="the server the gateway's pytorch arm calls: torchserve (the TorchScript"
+            " .mar) or oip (the .pt2 export on the bundled Open Inference Protocol server)"
+        ),
+    ] = "torchserve",
 ) -> None:
-    """Start both backends from the model store and wait until every model is ready."""
+    """Start both backends from the model store and wait until every model is ready
+    (and the bundled OIP server for the `.pt2` exports, where the store holds some)."""
     from backends.process import LaunchError
     from dualserve import stack
     from trainers.errors import ManifestError
 
     console = Console()
     labels = parse_labels(label or [])
+    if pytorch_server not in ("torchserve", "oip"):
+        console.print(
+            f"[red]error:[/] --pytorch-server must be torchserve or oip, got {pytorch_server!r}"
+        )
+        raise typer.Exit(code=2)
     paths = _paths(model_store, run_dir)
     running = stack.status(paths).running()
     if running:
@@ -115,7 +128,11 @@ def up(
     try:
         with console.status("starting TF Serving and TorchServe, waiting for every model"):
             state = stack.up(
-                paths, timeout=timeout, gateway_workers=gateway_workers, version_labels=labels
+                paths,
+                timeout=timeout,
+                gateway_workers=gateway_workers,
+                version_labels=labels,
+                pytorch_server="oip" if pytorch_server == "oip" else "torchserve",
             )
     except (LaunchError, ManifestError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)

@@ -60,6 +60,19 @@ class PytorchState(_Contract):
     pid: int | None = None
 
 
+class OipState(_Contract):
+    """Where the bundled OIP server answers (`backends.oip.launcher.OipEndpoints`): the
+    `.pt2` exports over the Open Inference Protocol."""
+
+    rest: str
+    """Base REST URL, `http://127.0.0.1:P` (`/v2/...`)."""
+    grpc: str
+    """gRPC target, `127.0.0.1:P` (`inference.GRPCInferenceService`)."""
+    metrics: str | None = None
+    """Full URL of the Prometheus page."""
+    pid: int | None = None
+
+
 class GatewayState(_Contract):
     """Where the gateway answers (`gateway.processes.launcher.GatewayEndpoints`)."""
 
@@ -87,18 +100,20 @@ class RegistrarState(_Contract):
 
 
 class RunState(_Contract):
-    """`run/state.json`: the three parts `dualserve up` started, all ready."""
+    """`run/state.json`: the parts `dualserve up` started, all ready (`oip` only where
+    the model store holds `.pt2` exports)."""
 
     tensorflow: TensorflowState
     pytorch: PytorchState
     gateway: GatewayState
     registrar: RegistrarState | None = None
+    oip: OipState | None = None
 
     def parts(self) -> dict[str, _Contract]:
-        """The parts by name (`tensorflow`, `pytorch`, `gateway`, `registrar` if any)."""
+        """The parts by name (`tensorflow`, `pytorch`, `gateway`, `registrar`, `oip` if any)."""
         parts: dict[str, _Contract | None] = {
             "tensorflow": self.tensorflow, "pytorch": self.pytorch,
-            "gateway": self.gateway, "registrar": self.registrar,
+            "gateway": self.gateway, "registrar": self.registrar, "oip": self.oip,
         }  # fmt: skip
         return {name: part for name, part in parts.items() if part is not None}
 
@@ -110,12 +125,13 @@ class StackStatus(_Contract):
     pytorch: PytorchState | None = None
     gateway: GatewayState | None = None
     registrar: RegistrarState | None = None
+    oip: OipState | None = None
 
     def running(self) -> dict[str, _Contract]:
-        """The parts that run, by name (`tensorflow`, `pytorch`, `gateway`, `registrar`)."""
+        """The parts that run, by name (`tensorflow`, `pytorch`, `gateway`, `registrar`, `oip`)."""
         parts: dict[str, _Contract | None] = {
             "tensorflow": self.tensorflow, "pytorch": self.pytorch,
-            "gateway": self.gateway, "registrar": self.registrar,
+            "gateway": self.gateway, "registrar": self.registrar, "oip": self.oip,
         }  # fmt: skip
         return {name: part for name, part in parts.items() if part is not None}
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backends.oip.launcher import oip_status, pt2_models, start_oip, stop_oip
 from backends.tfserving.commandline import TFServingSettings
 from backends.tfserving.launcher import start_tfserving, stop_tfserving, tfserving_status
 from backends.torchserve.config import TorchServeSettings
@@ -21,6 +22,7 @@ from dualserve.registrar_process import registrar_running, start_registrar, stop
 from dualserve.run_state import (
     STATE_FILE,
     GatewayState,
+    OipState,
     PytorchState,
     RunState,
     StackStatus,
@@ -35,6 +37,7 @@ from gateway.processes.launcher import (
     start_gateway,
     stop_gateway,
 )
+from gateway.settings import ServerKind
 
 __all__ = ["StackPaths", "down", "read_state", "status", "up"]
 
@@ -58,6 +61,10 @@ class StackPaths:
         return self.run_dir / "torchserve"
 
     @property
+    def oip_dir(self) -> Path:
+        return self.run_dir / "oip"
+
+    @property
     def gateway_dir(self) -> Path:
         return self.run_dir / "gateway"
 
@@ -75,9 +82,14 @@ def up(
     timeout: float = 180.0,
     gateway_workers: int = 1,
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
+    pytorch_server: ServerKind = "torchserve",
 ) -> RunState:
     """Start both backends in parallel, then the gateway (`gateway_workers` processes)
     in front of them; wait until every model is ready; write and return `state.json`.
+
+    Where the store holds `.pt2` exports, the bundled OIP server (`backends/oip/`) starts
+    beside them (`state.oip`); `pytorch_server="oip"` makes the gateway's pytorch arm call
+    it instead of TorchServe (an error when there is nothing for it to serve).
 
     `version_labels` (model -> label -> version, none by default) go into TF Serving's
     model config and the gateway's config alike: the one source of both.
@@ -91,28 +103,37 @@ def up(
     nothing running.
     """
     store = paths.model_store.resolve()
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with_oip = pytorch_server == "oip" or bool(pt2_models(store))
+    with ThreadPoolExecutor(max_workers=3) as pool:
         tf_future = pool.submit(
             start_tfserving, store, paths.tfserving_dir, TF_SETTINGS, None, timeout, version_labels
         )
         torch_future = pool.submit(
             start_torchserve, store, paths.torchserve_dir, TORCH_SETTINGS, None, timeout
         )
-        errors = [f.exception() for f in (tf_future, torch_future)]
+        oip_future = (
+            pool.submit(start_oip, store, paths.oip_dir, None, timeout) if with_oip else None
+        )
+        futures = [f for f in (tf_future, torch_future, oip_future) if f is not None]
+        errors = [f.exception() for f in futures]
     failures = [e for e in errors if e is not None]
     if failures:
         down(paths)
         raise failures[0]
     tf, torch = _tensorflow(vars(tf_future.result())), _pytorch(vars(torch_future.result()))
+    oip = _oip(vars(oip_future.result())) if oip_future is not None else None
     try:
         registrar = start_registrar(store, paths.run_dir, paths.registrar_dir)
         gateway = start_gateway(
-            tf, torch, store, paths.gateway_dir, timeout, gateway_workers, version_labels
-        )
+            tf, torch, store, paths.gateway_dir, timeout, gateway_workers, version_labels,
+            oip=oip, pytorch_server=pytorch_server,
+        )  # fmt: skip
     except Exception:
         down(paths)
         raise
-    state = RunState(tensorflow=tf, pytorch=torch, gateway=_gateway(gateway), registrar=registrar)
+    state = RunState(
+        tensorflow=tf, pytorch=torch, gateway=_gateway(gateway), registrar=registrar, oip=oip
+    )
     write_state(paths.run_dir, state)
     return state
 
@@ -128,6 +149,8 @@ def down(paths: StackPaths) -> list[str]:
         stopped.append("tensorflow")
     if stop_torchserve(paths.torchserve_dir):
         stopped.append("pytorch")
+    if stop_oip(paths.oip_dir):
+        stopped.append("oip")
     paths.state_file.unlink(missing_ok=True)
     return stopped
 
@@ -139,6 +162,7 @@ def status(paths: StackPaths) -> StackStatus:
         RunStateError: the gateway runs but `state.json` is not what `up` writes.
     """
     tf, torch = tfserving_status(paths.tfserving_dir), torchserve_status(paths.torchserve_dir)
+    oip = oip_status(paths.oip_dir)
     gateway = None
     if gateway_running(paths.gateway_dir) and paths.state_file.is_file():
         recorded = read_state(paths.run_dir).gateway
@@ -150,6 +174,7 @@ def status(paths: StackPaths) -> StackStatus:
         pytorch=_pytorch(torch["endpoints"]) if torch else None,
         gateway=gateway,
         registrar=registrar_running(paths.registrar_dir),
+        oip=_oip(oip) if oip else None,
     )
 
 
@@ -173,6 +198,13 @@ def _pytorch(torch: Mapping[str, Any]) -> PytorchState:
         token_file=torch["token_file"],
         metrics=torch.get("metrics"),
         pid=torch.get("pid"),
+    )
+
+
+def _oip(oip: Mapping[str, Any]) -> OipState:
+    """From the OIP server's endpoints (`OipEndpoints`, or its status record)."""
+    return OipState(
+        rest=oip["rest"], grpc=oip["grpc"], metrics=oip.get("metrics"), pid=oip.get("pid")
     )
 
 

@@ -25,6 +25,8 @@ from gateway.core.types import Framework
 from gateway.edge.security_settings import AuthSettings, LimitsSettings
 
 Transport = Literal["grpc", "rest"]
+ServerKind = Literal["tfserving", "torchserve", "oip"]
+"""The server an arm's upstream speaks to: its API, not its framework (`servers`)."""
 DecisionMetric = Literal["error_rate", "accuracy", "latency_p99_ms"]
 DECISION_METRICS: tuple[DecisionMetric, ...] = ("error_rate", "accuracy", "latency_p99_ms")
 _YAML_FILE: ContextVar[Path | None] = ContextVar("dualserve_yaml_file", default=None)
@@ -109,6 +111,19 @@ class TorchServeSettings(UpstreamSettings):
         " catalog follows which versions each serves (`GET /models/{m}/all`, with the"
         " management key from token_file); empty = not followed, the manifest is believed",
     )
+
+
+class OipSettings(UpstreamSettings):
+    """Any Open Inference Protocol (KServe v2) server: Triton, KServe's model servers,
+    OpenVINO Model Server, or the bundled `.pt2` server (`backends/oip/`). The gateway calls
+    `ModelInfer` with raw tensor contents over gRPC, or `POST /v2/models/{m}/infer` with
+    the binary tensor data extension over REST; it follows the versions each replica
+    serves through the model metadata (`GET /v2/models/{m}`: `versions`) on `rest`.
+
+    gRPC by default: tensors travel as raw bytes without a JSON header to parse (not yet
+    measured against REST here)."""
+
+    transport: Transport = Field("grpc", description="gRPC (raw tensors) or REST (binary data)")
 
 
 class BreakerSettings(BaseModel):
@@ -438,6 +453,9 @@ class ExperimentsSettings(BaseModel):
     flush_interval_s: float = Field(0.2, gt=0, description="longest wait before a write")
 
 
+DEFAULT_SERVERS: dict[Framework, ServerKind] = {"tensorflow": "tfserving", "pytorch": "torchserve"}
+
+
 class GatewaySettings(BaseSettings):
     """Everything the gateway needs; `create_app(settings)` wires it."""
 
@@ -470,6 +488,14 @@ class GatewaySettings(BaseSettings):
     )
     tensorflow: TFServingSettings = Field(default_factory=TFServingSettings)
     pytorch: TorchServeSettings = Field(default_factory=TorchServeSettings)
+    oip: OipSettings = Field(default_factory=OipSettings)
+    servers: dict[Framework, ServerKind] = Field(
+        default_factory=dict,
+        description="which server each framework's arm calls, e.g. {pytorch: oip} for the"
+        " `.pt2` export on an OIP server (settings under `oip`); unnamed: TF Serving for"
+        " tensorflow, TorchServe for pytorch. tfserving serves only tensorflow, torchserve"
+        " only pytorch; oip either",
+    )
     models: dict[str, ModelPolicy] = Field(
         default_factory=dict, description="per-model policies; others get default_policy"
     )
@@ -529,8 +555,29 @@ class GatewaySettings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _servers_serve_their_framework(self) -> GatewaySettings:
+        for framework, server in self.servers.items():
+            if server in ("tfserving", "torchserve") and server != DEFAULT_SERVERS[framework]:
+                raise ValueError(
+                    f"servers.{framework}: {server} does not serve {framework} models"
+                    f" (use {DEFAULT_SERVERS[framework]} or oip)"
+                )
+        return self
+
     def policy(self, model: str) -> ModelPolicy:
         return self.models.get(model, self.default_policy)
+
+    def server_of(self, framework: Framework) -> ServerKind:
+        """The server `framework`'s arm calls (`servers`, else its framework's own)."""
+        return self.servers.get(framework, DEFAULT_SERVERS[framework])
+
+    def upstream_settings(self, server: ServerKind) -> UpstreamSettings:
+        """The settings block of one server kind (`tensorflow`, `pytorch` or `oip`)."""
+        blocks: dict[str, UpstreamSettings] = {
+            "tfserving": self.tensorflow, "torchserve": self.pytorch, "oip": self.oip,
+        }  # fmt: skip
+        return blocks[server]
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> GatewaySettings:

@@ -7,6 +7,7 @@ and the routing policy the gateway must hold while it runs. Names:
 | name | what answers |
 |---|---|
 | `tf-direct`, `torch-direct` | the backend itself |
+| `pt2-direct` | the bundled OIP server with the `.pt2` export (gRPC only; asked by name) |
 | `gateway->tf`, `gateway->torch` | the gateway, pinned with `X-Backend` |
 | `gateway-50/50` | the gateway, weighted 50/50 by sticky `X-Routing-Key` |
 | `gateway-shadow` | the gateway, TF answers, every request mirrored to PyTorch |
@@ -39,6 +40,8 @@ ALL_TARGETS = (
     "nginx->torch",
     "nginx-50/50",
 )
+PT2_DIRECT = "pt2-direct"
+"""Not in `ALL_TARGETS` (the demo's sweep stays as it was): `--targets ...,pt2-direct`."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def grpc_targets(state: RunState, model: str) -> list[Target]:
         return []
     token = {**env, "DUALSERVE_TORCHSERVE_TOKEN_FILE": str(state.pytorch.token_file)}
     via = "GatewayTFServingUser"
-    return [
+    found = [
         Target(
             "tf-direct",
             "grpc",
@@ -182,6 +185,10 @@ def grpc_targets(state: RunState, model: str) -> list[Target]:
             policy=dict(SHADOW_POLICY),
         ),
     ]
+    if state.oip is not None:  # the .pt2 export on the bundled OIP server
+        oip = state.oip.grpc
+        found.append(Target(PT2_DIRECT, "grpc", "pytorch", "direct", oip, "OipDirectUser", env=env))
+    return found
 
 
 def payload_bodies(model: str, count: int = 256) -> list[str]:

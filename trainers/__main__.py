@@ -32,6 +32,14 @@ def main(
     runs_dir: Annotated[
         Path | None, typer.Option(help="write TensorBoard event logs for both frameworks here")
     ] = None,
+    aoti: Annotated[
+        bool,
+        typer.Option(
+            "--aoti/--no-aoti",
+            help="also compile an AOTInductor package of the PyTorch build for this device "
+            "(needs a C++ compiler; ~25 s per model on a 2-core CPU)",
+        ),
+    ] = False,
 ) -> None:
     """Train the same model on identical data, split, seed and hyper-parameters."""
     console = Console()
@@ -48,6 +56,7 @@ def main(
         data_dir=data_dir,
         model_store=model_store,
         runs_dir=runs_dir,
+        aoti=aoti,
         hyperparams=Hyperparams(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
     )
     try:

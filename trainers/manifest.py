@@ -57,6 +57,28 @@ class Hyperparameters(_Strict):
     loss: str = "sparse_categorical_crossentropy"
 
 
+class ExportParity(_Strict):
+    """An export's outputs against the TorchScript export's, over the whole test set."""
+
+    examples: int
+    max_abs_prob_diff: float
+    classes_equal: bool
+    tolerance: float
+
+
+class TorchExport(_Strict):
+    """A `torch.export` artifact beside the TorchScript file (`trainers/exports/torch_export.py`):
+    `exported_program` (`torch.export.save`, dynamic batch) or `aoti_package`
+    (AOTInductor, compiled for `device`). Load only after checking `sha256`."""
+
+    kind: Literal["exported_program", "aoti_package"]
+    artifact: str
+    sha256: str
+    size_bytes: int
+    device: str = Field(description="cpu for the program; the compile device of a package")
+    parity: ExportParity
+
+
 class FrameworkArtifact(_Strict):
     """One framework's export of one version; paths are relative to the store root."""
 
@@ -65,6 +87,8 @@ class FrameworkArtifact(_Strict):
     size_bytes: int
     mar: str | None = None
     mar_sha256: str | None = None
+    pt2: TorchExport | None = None
+    aoti: TorchExport | None = None
     test_accuracy: float
     train_seconds: float
     param_count: int

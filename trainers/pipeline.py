@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from trainers import compare
 from trainers.architecture import ModelSpec, initial_weights, to_model_input
-from trainers.archive import build_mar
 from trainers.data import Dataset, load_dataset
+from trainers.exports.archive import build_mar
 from trainers.frameworks import frameworks_for, load_framework
 from trainers.loop import Hyperparams, TrainedModel, train
 from trainers.manifest import (
@@ -25,6 +25,7 @@ from trainers.manifest import (
     ModelEntry,
     Signature,
     TensorSpec,
+    TorchExport,
     VersionEntry,
     load_or_create_manifest,
     write_manifest,
@@ -43,6 +44,8 @@ class TrainConfig:
     data_dir: Path | None = None
     model_store: Path = Path("model_store")
     runs_dir: Path | None = None
+    aoti: bool = False
+    """Also compile an AOTInductor package (~25 s per model on this machine)."""
     hyperparams: Hyperparams = field(default_factory=Hyperparams)
 
     @property
@@ -90,7 +93,7 @@ def _train_and_export(
         with _progress(console) as progress:
             logger = _tensorboard(fw, config, version)
             trained = train(fw, spec, data, config.hyperparams, weights, progress, logger)
-        artifacts[name] = _export(fw, trained, spec, store, config.model_name, version, x_test)
+        artifacts[name] = _export(fw, trained, spec, store, config, version, x_test)
         outputs[name] = fw.load_predictor(store.root / artifacts[name].artifact)(x_test)
         console.print(
             f"  {name}: test accuracy {trained.test_accuracy:.4f}, "
@@ -104,11 +107,13 @@ def _export(
     trained: TrainedModel,
     spec: ModelSpec,
     store: ModelStore,
-    model_name: str,
+    config: TrainConfig,
     version: int,
     x_test: np.ndarray,
 ) -> FrameworkArtifact:
+    model_name = config.model_name
     mar_path: Path | None = None
+    exports: dict[str, TorchExport] = {}
     if fw.FRAMEWORK == "tensorflow":
         path = store.tf_dir(model_name, version)
         fw.export(trained.model, spec, path)
@@ -120,6 +125,18 @@ def _export(
             path, model_name, version, signature_for(spec), store.versioned_mar(model_name, version)
         )
         store.latest_mar(model_name).write_bytes(mar_path.read_bytes())
+        from trainers.exports.torch_export import write_exports  # torch only where PyTorch trains
+
+        reference = fw.load_predictor(path)(x_test)
+        exports = write_exports(
+            trained.model,
+            spec,
+            store.program_file(model_name, version),
+            store,
+            x_test,
+            reference,
+            config.aoti,
+        )
     predictor = fw.load_predictor(path)
     return FrameworkArtifact(
         artifact=store.relative(path),
@@ -127,6 +144,8 @@ def _export(
         size_bytes=size_bytes(path),
         mar=store.relative(mar_path) if mar_path else None,
         mar_sha256=sha256_path(mar_path) if mar_path else None,
+        pt2=exports.get("pt2"),
+        aoti=exports.get("aoti"),
         test_accuracy=trained.test_accuracy,
         train_seconds=round(trained.train_seconds, 3),
         param_count=fw.param_count(trained.model),

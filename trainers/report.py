@@ -56,8 +56,33 @@ def render_report(model_name: str, entry: VersionEntry) -> str:
             f"- largest absolute probability difference: {entry.agreement.max_abs_prob_diff:.4g}",
             "",
         ]
+    lines += _export_lines(entry)
     lines.append(f"Created {entry.created}.")
     return "\n".join(lines) + "\n"
+
+
+def _export_lines(entry: VersionEntry) -> list[str]:
+    """The `torch.export` exports and their parity with TorchScript, when there are some."""
+    pytorch = entry.frameworks.get("pytorch")
+    exports = [e for e in (pytorch.pt2, pytorch.aoti) if e is not None] if pytorch else []
+    if not exports:
+        return []
+    lines = ["## `torch.export` exports against TorchScript (whole test set)", ""]
+    for export in exports:
+        p = export.parity
+        lines.append(
+            f"- `{export.artifact}` ({export.kind}, {export.device}): classes equal"
+            f" {p.classes_equal}, largest |Δp| {p.max_abs_prob_diff:.3g}"
+            f" (tolerance {p.tolerance:g})"
+        )
+    return [*lines, ""]
+
+
+def pt2_caption(entry: VersionEntry) -> str:
+    """One line for the terminal: each export's parity (empty without exports)."""
+    pytorch = entry.frameworks.get("pytorch")
+    exports = [e for e in (pytorch.pt2, pytorch.aoti) if e is not None] if pytorch else []
+    return "; ".join(f"{e.kind} parity max |Δp| {e.parity.max_abs_prob_diff:.3g}" for e in exports)
 
 
 def summary_table(model_name: str, entry: VersionEntry) -> Table:
@@ -69,9 +94,12 @@ def summary_table(model_name: str, entry: VersionEntry) -> Table:
     columns = {name: _cells(entry.frameworks[name]) for name in frameworks}
     for row, (label, _) in enumerate(_ROWS):
         table.add_row(label, *(columns[f][row] for f in frameworks))
+    captions = [pt2_caption(entry)]
     if entry.agreement is not None:
-        table.caption = (
+        captions.insert(
+            0,
             f"top-1 agreement {entry.agreement.top1:.2%}, "
-            f"max |Δp| {entry.agreement.max_abs_prob_diff:.3g}"
+            f"max |Δp| {entry.agreement.max_abs_prob_diff:.3g}",
         )
+    table.caption = "\n".join(c for c in captions if c) or None
     return table

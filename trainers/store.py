@@ -14,7 +14,8 @@ from trainers.manifest import Manifest
 
 @dataclass(frozen=True)
 class ModelStore:
-    """`root/tensorflow/<model>/<v>/`, `root/torch/<model>/<v>/model.pt`,
+    """`root/tensorflow/<model>/<v>/`, `root/torch/<model>/<v>/model.pt` (TorchScript)
+    with `model.pt2` (ExportedProgram) and `model.<device>.aoti.pt2` beside it,
     `root/torchserve/<model>.mar` (latest) and `<model>.v<v>.mar` (every version)."""
 
     root: Path
@@ -24,6 +25,10 @@ class ModelStore:
 
     def torch_file(self, model: str, version: int) -> Path:
         return self.root / "torch" / model / str(version) / "model.pt"
+
+    def program_file(self, model: str, version: int) -> Path:
+        """The `torch.export` ExportedProgram beside the TorchScript file."""
+        return self.torch_file(model, version).with_name("model.pt2")
 
     def mar_dir(self) -> Path:
         return self.root / "torchserve"

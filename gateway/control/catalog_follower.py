@@ -13,7 +13,10 @@ What "serves" means, per backend:
   (TF Serving's `GetModelStatus`; LOADING, UNLOADING and END versions are not served);
 - TorchServe: the management API, `GET /models/{m}` with the management key, lists the
   version with a READY worker (TorchServe 0.12's "describe model" answer, one entry per
-  version).
+  version);
+- an Open Inference Protocol server (Triton, KServe, OVMS, `backends/oip`): the model
+  metadata, `GET /v2/models/{m}`, lists the version under `versions` (KServe's Open
+  Inference Protocol, "Model Metadata"; Triton lists the versions it serves).
 With several replicas, a version counts as served when every replica that answered serves
 it (the pool may pick any of them). A backend that does not answer keeps the last picture it
 gave (its breaker and readiness probe speak for a dead backend); one never heard from
@@ -35,9 +38,9 @@ from urllib.parse import quote
 import httpx
 
 from gateway.catalog import Catalog, ModelInfo
-from gateway.core.types import Framework
+from gateway.core.types import FRAMEWORKS, Framework
 from gateway.edge.security_settings import LimitsSettings
-from gateway.settings import GatewaySettings
+from gateway.settings import GatewaySettings, ServerKind
 from gateway.upstreams.torchserve_token import TokenSource
 from trainers.errors import ManifestError
 from trainers.manifest import load_manifest, manifest_path
@@ -143,6 +146,24 @@ class TorchServeVersions(_HttpStatus):
             and str(e.get("modelVersion")).isdigit()
             and any(w.get("status") == "READY" for w in e.get("workers", []))
         )
+
+
+class OipVersions(_HttpStatus):
+    """An OIP server's model metadata over REST, `GET /v2/models/{m}`:
+    `{"name": "m", "versions": ["1", "2"], "platform": ..., "inputs": ..., ...}`."""
+
+    def __init__(
+        self, bases: Sequence[str], framework: Framework, timeout_s: float = STATUS_TIMEOUT_S
+    ) -> None:
+        super().__init__(bases, timeout_s)
+        self.framework = framework
+
+    def url(self, base: str, model: str) -> str:
+        return f"{base}/v2/models/{quote(model, safe='')}"
+
+    def parse(self, body: object) -> frozenset[int]:
+        versions = body.get("versions", []) if isinstance(body, dict) else []
+        return frozenset(int(v) for v in versions if str(v).isdigit())
 
 
 class CatalogFollower:
@@ -273,17 +294,16 @@ class CatalogFollower:
 
 
 def build_follower(settings: GatewaySettings, catalog: Catalog) -> CatalogFollower | None:
-    """The follower the settings ask for: TF Serving's REST replicas (`tensorflow.rest`,
-    whatever the transport) and TorchServe's management replicas (`pytorch.management`);
-    None when `catalog_poll_s` is 0 or neither backend has a status address."""
-    sources: list[ServedVersions] = []
-    if settings.tensorflow.rest:
-        sources.append(TFServingVersions(settings.tensorflow.rest))
-    torch = settings.pytorch
-    if torch.management:
-        token = torch.token.get_secret_value() if torch.token else None
-        key = TokenSource(None if torch.token_file else token, torch.token_file, kind="management")
-        sources.append(TorchServeVersions(torch.management, key))
+    """The follower the settings ask for, per framework the server its arm calls
+    (`servers`): TF Serving's REST replicas (`tensorflow.rest`, whatever the transport),
+    TorchServe's management replicas (`pytorch.management`), or an OIP server's REST
+    replicas (`oip.rest`); None when `catalog_poll_s` is 0 or no arm's server has a status
+    address."""
+    sources = [
+        source
+        for fw in FRAMEWORKS
+        if (source := served_versions_for(settings, settings.server_of(fw), fw)) is not None
+    ]
     if settings.catalog_poll_s <= 0 or not sources:
         return None
     return CatalogFollower(
@@ -294,3 +314,21 @@ def build_follower(settings: GatewaySettings, catalog: Catalog) -> CatalogFollow
         settings.limits,
         settings.version_labels,
     )
+
+
+def served_versions_for(
+    settings: GatewaySettings, server: ServerKind, framework: Framework
+) -> ServedVersions | None:
+    """What follows the versions `server` serves for `framework`'s arm (its status address
+    from the settings block of that server kind); None when the settings give none."""
+    if server == "oip":
+        return OipVersions(settings.oip.rest, framework) if settings.oip.rest else None
+    if server == "tfserving":
+        rest = settings.tensorflow.rest
+        return TFServingVersions(rest) if rest else None
+    torch = settings.pytorch
+    if not torch.management:
+        return None
+    token = torch.token.get_secret_value() if torch.token else None
+    key = TokenSource(None if torch.token_file else token, torch.token_file, kind="management")
+    return TorchServeVersions(torch.management, key)

@@ -16,6 +16,8 @@ from gateway.edge.security_settings import AuthSettings
 from gateway.processes.workers import WORKERS_FILE, read_workers
 from gateway.settings import (
     GatewaySettings,
+    OipSettings,
+    ServerKind,
     TFServingSettings,
     TorchServeSettings,
     write_settings,
@@ -49,6 +51,16 @@ class TorchServeAddresses(Protocol):
     def token_file(self) -> str | os.PathLike[str]: ...
 
 
+class OipAddresses(Protocol):
+    """Where an OIP server answers: `dualserve.run_state.OipState`, or
+    `backends.oip.launcher.OipEndpoints`."""
+
+    @property
+    def rest(self) -> str: ...
+    @property
+    def grpc(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class GatewayEndpoints:
     rest: str
@@ -71,6 +83,8 @@ def gateway_config(
     workers: int = 1,
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
     config_file: Path | None = None,
+    oip: OipAddresses | None = None,
+    pytorch_server: ServerKind = "torchserve",
 ) -> GatewaySettings:
     """The local default: each backend over its faster transport (REST for both: see
     `gateway.settings`), every model 50/50 sticky with failover and
@@ -81,7 +95,9 @@ def gateway_config(
     Built without the environment (`GatewaySettings.model_validate`): the fields set here
     are what `gateway.settings.write_settings` writes, and the gateway process applies its
     own `DUALSERVE_*` variables when it loads the file. `config_file` is where it will be
-    written (several `workers` need one: they share the database beside it).
+    written (several `workers` need one: they share the database beside it). With `oip`
+    (the bundled OIP server's addresses) the `oip` block is filled (gRPC, its default),
+    and `pytorch_server="oip"` routes the pytorch arm there.
 
     Raises:
         pydantic.ValidationError: a field the gateway would refuse, named.
@@ -106,6 +122,10 @@ def gateway_config(
         "auth": AuthSettings(admin_token_file=run_dir / "admin_token"),
         "config_file": config_file,
     }
+    if oip is not None:
+        fields["oip"] = OipSettings(grpc=[oip.grpc], rest=[oip.rest])
+    if pytorch_server != "torchserve":
+        fields["servers"] = {"pytorch": pytorch_server}
     return GatewaySettings.model_validate(fields | ({"version_labels": labels} if labels else {}))
 
 
@@ -117,6 +137,8 @@ def start_gateway(
     timeout: float = 60.0,
     workers: int = 1,
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
+    oip: OipAddresses | None = None,
+    pytorch_server: ServerKind = "torchserve",
 ) -> GatewayEndpoints:
     """Write run_dir/gateway.yaml, start `python -m gateway`, wait until every worker
     serves (`workers.json` lists them all) and /readyz answers 200 (each worker starts its
@@ -126,8 +148,9 @@ def start_gateway(
     # port chosen here) and names them in workers.json.
     config_file = run_dir / CONFIG_FILE
     config = gateway_config(
-        tensorflow, pytorch, model_store, run_dir, 0, 0, workers, version_labels, config_file
-    )
+        tensorflow, pytorch, model_store, run_dir, 0, 0, workers, version_labels, config_file,
+        oip, pytorch_server,
+    )  # fmt: skip
     write_settings(config, config_file)
     (run_dir / WORKERS_FILE).unlink(missing_ok=True)  # a previous run's ports are not ours
     command = [sys.executable, "-m", "gateway", "--config", str(config_file)]

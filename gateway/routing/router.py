@@ -84,8 +84,7 @@ class Router:
         self.policies = policies
         self.breakers = {fw: CircuitBreaker(settings.breaker, fw) for fw in FRAMEWORKS}
         self.timeouts = {
-            "tensorflow": settings.tensorflow.timeout_s,
-            "pytorch": settings.pytorch.timeout_s,
+            fw: settings.upstream_settings(settings.server_of(fw)).timeout_s for fw in FRAMEWORKS
         }
         self.min_breaker_timeout = settings.breaker.min_timeout_s
         self._emit_outcome = emit

@@ -1,10 +1,18 @@
-"""Build the two upstream clients the gateway routes between, from its settings."""
+"""Build the two upstream clients the gateway routes between, from its settings.
+
+Each arm's client is chosen by the server it calls (`GatewaySettings.servers`, a
+`ServerKind`): `tfserving`, `torchserve` or `oip` (any Open Inference Protocol server);
+`upstream_for` builds one from that key, so whatever names an arm's server later (an
+experiment's arms) picks its client here.
+"""
 
 from __future__ import annotations
 
-from gateway.core.types import Framework
-from gateway.settings import GatewaySettings, TorchServeSettings, UpstreamSettings
+from gateway.core.types import FRAMEWORKS, Framework
+from gateway.settings import GatewaySettings, ServerKind, TorchServeSettings, UpstreamSettings
 from gateway.upstreams.base import Upstream
+from gateway.upstreams.kinds.oip_grpc import OipGrpc
+from gateway.upstreams.kinds.oip_rest import OipRest
 from gateway.upstreams.kinds.tfserving_grpc import TFServingGrpc
 from gateway.upstreams.kinds.tfserving_rest import TFServingRest
 from gateway.upstreams.kinds.torchserve_grpc import TorchServeGrpc
@@ -24,11 +32,35 @@ def build_upstreams(settings: GatewaySettings) -> dict[Framework, Upstream]:
     Raises:
         ValueError: a framework has no replica address for its transport.
     """
+    return {fw: upstream_for(settings.server_of(fw), fw, settings) for fw in FRAMEWORKS}
+
+
+def upstream_for(server: ServerKind, framework: Framework, settings: GatewaySettings) -> Upstream:
+    """The client of `framework`'s arm on `server`, from that server's settings block
+    (`tensorflow`, `pytorch` or `oip`).
+
+    Raises:
+        ValueError: no replica address for the transport, or a server that does not
+            serve `framework` (TF Serving only tensorflow, TorchServe only pytorch).
+    """
     short = settings.breaker.min_timeout_s  # shorter attempts judge no replica either
-    return {
-        "tensorflow": tensorflow_upstream(settings.tensorflow, short),
-        "pytorch": pytorch_upstream(settings.pytorch, short),
-    }
+    if server == "oip":
+        return oip_upstream(settings.oip, framework, short)
+    if server == "tfserving" and framework == "tensorflow":
+        return tensorflow_upstream(settings.tensorflow, short)
+    if server == "torchserve" and framework == "pytorch":
+        return pytorch_upstream(settings.pytorch, short)
+    raise ValueError(f"{server} does not serve {framework} models")
+
+
+def oip_upstream(
+    settings: UpstreamSettings, framework: Framework, min_verdict_s: float = 0.0
+) -> Upstream:
+    """An Open Inference Protocol server (Triton, KServe, OVMS, `backends/oip`) for one arm."""
+    _require_addresses("oip", settings)
+    if settings.transport == "grpc":
+        return PooledUpstream(settings, OipGrpc(framework), GrpcWire(settings), min_verdict_s)
+    return PooledUpstream(settings, OipRest(framework), RestWire(settings), min_verdict_s)
 
 
 def tensorflow_upstream(settings: UpstreamSettings, min_verdict_s: float = 0.0) -> Upstream:

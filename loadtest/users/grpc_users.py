@@ -209,6 +209,23 @@ class GatewayOipUser(GrpcUser):
         return request
 
 
+class OipDirectUser(GatewayOipUser):
+    """`ModelInfer` straight at the bundled OIP server: the `.pt2` export (no gateway)."""
+
+    label = "oip direct ModelInfer"
+
+    def target(self) -> str:
+        def recorded(state: RunState) -> object:
+            if state.oip is None:
+                raise RuntimeError("no OIP server in state.json (the store has no .pt2)")
+            return state.oip.grpc
+
+        return address("DUALSERVE_OIP_GRPC", recorded)
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+
 class TFServingDirectUser(GatewayTFServingUser):
     """TF Serving's `Predict` straight at the TensorFlow backend (no gateway pin)."""
 

@@ -51,6 +51,7 @@ if _CELL and json.loads(Path(_CELL).read_text()).get("user_class") != "HttpTarge
     from loadtest.users.grpc_users import (  # noqa: F401
         GatewayOipUser,
         GatewayTFServingUser,
+        OipDirectUser,
         TFServingDirectUser,
         TorchServeDirectUser,
     )

@@ -21,6 +21,7 @@ Panel = Callable[[Axes, list[Summary]], None]
 TARGET_COLORS = {
     "tf-direct": "tab:blue",
     "torch-direct": "tab:orange",
+    "pt2-direct": "gold",
     "gateway->tf": "tab:green",
     "gateway->torch": "tab:red",
     "gateway-50/50": "tab:purple",

@@ -107,6 +107,47 @@ def test_artifact_hashes_match_the_manifest(trained_store: Path) -> None:
                 assert sha256_path(trained_store / artifact.artifact) == artifact.sha256
 
 
+@pytest.mark.parametrize(("model", "arch"), [("digits-mlp", "mlp"), ("digits-cnn", "cnn")])
+def test_pt2_program_is_recorded_with_its_parity(
+    trained_store: Path, model: str, arch: str
+) -> None:
+    import torch
+
+    pytorch = load_manifest(trained_store).models[model].versions["1"].frameworks["pytorch"]
+    assert pytorch.pt2 is not None and pytorch.aoti is None  # AOTInductor only on --aoti
+    assert pytorch.pt2.artifact == f"torch/{model}/1/model.pt2"
+    assert sha256_path(trained_store / pytorch.pt2.artifact) == pytorch.pt2.sha256
+    test = load_dataset("digits").test
+    assert pytorch.pt2.parity.examples == len(test.y) and pytorch.pt2.parity.classes_equal
+    assert pytorch.pt2.parity.max_abs_prob_diff <= 1e-5
+    entry = load_manifest(trained_store).models[model].versions["1"]
+    report = (trained_store / entry.report).read_text()  # type: ignore[operator]
+    assert f"`{pytorch.pt2.artifact}` (exported_program, cpu): classes equal True" in report
+    # independently of the trainers' own check: the program against TorchScript
+    x = torch.from_numpy(to_model_input(test.x, arch))
+    program = torch.export.load(str(trained_store / pytorch.pt2.artifact)).module()
+    scripted = torch.jit.load(str(trained_store / pytorch.artifact))
+    got, want = program(x), scripted(x)
+    assert torch.equal(got["class"], want["class"])
+    torch.testing.assert_close(got["probabilities"], want["probabilities"], atol=1e-5, rtol=0)
+
+
+def test_aoti_package_on_request_runs_with_parity(tmp_path: Path) -> None:
+    """--aoti compiles the AOTInductor package (~25 s with g++ on this machine)."""
+    from trainers.exports.torch_export import as_predictor, load_aoti
+
+    result = _train(tmp_path, "--framework", "torch", "--epochs", "1", "--aoti")
+    assert result.returncode == 0, result.stderr
+    pytorch = load_manifest(tmp_path).models["digits-mlp"].versions["1"].frameworks["pytorch"]
+    assert pytorch.aoti is not None and pytorch.aoti.device == "cpu"
+    assert pytorch.aoti.artifact == "torch/digits-mlp/1/model.cpu.aoti.pt2"
+    x = to_model_input(load_dataset("digits").test.x[:9], "mlp")
+    runner = load_aoti(tmp_path / pytorch.aoti.artifact, pytorch.aoti.sha256)
+    got = as_predictor(runner)(x)
+    np.testing.assert_allclose(got["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
+    assert pytorch.aoti.parity.classes_equal and pytorch.aoti.parity.max_abs_prob_diff <= 1e-5
+
+
 def _train(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "trainers", "--model-store", str(store), *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)

@@ -95,12 +95,14 @@ def test_up_twice_is_harmless_and_down_leaves_nothing(stack: dict[str, Any]) -> 
     store, run_dir = stack["store"], stack["run_dir"]
     again = _dualserve("up", store=store, run_dir=run_dir)
     assert again.returncode == 0 and "already running" in again.stdout
-    pids = [stack["state"][name]["pid"] for name in ("tensorflow", "pytorch")]
+    # the bundled OIP server runs too: the trained store holds .pt2 exports
+    pids = [stack["state"][name]["pid"] for name in ("tensorflow", "pytorch", "oip")]
     assert all(pid_alive(pid) for pid in pids)
     stopped = _dualserve("down", store=store, run_dir=run_dir)
     assert (
         stopped.returncode == 0 and "tensorflow" in stopped.stdout and "pytorch" in stopped.stdout
     )
+    assert "oip" in stopped.stdout
     assert not any(pid_alive(pid) for pid in pids)
     for pid in pids:  # nothing of their process groups survives either (Java, workers)
         assert group_members(pid) == []

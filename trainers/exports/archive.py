@@ -12,7 +12,7 @@ from pathlib import Path
 from trainers.errors import ExportError
 from trainers.manifest import Signature
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 HANDLER = REPO / "backends" / "torchserve" / "handler.py"
 WIRE_DIR = REPO / "wire"
 # Modules the handler imports from its own folder inside the archive: the wire formats it
