@@ -166,6 +166,7 @@ def create_app(
 
 
 CLIENT_HEADERS = (HEADER_BACKEND, HEADER_VERSION, HEADER_REQUEST_ID, HEADER_ROUTING_KEY)
+TRACE_HEADERS = ("traceparent", "tracestate")  # W3C Trace Context (gateway.telemetry.tracing)
 
 
 def _add_cors_or_fast_routes(app: GatewayApp, settings: GatewaySettings) -> None:
@@ -181,8 +182,14 @@ def _add_cors_or_fast_routes(app: GatewayApp, settings: GatewaySettings) -> None
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "X-API-Key", *CLIENT_HEADERS],
-        expose_headers=[*CLIENT_HEADERS, HEADER_FAILOVER],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "X-API-Key",
+            *CLIENT_HEADERS,
+            *TRACE_HEADERS,
+        ],
+        expose_headers=[*CLIENT_HEADERS, HEADER_FAILOVER, "traceparent"],
     )
 
 

@@ -209,6 +209,8 @@ class PooledUpstream(Generic[R, C, A]):
 
 
 def _ok_status(attributes: dict[str, Any]) -> dict[str, int]:
+    """An answered attempt's status: gRPC OK, or HTTP 200 (what both backends answer a
+    prediction with; the REST wire passes any 2xx)."""
     if attributes.get("rpc.system") == "grpc":
         return {"rpc.grpc.status_code": 0}
     return {"http.response.status_code": 200}

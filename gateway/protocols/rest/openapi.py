@@ -43,6 +43,7 @@ _REASONS = {
     504: "the backend did not answer in time",
 }
 PREDICTION_ERRORS = (400, 401, 403, 404, 413, 415, 502, 503, 504)
+_TRACEPARENT = "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 ANSWER_HEADERS: dict[str, Any] = {
     "X-Backend": {
         "required": True,
@@ -63,6 +64,12 @@ ANSWER_HEADERS: dict[str, Any] = {
         "schema": {"type": "string", "enum": ["true"]},
         "description": "the other framework answered",
     },
+    "traceparent": {
+        "required": True,
+        "schema": {"type": "string", "pattern": _TRACEPARENT},
+        "description": "W3C Trace Context: the trace the request joined or started, its"
+        " parent-id the gateway's span (tracing on) or the one forwarded (off)",
+    },
 }
 PREDICTION_HEADERS: list[dict[str, Any]] = [
     {
@@ -82,6 +89,20 @@ PREDICTION_HEADERS: list[dict[str, Any]] = [
         "in": "header",
         "schema": {"type": "string"},
         "description": "echoed back; names the request in the prediction log",
+    },
+    {
+        "name": "traceparent",
+        "in": "header",
+        "schema": {"type": "string"},
+        "description": "W3C Trace Context, forwarded to the backend (a malformed one starts"
+        " a new trace)",
+    },
+    {
+        "name": "tracestate",
+        "in": "header",
+        "schema": {"type": "string"},
+        "description": "W3C Trace Context vendor state, forwarded bounded (32 members, 512"
+        " characters)",
     },
 ]
 

@@ -94,9 +94,12 @@ def test_an_oversized_tracestate_is_bounded_before_it_is_forwarded(
 def test_the_ordinary_path_answers_and_forwards_alike(tmp_path: Path) -> None:
     """With CORS configured every route takes FastAPI's path: same propagation."""
     for client, upstreams in _client(tmp_path, cors_origins=["https://app.example"]):
-        answer = client.post("/v1/models/toy:predict", json=ROW, headers={"traceparent": SPEC})
+        headers = {"traceparent": SPEC, "Origin": "https://app.example"}
+        answer = client.post("/v1/models/toy:predict", json=ROW, headers=headers)
         assert answer.headers["traceparent"] == SPEC
         assert upstreams["tensorflow"].calls[0].trace.traceparent == SPEC
+        exposed = answer.headers["access-control-expose-headers"].lower().split(", ")
+        assert "traceparent" in exposed  # a browser's script may read it
 
 
 def test_failover_and_shadow_calls_carry_the_same_trace(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from tests.unit.protocols.test_grpc_ingress import predict_request, running
 
 SPEC = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 ROW = {"instances": [[0.0, 5.0, 1.0, 2.0]]}
+V2 = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [0, 5, 1, 2]}]}
 SHADOW = {"toy": {"mode": "shadow", "primary": "tensorflow", "failover": True}}
 
 
@@ -144,3 +145,18 @@ def test_grpc_server_span_names_the_rpc_and_its_status(
     assert missing.status.status_code != StatusCode.ERROR  # a client's error, not the server's
     trace_id, span_id = ids(ok)
     assert dict(call.trailing_metadata())["traceparent"] == f"00-{trace_id:032x}-{span_id:016x}-01"
+
+
+def test_the_ordinary_path_has_the_same_server_span(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    """With CORS configured predictions take FastAPI's path: the span and the header alike."""
+    app, _ = app_client(tmp_path, cors_origins=["https://app.example"], models={})
+    with TestClient(app) as client:
+        answer = client.post("/v2/models/toy/infer", json=V2, headers={"traceparent": SPEC})
+    assert answer.status_code == 200
+    (server,) = of_kind(spans.get_finished_spans(), SpanKind.SERVER)
+    trace_id, span_id = ids(server)
+    assert answer.headers["traceparent"] == f"00-{trace_id:032x}-{span_id:016x}-01"
+    assert dict(server.attributes or {})["http.response.status_code"] == 200
+    assert parent(server) == int(SPEC[36:52], 16)
