@@ -82,6 +82,23 @@ def parse_labels(values: list[str]) -> dict[str, dict[str, int]]:
     return labels
 
 
+def parse_capture(values: list[str]) -> dict[str, float]:
+    """`MODEL=SHARE` options (SHARE in 0..1, or a percentage `20%`) as model -> share."""
+    shares: dict[str, float] = {}
+    for value in values:
+        model, _, text = value.partition("=")
+        try:
+            share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            share = -1.0
+        if not model or not 0.0 <= share <= 1.0:
+            raise typer.BadParameter(
+                f"'{value}' is not MODEL=SHARE with SHARE in 0..1 (e.g. digits-mlp=0.2)"
+            )
+        shares[model] = share
+    return shares
+
+
 @app.command()
 def up(
     model_store: ModelStoreOption = Path("model_store"),
@@ -98,6 +115,14 @@ def up(
             " TF Serving's model config and the gateway alike. None by default"
         ),
     ] = None,
+    capture: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="capture a share of a model's requests for `dualserve replay`, MODEL=SHARE"
+            " (repeatable; sticky by routing key; files in RUN_DIR/gateway/capture/). Off by"
+            " default"
+        ),
+    ] = None,
 ) -> None:
     """Start both backends from the model store and wait until every model is ready."""
     from backends.process import LaunchError
@@ -106,6 +131,7 @@ def up(
 
     console = Console()
     labels = parse_labels(label or [])
+    shares = parse_capture(capture or [])
     paths = _paths(model_store, run_dir)
     running = stack.status(paths).running()
     if running:
@@ -115,8 +141,9 @@ def up(
     try:
         with console.status("starting TF Serving and TorchServe, waiting for every model"):
             state = stack.up(
-                paths, timeout=timeout, gateway_workers=gateway_workers, version_labels=labels
-            )
+                paths, timeout=timeout, gateway_workers=gateway_workers, version_labels=labels,
+                capture=shares,
+            )  # fmt: skip
     except (LaunchError, ManifestError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(code=1) from None

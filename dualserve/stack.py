@@ -75,12 +75,14 @@ def up(
     timeout: float = 180.0,
     gateway_workers: int = 1,
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
+    capture: Mapping[str, float] | None = None,
 ) -> RunState:
     """Start both backends in parallel, then the gateway (`gateway_workers` processes)
     in front of them; wait until every model is ready; write and return `state.json`.
 
     `version_labels` (model -> label -> version, none by default) go into TF Serving's
-    model config and the gateway's config alike: the one source of both.
+    model config and the gateway's config alike: the one source of both. `capture` (model
+    -> share, none by default) turns the gateway's capture on (`run/gateway/capture/`).
 
     New versions land while it runs: TF Serving keeps the 2 newest version directories
     (`latest { num_versions: 2 }`, so the routed one stays loaded while the next lands),
@@ -107,8 +109,9 @@ def up(
     try:
         registrar = start_registrar(store, paths.run_dir, paths.registrar_dir)
         gateway = start_gateway(
-            tf, torch, store, paths.gateway_dir, timeout, gateway_workers, version_labels
-        )
+            tf, torch, store, paths.gateway_dir, timeout, gateway_workers, version_labels,
+            capture,
+        )  # fmt: skip
     except Exception:
         down(paths)
         raise

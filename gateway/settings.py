@@ -21,6 +21,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from gateway.capture.settings import CaptureSettings
 from gateway.core.types import Framework
 from gateway.edge.security_settings import AuthSettings, LimitsSettings
 
@@ -467,6 +468,9 @@ class GatewaySettings(BaseSettings):
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
     config_file: Path | None = Field(None, description="the YAML file these came from")
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
+    capture: CaptureSettings = Field(
+        default_factory=CaptureSettings, description="requests kept for replay (off by default)"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -71,12 +71,14 @@ def gateway_config(
     workers: int = 1,
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
     config_file: Path | None = None,
+    capture: Mapping[str, float] | None = None,
 ) -> GatewaySettings:
     """The local default: each backend over its faster transport (REST for both: see
     `gateway.settings`), every model 50/50 sticky with failover and
     client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`;
     `workers` processes serving both ports; the TF Serving `version_labels` the TF server
-    was given (none by default).
+    was given (none by default); `capture` (model -> share) turns the capture on for
+    those models (off by default).
 
     Built without the environment (`GatewaySettings.model_validate`): the fields set here
     are what `gateway.settings.write_settings` writes, and the gateway process applies its
@@ -106,7 +108,11 @@ def gateway_config(
         "auth": AuthSettings(admin_token_file=run_dir / "admin_token"),
         "config_file": config_file,
     }
-    return GatewaySettings.model_validate(fields | ({"version_labels": labels} if labels else {}))
+    if labels:
+        fields["version_labels"] = labels
+    if capture:
+        fields["capture"] = {"models": dict(capture)}
+    return GatewaySettings.model_validate(fields)
 
 
 def start_gateway(
@@ -117,6 +123,7 @@ def start_gateway(
     timeout: float = 60.0,
     workers: int = 1,
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
+    capture: Mapping[str, float] | None = None,
 ) -> GatewayEndpoints:
     """Write run_dir/gateway.yaml, start `python -m gateway`, wait until every worker
     serves (`workers.json` lists them all) and /readyz answers 200 (each worker starts its
@@ -126,8 +133,9 @@ def start_gateway(
     # port chosen here) and names them in workers.json.
     config_file = run_dir / CONFIG_FILE
     config = gateway_config(
-        tensorflow, pytorch, model_store, run_dir, 0, 0, workers, version_labels, config_file
-    )
+        tensorflow, pytorch, model_store, run_dir, 0, 0, workers, version_labels, config_file,
+        capture,
+    )  # fmt: skip
     write_settings(config, config_file)
     (run_dir / WORKERS_FILE).unlink(missing_ok=True)  # a previous run's ports are not ours
     command = [sys.executable, "-m", "gateway", "--config", str(config_file)]
