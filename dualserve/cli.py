@@ -345,6 +345,88 @@ def experiment_status(
         console.print(Markdown(status_markdown(result)))
 
 
+@app.command()
+def replay(
+    capture: Annotated[
+        Path, typer.Argument(help="a capture folder (run/gateway/capture) or one .parquet file")
+    ],
+    arm: Annotated[
+        list[str] | None,
+        typer.Option(help="an arm to replay against, FRAMEWORK[:VERSION] (repeatable)"),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="the model to replay (needed when the capture has several)")
+    ] = None,
+    gateway: Annotated[
+        str | None, typer.Option(help="the gateway's REST URL (default: from run/state.json)")
+    ] = None,
+    run_dir: RunDirOption = Path("run"),
+    pace: Annotated[
+        str, typer.Option(help="'full' (as fast as --concurrency allows) or 'recorded'")
+    ] = "full",
+    speed: Annotated[float, typer.Option(min=0.001, help="recorded pace sped up by this")] = 1.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="requests in flight at most")] = 8,
+    limit: Annotated[int | None, typer.Option(min=1, help="only the first N requests")] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="CSV/Parquet of request_id,label (default: the gateway's feedback)"),
+    ] = None,
+    db: DbOption = None,
+    api_key: Annotated[str | None, typer.Option(envvar="DUALSERVE_API_KEY")] = None,
+    out: Annotated[Path | None, typer.Option(help="report folder")] = None,
+) -> None:
+    """Re-send captured requests to arms through the gateway (pinned) and judge them
+    against the captured answers: agreement, noise floor, McNemar, latency, shift."""
+    import time as _time
+
+    from gateway.capture.arms import parse_arm
+    from gateway.capture.reader import labels_from_file, labels_from_log, read_capture
+    from gateway.capture.replay import replay_arms
+    from gateway.capture.replay_report import judge, write_report
+
+    console = Console()
+    try:
+        if pace not in ("full", "recorded"):
+            raise ValueError(f"--pace must be 'full' or 'recorded', not {pace!r}")
+        targets = [parse_arm(spec) for spec in arm or []]
+        frame = read_capture(capture)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    models = sorted(set(frame["model"]))
+    if model is None and len(models) > 1:
+        console.print(f"[red]error:[/] the capture holds {', '.join(models)}: name one (--model)")
+        raise typer.Exit(code=2)
+    frame = frame[frame["model"] == (model or models[0])].reset_index(drop=True)
+    frame = frame.head(limit) if limit else frame
+    if frame.empty:
+        console.print(f"[red]error:[/] no captured request of {model} in {capture}")
+        raise typer.Exit(code=2)
+    url = gateway or _gateway_url(run_dir, console)
+    ids = [str(i) for i in frame["request_id"]]
+    fed_back = labels_from_file(labels) if labels else labels_from_log(db or _log_url(run_dir), ids)
+    headers = {"X-API-Key": api_key} if api_key else {}
+    options = {"pace": pace, "speed": speed, "concurrency": concurrency, "headers": headers}
+    with console.status(f"replaying {len(frame)} requests against {1 + len(targets)} arms"):
+        floor, answers = replay_arms(url, frame, targets, **options)
+    judgement = judge(frame, floor, answers, fed_back)
+    folder = out or Path("reports") / f"replay-{_time.strftime('%Y%m%d-%H%M%S')}"
+    paths = write_report(judgement, folder)
+    for sentence in judgement.sentences.values() or ["no --arm given: only the noise floor"]:
+        console.print(sentence, soft_wrap=True)
+    console.print(f"report: {paths['html']} ({paths['markdown'].name}, {paths['json'].name})")
+
+
+def _gateway_url(run_dir: Path, console: Console) -> str:
+    from dualserve.run_state import read_state
+
+    try:
+        return read_state(run_dir).gateway.rest
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/] no running stack in {run_dir} ({exc}); give --gateway")
+        raise typer.Exit(code=2) from None
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,

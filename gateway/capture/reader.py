@@ -42,3 +42,32 @@ def read_capture(path: Path, model: str | None = None) -> pd.DataFrame:
     if model is not None:
         frame = frame[frame["model"] == model]
     return frame.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def labels_from_file(path: Path) -> dict[str, int]:
+    """Labels fed back outside the gateway: a CSV or Parquet file with the columns
+    `request_id` and `label` (an integer class).
+
+    Raises:
+        ValueError: a column is missing, naming it.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    for column in ("request_id", "label"):
+        if column not in frame.columns:
+            raise ValueError(f"labels file {path}: no column {column!r} (request_id, label)")
+    return {str(r): int(v) for r, v in zip(frame["request_id"], frame["label"], strict=True)}
+
+
+def labels_from_log(database_url: str, request_ids: list[str]) -> dict[str, int]:
+    """The labels fed back to the gateway (`POST .../feedback`, the prediction log's
+    `feedback` table) for these request ids."""
+    from gateway.experiments.log.store import SqlLogStore, open_store
+
+    store = open_store(database_url, None)
+    try:
+        return store.labels(request_ids) if isinstance(store, SqlLogStore) else {}
+    finally:
+        store.close()
