@@ -223,6 +223,13 @@ def test_capture_twenty_percent_by_key_then_replay_against_two_candidates(
     )
     assert fed.status_code in (200, 201, 202, 207), fed.text
 
+    # what is replayed: the files as they are now (later requests, the probes below, may
+    # be captured too)
+    snapshot = tmp_path / "capture"
+    for file in capture_dir.rglob("*.parquet"):
+        (snapshot / file.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(file, snapshot / file.parent.name / file.name)
+
     # a newly trained version (one epoch: a different model), landed on both frameworks
     train = subprocess.run(
         [sys.executable, "-m", "trainers", "--framework", "both", "--model", "mlp",
@@ -234,7 +241,7 @@ def test_capture_twenty_percent_by_key_then_replay_against_two_candidates(
 
     out = tmp_path / "report"
     replay = subprocess.run(
-        [sys.executable, "-m", "dualserve", "replay", str(capture_dir), "--arm", "pytorch:1",
+        [sys.executable, "-m", "dualserve", "replay", str(snapshot), "--arm", "pytorch:1",
          "--arm", "tensorflow:2", "--run-dir", str(stack["paths"].run_dir), "--out", str(out)],
         capture_output=True, text=True, cwd=REPO, timeout=600,
     )  # fmt: skip
