@@ -6,7 +6,10 @@ that stalls (a full queue: its drops must be counted and its replies must not sl
 
 The gateway runs in process (ASGI) in front of fake upstreams that answer after
 `--upstream-ms`, so the figures isolate the gateway's own work; the prediction log is
-off in every configuration. Configurations are interleaved round by round.
+off in every configuration. Configurations are interleaved round by round. On a shared
+machine the wall-clock throughput is noisy; the CPU seconds this process spends per
+request (every thread, the capture's writer included) is the figure that bounds the
+throughput of a CPU-bound gateway.
 """
 
 from __future__ import annotations
@@ -59,7 +62,18 @@ def build(name: str, root: Path, upstream_s: float, stall: threading.Event) -> A
     return app
 
 
-async def drive(app: Any, requests: int, concurrency: int) -> tuple[list[float], float]:
+async def drive(app: Any, requests: int, concurrency: int) -> tuple[list[float], float, float]:
+    """Latencies, wall seconds, and this process's CPU seconds (every thread: the capture's
+    writer included, flushed before the clock stops) for `requests` requests."""
+    cpu = time.process_time()
+    latencies, took = await _drive(app, requests, concurrency)
+    sink = app.state.gateway.capture
+    if sink is not None and sink.counters.dropped == 0:  # the stalled writer never ends
+        await asyncio.to_thread(sink.flush, 30.0, False)
+    return latencies, took, time.process_time() - cpu
+
+
+async def _drive(app: Any, requests: int, concurrency: int) -> tuple[list[float], float]:
     latencies: list[float] = []
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
@@ -78,20 +92,21 @@ async def drive(app: Any, requests: int, concurrency: int) -> tuple[list[float],
 
 
 async def bench(requests: int, concurrency: int, rounds: int, upstream_s: float) -> dict[str, Any]:
-    results: dict[str, Any] = {name: {"lat": [], "s": 0.0, "n": 0} for name in NAMES}
+    results: dict[str, Any] = {name: {"lat": [], "s": 0.0, "n": 0, "cpu": 0.0} for name in NAMES}
     stall = threading.Event()
     with tempfile.TemporaryDirectory() as tmp:
         apps = {name: build(name, Path(tmp), upstream_s, stall) for name in NAMES}
         async with contextlib.AsyncExitStack() as stack:
             for app in apps.values():
                 await stack.enter_async_context(app.router.lifespan_context(app))
-                await drive(app, 200, concurrency)  # warm up
+                await _drive(app, 200, concurrency)  # warm up
             for r in range(rounds):
                 order = NAMES[r % len(NAMES) :] + NAMES[: r % len(NAMES)]
                 for name in order:
-                    lat, took = await drive(apps[name], requests, concurrency)
+                    lat, took, cpu = await drive(apps[name], requests, concurrency)
                     results[name]["lat"] += lat
                     results[name]["s"] += took
+                    results[name]["cpu"] += cpu
                     results[name]["n"] += len(lat)
             stall.set()
             for name, app in apps.items():
@@ -108,19 +123,22 @@ def main(
 ) -> None:
     results = asyncio.run(bench(requests, concurrency, rounds, upstream_ms / 1000))
     base = results["off"]["n"] / results["off"]["s"]
+    base_cpu = results["off"]["cpu"] / results["off"]["n"]
     table = Table(title=f"capture on vs off ({concurrency} clients, upstream {upstream_ms} ms)")
-    for column in ("capture", "requests", "req/s", "throughput ratio", "p50 ms", "p99 ms",
-                   "captured", "dropped"):  # fmt: skip
+    for column in ("capture", "requests", "req/s", "throughput ratio", "CPU us/request",
+                   "CPU ratio", "p50 ms", "p99 ms", "captured", "dropped"):  # fmt: skip
         table.add_column(column)
     for name in NAMES:
         r = results[name]
         lat, rate, c = np.array(r["lat"]), r["n"] / r["s"], r["counters"]
+        cpu = r["cpu"] / r["n"]
         table.add_row(
-            name, str(r["n"]), f"{rate:.0f}", f"{rate / base:.3f}",
+            name, str(r["n"]), f"{rate:.0f}", f"{rate / base:.3f}", f"{cpu * 1e6:.0f}",
+            f"{cpu / base_cpu:.3f}",
             f"{np.percentile(lat, 50) * 1e3:.3f}", f"{np.percentile(lat, 99) * 1e3:.3f}",
             "-" if c is None else str(c.submitted), "-" if c is None else str(c.dropped),
         )  # fmt: skip
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":

