@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from gateway.capture.cloudevents import CloudEventsSink
 from gateway.capture.files import CaptureFiles
 from gateway.capture.settings import capture_dir
 from gateway.capture.sink import CaptureSink
@@ -39,9 +40,16 @@ def build_capture(
             capture.retention_hours * 3600.0, capture.max_total_bytes,
         )  # fmt: skip
 
+    events = None
+    if capture.cloudevents_url:
+        url = capture.cloudevents_url
+
+        def events() -> CloudEventsSink:
+            return CloudEventsSink(url, capture.cloudevents_source, capture.cloudevents_timeout_s)
+
     sink = CaptureSink(
         files, capture.models, capture.queue_size, capture.max_request_bytes,
-        capture.flush_interval_s,
+        capture.flush_interval_s, events,
     )  # fmt: skip
     metrics.before_render(sink.metrics_updater(metrics.registry))
     return sink

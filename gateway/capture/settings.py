@@ -45,6 +45,11 @@ class CaptureSettings(BaseModel):
     flush_interval_s: float = Field(
         0.5, gt=0, description="the writer thread wakes at least this often"
     )
+    cloudevents_url: str | None = Field(
+        None, description="also POST each capture as a CloudEvent (binary mode) here; None = off"
+    )
+    cloudevents_source: str = Field("dualserve/gateway", description="the events' ce-source")
+    cloudevents_timeout_s: float = Field(2.0, gt=0, description="per CloudEvent POST")
 
     @field_validator("models")
     @classmethod

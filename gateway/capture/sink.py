@@ -38,9 +38,14 @@ from gateway.core.outcome import CallOutcome
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from gateway.capture.cloudevents import CloudEventsSink
+
 logger = logging.getLogger(__name__)
 REPLAY_PREFIX = "replay-"
-_FATES = ("submitted", "dropped", "too_large", "written", "write_errors")
+_FATES = (
+    "submitted", "dropped", "too_large", "written", "write_errors", "cloudevents_sent",
+    "cloudevents_failed",
+)  # fmt: skip
 
 
 @dataclass
@@ -52,6 +57,8 @@ class CaptureCounters:
     too_large: int = 0
     written: int = 0
     write_errors: int = 0
+    cloudevents_sent: int = 0
+    cloudevents_failed: int = 0
 
 
 class CaptureSink:
@@ -63,6 +70,8 @@ class CaptureSink:
         queue_size: records waiting at most; more are dropped and counted.
         max_request_bytes: a request whose inputs hold more bytes is not captured.
         flush_interval_s: the writer's longest sleep.
+        events: builds the optional CloudEvents sink (`cloudevents.CloudEventsSink`), on
+            the writer thread's start; None = no events.
     """
 
     def __init__(
@@ -72,8 +81,11 @@ class CaptureSink:
         queue_size: int,
         max_request_bytes: int,
         flush_interval_s: float,
+        events: Callable[[], CloudEventsSink] | None = None,
     ) -> None:
         self._open_files = files
+        self._open_events = events
+        self._events: CloudEventsSink | None = None
         self._files: CaptureFiles | None = None
         self._shares = {model: share for model, share in shares.items() if share > 0}
         self._queue: collections.deque[CaptureRecord] = collections.deque()
@@ -128,6 +140,7 @@ class CaptureSink:
 
     def start(self) -> None:
         self._files = self._open_files()  # here: a missing pyarrow fails the start
+        self._events = self._open_events() if self._open_events is not None else None
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
 
@@ -194,7 +207,17 @@ class CaptureSink:
             if self._stopping:
                 self._pass(files)
                 files.close_all()
+                if self._events is not None:
+                    self._events.close()
                 return
+
+    def _send_events(self, events: CloudEventsSink, batch: list[CaptureRecord]) -> None:
+        try:
+            events.send(batch)
+        except Exception:  # counted by the sink; nothing may stop the writer
+            logger.exception("capture CloudEvents failed")
+        self.counters.cloudevents_sent = events.sent
+        self.counters.cloudevents_failed = events.failed
 
     def _pass(self, files: CaptureFiles) -> None:
         queue = self._queue
@@ -205,6 +228,8 @@ class CaptureSink:
             except Exception:  # a failing write must not stop the capture; it is counted
                 logger.exception("capture write of %d records failed", len(batch))
                 self.counters.write_errors += len(batch)
+            if self._events is not None:
+                self._send_events(self._events, batch)
         with self._progress:
             self._done += len(batch)
             try:
