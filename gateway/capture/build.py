@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -21,8 +22,8 @@ def build_capture(
     """The capture sink when a model has a share, else None (capture is off).
 
     Raises:
-        ValueError: a captured model the catalog does not know, or no folder to write to
-            (no `capture.dir` and no config file).
+        ValueError: a captured model the catalog does not know, pyarrow missing, or no
+            folder to write to (no `capture.dir` and no config file).
     """
     capture = settings.capture
     if not capture.enabled:
@@ -30,6 +31,10 @@ def build_capture(
     unknown = sorted(set(capture.models) - set(models))
     if unknown:
         raise ValueError(f"capture.models names unknown models: {', '.join(unknown)}")
+    if importlib.util.find_spec("pyarrow") is None:
+        raise ValueError(
+            "capture needs pyarrow (the gateway extra: pip install 'dualserve[gateway]')"
+        )
     root = capture_dir(capture, settings.config_file)
     if root is None:
         raise ValueError("capture needs a folder: set capture.dir or load the settings from a file")

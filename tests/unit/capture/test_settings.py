@@ -61,3 +61,19 @@ def test_a_captured_row_goes_out_as_columnar_json_and_comes_back_exactly() -> No
     assert np.array_equal(outputs["probabilities"], x)
     assert outputs["class"].tolist() == [1, 2]
     assert list(answer_outputs({"outputs": [[0.5, 0.5]]})) == ["output"]
+
+
+def test_a_missing_pyarrow_fails_the_start_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a)
+    )
+    settings = GatewaySettings(
+        model_store=tmp_path, capture={"models": {"digits-mlp": 0.2}, "dir": str(tmp_path)}
+    )
+    with pytest.raises(ValueError, match=r"capture needs pyarrow"):
+        build_capture(settings, ["digits-mlp"], GatewayMetrics())
