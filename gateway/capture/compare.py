@@ -105,6 +105,7 @@ class ArmComparison:
     candidate_only: int
     mcnemar_p: float | None
     answered_by: dict[str, int] = field(default_factory=dict)
+    other_arm: int = 0  # answered by another framework (a failover), not this arm
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,6 +204,8 @@ def verdict(result: ArmComparison, floor: ArmComparison, alpha: float = ALPHA) -
     )
     if result.failed:
         changes += f", failed {result.failed} of {result.requests} requests"
+    if result.other_arm:
+        changes += f" (another framework answered {result.other_arm} of them: failovers)"
     if result.labelled == 0 or result.mcnemar_p is None:
         return changes + "; no labelled requests, so nothing says whether it is better."
     accuracy = (

@@ -94,6 +94,14 @@ def _one(
     failed = sum(a.outputs is None for a in answers)
     result = compare_arm(name, captured, replayed, labels, latency, failed, floor_max, by)
     result.requests = len(answers)
+    result.other_arm = (
+        sum(
+            a.outputs is not None and a.arm is not None and a.arm != name.split(":")[0]
+            for a in answers
+        )
+        if name != SELF
+        else 0
+    )
     return result, replayed
 
 
