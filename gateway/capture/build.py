@@ -54,7 +54,7 @@ def build_capture(
 
     sink = CaptureSink(
         files, capture.models, capture.queue_size, capture.max_request_bytes,
-        capture.flush_interval_s, events,
+        capture.flush_interval_s, events, capture.queue_max_bytes,
     )  # fmt: skip
     metrics.before_render(sink.metrics_updater(metrics.registry))
     return sink

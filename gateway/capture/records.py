@@ -56,6 +56,7 @@ class CaptureRecord:
     failover: bool
     inputs: dict[str, np.ndarray]
     outputs: dict[str, np.ndarray] | None
+    nbytes: int = 0  # the inputs' bytes (the queue's byte bound counts them)
 
 
 def input_signature(record: CaptureRecord) -> tuple[tuple[str, str], ...]:

@@ -29,6 +29,9 @@ class CaptureSettings(BaseModel):
     queue_size: int = Field(
         2000, ge=1, description="records waiting for the writer; full = dropped and counted"
     )
+    queue_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1, description="input bytes waiting at most; past it = dropped"
+    )
     max_request_bytes: int = Field(
         1024 * 1024, ge=1, description="requests with larger input tensors are not captured"
     )

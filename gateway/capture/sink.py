@@ -68,6 +68,7 @@ class CaptureSink:
         files: builds the store (called on the writer thread's start, not at import).
         shares: model -> share captured (0..1).
         queue_size: records waiting at most; more are dropped and counted.
+        queue_max_bytes: input tensor bytes waiting at most; more are dropped and counted.
         max_request_bytes: a request whose inputs hold more bytes is not captured.
         flush_interval_s: the writer's longest sleep.
         events: builds the optional CloudEvents sink (`cloudevents.CloudEventsSink`), on
@@ -82,6 +83,7 @@ class CaptureSink:
         max_request_bytes: int,
         flush_interval_s: float,
         events: Callable[[], CloudEventsSink] | None = None,
+        queue_max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._open_files = files
         self._open_events = events
@@ -90,6 +92,10 @@ class CaptureSink:
         self._shares = {model: share for model, share in shares.items() if share > 0}
         self._queue: collections.deque[CaptureRecord] = collections.deque()
         self._capacity = queue_size
+        self._max_queued = queue_max_bytes
+        # input bytes queued = in - out; each counter has one writer thread (no lock)
+        self._bytes_in = 0  # the event loop's
+        self._bytes_out = 0  # the writer thread's
         self._max_bytes = max_request_bytes
         self._interval_s = flush_interval_s
         self._wake = threading.Event()
@@ -110,7 +116,8 @@ class CaptureSink:
             return
         if not keep(share, request.model, request.routing_key, request.request_id):
             return
-        if sum(a.nbytes for a in request.inputs.values()) > self._max_bytes:
+        size = sum(a.nbytes for a in request.inputs.values())
+        if size > self._max_bytes:
             self.counters.too_large += 1
             return
         response = outcome.response
@@ -119,18 +126,21 @@ class CaptureSink:
                 request.request_id, outcome.ts, request.model, outcome.arm, outcome.version,
                 request.routing_key, outcome.elapsed_s, outcome.status, outcome.error,
                 outcome.kind == "failover", request.inputs,
-                None if response is None else response.outputs,
+                None if response is None else response.outputs, size,
             )
         )  # fmt: skip
 
     def submit(self, record: CaptureRecord) -> bool:
-        """Queue one record; False (and counted) when the queue is full. Never blocks."""
-        if len(self._queue) >= self._capacity:
+        """Queue one record; False (and counted) when the queue holds `queue_size` records
+        or `queue_max_bytes` of input tensors. Never blocks."""
+        queued_bytes = self._bytes_in - self._bytes_out
+        if len(self._queue) >= self._capacity or queued_bytes + record.nbytes > self._max_queued:
             self.counters.dropped += 1
             if self.counters.dropped == 1:
                 logger.warning("capture queue is full; dropping records (counted)")
             return False
         self._queue.append(record)
+        self._bytes_in += record.nbytes
         self.counters.submitted += 1
         return True
 
@@ -222,6 +232,7 @@ class CaptureSink:
     def _pass(self, files: CaptureFiles) -> None:
         queue = self._queue
         batch = [queue.popleft() for _ in range(len(queue))]
+        self._bytes_out += sum(record.nbytes for record in batch)
         if batch:
             try:
                 self.counters.written += files.write(batch)
