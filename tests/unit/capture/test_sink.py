@@ -111,3 +111,18 @@ def _submit(capture: CaptureSink, i: int) -> bool:
     before = capture.counters.submitted
     capture.observe(outcome(i))
     return capture.counters.submitted > before
+
+
+def test_the_queue_is_bounded_by_bytes_too(tmp_path: Path) -> None:
+    def files() -> CaptureFiles:
+        return CaptureFiles(tmp_path, 1 << 30, 3600.0, 1e9, None)
+
+    capture = CaptureSink(files, {"digits-mlp": 1.0}, 100, 1 << 20, 0.05, None, 1000)
+    results = [_submit(capture, i) for i in range(6)]  # 256 input bytes each
+    assert results == [True] * 3 + [False] * 3
+    assert capture.counters.dropped == 3
+    capture.start()
+    assert capture.flush(timeout_s=10)  # the writer took them: room again
+    assert _submit(capture, 7)
+    capture.close()
+    assert capture.counters.written == 4
