@@ -374,9 +374,13 @@ def replay(
     db: DbOption = None,
     api_key: Annotated[str | None, typer.Option(envvar="DUALSERVE_API_KEY")] = None,
     out: Annotated[Path | None, typer.Option(help="report folder")] = None,
+    direct: Annotated[
+        bool, typer.Option(help="straight to the backends (from run/state.json), not the gateway")
+    ] = False,
 ) -> None:
-    """Re-send captured requests to arms through the gateway (pinned) and judge them
-    against the captured answers: agreement, noise floor, McNemar, latency, shift."""
+    """Re-send captured requests to arms through the gateway (pinned), or straight to the
+    backends, and judge them against the captured answers: agreement, noise floor,
+    McNemar, latency, shift."""
     import time as _time
 
     from gateway.capture.arms import parse_arm
@@ -402,11 +406,13 @@ def replay(
     if frame.empty:
         console.print(f"[red]error:[/] no captured request of {model} in {capture}")
         raise typer.Exit(code=2)
-    url = gateway or _gateway_url(run_dir, console)
+    url = gateway or ("" if direct else _gateway_url(run_dir, console))
     ids = [str(i) for i in frame["request_id"]]
     fed_back = labels_from_file(labels) if labels else labels_from_log(db or _log_url(run_dir), ids)
     headers = {"X-API-Key": api_key} if api_key else {}
     options = {"pace": pace, "speed": speed, "concurrency": concurrency, "headers": headers}
+    if direct:
+        options["direct"] = _backends(run_dir, console)
     with console.status(f"replaying {len(frame)} requests against {1 + len(targets)} arms"):
         floor, answers = replay_arms(url, frame, targets, **options)
     judgement = judge(frame, floor, answers, fed_back)
@@ -415,6 +421,21 @@ def replay(
     for sentence in judgement.sentences.values() or ["no --arm given: only the noise floor"]:
         console.print(sentence, soft_wrap=True)
     console.print(f"report: {paths['html']} ({paths['markdown'].name}, {paths['json'].name})")
+
+
+def _backends(run_dir: Path, console: Console) -> Any:
+    """The running stack's backends for `replay --direct` (TorchServe's inference key read)."""
+    from backends.torchserve.launcher import read_token
+    from dualserve.run_state import read_state
+    from gateway.capture.arms import Backends
+
+    try:
+        state = read_state(run_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/] no running stack in {run_dir} ({exc}): --direct needs one")
+        raise typer.Exit(code=2) from None
+    token = read_token(Path(state.pytorch.token_file), "inference")
+    return Backends(state.tensorflow.rest, state.pytorch.inference, token)
 
 
 def _gateway_url(run_dir: Path, console: Console) -> str:

@@ -3,7 +3,10 @@
 Today an arm is a framework and an optional version, reached through the gateway pinned:
 `X-Backend: <framework>` and the version in the URL (TF Serving's
 `/v1/models/{m}/versions/{v}:predict`). Named arms (an `X-Arm` header) would change
-`parse_arm` and `ArmTarget.route` only.
+`parse_arm` and `ArmTarget.route` only. `ArmTarget.direct_route` reaches the backend
+itself instead (`dualserve replay --direct`): TF Serving's REST predict API, TorchServe's
+predictions API with its inference key (both take TF Serving's columnar JSON here: the
+bundled handler accepts it).
 """
 
 from __future__ import annotations
@@ -11,6 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.core.types import FRAMEWORKS, Framework
+
+
+@dataclass(frozen=True)
+class Backends:
+    """Where `--direct` sends: TF Serving's REST base URL, TorchServe's inference base
+    URL and its inference key (None: token authorization off)."""
+
+    tensorflow: str
+    pytorch: str
+    pytorch_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,16 @@ class ArmTarget:
         """The TF Serving REST path and the headers that pin this arm at the gateway."""
         version = "" if self.version is None else f"/versions/{self.version}"
         return f"/v1/models/{model}{version}:predict", {"X-Backend": self.framework}
+
+    def direct_route(self, model: str, backends: Backends) -> tuple[str, dict[str, str]]:
+        """The backend's own URL for this arm, and its headers (TorchServe's key)."""
+        if self.framework == "tensorflow":
+            version = "" if self.version is None else f"/versions/{self.version}"
+            return f"{backends.tensorflow}/v1/models/{model}{version}:predict", {}
+        version = "" if self.version is None else f"/{self.version}"
+        token = backends.pytorch_token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return f"{backends.pytorch}/predictions/{model}{version}", headers
 
 
 def parse_arm(spec: str) -> ArmTarget:

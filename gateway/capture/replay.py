@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gateway.capture.arms import ArmTarget
+from gateway.capture.arms import ArmTarget, Backends
 from gateway.capture.records import INPUT, tensors_of
 
 if TYPE_CHECKING:
@@ -57,9 +57,10 @@ def answer_outputs(body: Any) -> dict[str, np.ndarray]:
 
 
 async def _send(
-    client: httpx.AsyncClient, model: str, row: dict[str, Any], target: ArmTarget
-) -> ReplayAnswer:
-    path, headers = target.route(model)
+    client: httpx.AsyncClient, model: str, row: dict[str, Any], target: ArmTarget,
+    direct: Backends | None,
+) -> ReplayAnswer:  # fmt: skip
+    path, headers = target.route(model) if direct is None else target.direct_route(model, direct)
     headers = {**headers, "X-Request-Id": f"replay-{target.name}-{row['request_id']}"}
     started = time.perf_counter()
     try:
@@ -67,9 +68,9 @@ async def _send(
     except Exception as exc:  # a refused or reset connection is this request's answer
         return ReplayAnswer(0, time.perf_counter() - started, None, None, None, repr(exc))
     latency = time.perf_counter() - started
-    arm = reply.headers.get("X-Backend")
+    arm = reply.headers.get("X-Backend") or (target.framework if direct else None)
     version = reply.headers.get("X-Model-Version")
-    ver = int(version) if version and version.isdigit() else None
+    ver = int(version) if version and version.isdigit() else (target.version if direct else None)
     if reply.status_code != 200:
         return ReplayAnswer(reply.status_code, latency, None, arm, ver, reply.text[:200])
     return ReplayAnswer(200, latency, answer_outputs(reply.json()), arm, ver)
@@ -84,6 +85,7 @@ async def replay(
     speed: float = 1.0,
     headers: dict[str, str] | None = None,
     timeout_s: float = 30.0,
+    direct: Backends | None = None,
 ) -> list[ReplayAnswer]:
     """Every row of `frame` (a capture, `reader.read_capture`) sent to `target_of(row)`
     at `gateway` (its REST base URL); the answers in the rows' order.
@@ -91,6 +93,8 @@ async def replay(
     Args:
         pace: `full` (at most `concurrency` requests in flight) or `recorded` (each sent
             at its captured time offset divided by `speed`; still at most `concurrency`).
+        direct: send to the backends themselves (`ArmTarget.direct_route`), not the
+            gateway at `gateway`.
 
     Raises:
         ValueError: an unknown pace, or `concurrency`/`speed` not positive.
@@ -115,7 +119,7 @@ async def replay(
             if pace == "recorded":
                 await asyncio.sleep(max(0.0, start + (row["ts"] - first) / speed - loop.time()))
             async with gate:
-                return await _send(client, str(row["model"]), row, target_of(row))
+                return await _send(client, str(row["model"]), row, target_of(row), direct)
 
         return list(await asyncio.gather(*(one(row) for row in rows)))
 

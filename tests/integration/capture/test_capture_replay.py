@@ -277,6 +277,19 @@ def test_capture_twenty_percent_by_key_then_replay_against_two_candidates(
             table = [[np.sum(cap_ok & arm_ok), b], [c, np.sum(~cap_ok & ~arm_ok)]]
             assert result["mcnemar_p"] == pytest.approx(mcnemar(table, exact=True).pvalue)
         assert arm in report["sentences"][arm]
+    # the same replay straight to the backends (no gateway): the same answers
+    direct_out = tmp_path / "direct"
+    replay_direct = subprocess.run(
+        [sys.executable, "-m", "dualserve", "replay", str(snapshot), "--arm", "pytorch:1",
+         "--direct", "--run-dir", str(stack["paths"].run_dir), "--out", str(direct_out)],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )  # fmt: skip
+    assert replay_direct.returncode == 0, replay_direct.stdout + replay_direct.stderr
+    straight = json.loads((direct_out / "replay.json").read_text())
+    assert straight["floor"]["disagreements"] == 0 and straight["floor"]["failed"] == 0
+    mirrored = report["arms"]["pytorch:1"]
+    assert straight["arms"]["pytorch:1"]["disagreements"] == mirrored["disagreements"]
+    assert straight["arms"]["pytorch:1"]["answered_by"] == {"pytorch:1": len(rows)}
     figures(
         f"capture: {len(sent)} requests sent in {sending_s:.1f} s over {len(INGRESSES)} ingresses,"
         f" {len(frame)} captured ({len(kept_keys)} of {KEYS} keys);"

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import chi2_contingency, ks_2samp
 from statsmodels.stats.contingency_tables import mcnemar
 
-from gateway.capture.arms import ArmTarget, parse_arm
+from gateway.capture.arms import ArmTarget, Backends, parse_arm
 from gateway.capture.compare import (
     NO_ANSWER,
     class_shift,
@@ -38,6 +38,16 @@ def test_arm_specs_parse_and_bad_ones_are_named() -> None:
         parse_arm("onnx")
     with pytest.raises(ValueError, match="version"):
         parse_arm("pytorch:0")
+    backends = Backends("http://tf", "http://ts", "key")
+    assert parse_arm("tensorflow:3").direct_route("m", backends) == (
+        "http://tf/v1/models/m/versions/3:predict",
+        {},
+    )
+    assert parse_arm("pytorch").direct_route("m", backends) == (
+        "http://ts/predictions/m",
+        {"Authorization": "Bearer key"},
+    )
+    assert parse_arm("pytorch:2").direct_route("m", Backends("a", "b"))[1] == {}
 
 
 def test_examples_flatten_batches_and_an_unanswered_request_has_none() -> None:
