@@ -65,6 +65,11 @@ BENCHES = (
         ("--duration", "1", "--rounds", "1", "--concurrency", "16"),
     ),
     Bench(
+        "capture",
+        "does the capture cost throughput (off, every request, a stalled writer)",
+        ("--requests", "600", "--rounds", "1"),
+    ),
+    Bench(
         "log_handoff",
         "what the prediction log's writer costs a saturated event loop",
         ("--requests", "1500", "--rounds", "3"),

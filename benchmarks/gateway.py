@@ -9,7 +9,7 @@ then gateway / floor ratios (throughput, p50 minus the floor's, CPU per request 
 gRPC ingress / REST ingress, and the issue-15 goals met or not.
 
     python -m benchmarks.gateway [--model digits-mlp] [--duration 5] [--rounds 2]
-        [--workers 1,2] [--transport default,rest,grpc] [--log on,off]
+        [--workers 1,2] [--transport default,rest,grpc] [--log on,off] [--capture 0,1]
 
 Uses a running stack's backends (`dualserve up`) when run/state.json exists, else starts
 one and stops it at the end. CPU is the user + system time of the process tree (psutil).
@@ -235,14 +235,16 @@ def summarise(cells: list[Cell]) -> list[Row]:
 
 
 def variants_of(
-    workers: list[int], transports: list[str], logs: list[bool], console: Console
-) -> list[GatewayVariant]:
-    """The gateways to start: every (workers, transport, log) combination."""
+    workers: list[int], transports: list[str], logs: list[bool], console: Console,
+    captures: tuple[tuple[tuple[str, float], ...], ...] = ((),),
+) -> list[GatewayVariant]:  # fmt: skip
+    """The gateways to start: every (workers, transport, log, capture) combination."""
     return [
-        GatewayVariant(w, t, log)
+        GatewayVariant(w, t, log, capture)
         for w in dict.fromkeys(workers)
         for t in dict.fromkeys(transports)
         for log in dict.fromkeys(logs)
+        for capture in dict.fromkeys(captures)
     ]
 
 
@@ -294,6 +296,9 @@ def main(
         str, typer.Option(help="upstream transports: default (as `dualserve up`), rest, grpc")
     ] = "default",
     log: Annotated[str, typer.Option(help="prediction log: on, off or on,off")] = "on",
+    capture: Annotated[
+        str, typer.Option(help="shares of the model captured (issue 28), e.g. 0,1; 0 = off")
+    ] = "0",
     model_store: Path = Path("model_store"),
     run_dir: Path = Path("run"),
     output: Annotated[Path | None, typer.Option(help="write the results as JSON")] = None,
@@ -301,7 +306,10 @@ def main(
     console = Console()
     paths = StackPaths(model_store, run_dir.resolve())
     logs = [value == "on" for value in _csv(log)]
-    variants = variants_of([int(w) for w in _csv(workers)], _csv(transport), logs, console)
+    captures = tuple(((model, float(v)),) if float(v) > 0 else () for v in _csv(capture))
+    variants = variants_of(
+        [int(w) for w in _csv(workers)], _csv(transport), logs, console, captures
+    )
     started_here = not paths.state_file.is_file()
     if started_here:
         with console.status("starting the stack (dualserve up)"):

@@ -78,7 +78,7 @@ def _context() -> Any:
     settings = GatewaySettings(auth={"admin_token": "b" * 32})
     return types.SimpleNamespace(
         settings=settings, auth=Authenticator(settings.auth), dataplane=InstantDataPlane(),
-        edge=SucceedingEdge(Admission(64), GatewayMetrics(), [MODEL]),
+        edge=SucceedingEdge(Admission(64), GatewayMetrics(), lambda: [MODEL]),
     )  # fmt: skip
 
 

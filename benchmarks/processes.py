@@ -20,6 +20,7 @@ import yaml
 
 from backends.process import LOOPBACK, ManagedProcess, free_port, port_open, start, stop, wait_until
 from dualserve.run_state import RunState
+from gateway.capture.settings import CaptureSettings
 from gateway.processes.launcher import gateway_config
 from gateway.settings import ExperimentsSettings, Transport, settings_document
 
@@ -27,16 +28,19 @@ from gateway.settings import ExperimentsSettings, Transport, settings_document
 @dataclass(frozen=True)
 class GatewayVariant:
     """One gateway the bench starts: its process count, upstream transport ("default" =
-    what `dualserve up` configures) and whether it writes the prediction log."""
+    what `dualserve up` configures), whether it writes the prediction log, and the
+    share of each model it captures (none by default)."""
 
     workers: int
     transport: str = "default"
     log: bool = True
+    capture: tuple[tuple[str, float], ...] = ()  # (model, share) captured (issue 28)
 
     @property
     def label(self) -> str:
         suffix = "" if self.transport == "default" else f"/{self.transport}"
-        return f"gw{self.workers}{suffix}{'' if self.log else '/nolog'}"
+        shares = "".join(f"/capture{share:g}" for _, share in self.capture)
+        return f"gw{self.workers}{suffix}{'' if self.log else '/nolog'}{shares}"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ def variant_config(
     config = gateway_config(state.tensorflow, state.pytorch, store, run_dir, port, grpc_port)
     config.workers = variant.workers
     config.experiments = ExperimentsSettings(log_enabled=variant.log, data_dir=run_dir / "data")
+    if variant.capture:
+        config.capture = CaptureSettings(models=dict(variant.capture))
     if variant.transport != "default":
         transport = cast(Transport, variant.transport)  # the gateway validates it at load
         config.tensorflow.transport = config.pytorch.transport = transport

@@ -82,6 +82,23 @@ def parse_labels(values: list[str]) -> dict[str, dict[str, int]]:
     return labels
 
 
+def parse_capture(values: list[str]) -> dict[str, float]:
+    """`MODEL=SHARE` options (SHARE in 0..1, or a percentage `20%`) as model -> share."""
+    shares: dict[str, float] = {}
+    for value in values:
+        model, _, text = value.partition("=")
+        try:
+            share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            share = -1.0
+        if not model or not 0.0 <= share <= 1.0:
+            raise typer.BadParameter(
+                f"'{value}' is not MODEL=SHARE with SHARE in 0..1 (e.g. digits-mlp=0.2)"
+            )
+        shares[model] = share
+    return shares
+
+
 @app.command()
 def up(
     model_store: ModelStoreOption = Path("model_store"),
@@ -105,6 +122,14 @@ def up(
             " .mar) or oip (the .pt2 export on the bundled Open Inference Protocol server)"
         ),
     ] = "torchserve",
+    capture: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="capture a share of a model's requests for `dualserve replay`, MODEL=SHARE"
+            " (repeatable; sticky by routing key; files in RUN_DIR/gateway/capture/). Off by"
+            " default"
+        ),
+    ] = None,
 ) -> None:
     """Start both backends from the model store and wait until every model is ready
     (and the bundled OIP server for the `.pt2` exports, where the store holds some)."""
@@ -119,6 +144,7 @@ def up(
             f"[red]error:[/] --pytorch-server must be torchserve or oip, got {pytorch_server!r}"
         )
         raise typer.Exit(code=2)
+    shares = parse_capture(capture or [])
     paths = _paths(model_store, run_dir)
     running = stack.status(paths).running()
     if running:
@@ -133,6 +159,7 @@ def up(
                 gateway_workers=gateway_workers,
                 version_labels=labels,
                 pytorch_server="oip" if pytorch_server == "oip" else "torchserve",
+                capture=shares,
             )
     except (LaunchError, ManifestError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
@@ -333,6 +360,109 @@ def experiment_status(
         console.print_json(json.dumps(result))
     else:
         console.print(Markdown(status_markdown(result)))
+
+
+@app.command()
+def replay(
+    capture: Annotated[
+        Path, typer.Argument(help="a capture folder (run/gateway/capture) or one .parquet file")
+    ],
+    arm: Annotated[
+        list[str] | None,
+        typer.Option(help="an arm to replay against, FRAMEWORK[:VERSION] (repeatable)"),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="the model to replay (needed when the capture has several)")
+    ] = None,
+    gateway: Annotated[
+        str | None, typer.Option(help="the gateway's REST URL (default: from run/state.json)")
+    ] = None,
+    run_dir: RunDirOption = Path("run"),
+    pace: Annotated[
+        str, typer.Option(help="'full' (as fast as --concurrency allows) or 'recorded'")
+    ] = "full",
+    speed: Annotated[float, typer.Option(min=0.001, help="recorded pace sped up by this")] = 1.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="requests in flight at most")] = 8,
+    limit: Annotated[int | None, typer.Option(min=1, help="only the first N requests")] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="CSV/Parquet of request_id,label (default: the gateway's feedback)"),
+    ] = None,
+    db: DbOption = None,
+    api_key: Annotated[str | None, typer.Option(envvar="DUALSERVE_API_KEY")] = None,
+    out: Annotated[Path | None, typer.Option(help="report folder")] = None,
+    direct: Annotated[
+        bool, typer.Option(help="straight to the backends (from run/state.json), not the gateway")
+    ] = False,
+) -> None:
+    """Re-send captured requests to arms through the gateway (pinned), or straight to the
+    backends, and judge them against the captured answers: agreement, noise floor,
+    McNemar, latency, shift."""
+    import time as _time
+
+    from gateway.capture.arms import parse_arm
+    from gateway.capture.reader import labels_from_file, labels_from_log, read_capture
+    from gateway.capture.replay import replay_arms
+    from gateway.capture.replay_report import judge, write_report
+
+    console = Console()
+    try:
+        if pace not in ("full", "recorded"):
+            raise ValueError(f"--pace must be 'full' or 'recorded', not {pace!r}")
+        targets = [parse_arm(spec) for spec in arm or []]
+        frame = read_capture(capture)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    models = sorted(set(frame["model"]))
+    if model is None and len(models) > 1:
+        console.print(f"[red]error:[/] the capture holds {', '.join(models)}: name one (--model)")
+        raise typer.Exit(code=2)
+    frame = frame[frame["model"] == (model or models[0])].reset_index(drop=True)
+    frame = frame.head(limit) if limit else frame
+    if frame.empty:
+        console.print(f"[red]error:[/] no captured request of {model} in {capture}")
+        raise typer.Exit(code=2)
+    url = gateway or ("" if direct else _gateway_url(run_dir, console))
+    ids = [str(i) for i in frame["request_id"]]
+    fed_back = labels_from_file(labels) if labels else labels_from_log(db or _log_url(run_dir), ids)
+    headers = {"X-API-Key": api_key} if api_key else {}
+    options = {"pace": pace, "speed": speed, "concurrency": concurrency, "headers": headers}
+    if direct:
+        options["direct"] = _backends(run_dir, console)
+    with console.status(f"replaying {len(frame)} requests against {1 + len(targets)} arms"):
+        floor, answers = replay_arms(url, frame, targets, **options)
+    judgement = judge(frame, floor, answers, fed_back)
+    folder = out or Path("reports") / f"replay-{_time.strftime('%Y%m%d-%H%M%S')}"
+    paths = write_report(judgement, folder)
+    for sentence in judgement.sentences.values() or ["no --arm given: only the noise floor"]:
+        console.print(sentence, soft_wrap=True)
+    console.print(f"report: {paths['html']} ({paths['markdown'].name}, {paths['json'].name})")
+
+
+def _backends(run_dir: Path, console: Console) -> Any:
+    """The running stack's backends for `replay --direct` (TorchServe's inference key read)."""
+    from backends.torchserve.launcher import read_token
+    from dualserve.run_state import read_state
+    from gateway.capture.arms import Backends
+
+    try:
+        state = read_state(run_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/] no running stack in {run_dir} ({exc}): --direct needs one")
+        raise typer.Exit(code=2) from None
+    token = read_token(Path(state.pytorch.token_file), "inference")
+    return Backends(state.tensorflow.rest, state.pytorch.inference, token)
+
+
+def _gateway_url(run_dir: Path, console: Console) -> str:
+    from dualserve.run_state import read_state
+
+    try:
+        return read_state(run_dir).gateway.rest
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/] no running stack in {run_dir} ({exc}); give --gateway")
+        raise typer.Exit(code=2) from None
 
 
 @app.command(

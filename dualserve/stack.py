@@ -83,6 +83,7 @@ def up(
     gateway_workers: int = 1,
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
     pytorch_server: ServerKind = "torchserve",
+    capture: Mapping[str, float] | None = None,
 ) -> RunState:
     """Start both backends in parallel, then the gateway (`gateway_workers` processes)
     in front of them; wait until every model is ready; write and return `state.json`.
@@ -92,7 +93,8 @@ def up(
     it instead of TorchServe (an error when there is nothing for it to serve).
 
     `version_labels` (model -> label -> version, none by default) go into TF Serving's
-    model config and the gateway's config alike: the one source of both.
+    model config and the gateway's config alike: the one source of both. `capture` (model
+    -> share, none by default) turns the gateway's capture on (`run/gateway/capture/`).
 
     New versions land while it runs: TF Serving keeps the 2 newest version directories
     (`latest { num_versions: 2 }`, so the routed one stays loaded while the next lands),
@@ -126,7 +128,7 @@ def up(
         registrar = start_registrar(store, paths.run_dir, paths.registrar_dir)
         gateway = start_gateway(
             tf, torch, store, paths.gateway_dir, timeout, gateway_workers, version_labels,
-            oip=oip, pytorch_server=pytorch_server,
+            oip=oip, pytorch_server=pytorch_server, capture=capture,
         )  # fmt: skip
     except Exception:
         down(paths)

@@ -14,6 +14,7 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import admin
+from gateway.capture.build import build_capture
 from gateway.catalog import Catalog
 from gateway.context import GatewayContext
 from gateway.control.catalog_follower import build_follower
@@ -100,9 +101,9 @@ def build_context(
     model_stats = ModelStatistics(
         lambda r: catalog.get(r.model).resolve_version(r.version, r.version_label)
     )
-    emit = fan_out(
-        [metrics_observer(metrics), stats.observe, experiments.observe, model_stats.observe]
-    )
+    capture = build_capture(settings, catalog.names, metrics)
+    observers = [metrics_observer(metrics), stats.observe, experiments.observe, model_stats.observe]
+    emit = fan_out([*observers, capture.observe] if capture is not None else observers)
     router = Router(catalog, upstreams, settings, policies, emit, mirror.submit)
     admission, drain = Admission(limits.max_in_flight, limits.retry_after_s), Drain()
     return GatewayContext(
@@ -113,6 +114,7 @@ def build_context(
         edge=Edge(admission, metrics, lambda: catalog.names), drain=drain,
         model_stats=model_stats,
         follower=build_follower(settings, catalog) if not injected else None,
+        capture=capture,
     )  # fmt: skip
 
 
@@ -129,6 +131,8 @@ def create_app(
             await ctx.follower.start()
         ctx.mirror.start()
         await ctx.experiments.start()
+        if ctx.capture is not None:
+            ctx.capture.start()
         grpc_ingress = await _start_grpc(app, ctx)
         release_signals = hold_exit_signals(ctx.drain, ctx.settings.drain.delay_s)
         try:
@@ -140,6 +144,8 @@ def create_app(
             await _drain_shadow(ctx)
             await ctx.mirror.aclose()
             await ctx.experiments.aclose()  # after the mirror: its last records are logged
+            if ctx.capture is not None:  # after the last outcome: every file closed whole
+                await asyncio.to_thread(ctx.capture.close)
             await ctx.control.aclose()
             if ctx.follower is not None:
                 await ctx.follower.aclose()

@@ -19,6 +19,7 @@ from gateway.telemetry.metrics import GatewayMetrics
 from gateway.telemetry.model_stats import ModelStatistics
 
 if TYPE_CHECKING:
+    from gateway.capture.sink import CaptureSink
     from gateway.control.catalog_follower import CatalogFollower
     from gateway.experiments.service import ExperimentService
     from gateway.experiments.stats.live import ExperimentStats
@@ -56,6 +57,8 @@ class GatewayContext:
     model_stats: ModelStatistics
     follower: CatalogFollower | None = None
     """Keeps `catalog` in step with the backends (None: the manifest is read once)."""
+    capture: CaptureSink | None = None
+    """The capture's observer and writer thread (None: capture is off)."""
 
     @property
     def admission(self) -> Admission:

@@ -21,6 +21,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from gateway.capture.settings import CaptureSettings
 from gateway.core.types import Framework
 from gateway.edge.security_settings import AuthSettings, LimitsSettings
 
@@ -520,6 +521,9 @@ class GatewaySettings(BaseSettings):
     config_file: Path | None = Field(None, description="the YAML file these came from")
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    capture: CaptureSettings = Field(
+        default_factory=CaptureSettings, description="requests kept for replay (off by default)"
+    )
 
     @classmethod
     def settings_customise_sources(

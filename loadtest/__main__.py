@@ -78,6 +78,10 @@ def sweep(
     ] = Path("run"),
     reports: Annotated[Path, typer.Option(help="reports/<timestamp>/ goes here")] = Path("reports"),
     output: Annotated[Path | None, typer.Option(help="exact report dir instead")] = None,
+    capture: Annotated[
+        Path | None,
+        typer.Option(help="a capture (dualserve up --capture) as the workload; REST only"),
+    ] = None,
 ) -> None:
     """Bring the stack up (or use the running one), sweep, write the report, stop."""
     if ctx.invoked_subcommand is not None:
@@ -96,6 +100,8 @@ def sweep(
         raise typer.BadParameter("rates, --max-in-flight and --slo-p99-ms must be positive")
     if verdict_via not in ("direct", "gateway"):
         raise typer.BadParameter("must be direct or gateway", param_hint="--verdict-via")
+    if capture is not None and set(_csv(protocols)) != {"rest"}:
+        raise typer.BadParameter("a capture workload is sent over REST: add --protocols rest")
     if not rates and not levels:
         raise typer.BadParameter("give --concurrency levels, --rate levels or both")
     timing = Timing(warmup_s=warmup, min_s=duration, cap_s=cap or 2 * duration, window_s=window)
@@ -114,6 +120,7 @@ def sweep(
         pin_cpus=pin_cpus,
         model_store=model_store,
         run_dir=run_dir,
+        capture=capture,
     )
     # a SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C: nginx and the stack are stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -36,6 +36,7 @@ from loadtest.server_clock import read_clock, times
 from loadtest.targets import (
     ALL_TARGETS,
     Target,
+    capture_bodies,
     grpc_targets,
     payload_bodies,
     rest_targets,
@@ -62,6 +63,7 @@ class SweepOptions:
     slo_ms: float = 0.0  # p99 objective for goodput and saturation; 0: none
     model_store: Path = Path("model_store")
     run_dir: Path = Path("run")
+    capture: Path | None = None  # REST bodies from a capture (issue 28) instead of the test set
 
 
 @dataclass
@@ -129,16 +131,22 @@ def run_sweep(options: SweepOptions, out_dir: Path, progress: Progress) -> Sweep
         stack.callback(restore, pinning)
         stack.callback(_reset_policies, state, options.models)
         targets = {m: select_targets(options, state, m, nginx_url) for m in options.models}
-        cells = _run_cells(plan(options, targets), state, raw, pinning, progress)
+        specs = plan(options, targets)
+        cells = _run_cells(specs, state, raw, pinning, progress, options.capture)
         settings = _backend_settings(options.run_dir)
         processes = process_facts(_named_pids(servers))
     return SweepRun(cells, servers, pinning, skipped, settings, processes)
 
 
 def _run_cells(
-    specs: list[CellSpec], state: RunState, raw: Path, pinning: Pinning, progress: Progress
+    specs: list[CellSpec],
+    state: RunState,
+    raw: Path,
+    pinning: Pinning,
+    progress: Progress,
+    capture: Path | None = None,
 ) -> list[CellResult]:
-    payloads = {m: _payload_file(raw, m) for m in {s.model for s in specs}}
+    payloads = {m: _payload_file(raw, m, capture) for m in {s.model for s in specs}}
     cells: list[CellResult] = []
     for index, spec in enumerate(specs):
         target = spec.target
@@ -248,9 +256,10 @@ def _named_pids(state: dict[str, Any]) -> dict[str, int]:
     return {k: int(v["pid"]) for k, v in state.items() if isinstance(v, dict) and v.get("pid")}
 
 
-def _payload_file(raw: Path, model: str) -> Path:
+def _payload_file(raw: Path, model: str, capture: Path | None = None) -> Path:
     path = raw / f"payloads-{model}.json"
-    path.write_text(json.dumps(payload_bodies(model)))
+    bodies = payload_bodies(model) if capture is None else capture_bodies(capture, model)
+    path.write_text(json.dumps(bodies))
     return path
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from backends.torchserve.launcher import read_token
@@ -189,6 +190,24 @@ def grpc_targets(state: RunState, model: str) -> list[Target]:
         oip = state.oip.grpc
         found.append(Target(PT2_DIRECT, "grpc", "pytorch", "direct", oip, "OipDirectUser", env=env))
     return found
+
+
+def capture_bodies(capture: Path, model: str) -> list[str]:
+    """The captured requests of `model` (`dualserve up --capture`; a capture folder or
+    file) as TF Serving columnar JSON bodies, in the order they came: a load test of
+    real traffic (issue 28). Their answers are not checked.
+
+    Raises:
+        FileNotFoundError: no complete capture file at `capture`.
+        ValueError: the capture holds no request of `model`.
+    """
+    from gateway.capture.reader import read_capture
+    from gateway.capture.replay import request_body
+
+    frame = read_capture(capture, model)
+    if frame.empty:
+        raise ValueError(f"the capture {capture} holds no request of {model}")
+    return [json.dumps(request_body(row)) for row in frame.to_dict("records")]
 
 
 def payload_bodies(model: str, count: int = 256) -> list[str]:

@@ -85,12 +85,14 @@ def gateway_config(
     config_file: Path | None = None,
     oip: OipAddresses | None = None,
     pytorch_server: ServerKind = "torchserve",
+    capture: Mapping[str, float] | None = None,
 ) -> GatewaySettings:
     """The local default: each backend over its faster transport (REST for both: see
     `gateway.settings`), every model 50/50 sticky with failover and
     client pinning allowed (the `ModelPolicy` defaults); a gRPC ingress on `grpc_port`;
     `workers` processes serving both ports; the TF Serving `version_labels` the TF server
-    was given (none by default).
+    was given (none by default); `capture` (model -> share) turns the capture on for
+    those models (off by default).
 
     Built without the environment (`GatewaySettings.model_validate`): the fields set here
     are what `gateway.settings.write_settings` writes, and the gateway process applies its
@@ -126,7 +128,11 @@ def gateway_config(
         fields["oip"] = OipSettings(grpc=[oip.grpc], rest=[oip.rest])
     if pytorch_server != "torchserve":
         fields["servers"] = {"pytorch": pytorch_server}
-    return GatewaySettings.model_validate(fields | ({"version_labels": labels} if labels else {}))
+    if labels:
+        fields["version_labels"] = labels
+    if capture:
+        fields["capture"] = {"models": dict(capture)}
+    return GatewaySettings.model_validate(fields)
 
 
 def start_gateway(
@@ -139,6 +145,7 @@ def start_gateway(
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
     oip: OipAddresses | None = None,
     pytorch_server: ServerKind = "torchserve",
+    capture: Mapping[str, float] | None = None,
 ) -> GatewayEndpoints:
     """Write run_dir/gateway.yaml, start `python -m gateway`, wait until every worker
     serves (`workers.json` lists them all) and /readyz answers 200 (each worker starts its
@@ -149,7 +156,7 @@ def start_gateway(
     config_file = run_dir / CONFIG_FILE
     config = gateway_config(
         tensorflow, pytorch, model_store, run_dir, 0, 0, workers, version_labels, config_file,
-        oip, pytorch_server,
+        oip, pytorch_server, capture,
     )  # fmt: skip
     write_settings(config, config_file)
     (run_dir / WORKERS_FILE).unlink(missing_ok=True)  # a previous run's ports are not ours

@@ -24,13 +24,16 @@ def running_stack(
     run_dir: Path,
     gateway_workers: int = 1,
     version_labels: Mapping[str, Mapping[str, int]] | None = None,
+    capture: Mapping[str, float] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """`up` on free loopback ports (the gateway with `gateway_workers` processes), always
     `down` after: the state (its parts by name, and typed as `state`) plus `paths`, `store`
     and the admin `Authorization` header."""
     paths = StackPaths(store, run_dir)
     try:
-        state = up(paths, gateway_workers=gateway_workers, version_labels=version_labels)
+        state = up(
+            paths, gateway_workers=gateway_workers, version_labels=version_labels, capture=capture
+        )
         token = state.gateway.admin_token_file.read_text().strip()
         yield {
             **state.model_dump(mode="json"),  # the parts' addresses, as state.json has them

@@ -170,6 +170,10 @@ class SqlLogStore:
             found.update((row[0], row[1]) for row in self._fetch(sql, tuple(chunk)))
         return found
 
+    def labels(self, ids: list[str]) -> dict[str, int]:
+        """The labels fed back for these request ids (`dualserve replay` joins by id)."""
+        return self._labels(ids)
+
     def _labels(self, ids: list[str]) -> dict[str, int]:
         labels: dict[str, int] = {}
         for chunk in _chunks(ids):
