@@ -12,13 +12,13 @@ from pydantic import ValidationError
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
 from gateway.protocols.rest.http import json_body, json_response
-from gateway.protocols.rest.openapi import inline, operation, ref
+from gateway.protocols.rest.openapi import operation, ref
 from gateway.protocols.rest.schemas import ExperimentChange, SplitChange
 from gateway.settings import ExperimentSpec, ModelPolicy
 
 router = APIRouter(prefix="/admin")
 # Every field of a policy has a default, so its schema doubles as "the fields to change".
-_POLICY_CHANGE = operation(ModelPolicy, body={"application/json": inline(ModelPolicy)})
+_POLICY_CHANGE = operation(ModelPolicy, body={"application/json": ref(ModelPolicy)})
 _TRANSITION = operation(body={"application/json": ref(ExperimentChange)}, statuses=(409, 503))
 _SPLIT_CHANGE = operation(body={"application/json": ref(SplitChange)}, statuses=(409, 503))
 _CREATED = {"description": "the experiment, as stored, and its `define` event"}

@@ -22,7 +22,6 @@ from gateway.control.database import StoreUnavailable
 from gateway.control.plane import ControlPlane
 from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.core.outcome import CallOutcome
-from gateway.core.types import Framework
 from gateway.experiments import state_store
 from gateway.experiments.controller import RolloutController
 from gateway.experiments.log.labels import LabelOutOfRange, check_label_range, class_counts
@@ -107,7 +106,7 @@ class ExperimentService:
                 ts=outcome.ts,
                 experiment=self._experiment(outcome),
                 model=request.model,
-                arm=outcome.arm,
+                arm=outcome.arm_name or outcome.arm,
                 version=outcome.version,
                 routing_key=request.routing_key,
                 latency_s=outcome.latency_s if shadow else outcome.elapsed_s,
@@ -115,6 +114,7 @@ class ExperimentService:
                 agreed=None if outcome.comparison is None else outcome.comparison.agreed,
                 failover=outcome.kind == "failover",
                 outputs=None if response is None else response.outputs,
+                framework=outcome.arm,
             )
         )
 
@@ -123,7 +123,8 @@ class ExperimentService:
         experiment's split. A client-pinned request (load tests, debugging) or one routed
         while an admin override holds the model was not randomised by the experiment: it
         is logged, but outside the experiment, so it cannot bias either arm's figures."""
-        if outcome.layer != "experiment" or outcome.request.pinned is not None:
+        request = outcome.request
+        if outcome.layer != "experiment" or request.pinned or request.pinned_arm:
             return None
         return self.manager.active.get(outcome.request.model)
 
@@ -181,7 +182,7 @@ class ExperimentService:
         return {"experiment": self.describe(experiment), "event": event.as_dict()}
 
     async def change_split(
-        self, experiment: str, split: dict[Framework, float], reason: str
+        self, experiment: str, split: dict[str, float], reason: str
     ) -> dict[str, Any]:
         event = await self.manager.change_split(experiment, split, reason)
         return {"experiment": self.describe(experiment), "event": event.as_dict()}

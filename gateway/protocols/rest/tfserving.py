@@ -22,6 +22,7 @@ from gateway.protocols.rest.http import (
     HEADER_ROUTING_KEY,
     begin,
     json_response,
+    pinned_arm,
     pinned_backend,
     read_body,
 )
@@ -91,6 +92,7 @@ async def _predict(
         request_id=rid,
         routing_key=request.headers.get(HEADER_ROUTING_KEY),
         pinned=pinned_backend(request),
+        pinned_arm=pinned_arm(request),
         deadline=deadline.from_headers(request.headers),
         parameters=body.parameters,
     )
