@@ -91,7 +91,8 @@ def analyse(rows: Sequence[Row], events: Sequence[Event], experiment: str) -> di
 
     Returns:
         JSON-ready dict: experiment, spec, control, candidate, candidates, alpha,
-        comparison_alpha, correction, decision, srm, arms, differences, history, paired,
+        comparison_alpha, correction, decision, srm, arms, arm_specs (what each arm serves,
+        from the spec), differences, history, paired,
         comparisons, sample, verdict (sentences, one per candidate), events, rollout.
     """
     frame = LogFrame.from_rows(rows)
@@ -114,6 +115,7 @@ def analyse(rows: Sequence[Row], events: Sequence[Event], experiment: str) -> di
         "candidates": candidates if len(arms) >= 2 else [],
         "sample": sample(spec, per_arm),
         "arms": per_arm,
+        "arm_specs": {} if model is None else {n: a.model_dump() for n, a in model.arms.items()},
     }
     if len(arms) >= 2:
         srm = srm_check(frame, events, arms)

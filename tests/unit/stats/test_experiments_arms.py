@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from gateway.experiments.log.records import Event, Row
+from gateway.experiments.report import markdown
 from gateway.experiments.stats.analysis import analyse, corrected_alpha
 from gateway.settings import ExperimentSpec
 from tests.unit.experiments.experiment_rows import row
@@ -89,3 +90,18 @@ def test_srm_covers_every_arm() -> None:
     result = analyse(_rows(900), [_define()], "exp")
     assert result["srm"]["units"] == {"tf-v1": 300, "tf-v2": 300, "pt-v2": 300}
     assert not result["srm"]["flagged"]
+
+
+def test_the_report_names_every_arm_and_what_it_serves() -> None:
+    text = markdown(analyse(_rows(900), [_define()], "exp"))
+    head = text.split("## Full analysis")[0]
+    assert (
+        "control tf-v1 (tensorflow v1); candidates tf-v2 (tensorflow v2), pt-v2 (pytorch v2)"
+        in head
+    )
+    assert "at alpha 0.025 each (0.05 over 2 comparisons, bonferroni)" in head
+    assert "- **tf-v2**:" in head and "- **pt-v2**:" in head
+    assert "tf-v2 - tf-v1:" in head and "pt-v2 - tf-v1:" in head
+    assert "97.5% confidence sequence" in head
+    for arm in ARMS:
+        assert f"\n| {arm} |" in head
