@@ -13,7 +13,7 @@ from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
 from gateway.protocols.rest.http import json_body, json_response
 from gateway.protocols.rest.openapi import operation, ref
-from gateway.protocols.rest.schemas import ExperimentChange, SplitChange
+from gateway.protocols.rest.schemas import ExperimentChange, Promotion, SplitChange
 from gateway.settings import ExperimentSpec, ModelPolicy
 
 router = APIRouter(prefix="/admin")
@@ -78,6 +78,34 @@ async def clear_override(request: Request, model: str) -> Response:
     ctx.catalog.get(model)
     await ctx.policies.clear_layer(model, "override")
     return json_response({"model": model, **ctx.policies.describe(model)})
+
+
+@router.post("/models/{model}/promote", **operation(body={"application/json": ref(Promotion)},
+                                                    statuses=(409, 503)))  # fmt: skip
+async def promote(request: Request, model: str) -> Response:
+    """Make an arm the model's default (`gateway.experiments.promote`): body
+    `{"arm": "tf-v2", "reason": "...", "set_by": "...", "force": false}`. 409 while an
+    experiment on the model runs (unless its rollout brought this arm to 100%, or
+    `force`); 400 naming the known arms for an unknown one."""
+    ctx = _ctx(request)
+    ctx.catalog.get(model)
+    body = await json_body(request, ctx.settings.max_body_bytes)
+    try:
+        change = Promotion.model_validate(body)
+    except ValidationError as exc:
+        raise _invalid(exc, "promotion") from None
+    promoted = await ctx.experiments.promote(
+        model, change.arm, change.reason, change.set_by, change.force
+    )
+    return json_response({**promoted, **ctx.policies.describe(model)})
+
+
+@router.get("/models/{model}/events", **operation(statuses=(503,)))
+async def model_events(request: Request, model: str) -> Response:
+    """The model's promotions and retirements, oldest first."""
+    ctx = _ctx(request)
+    ctx.catalog.get(model)
+    return json_response({"model": model, "events": await ctx.experiments.model_events(model)})
 
 
 def _invalid(exc: ValidationError, name: str) -> BadRequest:

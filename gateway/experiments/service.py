@@ -22,6 +22,7 @@ from gateway.control.database import StoreUnavailable
 from gateway.control.plane import ControlPlane
 from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.core.outcome import CallOutcome
+from gateway.experiments import promote as promotion
 from gateway.experiments import state_store
 from gateway.experiments.controller import RolloutController
 from gateway.experiments.log.labels import LabelOutOfRange, check_label_range, class_counts
@@ -29,7 +30,7 @@ from gateway.experiments.log.process import WriterProcess
 from gateway.experiments.log.records import FeedbackResult, prediction_record
 from gateway.experiments.log.sink import CALL_TIMEOUT_S, PredictionLog
 from gateway.experiments.log.store import LogStore, open_store
-from gateway.experiments.manager import ExperimentManager, PolicyLayers
+from gateway.experiments.manager import Conflict, ExperimentManager, PolicyLayers
 from gateway.experiments.specs import check_specs, data_dir, default_specs
 from gateway.experiments.stats.analysis import analyse
 from gateway.settings import ExperimentSpec, ExperimentsSettings
@@ -87,6 +88,8 @@ class ExperimentService:
         self._unchecked = False  # rows written since the stop rules were last checked
         self._catalog = catalog
         self.rollouts = RolloutController(self.manager, control, self._log_rows)
+        self._layers = layers
+        control.add_schema(promotion.SCHEMA)
         self._tasks: list[asyncio.Task[None]] = []
         self._purged_at = 0.0  # when the log was last purged of rows past retention
         self._health = log_health
@@ -186,6 +189,56 @@ class ExperimentService:
     ) -> dict[str, Any]:
         event = await self.manager.change_split(experiment, split, reason)
         return {"experiment": self.describe(experiment), "event": event.as_dict()}
+
+    async def promote(
+        self, model: str, arm: str, reason: str, set_by: str, force: bool = False
+    ) -> dict[str, Any]:
+        """Make `arm` the model's default (`gateway.experiments.promote`): its `promoted`
+        policy layer, the running experiment ended, a `promote` model event.
+
+        Raises:
+            NotFound: no such model. BadRequest: no such arm (the known arms named), or
+            its version has no build of its framework.
+            Conflict: an experiment on the model runs and `force` is not given (unless
+            its rollout brought this arm to 100%).
+        """
+        info = self._catalog.get(model)
+        specs = [state.spec for state in self.manager.states.values()]
+        policies = [self._layers.configured_policy(model), self._layers.effective(model)]
+        known = promotion.model_arms(model, specs, policies)
+        try:
+            chosen = promotion.check_arm(model, arm, known)
+        except promotion.PromoteRefused as exc:
+            raise BadRequest(str(exc)) from None
+        if chosen.version is not None and chosen.framework not in info.versions.get(
+            chosen.version, ()
+        ):
+            raise BadRequest(f"arm: {arm} names version {chosen.version}, which has no"
+                             f" {chosen.framework} build")  # fmt: skip
+        running = self.manager.active.get(model)
+        forced = None
+        if running is not None:
+            events = await self.control.read(state_store.read_events, running)
+            try:
+                forced = promotion.check_running(self.manager.get(running).spec, events, arm, force)
+            except promotion.PromoteRefused as exc:
+                raise Conflict(str(exc)) from None
+        configured = self._layers.configured_policy(model)
+        policy = promotion.promoted_policy(configured, arm, chosen, known)
+        reason = reason.strip() or f"promoted {arm}"
+        await self._layers.set_promoted_layer(model, policy, set_by, reason)
+        if running is not None:
+            await self.manager.transition(running, "end", f"{arm} promoted: {reason}")
+        details = {**chosen.model_dump(), "ended_experiment": running, "forced": bool(forced)}
+        event = promotion.ModelEvent(model, "promote", reason, set_by, arm, chosen.version,
+                                     details)  # fmt: skip
+        await self.control.write(promotion.add_model_event, event)
+        return {"model": model, "event": event.as_dict(), "policy": policy.model_dump()}
+
+    async def model_events(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Promotions and retirements, oldest first (every model's when `model` is None)."""
+        events = await self.control.read(promotion.read_model_events, model)
+        return [event.as_dict() for event in events]
 
     def describe(self, experiment: str) -> dict[str, Any]:
         """Spec, status and `overridden_since` (seconds since the epoch, or None)."""

@@ -283,6 +283,17 @@ class SplitChange(ExperimentChange):
     )
 
 
+class Promotion(BaseModel):
+    """`POST /admin/models/{model}/promote`: make an arm the model's default."""
+
+    arm: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="the arm's name")
+    reason: str = Field("", description="recorded with the `promote` event")
+    set_by: str = Field("admin API", description="who promotes")
+    force: bool = Field(
+        False, description="promote even while an experiment on the model runs (it is ended)"
+    )
+
+
 # --- operations
 
 
