@@ -209,12 +209,13 @@ async def experiment_action(request: Request, experiment: str, action: str) -> R
 
 @router.patch("/experiments/{experiment}", **_SPLIT_CHANGE)
 async def experiment_split(request: Request, experiment: str) -> Response:
-    """Change the split: `{"split": {"tensorflow": 90, "pytorch": 10}, "reason": "..."}`."""
+    """Change the split: `{"split": {"tensorflow": 90, "pytorch": 10}, "reason": "..."}`
+    (keys are the experiment's arm names)."""
     ctx = _ctx(request)
     body = await _change(request, ctx)
     split = body.get("split")
     if not isinstance(split, dict):
-        raise BadRequest("split: must be an object of framework -> share")
+        raise BadRequest("split: must be an object of arm name -> share")
     return json_response(await ctx.experiments.change_split(experiment, split, body["reason"]))
 
 

@@ -18,7 +18,7 @@ from gateway.core.types import InferRequest
 from gateway.experiments.manager import experiment_policy
 from gateway.routing.policy import decide
 from gateway.routing.split import choose_arm
-from gateway.settings import ExperimentsSettings, ModelPolicy
+from gateway.settings import ExperimentSpec, ExperimentsSettings, ModelPolicy
 from tests.unit.gateway.gateway_fakes import FakeUpstream, make_store, settings_for
 
 ROW = {"instances": [[0.0, 5.0, 1.0, 2.0]]}
@@ -182,3 +182,19 @@ def test_rest_x_arm_answers_from_the_arm_and_names_the_known_arms(tmp_path: Path
         bad = client.post("/v1/models/toy:predict", json=ROW, headers={"X-Arm": "tf-v9"})
         assert bad.status_code == 400
         assert "X-Arm" in bad.json()["error"] and "known arms: pt-v2, tf-v1" in bad.json()["error"]
+
+
+def test_an_experiment_stored_by_an_older_gateway_loads_as_named_arms() -> None:
+    stored = (
+        '{"id": "e", "model": "m", "arms": [{"framework": "tensorflow", "version": 1},'
+        ' {"framework": "pytorch", "version": null}], "control": {"framework": "tensorflow",'
+        ' "version": 1}, "candidate": {"framework": "pytorch", "version": null},'
+        ' "split": {"tensorflow": 90, "pytorch": 10}, "sticky": true}'
+    )
+    spec = ExperimentSpec.model_validate_json(stored)
+    assert {n: (a.framework, a.version) for n, a in spec.arms.items()} == {
+        "tensorflow": ("tensorflow", 1),
+        "pytorch": ("pytorch", None),
+    }
+    assert (spec.control, spec.candidates, spec.candidate) == ("tensorflow", ["pytorch"], "pytorch")
+    assert ExperimentSpec.model_validate_json(spec.model_dump_json()) == spec
