@@ -67,6 +67,7 @@ async def set_override(request: Request, model: str) -> Response:
     except ValidationError as exc:
         raise _invalid(exc, "policy") from None
     ctx.catalog.get(model).check_arm_versions(policy.arm_versions)
+    ctx.catalog.get(model).check_arms(policy.arms)
     await ctx.policies.set_layer(model, "override", policy, set_by, reason)
     return json_response({"model": model, **ctx.policies.describe(model)})
 

@@ -198,3 +198,16 @@ def test_an_experiment_stored_by_an_older_gateway_loads_as_named_arms() -> None:
     }
     assert (spec.control, spec.candidates, spec.candidate) == ("tensorflow", ["pytorch"], "pytorch")
     assert ExperimentSpec.model_validate_json(spec.model_dump_json()) == spec
+
+
+def test_an_override_naming_a_missing_build_is_a_400_naming_the_arm(tmp_path: Path) -> None:
+    upstreams = {"tensorflow": FakeUpstream("tensorflow"), "pytorch": FakeUpstream("pytorch")}
+    app = create_app(settings_for(make_store(tmp_path)), upstreams)  # type: ignore[arg-type]
+    body = {"policy": {"arms": {"tf-v9": {"framework": "tensorflow", "version": 9}},
+                       "weights": {"tf-v9": 1}, "primary": "tf-v9"}}  # fmt: skip
+    with TestClient(app) as client:
+        reply = client.patch(
+            "/admin/models/toy/policy", json=body, headers={"Authorization": "Bearer admin-secret"}
+        )
+    assert reply.status_code == 400
+    assert reply.json()["error"] == "arms.tf-v9: model toy has no tensorflow build of version 9"
