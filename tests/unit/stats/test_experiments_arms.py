@@ -32,7 +32,7 @@ def _rows(units: int, seed: int = 3) -> list[Row]:
     rows = []
     for u in range(units):
         arm = names[u % 3]
-        framework = ARMS[arm]["framework"]
+        framework = str(ARMS[arm]["framework"])
         for k in range(2):
             right = rng.random() < ACCURACY[arm]
             latency = 10.0 + rng.gamma(2.0, 0.5)
@@ -40,7 +40,7 @@ def _rows(units: int, seed: int = 3) -> list[Row]:
             rid = f"r{u}-{k}"
             rows.append(
                 row(rid, arm, f"user{u}", u + k / 10, latency, label=label, framework=framework)
-            )  # type: ignore[arg-type]
+            )
     return rows
 
 
