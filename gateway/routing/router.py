@@ -117,7 +117,7 @@ class Router:
             response = await self._answer(routed, decision, arms)
         shadow = decision.shadow
         if shadow is not None and shadow in arms and shadow != response.backend:
-            self._submit_shadow(shadow, decision.shadow_arm or shadow, routed, response)
+            self._submit_shadow(shadow, decision.arm_of(shadow), routed, response)
         return response.select(request.outputs)
 
     async def _look_again(self, request: InferRequest, re_resolve: bool) -> tuple[Framework, ...]:
@@ -139,7 +139,8 @@ class Router:
         if primary not in arms:
             if pinned:
                 raise NotFound(f"{request.model} version {request.version} has no {primary} build")
-            primary, name = other(primary), decision.fallback_arm or other(primary)
+            primary = other(primary)
+            name = decision.arm_of(primary)
         fallback = decision.fallback
         # A client that pinned a framework or an arm asked for it: no failover.
         if fallback not in arms or fallback == primary or pinned:
@@ -152,8 +153,7 @@ class Router:
             if fallback is None or not _fails_over(exc):
                 raise
         spent = time.perf_counter() - tried  # the failed attempt: upstream time, not ours
-        fallback_name = decision.fallback_arm or fallback
-        response = await self._call("failover", fallback, fallback_name, routed, False)
+        response = await self._call("failover", fallback, decision.arm_of(fallback), routed, False)
         response.failover = True
         response.timings["upstream"] = response.timings.get("upstream", 0.0) + spent
         return response

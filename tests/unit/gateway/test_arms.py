@@ -65,7 +65,10 @@ def test_the_decision_carries_the_arm_its_framework_and_version() -> None:
     decision = decide(policy, InferRequest("m", {}, routing_key="u"), random.Random(0))
     assert (decision.arm, decision.primary, decision.version) == ("pt-v2", "pytorch", 2)
     # A failover goes to the other framework at the same version: the arm that serves it.
-    assert (decision.fallback, decision.fallback_arm) == ("tensorflow", "tf-v2")
+    assert decision.fallback == "tensorflow" and decision.arm_of("tensorflow") == "tf-v2"
+    two = ModelPolicy(arms={"tf-v1": THREE["tf-v1"], "pt-v2": THREE["pt-v2"]})
+    pinned = decide(two, InferRequest("m", {}, pinned_arm="pt-v2"), random.Random(0))
+    assert pinned.arm_of("tensorflow") == "tensorflow"  # no TF arm at v2, none following latest
 
 
 # --- the older configs: framework-keyed weights, two arms following `latest`
