@@ -266,6 +266,73 @@ def retire(
         raise typer.Exit(code=1) from None
     for line in done:
         console.print(line, soft_wrap=True)
+    _record_retire(paths.run_dir, model, version, done, console)
+
+
+def _record_retire(
+    run_dir: Path, model: str, version: int, done: list[str], console: Console
+) -> None:
+    """The `retire` model event; a database that cannot take it is a warning (the version
+    is retired either way)."""
+    from dualserve.promotion import record_retire
+
+    try:
+        record_retire(_log_url(run_dir), model, version, done)
+    except Exception as exc:  # the event is the record, not the retirement
+        console.print(f"[yellow]warning:[/] the retire event was not recorded: {exc}")
+
+
+@app.command()
+def promote(
+    model: Annotated[str, typer.Argument(help="the model, e.g. digits-mlp")],
+    arm: Annotated[str, typer.Argument(help="the arm's name, e.g. tf-v2 (or tensorflow)")],
+    reason: Annotated[str, typer.Option(help="recorded with the promote event")] = "",
+    force: Annotated[
+        bool, typer.Option("--force", help="even while an experiment on the model runs")
+    ] = False,
+    run_dir: RunDirOption = Path("run"),
+) -> None:
+    """Make ARM the model's default (the running gateway's `promoted` policy layer).
+    Refused while an experiment on the model runs, unless its rollout brought ARM to 100%
+    (the experiment is then ended) or --force."""
+    from dualserve.promotion import PromoteError
+    from dualserve.promotion import promote as promote_arm
+
+    console = Console()
+    try:
+        answer = promote_arm(run_dir.resolve(), model, arm, reason, force)
+    except PromoteError as exc:
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    event = answer["event"]
+    ended = event["details"].get("ended_experiment")
+    console.print(f"{model}: {arm} promoted" + (f" (ended experiment {ended})" if ended else ""))
+
+
+@app.command()
+def events(
+    model: Annotated[str | None, typer.Argument(help="one model (default: every model)")] = None,
+    db: Annotated[str | None, typer.Option(help="sqlite:///PATH or postgresql://...")] = None,
+    run_dir: RunDirOption = Path("run"),
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """Models' promotions and retirements, oldest first, from the experiments database."""
+    from datetime import UTC, datetime
+
+    from dualserve.promotion import events as model_events
+
+    listed = model_events(db or _log_url(run_dir), model)
+    if as_json:
+        typer.echo(json.dumps(listed, indent=2))
+        return
+    table = Table(title="model events")
+    for column in ("time (UTC)", "model", "action", "arm / version", "by", "reason"):
+        table.add_column(column)
+    for e in listed:
+        when = datetime.fromtimestamp(e["ts"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        what = e["arm"] or f"v{e['version']}"
+        table.add_row(when, e["model"], e["action"], what, e["set_by"], e["reason"])
+    Console().print(table)
 
 
 def _print_models(console: Console, views: list[Any]) -> None:

@@ -12,13 +12,13 @@ from pydantic import ValidationError
 from gateway.context import GatewayContext
 from gateway.core.errors import BadRequest
 from gateway.protocols.rest.http import json_body, json_response
-from gateway.protocols.rest.openapi import inline, operation, ref
-from gateway.protocols.rest.schemas import ExperimentChange, SplitChange
+from gateway.protocols.rest.openapi import operation, ref
+from gateway.protocols.rest.schemas import ExperimentChange, Promotion, SplitChange
 from gateway.settings import ExperimentSpec, ModelPolicy
 
 router = APIRouter(prefix="/admin")
 # Every field of a policy has a default, so its schema doubles as "the fields to change".
-_POLICY_CHANGE = operation(ModelPolicy, body={"application/json": inline(ModelPolicy)})
+_POLICY_CHANGE = operation(ModelPolicy, body={"application/json": ref(ModelPolicy)})
 _TRANSITION = operation(body={"application/json": ref(ExperimentChange)}, statuses=(409, 503))
 _SPLIT_CHANGE = operation(body={"application/json": ref(SplitChange)}, statuses=(409, 503))
 _CREATED = {"description": "the experiment, as stored, and its `define` event"}
@@ -67,6 +67,7 @@ async def set_override(request: Request, model: str) -> Response:
     except ValidationError as exc:
         raise _invalid(exc, "policy") from None
     ctx.catalog.get(model).check_arm_versions(policy.arm_versions)
+    ctx.catalog.get(model).check_arms(policy.arms)
     await ctx.policies.set_layer(model, "override", policy, set_by, reason)
     return json_response({"model": model, **ctx.policies.describe(model)})
 
@@ -78,6 +79,34 @@ async def clear_override(request: Request, model: str) -> Response:
     ctx.catalog.get(model)
     await ctx.policies.clear_layer(model, "override")
     return json_response({"model": model, **ctx.policies.describe(model)})
+
+
+@router.post("/models/{model}/promote", **operation(body={"application/json": ref(Promotion)},
+                                                    statuses=(409, 503)))  # fmt: skip
+async def promote(request: Request, model: str) -> Response:
+    """Make an arm the model's default (`gateway.experiments.promote`): body
+    `{"arm": "tf-v2", "reason": "...", "set_by": "...", "force": false}`. 409 while an
+    experiment on the model runs (unless its rollout brought this arm to 100%, or
+    `force`); 400 naming the known arms for an unknown one."""
+    ctx = _ctx(request)
+    ctx.catalog.get(model)
+    body = await json_body(request, ctx.settings.max_body_bytes)
+    try:
+        change = Promotion.model_validate(body)
+    except ValidationError as exc:
+        raise _invalid(exc, "promotion") from None
+    promoted = await ctx.experiments.promote(
+        model, change.arm, change.reason, change.set_by, change.force
+    )
+    return json_response({**promoted, **ctx.policies.describe(model)})
+
+
+@router.get("/models/{model}/events", **operation(statuses=(503,)))
+async def model_events(request: Request, model: str) -> Response:
+    """The model's promotions and retirements, oldest first."""
+    ctx = _ctx(request)
+    ctx.catalog.get(model)
+    return json_response({"model": model, "events": await ctx.experiments.model_events(model)})
 
 
 def _invalid(exc: ValidationError, name: str) -> BadRequest:
@@ -181,12 +210,13 @@ async def experiment_action(request: Request, experiment: str, action: str) -> R
 
 @router.patch("/experiments/{experiment}", **_SPLIT_CHANGE)
 async def experiment_split(request: Request, experiment: str) -> Response:
-    """Change the split: `{"split": {"tensorflow": 90, "pytorch": 10}, "reason": "..."}`."""
+    """Change the split: `{"split": {"tensorflow": 90, "pytorch": 10}, "reason": "..."}`
+    (keys are the experiment's arm names)."""
     ctx = _ctx(request)
     body = await _change(request, ctx)
     split = body.get("split")
     if not isinstance(split, dict):
-        raise BadRequest("split: must be an object of framework -> share")
+        raise BadRequest("split: must be an object of arm name -> share")
     return json_response(await ctx.experiments.change_split(experiment, split, body["reason"]))
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gateway.core.arms import Arm
 from gateway.core.errors import BadRequest, FailedPrecondition, NotFound
 from gateway.core.types import FRAMEWORKS, Framework, InferRequest
 from gateway.edge.limits import check_tensors
@@ -141,6 +142,21 @@ class ModelInfo:
             if arm not in self.versions.get(version, ()):
                 raise BadRequest(
                     f"arm_versions.{arm}: model {self.name} has no {arm} build of version {version}"
+                )
+
+    def check_arms(self, arms: Mapping[str, Arm]) -> None:
+        """A policy's named arms (`gateway.core.arms.Arm`) that name a version must name
+        builds the model store has.
+
+        Raises:
+            BadRequest: naming the arm, its framework and the version missing.
+        """
+        for name, arm in arms.items():
+            version = arm.version
+            if version is not None and arm.framework not in self.versions.get(version, ()):
+                raise BadRequest(
+                    f"arms.{name}: model {self.name} has no {arm.framework} build of"
+                    f" version {version}"
                 )
 
 

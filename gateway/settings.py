@@ -22,6 +22,16 @@ from pydantic_settings import (
 )
 
 from gateway.capture.settings import CaptureSettings
+from gateway.core.arms import (
+    Arm,
+    check_names,
+    check_weights,
+    even_weights,
+    framework_arms,
+    known,
+    legacy_arm_list,
+    legacy_role,
+)
 from gateway.core.types import Framework
 from gateway.edge.security_settings import AuthSettings, LimitsSettings
 
@@ -33,7 +43,7 @@ DECISION_METRICS: tuple[DecisionMetric, ...] = ("error_rate", "accuracy", "laten
 _YAML_FILE: ContextVar[Path | None] = ContextVar("dualserve_yaml_file", default=None)
 
 
-def _even_split() -> dict[Framework, float]:
+def _even_split() -> dict[str, float]:
     return {"tensorflow": 50.0, "pytorch": 50.0}
 
 
@@ -238,15 +248,28 @@ class TracingSettings(BaseModel):
 
 
 class ModelPolicy(BaseModel):
-    """How one model's traffic is routed between the two frameworks."""
+    """How one model's traffic is routed between its arms (`gateway.core.arms`).
+
+    `arms` names the (framework, version) pairs; none given = the two arms `tensorflow`
+    and `pytorch` following `latest` (the config of before issue 22, whose framework-keyed
+    `weights` and `arm_versions` keep their meaning). `weights` and `primary` name arms.
+    """
 
     mode: Literal["pinned", "weighted", "shadow"] = Field(
-        "weighted", description="pinned: one framework; weighted: split; shadow: mirror"
+        "weighted", description="pinned: one arm; weighted: split; shadow: mirror"
     )
-    primary: Framework = Field("tensorflow", description="the answering arm for pinned/shadow")
-    weights: dict[Framework, float] = Field(
+    arms: dict[str, Arm] = Field(
+        default_factory=framework_arms,
+        description="named arms {name: {framework, version}}; default: one per framework",
+    )
+    primary: str = Field(
+        "tensorflow",
+        description="the answering arm for pinned/shadow (default: `tensorflow`, else the"
+        " first arm)",
+    )
+    weights: dict[str, float] = Field(
         default_factory=_even_split,
-        description="relative traffic shares for weighted mode",
+        description="relative traffic shares per arm for weighted mode (default: even)",
     )
     sticky: bool = Field(True, description="the same routing key always lands on the same arm")
     routing_field: str | None = Field(
@@ -254,26 +277,55 @@ class ModelPolicy(BaseModel):
     )
     shadow_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests mirrored")
     failover: bool = Field(True, description="answer from the other framework when one fails")
-    allow_pinning: bool = Field(True, description="clients may pin a framework with X-Backend")
+    allow_pinning: bool = Field(
+        True, description="clients may pin a framework (X-Backend) or an arm (X-Arm)"
+    )
     mirror: bool = Field(
-        False, description="weighted mode: also mirror shadow_sample_rate to the other arm"
+        False, description="weighted mode: also mirror shadow_sample_rate to the other framework"
     )
     arm_versions: dict[Framework, int] = Field(
-        default_factory=dict, description="version per arm for requests that name none"
+        default_factory=dict,
+        description="older form: version per framework arm (when `arms` is not given)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_arms(cls, data: Any) -> Any:
+        """Fill what a config of before issue 22 leaves out: the two framework arms (with
+        its `arm_versions`), even weights over the arms, a primary that is an arm."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "arms" not in data:
+            data["arms"] = framework_arms(data.get("arm_versions"))
+        arms = data["arms"]
+        if not isinstance(arms, dict):
+            return data  # the field's own validation names it
+        if "weights" not in data:
+            data["weights"] = even_weights(arms)
+        if "primary" not in data and "tensorflow" not in arms and arms:
+            data["primary"] = next(iter(arms))
+        return data
 
     @model_validator(mode="after")
     def _weights_are_usable(self) -> ModelPolicy:
-        if any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
-            raise ValueError("weights must be non-negative and not all zero")
+        if not self.arms:
+            raise ValueError("arms: give at least one arm")
+        check_names(self.arms, "arms")
+        check_weights(self.weights, self.arms, "weights")
+        if self.primary not in self.arms:
+            raise ValueError(f"primary: {self.primary!r} is no arm ({known(self.arms)})")
         return self
 
+    @property
+    def arm_order(self) -> list[str]:
+        """The arms in their configured order (the split's intervals follow it)."""
+        return list(self.arms)
 
-class ArmSpec(BaseModel):
-    """One arm of an experiment: a framework and (optionally) a version of the model."""
 
-    framework: Framework
-    version: int | None = Field(None, ge=1, description="None = the latest version")
+class ArmSpec(Arm):
+    """One arm of an experiment given as a framework and (optionally) a version: the
+    older form of a named arm (`gateway.core.arms.Arm`)."""
 
 
 class StopRule(BaseModel):
@@ -338,6 +390,9 @@ class RolloutSpec(BaseModel):
         100, ge=1, description="routing keys seen in a step before it may advance"
     )
     guardrails: Guardrails = Field(default_factory=Guardrails)
+    candidate: str | None = Field(
+        None, description="the candidate arm rolled out (None = the experiment's first)"
+    )
 
     @model_validator(mode="after")
     def _steps_rise_to_100(self) -> RolloutSpec:
@@ -352,24 +407,29 @@ class RolloutSpec(BaseModel):
 
 
 class ExperimentSpec(BaseModel):
-    """An A/B experiment on one model: a control and a candidate arm, split, stickiness,
-    shadow sampling, stop rule, the error rate `alpha`, non-inferiority margins, rollout.
+    """An A/B/n experiment on one model: named arms (`gateway.core.arms.Arm`), a control
+    and one or more candidates, split, stickiness, shadow sampling, stop rule, the error
+    rate `alpha` (held across the candidates' comparisons, `stats.analysis`),
+    non-inferiority margins, rollout (of one candidate at a time).
 
-    `control`/`candidate` name the arms' roles; `arms` (the older form) is the same pair
-    in that order. Give either; both are filled in after validation.
+    Older forms load unchanged (issue 22): `arms: [control, candidate]` (a list, one arm
+    per framework) or `control`/`candidate` given as arms; their arms are named by their
+    framework, which is what their `split` keys already say.
     """
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="unique experiment id")
     model: str = Field(description="the model under test")
-    arms: list[ArmSpec] = Field(
-        default_factory=lambda: [ArmSpec(framework="tensorflow"), ArmSpec(framework="pytorch")],
-        description="[control, candidate] (older form of control/candidate)",
+    arms: dict[str, Arm] = Field(
+        default_factory=framework_arms,
+        description="named arms {name: {framework, version}}; default: one per framework",
     )
-    control: ArmSpec | None = Field(None, description="the arm in production today")
-    candidate: ArmSpec | None = Field(None, description="the arm that may replace it")
-    split: dict[Framework, float] = Field(
-        default_factory=_even_split,
-        description="relative traffic shares per arm",
+    control: str = Field("", description="the arm in production today (default: the first)")
+    candidates: list[str] = Field(
+        default_factory=list, description="the arms that may replace it (default: the others)"
+    )
+    split: dict[str, float] = Field(
+        default_factory=dict,
+        description="relative traffic shares per arm (default: even, or a rollout's first step)",
     )
     sticky: bool = Field(True, description="the same routing key always lands on the same arm")
     shadow_sample_rate: float = Field(0.0, ge=0, le=1, description="share also mirrored")
@@ -389,27 +449,73 @@ class ExperimentSpec(BaseModel):
         description="None = a fixed split; with a rollout, `split` defaults to its first step",
     )
 
-    @model_validator(mode="after")
-    def _roles_match_arms(self) -> ExperimentSpec:
-        if (self.control is None) != (self.candidate is None):
+    @model_validator(mode="before")
+    @classmethod
+    def _named_arms(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        old_roles = "candidate" in data or isinstance(data.get("control"), (dict, BaseModel))
+        if old_roles and (data.get("control") is None) != (data.get("candidate") is None):
             raise ValueError("give both control and candidate, or neither (then arms)")
-        if self.control is not None and self.candidate is not None:
-            roles = [self.control, self.candidate]
-            if "arms" in self.model_fields_set and self.arms != roles:
+        arms = data.get("arms")
+        listed = isinstance(arms, list)
+        if listed:
+            data["arms"] = arms = legacy_arm_list(arms)
+        if old_roles:
+            roles: dict[str, Any] = {}
+            control = legacy_role(data.get("control"), roles)
+            candidate = legacy_role(data.pop("candidate"), roles)
+            if listed and list(arms) != list(roles):  # type: ignore[arg-type]
                 raise ValueError("arms must be [control, candidate] when both forms are given")
-            self.arms = roles
-        elif len(self.arms) == 2:
-            self.control, self.candidate = self.arms
+            data["arms"] = arms = roles
+            data["control"], data["candidates"] = control, [candidate]
+        if arms is not None and not isinstance(arms, dict):
+            return data  # the field's own validation names it
+        names = list(arms if arms is not None else framework_arms())
+        data["control"] = data.get("control") or (names[0] if names else "")
+        if not data.get("candidates"):
+            data["candidates"] = [n for n in names if n != data["control"]]
+        return data
+
+    @model_validator(mode="after")
+    def _roles_are_arms(self) -> ExperimentSpec:
+        check_names(self.arms, "arms")
+        if len(self.arms) < 2:
+            raise ValueError("arms: an experiment has a control and at least one candidate")
+        roles = [self.control, *self.candidates]
+        missing = [name for name in roles if name not in self.arms]
+        if missing:
+            raise ValueError(f"control/candidates name {', '.join(missing)}: {known(self.arms)}")
+        if len(set(roles)) != len(roles) or not self.candidates:
+            raise ValueError("candidates: one or more arms, each once, none the control")
         return self
+
+    @property
+    def candidate(self) -> str:
+        """The candidate a rollout moves (its `rollout.candidate`, else the first)."""
+        chosen = self.rollout.candidate if self.rollout is not None else None
+        return chosen or self.candidates[0]
+
+    @property
+    def roles(self) -> list[str]:
+        """[control, *candidates]."""
+        return [self.control, *self.candidates]
 
     @model_validator(mode="after")
     def _rollout_starts_at_its_first_step(self) -> ExperimentSpec:
-        """With a rollout and no split given, the split is the first step's, so the
-        candidate never gets more than that before the rollout controller's first look."""
-        if self.rollout is not None and "split" not in self.model_fields_set:
-            assert self.control is not None and self.candidate is not None  # roles filled
-            first = self.rollout.steps[0]
-            self.split = {self.control.framework: 100 - first, self.candidate.framework: first}
+        """With a rollout and no split given, the split is the first step's (the other
+        candidates get nothing), so the candidate never gets more than that before the
+        rollout controller's first look."""
+        if self.rollout is not None:
+            if self.rollout.candidate not in (None, *self.candidates):
+                raise ValueError(f"rollout.candidate: {self.rollout.candidate!r} is no candidate")
+            if "split" not in self.model_fields_set:
+                first = self.rollout.steps[0]
+                split = {name: 0.0 for name in self.arms}
+                self.split = {**split, self.control: 100 - first, self.candidate: first}
+        if not self.split:
+            self.split = even_weights(self.arms)
         return self
 
     @model_validator(mode="after")
@@ -420,11 +526,10 @@ class ExperimentSpec(BaseModel):
 
     @model_validator(mode="after")
     def _arms_match_split(self) -> ExperimentSpec:
-        frameworks = [arm.framework for arm in self.arms]
-        if len(set(frameworks)) != 2 or len(frameworks) != 2:
-            raise ValueError("an experiment has exactly two arms, one per framework")
-        if set(self.split) != set(frameworks) or sum(self.split.values()) <= 0:
-            raise ValueError("split must give a non-negative share to each arm")
+        if set(self.split) != set(self.arms) or sum(self.split.values()) <= 0:
+            raise ValueError(
+                f"split must give a non-negative share to each arm ({known(self.arms)})"
+            )
         if any(share < 0 for share in self.split.values()):
             raise ValueError("split shares must be non-negative")
         return self

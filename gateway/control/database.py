@@ -132,12 +132,21 @@ class Database:
         return ", ".join([self.placeholder] * count)
 
     def create_schema(self, statements: Iterable[str]) -> None:
-        """Run `CREATE ... IF NOT EXISTS` statements once, safely from many processes."""
+        """Run `CREATE ... IF NOT EXISTS` statements once, safely from many processes.
+
+        `ALTER TABLE t ADD COLUMN IF NOT EXISTS c TYPE` (PostgreSQL's form) migrates a
+        database made before the column was added, in both dialects: SQLite has no
+        `IF NOT EXISTS` there, so the column is added only when `PRAGMA table_info`
+        lacks it (and a concurrent process adding it first is no error).
+        """
         with self.transaction() as cursor:
             if self.postgres:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in statements:
-                cursor.execute(statement)
+                if not self.postgres and _ADD_COLUMN in statement:
+                    _add_sqlite_column(cursor, statement)
+                else:
+                    cursor.execute(statement)
 
     def fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
         with self.transaction() as cursor:  # ends the read transaction (PostgreSQL keeps it
@@ -213,6 +222,27 @@ class Database:
     def _discard(self) -> None:
         """Forget a broken connection; the next use opens a new one."""
         self.close()
+
+
+_ADD_COLUMN = " ADD COLUMN IF NOT EXISTS "
+
+
+def add_column(table: str, column: str, sql_type: str) -> str:
+    """The idempotent migration statement `create_schema` runs in either dialect."""
+    return f"ALTER TABLE {table}{_ADD_COLUMN}{column} {sql_type}"
+
+
+def _add_sqlite_column(cursor: Any, statement: str) -> None:
+    head, _, definition = statement.partition(_ADD_COLUMN)
+    table, column = head.removeprefix("ALTER TABLE ").strip(), definition.split()[0]
+    cursor.execute(f"PRAGMA table_info({table})")
+    if any(row[1] == column for row in cursor.fetchall()):
+        return
+    try:
+        cursor.execute(f"ALTER TABLE {table} ADD COLUMN {definition}")
+    except sqlite3.OperationalError as exc:  # another process added it since
+        if "duplicate column" not in str(exc):
+            raise
 
 
 def _first_line(exc: BaseException) -> str:

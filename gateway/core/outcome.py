@@ -70,6 +70,9 @@ class CallOutcome:
         breaker: the arm's breaker state after the call (`BreakerState` value).
         comparison: shadow calls: the shadow answer against the client's answer.
         ts: wall-clock time of the outcome, seconds since the epoch.
+        arm_name: the named arm (`gateway.core.arms`) the call counts for: the routed
+            arm, or for a failover or shadow call the arm of that framework at the
+            request's version (else the framework's name); "" when not routed by a policy.
     """
 
     kind: CallKind
@@ -85,6 +88,7 @@ class CallOutcome:
     breaker: int
     comparison: Comparison | None = None
     ts: float = field(default_factory=time.time)
+    arm_name: str = ""
 
     @property
     def version(self) -> int | None:

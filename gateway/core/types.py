@@ -74,6 +74,7 @@ class InferRequest:
         request_id: the client's ``X-Request-Id`` or one the gateway assigned.
         routing_key: the sticky key (``X-Routing-Key`` or a configured field), if any.
         pinned: a framework the client asked for (``X-Backend``), if any.
+        pinned_arm: an arm the client asked for by name (``X-Arm``), if any.
         parameters: protocol parameters passed through (e.g. ``signature_name``).
         deadline: the client's deadline, an absolute ``time.monotonic()`` instant
             (see `gateway.edge.deadline`), or None when the client gave none.
@@ -89,6 +90,7 @@ class InferRequest:
     request_id: str = field(default_factory=new_request_id)
     routing_key: str | None = None
     pinned: Framework | None = None
+    pinned_arm: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     deadline: float | None = None
     trace: TraceContext | None = None

@@ -24,7 +24,6 @@ from pydantic import ValidationError
 from gateway.control.database import Database
 from gateway.control.plane import ControlPlane
 from gateway.core.errors import BadRequest, GatewayError, NotFound
-from gateway.core.types import Framework
 from gateway.experiments import state_store
 from gateway.experiments.log.records import Event
 from gateway.experiments.state_store import Status
@@ -54,6 +53,10 @@ class PolicyLayers(Protocol):
         self, model: str, policy: ModelPolicy, set_by: str, reason: str
     ) -> None: ...
     async def clear_experiment_layer(self, model: str, set_by: str) -> None: ...
+    def effective(self, model: str) -> ModelPolicy: ...
+    async def set_promoted_layer(
+        self, model: str, policy: ModelPolicy, set_by: str, reason: str
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +70,7 @@ class ExperimentState:
     def sample_reached(self, served: Mapping[str, int]) -> bool:
         """Has every arm served `stop.sample_size_per_arm` successful requests?"""
         size = self.spec.stop.sample_size_per_arm
-        arms = [arm.framework for arm in self.spec.arms]
-        return size is not None and all(served.get(arm, 0) >= size for arm in arms)
+        return size is not None and all(served.get(arm, 0) >= size for arm in self.spec.arms)
 
 
 class ExperimentManager:
@@ -136,9 +138,7 @@ class ExperimentManager:
             raise Conflict(f"experiment {experiment} is {now}; cannot {action} it")
         return event
 
-    async def change_split(
-        self, experiment: str, split: dict[Framework, float], reason: str
-    ) -> Event:
+    async def change_split(self, experiment: str, split: dict[str, float], reason: str) -> Event:
         _need_reason(reason)
         state = self.get(experiment)
         if state.status == "ended":
@@ -169,7 +169,7 @@ class ExperimentManager:
             raise Conflict(f"experiment {spec.id} exists") from exc
         return event
 
-    async def rollout_step(self, event: Event, split: dict[Framework, float]) -> bool:
+    async def rollout_step(self, event: Event, split: dict[str, float]) -> bool:
         """The rollout controller's transition: store `split` and its `rollout` event, and
         route by it; False (nothing changed) if the experiment no longer runs."""
         state = self.get(event.experiment)
@@ -246,15 +246,21 @@ def _due(spec: ExperimentSpec, now: float) -> bool:
 
 
 def experiment_policy(spec: ExperimentSpec, base: ModelPolicy) -> ModelPolicy:
-    """The model's policy while `spec` runs: its split, stickiness, shadow and versions."""
-    versions = {arm.framework: arm.version for arm in spec.arms if arm.version is not None}
+    """The model's policy while `spec` runs: its arms (in their order: the split's
+    intervals), split, stickiness and shadow; an arm of the base policy that the
+    experiment does not name stays pinnable by `X-Arm` but gets no traffic."""
+    arms = {**spec.arms, **{n: a for n, a in base.arms.items() if n not in spec.arms}}
+    weights = {name: float(spec.split.get(name, 0.0)) for name in arms}
+    primary = base.primary if base.primary in arms else spec.control
     return base.model_copy(
         update={
             "mode": "weighted",
-            "weights": dict(spec.split),
+            "arms": arms,
+            "primary": primary,
+            "weights": weights,
             "sticky": spec.sticky,
             "shadow_sample_rate": spec.shadow_sample_rate,
             "mirror": spec.shadow_sample_rate > 0,
-            "arm_versions": versions,
+            "arm_versions": {},
         }
     )

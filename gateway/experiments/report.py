@@ -32,15 +32,37 @@ def _fmt(metric: str, value: float | None) -> str:
     return f"{value:+.3f} ms"
 
 
+def _several(result: dict[str, Any]) -> list[str]:
+    """The candidates when there are more than one (A/B/n), else []."""
+    candidates = result.get("candidates") or []
+    return list(candidates) if len(candidates) > 1 else []
+
+
 def decision_lines(result: dict[str, Any]) -> list[str]:
     decision = result.get("decision")
     if decision is None:
         return ["No decision: the experiment needs two arms with traffic."]
+    several = _several(result)
+    if several:
+        return [
+            f"Each candidate against the control {result['control']}, at alpha "
+            f"{result['comparison_alpha']:.4g} each ({result['alpha']} over "
+            f"{len(several)} comparisons, {result['correction']}).",
+            "",
+            *(_candidate_decision(c, result["comparisons"][c]["decision"]) for c in several),
+        ]
     return [
         f"**{decision['outcome']}** (decided by: {decision['metric']})",
         "",
         decision["sentence"],
     ]
+
+
+def _candidate_decision(candidate: str, decision: dict[str, Any]) -> str:
+    return (
+        f"- **{candidate}**: **{decision['outcome']}** (decided by: {decision['metric']}). "
+        f"{decision['sentence']}"
+    )
 
 
 def srm_lines(srm: dict[str, Any] | None) -> list[str]:
@@ -58,6 +80,18 @@ def srm_lines(srm: dict[str, Any] | None) -> list[str]:
 
 
 def difference_lines(result: dict[str, Any]) -> list[str]:
+    several = _several(result)
+    if several:
+        lines: list[str] = []
+        for candidate in several:
+            comparison = result["comparisons"][candidate]
+            lines += [f"{candidate} - {result['control']}:", ""]
+            lines += [*_difference_table(comparison, result["comparison_alpha"]), ""]
+        return lines
+    return _difference_table(result, result.get("comparison_alpha", result["alpha"]))
+
+
+def _difference_table(result: dict[str, Any], alpha: float) -> list[str]:
     diffs = result.get("differences") or {}
     if not diffs:
         return []
@@ -65,7 +99,7 @@ def difference_lines(result: dict[str, Any]) -> list[str]:
     status = (result.get("decision") or {}).get("metrics", {})
     lines = [
         "| metric (candidate - control) | estimate | 95% interval | "
-        f"{100 * (1 - result['alpha']):.0f}% confidence sequence | always-valid p | "
+        f"{100 * (1 - alpha):.4g}% confidence sequence | always-valid p | "
         "margin | status |",
         "|---|---:|---|---|---:|---:|---|",
     ]
@@ -151,8 +185,27 @@ def _arm_line(arm: str, f: dict[str, Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def _arm_label(result: dict[str, Any], arm: str | None) -> str:
+    """`tf-v2 (tensorflow v2)`: the arm's name and what it serves, when the spec says."""
+    spec = (result.get("arm_specs") or {}).get(arm)
+    if spec is None:
+        return str(arm)
+    version = spec.get("version")
+    return f"{arm} ({spec['framework']} {'latest' if version is None else f'v{version}'})"
+
+
+def role_line(result: dict[str, Any]) -> str:
+    """`control A, candidate B` (two arms) or `control A; candidates B, C`, with what
+    each arm serves."""
+    control = _arm_label(result, result.get("control"))
+    several = _several(result)
+    if several:
+        return f"control {control}; candidates " + ", ".join(_arm_label(result, c) for c in several)
+    return f"control {control}, candidate {_arm_label(result, result.get('candidate'))}"
+
+
 def _sections(result: dict[str, Any]) -> list[tuple[str, list[str]]]:
-    role = f"control {result.get('control')}, candidate {result.get('candidate')}"
+    role = role_line(result)
     return [
         (f"# Experiment {result['experiment']}", [role]),
         ("## Decision", decision_lines(result)),

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from gateway.core.types import Framework
 from gateway.experiments.stats.decision import DECISION_METRICS, margins_for, metric_status
 from gateway.experiments.stats.figures import LOWER_IS_BETTER
 from gateway.settings import ExperimentSpec, Margins, RolloutSpec
@@ -38,7 +37,8 @@ class RolloutAction:
         kind: hold, advance, complete (already at 100%: the rollout is done), rollback.
         step: the step index after the action (ROLLED_BACK = -1 for 0% candidate).
         share: the candidate's traffic share after it, in percent.
-        split: the split to apply, {control framework: share, candidate framework: share}.
+        split: the split to apply, {arm: share}: the control and the rolled-out candidate
+            share 100%, the other candidates get 0 (one candidate at a time).
         reason: one sentence with the numbers that decided it.
         metric: the metric that decided it (or "units", "srm", "decision").
     """
@@ -46,7 +46,7 @@ class RolloutAction:
     kind: Kind
     step: int
     share: float
-    split: dict[Framework, float]
+    split: dict[str, float]
     reason: str
     metric: str
 
@@ -124,7 +124,8 @@ def _breach(spec: ExperimentSpec, analysis: dict[str, Any]) -> tuple[str, str] |
 
 
 def _action(spec: ExperimentSpec, kind: Kind, step: int, reason: str, metric: str) -> RolloutAction:
-    assert spec.rollout is not None and spec.control is not None and spec.candidate is not None
+    assert spec.rollout is not None
     share = 0.0 if step == ROLLED_BACK else spec.rollout.steps[step]
-    split = {spec.control.framework: 100.0 - share, spec.candidate.framework: share}
+    others = {name: 0.0 for name in spec.arms}
+    split = {**others, spec.control: 100.0 - share, spec.candidate: share}
     return RolloutAction(kind, step, share, split, reason, metric)

@@ -22,7 +22,7 @@ from gateway.control.database import StoreUnavailable
 from gateway.control.plane import ControlPlane
 from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.core.outcome import CallOutcome
-from gateway.core.types import Framework
+from gateway.experiments import promote as promotion
 from gateway.experiments import state_store
 from gateway.experiments.controller import RolloutController
 from gateway.experiments.log.labels import LabelOutOfRange, check_label_range, class_counts
@@ -30,7 +30,7 @@ from gateway.experiments.log.process import WriterProcess
 from gateway.experiments.log.records import FeedbackResult, prediction_record
 from gateway.experiments.log.sink import CALL_TIMEOUT_S, PredictionLog
 from gateway.experiments.log.store import LogStore, open_store
-from gateway.experiments.manager import ExperimentManager, PolicyLayers
+from gateway.experiments.manager import Conflict, ExperimentManager, PolicyLayers
 from gateway.experiments.specs import check_specs, data_dir, default_specs
 from gateway.experiments.stats.analysis import analyse
 from gateway.settings import ExperimentSpec, ExperimentsSettings
@@ -88,6 +88,8 @@ class ExperimentService:
         self._unchecked = False  # rows written since the stop rules were last checked
         self._catalog = catalog
         self.rollouts = RolloutController(self.manager, control, self._log_rows)
+        self._layers = layers
+        control.add_schema(promotion.SCHEMA)
         self._tasks: list[asyncio.Task[None]] = []
         self._purged_at = 0.0  # when the log was last purged of rows past retention
         self._health = log_health
@@ -107,7 +109,7 @@ class ExperimentService:
                 ts=outcome.ts,
                 experiment=self._experiment(outcome),
                 model=request.model,
-                arm=outcome.arm,
+                arm=outcome.arm_name or outcome.arm,
                 version=outcome.version,
                 routing_key=request.routing_key,
                 latency_s=outcome.latency_s if shadow else outcome.elapsed_s,
@@ -115,6 +117,7 @@ class ExperimentService:
                 agreed=None if outcome.comparison is None else outcome.comparison.agreed,
                 failover=outcome.kind == "failover",
                 outputs=None if response is None else response.outputs,
+                framework=outcome.arm,
             )
         )
 
@@ -123,7 +126,8 @@ class ExperimentService:
         experiment's split. A client-pinned request (load tests, debugging) or one routed
         while an admin override holds the model was not randomised by the experiment: it
         is logged, but outside the experiment, so it cannot bias either arm's figures."""
-        if outcome.layer != "experiment" or outcome.request.pinned is not None:
+        request = outcome.request
+        if outcome.layer != "experiment" or request.pinned or request.pinned_arm:
             return None
         return self.manager.active.get(outcome.request.model)
 
@@ -181,10 +185,60 @@ class ExperimentService:
         return {"experiment": self.describe(experiment), "event": event.as_dict()}
 
     async def change_split(
-        self, experiment: str, split: dict[Framework, float], reason: str
+        self, experiment: str, split: dict[str, float], reason: str
     ) -> dict[str, Any]:
         event = await self.manager.change_split(experiment, split, reason)
         return {"experiment": self.describe(experiment), "event": event.as_dict()}
+
+    async def promote(
+        self, model: str, arm: str, reason: str, set_by: str, force: bool = False
+    ) -> dict[str, Any]:
+        """Make `arm` the model's default (`gateway.experiments.promote`): its `promoted`
+        policy layer, the running experiment ended, a `promote` model event.
+
+        Raises:
+            NotFound: no such model. BadRequest: no such arm (the known arms named), or
+            its version has no build of its framework.
+            Conflict: an experiment on the model runs and `force` is not given (unless
+            its rollout brought this arm to 100%).
+        """
+        info = self._catalog.get(model)
+        specs = [state.spec for state in self.manager.states.values()]
+        policies = [self._layers.configured_policy(model), self._layers.effective(model)]
+        known = promotion.model_arms(model, specs, policies)
+        try:
+            chosen = promotion.check_arm(model, arm, known)
+        except promotion.PromoteRefused as exc:
+            raise BadRequest(str(exc)) from None
+        if chosen.version is not None and chosen.framework not in info.versions.get(
+            chosen.version, ()
+        ):
+            raise BadRequest(f"arm: {arm} names version {chosen.version}, which has no"
+                             f" {chosen.framework} build")  # fmt: skip
+        running = self.manager.active.get(model)
+        forced = None
+        if running is not None:
+            events = await self.control.read(state_store.read_events, running)
+            try:
+                forced = promotion.check_running(self.manager.get(running).spec, events, arm, force)
+            except promotion.PromoteRefused as exc:
+                raise Conflict(str(exc)) from None
+        configured = self._layers.configured_policy(model)
+        policy = promotion.promoted_policy(configured, arm, chosen, known)
+        reason = reason.strip() or f"promoted {arm}"
+        await self._layers.set_promoted_layer(model, policy, set_by, reason)
+        if running is not None:
+            await self.manager.transition(running, "end", f"{arm} promoted: {reason}")
+        details = {**chosen.model_dump(), "ended_experiment": running, "forced": bool(forced)}
+        event = promotion.ModelEvent(model, "promote", reason, set_by, arm, chosen.version,
+                                     details)  # fmt: skip
+        await self.control.write(promotion.add_model_event, event)
+        return {"model": model, "event": event.as_dict(), "policy": policy.model_dump()}
+
+    async def model_events(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Promotions and retirements, oldest first (every model's when `model` is None)."""
+        events = await self.control.read(promotion.read_model_events, model)
+        return [event.as_dict() for event in events]
 
     def describe(self, experiment: str) -> dict[str, Any]:
         """Spec, status and `overridden_since` (seconds since the epoch, or None)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gateway.catalog import Catalog
 from gateway.core.types import FRAMEWORKS
-from gateway.settings import ArmSpec, ExperimentSpec, ExperimentsSettings, ModelPolicy
+from gateway.settings import ExperimentSpec, ExperimentsSettings, ModelPolicy
 
 
 def default_specs(
@@ -19,11 +19,14 @@ def default_specs(
         policy, info = configured(model), catalog.get(model)
         if policy.mode != "weighted" or set(info.versions[info.latest]) != set(FRAMEWORKS):
             continue
-        # No version: both arms follow `latest` (the newest both serve), so a version that
-        # lands moves both arms together and an old one can be retired (issue 22).
-        arms = [ArmSpec(framework=fw) for fw in FRAMEWORKS]
-        split = {fw: policy.weights.get(fw, 0.0) for fw in FRAMEWORKS}
-        specs.append(ExperimentSpec(id=f"{model}-ab", model=model, arms=arms, split=split))
+        # The policy's arms: for a config that names none, one per framework following
+        # `latest` (the newest both serve), so a version that lands moves both arms
+        # together and an old one can be retired (issue 22).
+        if len(policy.arms) < 2:
+            continue
+        arms, split = dict(policy.arms), {n: policy.weights.get(n, 0.0) for n in policy.arms}
+        spec = ExperimentSpec(id=f"{model}-ab", model=model, arms=arms, split=split)
+        specs.append(spec)
     return specs
 
 
@@ -40,7 +43,7 @@ def check_specs(specs: Sequence[ExperimentSpec], catalog: Catalog) -> None:
         raise ValueError("experiment ids must be unique")
     for spec in specs:
         info = catalog.get(spec.model)  # NotFound names the model
-        for arm in spec.arms:
+        for name, arm in spec.arms.items():
             if arm.version is not None and arm.framework not in info.versions.get(arm.version, ()):
-                message = f"no {arm.framework} build of version {arm.version}"
+                message = f"arm {name}: no {arm.framework} build of version {arm.version}"
                 raise ValueError(f"experiment {spec.id}: {message}")

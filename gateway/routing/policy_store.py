@@ -3,6 +3,8 @@
 Per model, from bottom to top:
 
 - `configured`: the gateway YAML's `models` entry (or `default_policy`);
+- `promoted`: written by `promote MODEL ARM` (`gateway.experiments.promote`): the
+  configured policy pinned to the promoted arm, the model's default until the next one;
 - `experiment`: written by the experiments room while one of its experiments runs;
 - `override`: written by an admin (`PATCH /admin/models/{m}/policy`), cleared by `DELETE`.
 
@@ -29,8 +31,8 @@ from gateway.control.plane import ControlPlane
 from gateway.settings import ModelPolicy
 
 logger = logging.getLogger(__name__)
-LayerName = Literal["configured", "experiment", "override"]
-LAYERS: tuple[LayerName, ...] = ("configured", "experiment", "override")  # bottom to top
+LayerName = Literal["configured", "promoted", "experiment", "override"]
+LAYERS: tuple[LayerName, ...] = ("configured", "promoted", "experiment", "override")  # bottom up
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS policy_layers (
         model TEXT NOT NULL, layer TEXT NOT NULL, policy TEXT NOT NULL, set_by TEXT NOT NULL,
@@ -133,7 +135,8 @@ class PolicyStore:
     async def set_layer(
         self, model: str, layer: LayerName, policy: ModelPolicy, set_by: str, reason: str
     ) -> None:
-        """Write the `experiment` or `override` layer (the configured one is the YAML's).
+        """Write the `promoted`, `experiment` or `override` layer (the configured one is
+        the YAML's).
 
         Raises:
             KeyError: `model` is not configured.
@@ -168,6 +171,11 @@ class PolicyStore:
 
     async def clear_experiment_layer(self, model: str, set_by: str) -> None:
         await self.clear_layer(model, "experiment", set_by)
+
+    async def set_promoted_layer(
+        self, model: str, policy: ModelPolicy, set_by: str, reason: str
+    ) -> None:
+        await self.set_layer(model, "promoted", policy, set_by, reason)
 
     def _check(self, model: str, layer: LayerName) -> None:
         if model not in self._configured:

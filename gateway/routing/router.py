@@ -112,8 +112,8 @@ class Router:
         policy = route.policy
         request.routing_key = routing_key(request, policy)
         decision = decide(policy, request, self._rng)
-        if policy.arm_versions and unversioned:  # an experiment names each arm's version
-            request.version = policy.arm_versions.get(decision.primary, request.version)
+        if decision.version is not None and unversioned:  # the arm names its version
+            request.version = decision.version
         # A version that left the store since the policy named it: the client's 404.
         arms = info.versions.get(info.resolve_version(request.version, None), ())
         routed = _Routed(request, route.layer, started)
@@ -122,13 +122,13 @@ class Router:
         try:
             response = await self._answer(routed, decision, arms)
         except NotFound:
-            arms = await self._look_again(request, unversioned and not policy.arm_versions)
+            arms = await self._look_again(request, unversioned and decision.version is None)
             if not arms:
                 raise
             response = await self._answer(routed, decision, arms)
         shadow = decision.shadow
         if shadow is not None and shadow in arms and shadow != response.backend:
-            self._submit_shadow(shadow, routed, response)
+            self._submit_shadow(shadow, decision.arm_of(shadow), routed, response)
         return response.select(request.outputs)
 
     async def _look_again(self, request: InferRequest, re_resolve: bool) -> tuple[Framework, ...]:
@@ -145,29 +145,32 @@ class Router:
     async def _answer(
         self, routed: _Routed, decision: Decision, arms: tuple[Framework, ...]
     ) -> InferResponse:
-        request, primary = routed.request, decision.primary
+        request, primary, name = routed.request, decision.primary, decision.arm
+        pinned = request.pinned is not None or request.pinned_arm is not None
         if primary not in arms:
-            if request.pinned is not None:
+            if pinned:
                 raise NotFound(f"{request.model} version {request.version} has no {primary} build")
             primary = other(primary)
+            name = decision.arm_of(primary)
         fallback = decision.fallback
-        # A client that pinned a framework asked for that framework: no failover.
-        if fallback not in arms or fallback == primary or request.pinned is not None:
+        # A client that pinned a framework or an arm asked for it: no failover.
+        if fallback not in arms or fallback == primary or pinned:
             fallback = None
         tried = time.perf_counter()
         try:
-            return await self._call("primary", primary, routed, can_fail_over=fallback is not None)
+            can_fail_over = fallback is not None
+            return await self._call("primary", primary, name, routed, can_fail_over)
         except UpstreamError as exc:
             if fallback is None or not _fails_over(exc):
                 raise
         spent = time.perf_counter() - tried  # the failed attempt: upstream time, not ours
-        response = await self._call("failover", fallback, routed, can_fail_over=False)
+        response = await self._call("failover", fallback, decision.arm_of(fallback), routed, False)
         response.failover = True
         response.timings["upstream"] = response.timings.get("upstream", 0.0) + spent
         return response
 
     async def _call(
-        self, kind: CallKind, arm: Framework, routed: _Routed, can_fail_over: bool
+        self, kind: CallKind, arm: Framework, name: str, routed: _Routed, can_fail_over: bool
     ) -> InferResponse:
         begun = time.perf_counter()
         if routed.request.trace is not None:  # the upstream attempts' spans name it
@@ -178,9 +181,9 @@ class Router:
             response = await self.call_arm(arm, routed.request, share)
         except GatewayError as exc:
             final = not (can_fail_over and _fails_over(exc))
-            self._emit(kind, arm, routed, begun, final, error=exc)
+            self._emit(kind, arm, name, routed, begun, final, error=exc)
             raise
-        self._emit(kind, arm, routed, begun, True, response=response)
+        self._emit(kind, arm, name, routed, begun, True, response=response)
         return response
 
     async def call_arm(
@@ -214,20 +217,23 @@ class Router:
                 raise DeadlineExceeded(f"{arm}: the request's deadline passed") from exc
             raise
 
-    def _submit_shadow(self, arm: Framework, routed: _Routed, answer: InferResponse) -> None:
+    def _submit_shadow(
+        self, arm: Framework, name: str, routed: _Routed, answer: InferResponse
+    ) -> None:
         if self._mirror is None:
             return
         outputs = answer.outputs  # before `select` narrows the client's copy
         trace = tracing.for_shadow(routed.request.trace)
 
         async def job() -> None:
-            await self._shadow(arm, routed, outputs, trace)
+            await self._shadow(arm, name, routed, outputs, trace)
 
         self._mirror(routed.request.model, job)
 
     async def _shadow(
         self,
         arm: Framework,
+        name: str,
         routed: _Routed,
         answer: dict[str, np.ndarray],
         trace: TraceContext | None,
@@ -240,15 +246,18 @@ class Router:
         try:
             shadow = await self.call_arm(arm, routed.request)
         except GatewayError as exc:
-            self._emit("shadow", arm, routed, routed.started, False, error=exc)
+            self._emit("shadow", arm, name, routed, routed.started, False, error=exc)
             return
         result = compare(answer, shadow.outputs)
-        self._emit("shadow", arm, routed, routed.started, False, response=shadow, comparison=result)
+        self._emit(
+            "shadow", arm, name, routed, routed.started, False, response=shadow, comparison=result
+        )
 
     def _emit(
         self,
         kind: CallKind,
         arm: Framework,
+        name: str,
         routed: _Routed,
         begun: float,
         final: bool,
@@ -272,6 +281,7 @@ class Router:
                 response=response,
                 breaker=int(self.breakers[arm].state),
                 comparison=comparison,
+                arm_name=name,
             )
         )
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 COLUMNS = (
     "request_id", "kind", "ts", "experiment", "model", "arm", "version", "key_hash",
-    "latency_ms", "status", "top1", "prob", "agreed", "failover",
+    "latency_ms", "status", "top1", "prob", "agreed", "failover", "framework",
 )  # fmt: skip
 Row = tuple[Any, ...]  # one row of SQL parameters, in `COLUMNS` order
 
@@ -47,7 +47,9 @@ class PredictionRecord:
         ts: wall-clock time of the outcome, seconds since the epoch.
         experiment: the running experiment whose split routed the request, else None.
         model: the model's name.
-        arm: the framework called (`tensorflow`, `pytorch`).
+        arm: the arm's name (`gateway.core.arms`; `tensorflow`/`pytorch` for a config
+            that names no arms): the routed arm, or for a failover or shadow call the arm
+            of the framework called.
         version: the version that answered (or was asked for), None when unknown.
         routing_key: the sticky key, if any; the writer stores only its hash (`key_hash`).
         latency_s: seconds, the client's whole wait (serve) or the shadow call's own.
@@ -57,6 +59,8 @@ class PredictionRecord:
         outputs: the answer's tensors until top-1 is taken (`summarise`), then None.
         top1: the first example's class, once taken from `outputs`.
         prob: the first example's probability of `top1`, when the answer has one.
+        framework: the framework called (`tensorflow`, `pytorch`); None in rows logged
+            before arms had names (their `arm` is the framework).
     """
 
     request_id: str
@@ -74,6 +78,7 @@ class PredictionRecord:
     outputs: dict[str, np.ndarray] | None = None
     top1: int | None = None
     prob: float | None = None
+    framework: str | None = None
 
 
 def prediction_record(
@@ -91,6 +96,7 @@ def prediction_record(
     agreed: bool | None = None,
     failover: bool = False,
     outputs: dict[str, np.ndarray] | None = None,
+    framework: str | None = None,
 ) -> PredictionRecord:
     """A new record, its fields by keyword (see `PredictionRecord`), at a function call's
     cost: 0.23 us, against 0.49 us for `PredictionRecord(...)` by keyword, for which
@@ -99,7 +105,7 @@ def prediction_record(
     the two equal)."""
     return PredictionRecord(
         request_id, kind, ts, experiment, model, arm, version, routing_key, latency_s,
-        status, agreed, failover, outputs,
+        status, agreed, failover, outputs, None, None, framework,
     )  # fmt: skip
 
 
@@ -146,7 +152,7 @@ def row_of(record: PredictionRecord) -> Row:
         record.request_id, record.kind, record.ts, record.experiment, record.model,
         record.arm, record.version, key_hash(record.routing_key),
         round(record.latency_s * 1000, 4), record.status, record.top1, record.prob,
-        None if agreed is None else int(agreed), int(record.failover),
+        None if agreed is None else int(agreed), int(record.failover), record.framework,
     )  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from gateway.control.database import (
     LOG_TIMEOUTS,
     Database,
     Transaction,
+    add_column,
     open_database,
     open_postgres,
     open_sqlite,
@@ -33,7 +34,9 @@ _SCHEMA = (
         experiment TEXT, model TEXT NOT NULL, arm TEXT NOT NULL, version INTEGER,
         key_hash TEXT, latency_ms DOUBLE PRECISION NOT NULL, status INTEGER NOT NULL,
         top1 INTEGER, prob DOUBLE PRECISION, agreed INTEGER, failover INTEGER NOT NULL,
-        PRIMARY KEY (request_id, kind))""",
+        framework TEXT, PRIMARY KEY (request_id, kind))""",
+    # issue 22: `arm` names an arm, `framework` the framework called (older rows: NULL)
+    add_column("predictions", "framework", "TEXT"),
     "CREATE INDEX IF NOT EXISTS predictions_by_experiment ON predictions (experiment, ts)",
     "CREATE INDEX IF NOT EXISTS predictions_by_ts ON predictions (ts)",
     """CREATE TABLE IF NOT EXISTS feedback (

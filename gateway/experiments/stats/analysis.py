@@ -49,10 +49,27 @@ def _validated(spec: dict[str, Any]) -> ExperimentSpec | None:
 
 
 def roles(spec: ExperimentSpec | None, frame: LogFrame) -> list[str]:
-    """[control, candidate] from the spec, else the arms the log saw (sorted)."""
-    if spec is not None and spec.control is not None and spec.candidate is not None:
-        return [spec.control.framework, spec.candidate.framework]
+    """[control, *candidates] from the spec, else the arms the log saw (sorted: the first
+    is taken as the control)."""
+    if spec is not None:
+        return spec.roles
     return frame.arms()
+
+
+def corrected_alpha(alpha: float, candidates: int) -> float:
+    """Each comparison's error rate so that the family's stays `alpha`: Bonferroni,
+    `alpha / candidates`.
+
+    Why Bonferroni and not Holm: every decision reads anytime-valid confidence sequences
+    against non-inferiority margins (`decision`), not only p-values against zero.
+    Bonferroni's union bound makes the sequences of all candidates hold together, at
+    every stopping time (each holds uniformly over time at `alpha / k`, so all do at
+    `alpha`); Holm's step-down is more powerful for rejecting zero differences but gives
+    no simultaneous intervals to compare with margins, and its order would change as the
+    p-values move while the experiment runs. With one candidate nothing changes.
+    (Dunnett's many-to-one test is sharper still but is fixed-sample, not anytime-valid.)
+    """
+    return alpha / max(1, candidates)
 
 
 def sample(spec: dict[str, Any], per_arm: dict[str, Any]) -> dict[str, Any]:
@@ -66,9 +83,17 @@ def sample(spec: dict[str, Any], per_arm: dict[str, Any]) -> dict[str, Any]:
 def analyse(rows: Sequence[Row], events: Sequence[Event], experiment: str) -> dict[str, Any]:
     """The full analysis of one experiment from its log rows and events.
 
+    Every candidate is compared with the control (`comparisons`, by candidate arm name),
+    each at `corrected_alpha` (Bonferroni over the candidates), so the chance that any
+    comparison's decision is wrong stays `alpha`. The top-level `candidate`, `decision`,
+    `differences`, `history`, `paired` and `verdict` are those of the candidate a rollout
+    moves (the first candidate unless `rollout.candidate` names one), as for two arms.
+
     Returns:
-        JSON-ready dict: experiment, spec, control, candidate, alpha, decision, srm, arms,
-        differences, history, paired, sample, verdict (sentences), events, rollout.
+        JSON-ready dict: experiment, spec, control, candidate, candidates, alpha,
+        comparison_alpha, correction, decision, srm, arms, arm_specs (what each arm serves,
+        from the spec), differences, history, paired,
+        comparisons, sample, verdict (sentences, one per candidate), events, rollout.
     """
     frame = LogFrame.from_rows(rows)
     spec = spec_from_events(events) or {}
@@ -76,42 +101,58 @@ def analyse(rows: Sequence[Row], events: Sequence[Event], experiment: str) -> di
     rules = model or _DEFAULTS  # alpha, margins, decision metrics
     arms = roles(model, frame)
     per_arm = {arm: arm_figures(frame, arm) for arm in arms}
+    candidates = arms[1:]
+    focus = model.candidate if model is not None else (candidates[0] if candidates else None)
+    alpha = corrected_alpha(rules.alpha, len(candidates))
     result: dict[str, Any] = {
         "experiment": experiment,
         "spec": spec,
         "alpha": rules.alpha,
-        "control": arms[0] if len(arms) == 2 else None,
-        "candidate": arms[1] if len(arms) == 2 else None,
+        "comparison_alpha": alpha,
+        "correction": "bonferroni",
+        "control": arms[0] if len(arms) >= 2 else None,
+        "candidate": focus if len(arms) >= 2 else None,
+        "candidates": candidates if len(arms) >= 2 else [],
         "sample": sample(spec, per_arm),
         "arms": per_arm,
+        "arm_specs": {} if model is None else {n: a.model_dump() for n, a in model.arms.items()},
     }
-    if len(arms) == 2:
-        result.update(_comparison(frame, events, arms, rules, per_arm))
+    if len(arms) >= 2:
+        srm = srm_check(frame, events, arms)
+        comparisons = {
+            c: _comparison(frame, [arms[0], c], rules, alpha, per_arm, srm["flagged"])
+            for c in candidates
+        }
+        result.update({**comparisons[str(focus)], "srm": srm, "comparisons": comparisons})
+        named = len(candidates) > 1  # two arms: the sentence as before arms had names
+        result["verdict"] = [_named(c, comparisons[c]["decision"], named) for c in candidates]
     result["events"] = [event.as_dict() for event in events if event.action != "define"]
     result["rollout"] = [event.as_dict() for event in events if event.action == "rollout"]
     return result
 
 
+def _named(candidate: str, decision: dict[str, Any], named: bool) -> str:
+    return f"{candidate}: {decision['sentence']}" if named else str(decision["sentence"])
+
+
 def _comparison(
     frame: LogFrame,
-    events: Sequence[Event],
     arms: list[str],
     rules: ExperimentSpec,
+    alpha: float,
     per_arm: dict[str, Any],
+    srm_flagged: bool,
 ) -> dict[str, Any]:
+    """One candidate against the control, at the (corrected) `alpha`."""
     control, candidate = arms
-    alpha = rules.alpha
     diffs = differences(frame, control, candidate, alpha)
-    srm = srm_check(frame, events, arms)
     limits = margins_for(rules.margins, per_arm[control]["latency_ms"]["p99"]["value"])
-    decision = decide(diffs, limits, srm["flagged"], alpha, rules.decision_metrics)
+    decision = decide(diffs, limits, srm_flagged, alpha, rules.decision_metrics)
     return {
         "decision": decision,
-        "srm": srm,
         "differences": diffs,
         "history": history(frame, control, candidate, alpha),
         "paired": paired_analysis(frame, control, candidate),
-        "verdict": [decision["sentence"]],
     }
 
 

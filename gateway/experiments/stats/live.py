@@ -1,5 +1,8 @@
 """Live per-model, per-arm statistics of THIS process: counts, errors, latency, shadow.
 
+Arms are keyed by name (`gateway.core.arms`: `tensorflow`/`pytorch` for a config that
+names none), the arm each call counts for (`CallOutcome.arm_name`).
+
 An observer of the router's outcomes (`observe`). Each gateway process keeps its own;
 the figures that cover every process come from the prediction log (`LogStore.summary`).
 """
@@ -11,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.core.outcome import CallOutcome
-from gateway.core.types import Framework
 from gateway.telemetry.histogram import LatencyHistogram
 
 
@@ -63,17 +65,17 @@ class ExperimentStats:
     """All arms of all models; single-threaded (the event loop), so no locks."""
 
     def __init__(self) -> None:
-        self._arms: dict[tuple[str, Framework], ArmStats] = {}
+        self._arms: dict[tuple[str, str], ArmStats] = {}
         self._shadow: dict[str, ShadowStats] = {}
 
     def reset(self) -> None:
         self._arms.clear()
         self._shadow.clear()
 
-    def arm(self, model: str, framework: Framework) -> ArmStats:
-        stats = self._arms.get((model, framework))
+    def arm(self, model: str, arm: str) -> ArmStats:
+        stats = self._arms.get((model, arm))
         if stats is None:  # not setdefault: that would build a histogram per call
-            stats = self._arms[(model, framework)] = ArmStats()
+            stats = self._arms[(model, arm)] = ArmStats()
         return stats
 
     def shadow(self, model: str) -> ShadowStats:
@@ -92,24 +94,25 @@ class ExperimentStats:
             elif outcome.error is not None:
                 self.shadow(model).errors += 1
             return
+        arm = outcome.arm_name or outcome.arm
         if outcome.error is not None:
-            self.record_error(model, outcome.arm, outcome.error)
+            self.record_error(model, arm, outcome.error)
             return
-        self.record_success(model, outcome.arm, outcome.latency_s)
+        self.record_success(model, arm, outcome.latency_s)
         if outcome.kind == "failover":
-            self.arm(model, outcome.arm).failovers_in += 1
+            self.arm(model, arm).failovers_in += 1
 
     def dropped(self, model: str) -> None:
         """A mirrored call the shadow queue had no room for."""
         self.shadow(model).dropped += 1
 
-    def record_success(self, model: str, framework: Framework, seconds: float) -> None:
-        stats = self.arm(model, framework)
+    def record_success(self, model: str, arm: str, seconds: float) -> None:
+        stats = self.arm(model, arm)
         stats.requests += 1
         stats.latency.record(seconds)
 
-    def record_error(self, model: str, framework: Framework, kind: str) -> None:
-        stats = self.arm(model, framework)
+    def record_error(self, model: str, arm: str, kind: str) -> None:
+        stats = self.arm(model, arm)
         stats.requests += 1
         stats.errors[kind] += 1
 
@@ -122,8 +125,8 @@ class ExperimentStats:
     def snapshot(self) -> dict[str, Any]:
         """JSON for `GET /admin/experiments`."""
         models: dict[str, Any] = {}
-        for (model, framework), stats in sorted(self._arms.items()):
-            models.setdefault(model, {"arms": {}})["arms"][framework] = stats.as_dict()
+        for (model, arm), stats in sorted(self._arms.items()):
+            models.setdefault(model, {"arms": {}})["arms"][arm] = stats.as_dict()
         for model, shadow in sorted(self._shadow.items()):
             models.setdefault(model, {"arms": {}})["shadow"] = shadow.as_dict()
         return models

@@ -24,13 +24,14 @@ from gateway.core.types import Framework, InferResponse, TraceContext, new_reque
 from gateway.edge.deadline import from_time_remaining
 from gateway.edge.limits import check_request_id
 from gateway.edge.security_settings import LimitsSettings
-from gateway.routing.policy import parse_pin
+from gateway.routing.policy import parse_arm_pin, parse_pin
 from gateway.telemetry import tracing
 from gateway.telemetry.server_timing import METADATA_KEY as KEY_SERVER_TIMING
 from gateway.telemetry.server_timing import server_timing
 
 # gRPC metadata keys are lower case; the same names as the REST headers.
 KEY_BACKEND = "x-backend"
+KEY_ARM = "x-arm"
 KEY_VERSION = "x-model-version"
 KEY_REQUEST_ID = "x-request-id"
 KEY_ROUTING_KEY = "x-routing-key"
@@ -86,6 +87,10 @@ class Call:
     def pinned(self) -> Framework | None:
         """The framework pinned by `x-backend`, if any (a BadRequest names the choices)."""
         return parse_pin(self.headers.get(KEY_BACKEND), f"metadata {KEY_BACKEND}")
+
+    def pinned_arm(self) -> str | None:
+        """The arm named by `x-arm`, if any (the router checks it against the arms)."""
+        return parse_arm_pin(self.headers.get(KEY_ARM))
 
     def answered(self, answer: InferResponse) -> None:
         """Trailing metadata naming who answered: framework, version, request id, failover,

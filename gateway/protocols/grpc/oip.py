@@ -48,6 +48,7 @@ def decode_infer(request: Any, call: Call) -> tuple[InferRequest, bool]:
         request_id=call.request_id,
         routing_key=call.routing_key,
         pinned=call.pinned(),
+        pinned_arm=call.pinned_arm(),
         deadline=call.deadline,
         parameters=parameters(request),
         trace=call.trace,

@@ -87,6 +87,7 @@ def decode_predict(request: Any, call: Call, info: ModelInfo) -> InferRequest:
         request_id=call.request_id,
         routing_key=call.routing_key,
         pinned=call.pinned(),
+        pinned_arm=call.pinned_arm(),
         deadline=call.deadline,
         parameters={"signature_name": signature} if signature else {},
         trace=call.trace,

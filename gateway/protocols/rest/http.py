@@ -22,12 +22,13 @@ from gateway.edge.boundary import Edge
 from gateway.edge.limits import check_json_depth, check_request_id
 from gateway.edge.limits import read_body as read_identity_body
 from gateway.edge.security_settings import LimitsSettings
-from gateway.routing.policy import parse_pin
+from gateway.routing.policy import parse_arm_pin, parse_pin
 from gateway.telemetry.server_timing import HEADER as HEADER_SERVER_TIMING
 from gateway.telemetry.server_timing import server_timing
 from wire import content_coding, json_text
 
 HEADER_BACKEND = "X-Backend"
+HEADER_ARM = "X-Arm"
 HEADER_VERSION = "X-Model-Version"
 HEADER_REQUEST_ID = "X-Request-Id"
 HEADER_ROUTING_KEY = "X-Routing-Key"
@@ -52,6 +53,11 @@ def begin(request: Request, protocol: str) -> str:
 
 def pinned_backend(request: Request) -> Framework | None:
     return parse_pin(request.headers.get(HEADER_BACKEND), f"header {HEADER_BACKEND}")
+
+
+def pinned_arm(request: Request) -> str | None:
+    """The arm named by `X-Arm`, if any (the router checks it against the model's arms)."""
+    return parse_arm_pin(request.headers.get(HEADER_ARM))
 
 
 async def read_body(request: Request, limit: int) -> bytes:

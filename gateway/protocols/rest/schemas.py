@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from gateway.codecs.oip_raw import DATATYPES
-from gateway.core.types import Framework
 
 
 def _datatype() -> Any:
@@ -278,8 +277,20 @@ class ExperimentChange(BaseModel):
 
 
 class SplitChange(ExperimentChange):
-    split: dict[Framework, Annotated[float, Field(ge=0)]] = Field(
-        description="framework -> share, one for each arm of the experiment"
+    split: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        description="arm name -> share, one for each arm of the experiment (an experiment"
+        " that names no arms: its arms are `tensorflow` and `pytorch`)"
+    )
+
+
+class Promotion(BaseModel):
+    """`POST /admin/models/{model}/promote`: make an arm the model's default."""
+
+    arm: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="the arm's name")
+    reason: str = Field("", description="recorded with the `promote` event")
+    set_by: str = Field("admin API", description="who promotes")
+    force: bool = Field(
+        False, description="promote even while an experiment on the model runs (it is ended)"
     )
 
 

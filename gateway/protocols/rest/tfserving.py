@@ -23,6 +23,7 @@ from gateway.protocols.rest.http import (
     HEADER_ROUTING_KEY,
     begin,
     json_response,
+    pinned_arm,
     pinned_backend,
     read_body,
 )
@@ -92,6 +93,7 @@ async def _predict(
         request_id=rid,
         routing_key=request.headers.get(HEADER_ROUTING_KEY),
         pinned=pinned_backend(request),
+        pinned_arm=pinned_arm(request),
         deadline=deadline.from_headers(request.headers),
         parameters=body.parameters,
         trace=trace_of(request),

@@ -18,6 +18,7 @@ from gateway.protocols.rest.http import (
     begin,
     json_response,
     parse_json,
+    pinned_arm,
     pinned_backend,
     read_body,
 )
@@ -131,6 +132,7 @@ async def infer(request: Request) -> Response:
             request_id=rid,
             routing_key=request.headers.get(HEADER_ROUTING_KEY),
             pinned=pinned_backend(request),
+            pinned_arm=pinned_arm(request),
             parameters=decoded.parameters,
             deadline=deadline.from_headers(request.headers),
             trace=trace_of(request),

@@ -33,6 +33,7 @@ def row(
     top1: int | None = 0,
     label: int | None = None,
     agreed: int | None = None,
+    framework: str | None = None,
 ) -> Row:
     """One row in `RECORD_COLUMNS` order (label last, as the store's join gives it)."""
     return (
@@ -50,6 +51,7 @@ def row(
         None,
         agreed,
         0,
+        framework or arm,
         label,
     )
 

@@ -118,6 +118,7 @@ class FakeLayers:
     def __init__(self) -> None:
         self.layer: tuple[ModelPolicy, str] | None = None
         self.writes = 0
+        self.promoted: dict[str, ModelPolicy] = {}
 
     def configured_policy(self, model: str) -> ModelPolicy:
         return ModelPolicy(mode="pinned")
@@ -132,6 +133,14 @@ class FakeLayers:
         self, model: str, policy: ModelPolicy, set_by: str, reason: str
     ) -> None:
         self.layer, self.writes = (policy, set_by), self.writes + 1
+
+    def effective(self, model: str) -> ModelPolicy:
+        return self.layer[0] if self.layer is not None else self.configured_policy(model)
+
+    async def set_promoted_layer(
+        self, model: str, policy: ModelPolicy, set_by: str, reason: str
+    ) -> None:
+        self.promoted[model] = policy
 
     async def clear_experiment_layer(self, model: str, set_by: str) -> None:
         if self.layer is not None and self.layer[1] == set_by:

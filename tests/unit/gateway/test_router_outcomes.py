@@ -104,3 +104,26 @@ def test_a_shadow_call_carries_its_comparison(tmp_path: Path) -> None:
     )  # fmt: skip
     assert shadow.final is False and shadow.comparison is not None
     assert shadow.comparison.agreed and shadow.comparison.max_abs_diff == 0.0  # same fake model
+
+
+def test_outcomes_name_the_arm_a_failover_and_a_shadow_count_for(tmp_path: Path) -> None:
+    arms = {"tf-v1": {"framework": "tensorflow", "version": 1},
+            "tf-v2": {"framework": "tensorflow", "version": 2},
+            "pt-v2": {"framework": "pytorch", "version": 2}}  # fmt: skip
+    weights = {"tf-v1": 0, "tf-v2": 0, "pt-v2": 1}
+    policy = ModelPolicy(arms=arms, weights=weights, mirror=True, shadow_sample_rate=1.0)
+    router, upstreams, outcomes, jobs = _router(tmp_path, policy)
+    request = InferRequest(model="toy", inputs={"input": X}, routing_key="u")
+    response = asyncio.run(router.infer(request))
+    assert (response.backend, response.version) == ("pytorch", 2)
+    for job in jobs:
+        asyncio.run(job())
+    assert [(o.kind, o.arm, o.arm_name) for o in outcomes] == [
+        ("primary", "pytorch", "pt-v2"),
+        ("shadow", "tensorflow", "tf-v2"),  # the other framework at the arm's version
+    ]
+    outcomes.clear()
+    upstreams["pytorch"].fail_with = UpstreamUnavailable("pytorch", "down")
+    failed_over = asyncio.run(router.infer(InferRequest(model="toy", inputs={"input": X})))
+    assert (failed_over.backend, failed_over.version) == ("tensorflow", 2)
+    assert [(o.kind, o.arm_name) for o in outcomes] == [("primary", "pt-v2"), ("failover", "tf-v2")]

@@ -354,3 +354,20 @@ def test_health_follows_readiness_and_reflection_lists_services(gw: Gateway) -> 
     ask = reflection_pb2.ServerReflectionRequest(file_containing_symbol=oip.SERVICE)
     answer = next(stub.ServerReflectionInfo(iter([ask])))
     assert answer.file_descriptor_response.file_descriptor_proto
+
+
+def test_x_arm_metadata_pins_an_arm_and_an_unknown_one_is_named(tmp_path: Path) -> None:
+    arms = {"tf-v1": {"framework": "tensorflow", "version": 1},
+            "pt-v2": {"framework": "pytorch", "version": 2}}  # fmt: skip
+    policy = {"toy": {"arms": arms, "weights": {"tf-v1": 0, "pt-v2": 1}}}
+    with running(tmp_path, models=policy) as gw:
+        _, call = gw.predict(predict_request(), metadata=[("x-arm", "tf-v1")])
+        assert (trailing(call)["x-backend"], trailing(call)["x-model-version"]) == (
+            "tensorflow",
+            "1",
+        )
+        _, call = gw.infer(infer_request(), metadata=[("x-arm", "pt-v2")])
+        assert (trailing(call)["x-backend"], trailing(call)["x-model-version"]) == ("pytorch", "2")
+        error = _code(gw, PREDICT, predict_request(), PredictResponse, metadata=[("x-arm", "x")])
+        assert error.code() == Code.INVALID_ARGUMENT
+        assert "x-arm" in error.details() and "known arms: pt-v2, tf-v1" in error.details()

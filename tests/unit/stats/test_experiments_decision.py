@@ -104,11 +104,14 @@ def test_thirty_percent_wrong_answers_decide_by_direction() -> None:
 def test_spec_roles_and_arms_are_one_pair() -> None:
     spec = ExperimentSpec(id="e", model="m", control={"framework": "pytorch"},
                           candidate={"framework": "tensorflow", "version": 2})  # fmt: skip
-    assert [a.framework for a in spec.arms] == ["pytorch", "tensorflow"]
+    # The older forms name each arm by its framework (issue 22).
+    assert [a.framework for a in spec.arms.values()] == ["pytorch", "tensorflow"]
+    assert spec.arms["tensorflow"].version == 2
+    assert (spec.control, spec.candidates) == ("pytorch", ["tensorflow"])
     old = ExperimentSpec(
         id="e", model="m", arms=[{"framework": "pytorch"}, {"framework": "tensorflow"}]
     )
-    assert old.control is not None and old.control.framework == "pytorch"
+    assert old.arms[old.control].framework == "pytorch"
     assert ExperimentSpec.model_validate(spec.model_dump(mode="json")) == spec
 
 
