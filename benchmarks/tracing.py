@@ -127,12 +127,13 @@ def start_gateway(
         "port": port,
         "grpc_port": grpc_port,
         "model_store": str(make_store(folder / "store")),
-        "catalog_poll_s": 0,
         "tensorflow": {"transport": "rest", "rest": [backend]},
         "pytorch": {"transport": "rest", "rest": [backend]},
         "default_policy": {"mode": "pinned", "primary": "tensorflow", "failover": False},
         "experiments": {"log_enabled": False, "data_dir": str(folder / "data")},
     }
+    if "catalog_poll_s" in (code / "gateway" / "settings.py").read_text():
+        config["catalog_poll_s"] = 0  # the stand-in serves no status API (older checkouts lack it)
     (folder / "gateway.yaml").write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "gateway", "--config", str(folder / "gateway.yaml")]
     clean = {k: "" for k in os.environ if k.startswith("OTEL_")}  # only the variant's own
