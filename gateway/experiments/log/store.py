@@ -20,6 +20,7 @@ from gateway.control.database import (
     open_postgres,
     open_sqlite,
 )
+from gateway.experiments.log.aggregates import Aggregator, ExperimentAggregates
 from gateway.experiments.log.labels import check_model_labels
 from gateway.experiments.log.records import COLUMNS, Event, FeedbackResult, Row
 from gateway.experiments.log.writer import insert_rows
@@ -52,6 +53,13 @@ class LogStore(Protocol):
         self, items: Sequence[tuple[str, int]], ts: float, classes: Mapping[str, int] | None = None
     ) -> list[FeedbackResult]: ...
     def records(self, experiment: str | None, since: float | None = None) -> list[Row]: ...
+    def aggregates(
+        self,
+        experiment: str,
+        arms: Sequence[str] | None,
+        segment_starts: Sequence[float] = (),
+        since: float | None = None,
+    ) -> ExperimentAggregates: ...
     def events(self, experiment: str | None = None) -> list[Event]: ...
     def arm_counts(self, experiment: str) -> dict[str, int]: ...
     def summary(self) -> dict[str, dict[str, dict[str, Any]]]: ...
@@ -115,6 +123,18 @@ class SqlLogStore:
         if since is not None:
             sql, params = sql + f" AND p.ts >= {self.placeholder}", (*params, since)
         return self._fetch(sql + " ORDER BY p.ts, p.request_id, p.kind", params)
+
+    def aggregates(
+        self,
+        experiment: str,
+        arms: Sequence[str] | None,
+        segment_starts: Sequence[float] = (),
+        since: float | None = None,
+    ) -> ExperimentAggregates:
+        """The experiment's sufficient statistics, computed by the database (rows at or
+        after `since` when given; `arms` None = the served arms; `segment_starts` the
+        split timeline's starts): see `gateway.experiments.log.aggregates`."""
+        return Aggregator(self._db, experiment, since).collect(arms, segment_starts)
 
     def events(self, experiment: str | None = None) -> list[Event]:
         """Experiments' transitions (written by the experiments' state store), oldest first."""

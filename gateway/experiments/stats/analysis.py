@@ -13,17 +13,24 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.experiments.log.aggregates import ExperimentAggregates
 from gateway.experiments.log.frame import LogFrame
 from gateway.experiments.log.records import Event, Row
 from gateway.experiments.stats.decision import decide, margins_for
 from gateway.experiments.stats.figures import arm_figures, differences, history
 from gateway.experiments.stats.paired import paired_analysis
-from gateway.experiments.stats.srm import srm_check
+from gateway.experiments.stats.srm import split_timeline, srm_check, srm_from_counts
+from gateway.experiments.stats.summed import (
+    arm_figures_of,
+    differences_of,
+    history_of_aggregates,
+    paired_of,
+)
 from gateway.settings import ExperimentSpec
 
 _DEFAULTS = ExperimentSpec(id="defaults", model="any")  # for logs without a valid spec
@@ -50,9 +57,14 @@ def _validated(spec: dict[str, Any]) -> ExperimentSpec | None:
 
 def roles(spec: ExperimentSpec | None, frame: LogFrame) -> list[str]:
     """[control, candidate] from the spec, else the arms the log saw (sorted)."""
+    return roles_of(spec, None) or frame.arms()
+
+
+def roles_of(spec: ExperimentSpec | None, served: list[str] | None) -> list[str] | None:
+    """[control, candidate] from the spec, else `served` (the arms the log saw, sorted)."""
     if spec is not None and spec.control is not None and spec.candidate is not None:
         return [spec.control.framework, spec.candidate.framework]
-    return frame.arms()
+    return served
 
 
 def sample(spec: dict[str, Any], per_arm: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +88,63 @@ def analyse(rows: Sequence[Row], events: Sequence[Event], experiment: str) -> di
     rules = model or _DEFAULTS  # alpha, margins, decision metrics
     arms = roles(model, frame)
     per_arm = {arm: arm_figures(frame, arm) for arm in arms}
+
+    def comparison() -> dict[str, Any]:
+        control, candidate = arms
+        return _comparison(
+            differences(frame, control, candidate, rules.alpha),
+            srm_check(frame, events, arms),
+            history(frame, control, candidate, rules.alpha),
+            paired_analysis(frame, control, candidate),
+            arms, rules, per_arm,
+        )  # fmt: skip
+
+    return _result(experiment, spec, rules, arms, per_arm, events, comparison)
+
+
+def analyse_aggregates(
+    aggregates: ExperimentAggregates, events: Sequence[Event], experiment: str
+) -> dict[str, Any]:
+    """`analyse` from the database's aggregates (`log.aggregates`) instead of rows: the
+    same JSON, the same numbers (percentiles: see `log.aggregates` on the sample)."""
+    spec = spec_from_events(events) or {}
+    rules = _validated(spec) or _DEFAULTS
+    arms = aggregates.arms
+    per_arm = {arm: arm_figures_of(aggregates, arm) for arm in arms}
+
+    def comparison() -> dict[str, Any]:
+        control, candidate = arms
+        return _comparison(
+            differences_of(aggregates, control, candidate, rules.alpha),
+            srm_from_counts(aggregates.first_served, events, arms),
+            history_of_aggregates(aggregates, control, candidate, rules.alpha),
+            paired_of(aggregates.paired),
+            arms, rules, per_arm,
+        )  # fmt: skip
+
+    return _result(experiment, spec, rules, arms, per_arm, events, comparison)
+
+
+def analyse_store(store: Any, experiment: str, since: float | None = None) -> dict[str, Any]:
+    """The analysis of one experiment read from its log's database as aggregates: the
+    events, then `SqlLogStore.aggregates` for the spec's arms (rows at or after `since`
+    when given), then `analyse_aggregates`. Memory: sized by units, never by requests."""
+    events = store.events(experiment)
+    model = _validated(spec_from_events(events) or {})
+    timeline = [ts for ts, _ in split_timeline(events)]
+    aggregates = store.aggregates(experiment, roles_of(model, None), timeline, since)
+    return analyse_aggregates(aggregates, events, experiment)
+
+
+def _result(
+    experiment: str,
+    spec: dict[str, Any],
+    rules: ExperimentSpec,
+    arms: list[str],
+    per_arm: dict[str, Any],
+    events: Sequence[Event],
+    comparison: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
     result: dict[str, Any] = {
         "experiment": experiment,
         "spec": spec,
@@ -86,31 +155,29 @@ def analyse(rows: Sequence[Row], events: Sequence[Event], experiment: str) -> di
         "arms": per_arm,
     }
     if len(arms) == 2:
-        result.update(_comparison(frame, events, arms, rules, per_arm))
+        result.update(comparison())
     result["events"] = [event.as_dict() for event in events if event.action != "define"]
     result["rollout"] = [event.as_dict() for event in events if event.action == "rollout"]
     return result
 
 
 def _comparison(
-    frame: LogFrame,
-    events: Sequence[Event],
+    diffs: dict[str, Any],
+    srm: dict[str, Any],
+    looks: list[dict[str, Any]],
+    paired: dict[str, Any] | None,
     arms: list[str],
     rules: ExperimentSpec,
     per_arm: dict[str, Any],
 ) -> dict[str, Any]:
-    control, candidate = arms
-    alpha = rules.alpha
-    diffs = differences(frame, control, candidate, alpha)
-    srm = srm_check(frame, events, arms)
-    limits = margins_for(rules.margins, per_arm[control]["latency_ms"]["p99"]["value"])
-    decision = decide(diffs, limits, srm["flagged"], alpha, rules.decision_metrics)
+    limits = margins_for(rules.margins, per_arm[arms[0]]["latency_ms"]["p99"]["value"])
+    decision = decide(diffs, limits, srm["flagged"], rules.alpha, rules.decision_metrics)
     return {
         "decision": decision,
         "srm": srm,
         "differences": diffs,
-        "history": history(frame, control, candidate, alpha),
-        "paired": paired_analysis(frame, control, candidate),
+        "history": looks,
+        "paired": paired,
         "verdict": [decision["sentence"]],
     }
 
@@ -128,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         every = sorted({event.experiment for event in store.events()})
         ids = [args.experiment] if args.experiment else every
-        report = {i: analyse(store.records(i), store.events(i), i) for i in ids}
+        report = {i: analyse_store(store, i) for i in ids}
     finally:
         store.close()
     print(json.dumps(report if not args.experiment else report[args.experiment], indent=2))
