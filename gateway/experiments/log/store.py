@@ -61,6 +61,7 @@ class LogStore(Protocol):
         since: float | None = None,
     ) -> ExperimentAggregates: ...
     def events(self, experiment: str | None = None) -> list[Event]: ...
+    def count_since(self, experiment: str, since: float) -> int: ...
     def arm_counts(self, experiment: str) -> dict[str, int]: ...
     def summary(self) -> dict[str, dict[str, dict[str, Any]]]: ...
     def purge(self, before_ts: float) -> int: ...
@@ -139,6 +140,14 @@ class SqlLogStore:
     def events(self, experiment: str | None = None) -> list[Event]:
         """Experiments' transitions (written by the experiments' state store), oldest first."""
         return read_events(self._db, experiment)
+
+    def count_since(self, experiment: str, since: float) -> int:
+        """Rows (served and shadow) of `experiment` logged at or after `since`."""
+        sql = (
+            f"SELECT COUNT(*) FROM predictions WHERE experiment = {self.placeholder}"
+            f" AND ts >= {self.placeholder}"
+        )
+        return int(self._fetch(sql, (experiment, since))[0][0])
 
     def arm_counts(self, experiment: str) -> dict[str, int]:
         """Successful served requests per arm of `experiment` (every process's)."""

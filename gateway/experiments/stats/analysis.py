@@ -125,11 +125,17 @@ def analyse_aggregates(
     return _result(experiment, spec, rules, arms, per_arm, events, comparison)
 
 
-def analyse_store(store: Any, experiment: str, since: float | None = None) -> dict[str, Any]:
-    """The analysis of one experiment read from its log's database as aggregates: the
-    events, then `SqlLogStore.aggregates` for the spec's arms (rows at or after `since`
-    when given), then `analyse_aggregates`. Memory: sized by units, never by requests."""
-    events = store.events(experiment)
+def analyse_store(
+    store: Any,
+    experiment: str,
+    since: float | None = None,
+    events: Sequence[Event] | None = None,
+) -> dict[str, Any]:
+    """The analysis of one experiment read from its log's database as aggregates:
+    `SqlLogStore.aggregates` for the spec's arms (rows at or after `since` when given),
+    then `analyse_aggregates`. `events`: the experiment's (the control plane's), else the
+    log database's. Memory: sized by units, never by requests."""
+    events = store.events(experiment) if events is None else events
     model = _validated(spec_from_events(events) or {})
     timeline = [ts for ts, _ in split_timeline(events)]
     aggregates = store.aggregates(experiment, roles_of(model, None), timeline, since)
