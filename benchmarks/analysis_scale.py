@@ -36,15 +36,18 @@ ARMS = ("tensorflow", "pytorch")
 _BATCH = 20_000
 
 
-def seed(url: str, rows: int, seed_value: int = 0) -> None:
-    """Write `rows` served rows (plus 5% shadow rows, 20% labelled) and a define event."""
+def seed(
+    url: str, rows: int, seed_value: int = 0, experiment: str = EXPERIMENT, model: str = "m"
+) -> None:
+    """Write `rows` served rows (plus 5% shadow rows, 20% labelled) of `experiment` on
+    `model`, and its define event."""
     from gateway.control.database import open_database
     from gateway.experiments import state_store
     from gateway.experiments.log.store import SqlLogStore
 
     store = SqlLogStore(open_database(url, None))
-    spec = ExperimentSpec(id=EXPERIMENT, model="m", split={ARMS[0]: 50.0, ARMS[1]: 50.0})
-    define = Event(EXPERIMENT, "define", "bench", spec.model_dump(mode="json"), 1e9)
+    spec = ExperimentSpec(id=experiment, model=model, split={ARMS[0]: 50.0, ARMS[1]: 50.0})
+    define = Event(experiment, "define", "bench", spec.model_dump(mode="json"), 1e9)
     with store._db.transaction() as cursor:
         state_store.add_event(store._db, cursor, define)
     rng = np.random.default_rng(seed_value)
@@ -54,6 +57,7 @@ def seed(url: str, rows: int, seed_value: int = 0) -> None:
     for start in range(0, rows, _BATCH):
         count = min(_BATCH, rows - start)
         batch, labels = _batch(rng, start, count, units, unit_arm, hashes)
+        batch = [(*r[:3], experiment, model, *r[5:]) for r in batch]
         store.write_batch(batch)
         store.add_feedback(labels, 2e9)
     store.close()

@@ -22,7 +22,9 @@ analysis, keeps each experiment's latest result with its time, and answers withi
 timeout: a fresh result (as the analysis gives it: the same log, the same JSON), else the
 latest one with `stale: {"age_s", "computed_at", "reason"}`, else 503. An
 analysis past the timeout is ended (the child is killed and started again at the next
-read), so a runaway analysis never holds the database or a core.
+read), so a runaway analysis never holds the database or a core. The child runs at a
+lower CPU priority (`NICENESS`): on a busy host the serving processes get the cores
+first (measured: `benchmarks.analysis_load`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import struct
 import sys
@@ -48,6 +51,7 @@ HEADER = struct.Struct("!I")
 Timed = tuple[dict[str, Any], float]  # a result and when it was computed
 _START_S = 30.0  # a cold interpreter on a busy machine (numpy, pydantic)
 ANALYSIS_TIMEOUT_S = 60.0
+NICENESS = 10  # the analyst's CPU priority below the gateway's (nice(2))
 
 
 class AnalysisUnavailable(GatewayError):
@@ -218,6 +222,8 @@ def serve(store: Any, source: BinaryIO, sink: BinaryIO) -> None:
 def main(argv: list[str]) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_IGN)  # the gateway's drain decides when we end
+    with contextlib.suppress(OSError):  # background work: the serving processes go first
+        os.nice(NICENESS)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s analyst %(message)s")
     from gateway.control.database import StoreTimeouts, open_database
     from gateway.experiments.log.store import SqlLogStore
