@@ -22,6 +22,7 @@ from tests.unit.stats.test_experiments_aggregates import (
     assert_same,
     both_paths,
     fill,
+    purge_case,
 )
 
 _NAMES = itertools.count()
@@ -73,3 +74,7 @@ def test_the_latency_sample_is_the_same_units_on_postgres(pg_store: SqlLogStore)
     whole = reader.latency_sample(CONTROL)
     expected = np.array([str(u)[:8] < threshold for u in whole.unit])
     assert np.array_equal(sample.latency_ms, whole.latency_ms[expected])
+
+
+def test_retention_purges_in_chunks_on_postgres(pg_store: SqlLogStore) -> None:
+    purge_case(pg_store)

@@ -159,3 +159,31 @@ def test_percentiles_read_a_bounded_deterministic_sample_of_whole_units() -> Non
     for unit in kept:  # whole units: every request of a sampled unit
         assert (sample.unit == unit).sum() == (whole.unit == unit).sum()
     assert all(str(unit)[:8] < f"{int(sample.fraction * 16**8):08x}" for unit in kept)
+
+
+def purge_case(store: SqlLogStore) -> tuple[int, int, int]:
+    """Purge a seeded log at ts 100 in chunks of 7: (deleted, rows left, labels left),
+    checked against the rows and labels older and younger than the cut."""
+    fill(store, 7, 150)
+    rows = store.records(None)
+    old = [r for r in rows if r[2] < 100.0]
+    labelled = {r[0] for r in rows if r[-1] is not None}  # labels given at ts 1e9: kept
+    store.add_feedback([("never-logged", 1)], 50.0)  # pending, as old: purged
+    deleted = store.purge(100.0, chunk=7)
+    assert deleted == len(old) > 7
+    left = store.records(None)
+    assert len(left) == len(rows) - len(old) and all(r[2] >= 100.0 for r in left)
+    labels = store._db.fetch("SELECT request_id FROM feedback")
+    assert {row[0] for row in labels} == labelled
+    return deleted, len(left), len(labels)
+
+
+def test_retention_purges_in_chunks_each_its_own_transaction() -> None:
+    store = SqlLogStore(open_sqlite(None))
+    deletes: list[str] = []
+    conn = store._db.conn
+    conn.set_trace_callback(lambda sql: deletes.append(sql) if sql.startswith("DELETE") else None)
+    deleted, _, _ = purge_case(store)
+    conn.set_trace_callback(None)
+    row_deletes = [sql for sql in deletes if "FROM predictions WHERE (request_id" in sql]
+    assert len(row_deletes) == deleted // 7 + 1  # at most 7 rows a statement and transaction
