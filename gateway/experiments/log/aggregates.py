@@ -159,15 +159,17 @@ class Aggregator:
         chosen = list(arms) if arms is not None else served
         cuts, units_at = self.cuts(looks)
         paired = self.paired(chosen[0], chosen[1]) if len(chosen) == 2 else None
+        sums = self.looks(chosen, [*cuts.tolist()])
+        ok = {arm: int(sums[arm][-1].errors.sy - sums[arm][-1].errors.sx) for arm in chosen}
         return ExperimentAggregates(
             arms=chosen,
             served_arms=served,
             cuts=cuts,
             units_at=units_at,
-            looks=self.looks(chosen, [*cuts.tolist()]),
+            looks=sums,
             shadow=self.shadow(chosen),
             first_served=self.first_served(chosen, segment_starts),
-            latency={arm: self.latency_sample(arm) for arm in chosen},
+            latency={arm: self.latency_sample(arm, successful=ok[arm]) for arm in chosen},
             paired=paired,
         )
 
@@ -281,14 +283,18 @@ class Aggregator:
             out[str(arm)][int(index)] = int(count)
         return out
 
-    def latency_sample(self, arm: str, rows: int = SAMPLE_ROWS) -> LatencySample:
+    def latency_sample(
+        self, arm: str, rows: int = SAMPLE_ROWS, successful: int | None = None
+    ) -> LatencySample:
         """The arm's successful requests of whole units whose hash is below a threshold
-        sized for about `rows` requests (every unit when the arm has no more)."""
+        sized for about `rows` requests (every unit when the arm has no more);
+        `successful`: the arm's successful requests when known (else counted here)."""
         base = f"{self._where} AND p.kind = 'serve' AND p.status = 200 AND p.arm = {self._p}"
         params = (*self._params, arm)
-        total = int(
-            self._db.fetch(f"SELECT COUNT(*) FROM predictions p WHERE {base}", params)[0][0]
-        )
+        total = successful
+        if total is None:
+            count = f"SELECT COUNT(*) FROM predictions p WHERE {base}"
+            total = int(self._db.fetch(count, params)[0][0])
         fraction = 1.0 if total <= rows else rows / total
         if fraction < 1.0:
             base += f" AND {_SAMPLE_KEY} < {self._p}"
@@ -311,12 +317,14 @@ class Aggregator:
 
     def paired(self, control: str, candidate: str) -> PairedSums | None:
         """The pairs of a served row and a shadow row of one request, one arm each of
-        `control` and `candidate`, both successful; None without any."""
+        `control` and `candidate`, both successful; None without any. One statement: the
+        pairs (a self-join) are built once (`MATERIALIZED`: SQLite >= 3.35, PostgreSQL
+        >= 12), then counted, summed per unit, and their median difference taken (the
+        two middle values: the same element when the count is odd)."""
         p = self._p
-        served_where = self._where
         shadow_where = self._where.replace("p.", "h.")
-        pairs = f"""
-            WITH pairs AS (
+        sql = f"""
+            WITH pairs AS MATERIALIZED (
                 SELECT {UNIT} AS unit, f.label AS label,
                     CASE WHEN p.arm = {p} THEN p.top1 ELSE h.top1 END AS a_top1,
                     CASE WHEN p.arm = {p} THEN h.top1 ELSE p.top1 END AS b_top1,
@@ -325,45 +333,42 @@ class Aggregator:
                 FROM predictions p
                 JOIN predictions h ON h.request_id = p.request_id AND h.kind = 'shadow'
                 LEFT JOIN feedback f ON f.request_id = p.request_id
-                WHERE {served_where} AND {shadow_where} AND p.kind = 'serve'
+                WHERE {self._where} AND {shadow_where} AND p.kind = 'serve'
                     AND p.status = 200 AND h.status = 200
-                    AND ((p.arm = {p} AND h.arm = {p}) OR (p.arm = {p} AND h.arm = {p})))"""
+                    AND ((p.arm = {p} AND h.arm = {p}) OR (p.arm = {p} AND h.arm = {p}))),
+            counts AS (
+                SELECT COUNT(*) AS pairs,
+                    SUM(CASE WHEN a_top1 IS NOT NULL AND b_top1 IS NOT NULL
+                        AND a_top1 <> b_top1 THEN 1 ELSE 0 END) AS disagreements,
+                    SUM(CASE WHEN label IS NOT NULL THEN 1 ELSE 0 END) AS labelled,
+                    SUM(CASE WHEN label IS NOT NULL AND a_top1 = label
+                        AND NOT (b_top1 IS NOT NULL AND b_top1 = label) THEN 1 ELSE 0 END)
+                        AS control_only,
+                    SUM(CASE WHEN label IS NOT NULL AND b_top1 = label
+                        AND NOT (a_top1 IS NOT NULL AND a_top1 = label) THEN 1 ELSE 0 END)
+                        AS candidate_only
+                FROM pairs),
+            units AS (SELECT unit, SUM(diff) AS d, COUNT(*) AS n FROM pairs GROUP BY unit),
+            sums AS (
+                SELECT COUNT(*) AS k, SUM(d) AS sx, SUM(n) AS sy, SUM(d * d) AS sxx,
+                    SUM(n * n) AS syy, SUM(d * n) AS sxy FROM units)
+            SELECT counts.*, sums.*,
+                (SELECT diff FROM pairs ORDER BY diff LIMIT 1
+                    OFFSET (SELECT (COUNT(*) - 1) / 2 FROM pairs)),
+                (SELECT diff FROM pairs ORDER BY diff LIMIT 1
+                    OFFSET (SELECT COUNT(*) / 2 FROM pairs))
+            FROM counts, sums"""
         params = (
             control, control, control, *self._params, *self._params,
             control, candidate, candidate, control,
         )  # fmt: skip
-        counts = self._db.fetch(
-            pairs
-            + """
-            SELECT COUNT(*),
-                SUM(CASE WHEN a_top1 IS NOT NULL AND b_top1 IS NOT NULL AND a_top1 <> b_top1
-                    THEN 1 ELSE 0 END),
-                SUM(CASE WHEN label IS NOT NULL THEN 1 ELSE 0 END),
-                SUM(CASE WHEN label IS NOT NULL AND a_top1 = label
-                    AND NOT (b_top1 IS NOT NULL AND b_top1 = label) THEN 1 ELSE 0 END),
-                SUM(CASE WHEN label IS NOT NULL AND b_top1 = label
-                    AND NOT (a_top1 IS NOT NULL AND a_top1 = label) THEN 1 ELSE 0 END)
-            FROM pairs""",
-            params,
-        )[0]
-        total = int(counts[0])
+        row = self._db.fetch(sql, params)[0]
+        total = int(row[0])
         if total == 0:
             return None
-        sums = self._db.fetch(
-            pairs
-            + """, units AS (SELECT unit, SUM(diff) AS d, COUNT(*) AS n FROM pairs
-                GROUP BY unit)
-            SELECT COUNT(*), SUM(d), SUM(n), SUM(d * d), SUM(n * n), SUM(d * n) FROM units""",
-            params,
-        )[0]
-        middle = self._db.fetch(
-            pairs + f" SELECT diff FROM pairs ORDER BY diff LIMIT {2 - total % 2}"
-            f" OFFSET {(total - 1) // 2}",
-            params,
-        )
-        median = float(np.mean([_number(row[0]) for row in middle]))
-        latency = RatioSums(int(sums[0]), *(_number(v) for v in sums[1:]))
-        c = [int(v or 0) for v in counts[1:]]
+        c = [int(v or 0) for v in row[1:5]]
+        latency = RatioSums(int(row[5]), *(_number(v) for v in row[6:11]))
+        median = float(np.mean([_number(row[11]), _number(row[12])]))
         return PairedSums(total, c[0], c[1], c[2], c[3], latency, median)
 
     def _stream(self, sql: str, params: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
