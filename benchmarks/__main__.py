@@ -79,6 +79,16 @@ BENCHES = (
         takes_run_dir=True,
     ),
     Bench(
+        "analysis_scale",
+        "an experiment's analysis at volume: time and peak RSS, rows against aggregates",
+        ("--rows", "10000,100000"),
+    ),
+    Bench(
+        "analysis_load",
+        "what reading an experiment's analysis costs the serving process",
+        ("--rows", "10000", "--seconds", "3", "--rounds", "1"),
+    ),
+    Bench(
         "gateway",
         "the gateway's throughput, p50 and CPU per request as ratios to the floor proxy",
         ("--duration", "1", "--rounds", "1", "--workers", "1", "--transport", "default"),

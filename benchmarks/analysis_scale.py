@@ -41,11 +41,10 @@ def seed(
 ) -> None:
     """Write `rows` served rows (plus 5% shadow rows, 20% labelled) of `experiment` on
     `model`, and its define event."""
-    from gateway.control.database import open_database
     from gateway.experiments import state_store
     from gateway.experiments.log.store import SqlLogStore
 
-    store = SqlLogStore(open_database(url, None))
+    store = SqlLogStore(_open(url))
     spec = ExperimentSpec(id=experiment, model=model, split={ARMS[0]: 50.0, ARMS[1]: 50.0})
     define = Event(experiment, "define", "bench", spec.model_dump(mode="json"), 1e9)
     with store._db.transaction() as cursor:
@@ -106,10 +105,9 @@ def _batch(
 
 def measure(url: str, path: str) -> dict[str, Any]:
     """Run one path's analysis of the seeded experiment; seconds and peak RSS (MiB)."""
-    from gateway.control.database import open_database
     from gateway.experiments.log.store import SqlLogStore
 
-    store = SqlLogStore(open_database(url, None))
+    store = SqlLogStore(_open(url))
     started = time.perf_counter()
     if path == "rows":
         from gateway.experiments.stats.analysis import analyse
@@ -147,6 +145,13 @@ def main(
                 f"{figures['decision']} |",
                 flush=True,
             )
+
+
+def _open(url: str) -> Any:
+    """The database with a bench's patience (PostgreSQL's statements up to 10 minutes)."""
+    from gateway.control.database import StoreTimeouts, open_database
+
+    return open_database(url, None, StoreTimeouts(statement_s=600.0))
 
 
 def _url(db: str, folder: Path, size: int) -> str:

@@ -85,6 +85,7 @@ class Analyst:
         self._running: dict[tuple[str, float | None], asyncio.Task[Timed]] = {}
         self._latest: dict[tuple[str, float | None], tuple[dict[str, Any], float]] = {}
         self.timeout_s, self._clock = timeout_s, clock
+        self._generation = 0  # children ended so far (see `_start`)
 
     @property
     def pid(self) -> int | None:
@@ -156,9 +157,15 @@ class Analyst:
             raise AnalysisUnavailable("the analysis process ended") from exc
 
     async def _start(self) -> None:
-        self._proc = await asyncio.create_subprocess_exec(
+        generation = self._generation
+        proc = await asyncio.create_subprocess_exec(
             *self._command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
         )
+        if generation != self._generation:  # a read timed out while it started: end it
+            proc.kill()
+            await proc.wait()
+            raise AnalysisUnavailable("the analysis was ended (a read timed out)")
+        self._proc = proc
         assert self._proc.stdout is not None
         try:
             await asyncio.wait_for(_read_frame(self._proc.stdout), _START_S)
@@ -167,6 +174,7 @@ class Analyst:
             raise AnalysisUnavailable("the analysis process did not start") from exc
 
     async def _kill(self) -> None:
+        self._generation += 1  # a child still starting is ended as soon as it exists
         proc, self._proc = self._proc, None
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
