@@ -29,8 +29,9 @@ def seeded_log(
     seed: int, units: int, *, third_arm: bool = False, keyless: float = 0.1, roles: bool = True
 ) -> tuple[list[tuple[Any, ...]], list[tuple[str, int]], list[Event]]:
     """A log with all the analysis reads: sticky units (some without a routing key, each
-    request its own unit), errors, labels, shadow calls (agreed or not), a split change
-    half-way (the SRM's segments), and optionally a third arm outside the roles."""
+    request its own unit; failovers put a unit on both arms), errors, answers without
+    top-1, labels, shadow calls (agreed or not), a split change half-way (the SRM's
+    segments), and optionally a third arm outside the roles."""
     rng = np.random.default_rng(seed)
     arms = [CONTROL, CANDIDATE, *([THIRD] if third_arm else [])]
     split = {CONTROL: 50.0, CANDIDATE: 50.0}
@@ -47,14 +48,17 @@ def seeded_log(
             n += 1
             rid, ts = f"{rng.integers(16**8):08x}-{n}", u + k / 10 + rng.random() / 20
             status = 503 if rng.random() < 0.05 else 200
-            top1 = int(rng.integers(3)) if status == 200 else None
+            answered = status == 200 and rng.random() > 0.03  # an answer without top-1
+            top1 = int(rng.integers(3)) if answered else None
             latency = float(np.round(rng.gamma(2.0, 2.0) + (3.0 if arm == CANDIDATE else 0), 3))
-            rows.append((rid, "serve", ts, "exp", "m", arm, 1, key, latency, status, top1,
-                         None, None, 0))  # fmt: skip
+            failover = rng.random() < 0.05  # the other arm answered: one unit, two arms
+            served_by = (CANDIDATE if arm == CONTROL else CONTROL) if failover else arm
+            rows.append((rid, "serve", ts, "exp", "m", served_by, 1, key, latency, status,
+                         top1, None, None, int(failover)))  # fmt: skip
             if rng.random() < 0.6:
                 labels.append((rid, int(rng.integers(3))))
-            if status == 200 and rng.random() < 0.3:
-                other = CANDIDATE if arm == CONTROL else CONTROL
+            if top1 is not None and rng.random() < 0.3:
+                other = CANDIDATE if served_by == CONTROL else CONTROL
                 shadow_top1 = top1 if rng.random() < 0.7 else (top1 + 1) % 3
                 shadow_status = 200 if rng.random() < 0.95 else 500
                 rows.append((rid, "shadow", ts + 0.01, "exp", "m", other, 1, key,
