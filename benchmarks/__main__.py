@@ -55,7 +55,7 @@ BENCHES = (
         ("--requests", "600", "--concurrency", "16"),
     ),
     Bench(
-        "prediction_log",
+        "experiments.prediction_log",
         "does the prediction log cost the reply anything (off, on, slow store)",
         ("--requests", "600", "--rounds", "1"),
     ),
@@ -65,12 +65,12 @@ BENCHES = (
         ("--duration", "1", "--rounds", "1", "--concurrency", "16"),
     ),
     Bench(
-        "capture",
+        "experiments.capture",
         "does the capture cost throughput (off, every request, a stalled writer)",
         ("--requests", "600", "--rounds", "1"),
     ),
     Bench(
-        "log_handoff",
+        "experiments.log_handoff",
         "what the prediction log's writer costs a saturated event loop",
         ("--requests", "1500", "--rounds", "3"),
     ),
@@ -87,6 +87,16 @@ BENCHES = (
         ("--duration", "1", "--rounds", "1", "--concurrency", "16"),
         needs_stack=True,
         takes_run_dir=True,
+    ),
+    Bench(
+        "experiments.analysis_scale",
+        "an experiment's analysis at volume: time and peak RSS, rows against aggregates",
+        ("--rows", "10000,100000"),
+    ),
+    Bench(
+        "experiments.analysis_load",
+        "what reading an experiment's analysis costs the serving process",
+        ("--rows", "10000", "--seconds", "3", "--rounds", "1"),
     ),
     Bench(
         "gateway",

@@ -417,12 +417,21 @@ def experiment_status(
     offline from the prediction log."""
     from rich.markdown import Markdown
 
+    from gateway.experiments.log.store import open_store
     from gateway.experiments.report import status_markdown
-    from gateway.experiments.stats.analysis import analyse
+    from gateway.experiments.stats.analysis import analyse_store
 
     console = Console()
-    rows, events = _experiment_log(experiment, db, run_dir, console)
-    result = analyse(rows, events, experiment)
+    url = db or _log_url(run_dir)
+    store = open_store(url, None)
+    try:  # the database's aggregates: memory sized by units, not by the log (issue 23)
+        events = store.events(experiment)
+        result = analyse_store(store, experiment, None, events)
+    finally:
+        store.close()
+    if not events and not result["arms"]:
+        console.print(f"[red]error:[/] no experiment '{experiment}' in {url}", soft_wrap=True)
+        raise typer.Exit(code=1)
     if as_json:
         console.print_json(json.dumps(result))
     else:

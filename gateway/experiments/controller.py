@@ -9,7 +9,8 @@ for each running experiment with a `rollout`:
    the rollout begins, the first step is applied);
 2. the rows logged since that step began (plus `settle_s`, so that requests routed by
    the previous split in processes that had not yet followed are left out) are analysed
-   off the event loop, only when rows were added since the last look;
+   out of the serving process (the analyst process, on the database's aggregates), only
+   when rows were added since the last look (a count);
 3. `rollout.next_rollout_action` decides; an advance, completion or rollback is stored
    as a `rollout` event (the action, and the analysis figures that justified it) with
    the new split, and routed through the policy store's experiment layer
@@ -22,7 +23,6 @@ A rolled-back or completed rollout stays so until the experiment is started agai
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import time
@@ -33,15 +33,14 @@ from typing import Any
 from gateway.control import lease
 from gateway.control.plane import ControlPlane
 from gateway.experiments import state_store
-from gateway.experiments.log.records import Event, Row
+from gateway.experiments.log.records import Event
 from gateway.experiments.manager import ExperimentManager
 from gateway.experiments.rollout import ROLLED_BACK, RolloutAction, first_step, next_rollout_action
-from gateway.experiments.stats.analysis import analyse
 from gateway.settings import ExperimentSpec
 
 LEASE = "rollout"
 _FINAL = ("complete", "rollback")
-Analyse = Callable[[Sequence[Row], Sequence[Event], str], dict[str, Any]]
+Analyse = Callable[[str, float], Awaitable[dict[str, Any]]]
 
 
 def holder_id() -> str:
@@ -80,11 +79,13 @@ class RolloutController:
     Args:
         manager: the experiments (their snapshot, and `rollout_step` to move a split).
         control: the control plane (lease, events).
-        rows: `rows(experiment, since)`: its prediction-log rows (every process's,
-            `RECORD_COLUMNS`) logged at or after `since`.
+        rows: `rows(experiment, since)`: how many prediction-log rows (every process's)
+            were logged at or after `since` (a count: the rows stay in the database).
+        analyse_fn: `analyse_fn(experiment, since)`: the analysis of those rows, out of
+            the serving process (`ExperimentService.analyse`: the analyst process on the
+            database's aggregates); a `stale` result (the analysis timed out) holds.
         holder: this process's name in the lease (`holder_id()` by default).
         clock: seconds since the epoch.
-        analyse_fn: the analysis (`analysis.analyse`), run in a worker thread.
         lease_s: how long a lease lasts unrenewed (a few ticks).
         settle_s: seconds after a step began before its rows count.
     """
@@ -93,11 +94,11 @@ class RolloutController:
         self,
         manager: ExperimentManager,
         control: ControlPlane,
-        rows: Callable[[str, float], Awaitable[Sequence[Row]]],
+        rows: Callable[[str, float], Awaitable[int]],
         *,
+        analyse_fn: Analyse,
         holder: str | None = None,
         clock: Callable[[], float] = time.time,
-        analyse_fn: Analyse = analyse,
         lease_s: float = 5.0,
         settle_s: float = 1.0,
     ) -> None:
@@ -141,11 +142,14 @@ class RolloutController:
         step = int(step_event.details.get("step", ROLLED_BACK))
         if step == ROLLED_BACK or step_event.details.get("kind") in _FINAL:
             return None
-        rows = await self._rows(spec.id, step_event.ts + self._settle_s)
-        if not rows or self._looked.get(spec.id) == (step_event.ts, len(rows)):
+        since = step_event.ts + self._settle_s
+        rows = await self._rows(spec.id, since)
+        if not rows or self._looked.get(spec.id) == (step_event.ts, rows):
             return None  # nothing (new) to look at: the verdict cannot change
-        self._looked[spec.id] = (step_event.ts, len(rows))
-        analysis = await asyncio.to_thread(self._analyse, rows, events, spec.id)
+        analysis = await self._analyse(spec.id, since)
+        if analysis.get("stale"):
+            return None  # an earlier look's figures: wait for a fresh one
+        self._looked[spec.id] = (step_event.ts, rows)
         action = next_rollout_action(spec, analysis, step)
         if action.kind == "hold":
             return None

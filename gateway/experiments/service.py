@@ -24,22 +24,23 @@ from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.core.outcome import CallOutcome
 from gateway.experiments import promote as promotion
 from gateway.experiments import state_store
+from gateway.experiments.analyst import Analyst
 from gateway.experiments.controller import RolloutController
 from gateway.experiments.log.labels import LabelOutOfRange, check_label_range, class_counts
 from gateway.experiments.log.process import WriterProcess
-from gateway.experiments.log.records import FeedbackResult, prediction_record
+from gateway.experiments.log.records import Event, FeedbackResult, prediction_record
 from gateway.experiments.log.sink import CALL_TIMEOUT_S, PredictionLog
 from gateway.experiments.log.store import LogStore, open_store
 from gateway.experiments.manager import Conflict, ExperimentManager, PolicyLayers
 from gateway.experiments.specs import check_specs, data_dir, default_specs
-from gateway.experiments.stats.analysis import analyse
+from gateway.experiments.stats.analysis import analyse_store
 from gateway.settings import ExperimentSpec, ExperimentsSettings
 from gateway.telemetry.metrics import LogHealthMetrics
 
 logger = logging.getLogger(__name__)
 _TICK_S = 1.0
 _PURGE_EVERY_S = 3600.0
-_ANALYSIS_TIMEOUT_S = 60.0  # an analysis reads every row of an experiment
+_ANALYSIS_TIMEOUT_S = 60.0  # an analysis of a log in memory (else: the analyst's)
 
 
 class LogUnavailable(GatewayError):
@@ -78,8 +79,11 @@ class ExperimentService:
         self.control = control
         self.settings = settings
         self.log: PredictionLog | None = None
+        self.analyst: Analyst | None = None  # None: in this process (a log in memory)
         if settings.log_enabled:
             url, folder = settings.database_url, data_dir(settings, config_file)
+            if url is not None or folder is not None:  # a database other processes can read
+                self.analyst = Analyst(url, folder)
             self.log = PredictionLog(
                 lambda: open_store(url, folder),
                 settings.queue_size, settings.batch_size, settings.flush_interval_s,
@@ -87,7 +91,9 @@ class ExperimentService:
             )  # fmt: skip
         self._unchecked = False  # rows written since the stop rules were last checked
         self._catalog = catalog
-        self.rollouts = RolloutController(self.manager, control, self._log_rows)
+        self.rollouts = RolloutController(
+            self.manager, control, self._log_rows, analyse_fn=self.analyse
+        )
         self._layers = layers
         control.add_schema(promotion.SCHEMA)
         self._tasks: list[asyncio.Task[None]] = []
@@ -159,6 +165,8 @@ class ExperimentService:
             await self.rollouts.release()
         except Exception:  # the database is gone: the lease expires on its own
             logger.exception("releasing the rollout lease failed")
+        if self.analyst is not None:
+            await self.analyst.aclose()
         if self.log is not None:
             await self.log.aclose()
             self.update_health()  # what the close could not write is counted
@@ -269,14 +277,29 @@ class ExperimentService:
         log = self._require_log()
         await log.flush(CALL_TIMEOUT_S)
         await self._check_stop_rules()  # e.g. a sample size the flush just reached
-        rows = await log.run(_records, experiment, timeout_s=_ANALYSIS_TIMEOUT_S)
-        events = await self.control.read(state_store.read_events, experiment)
-        # Bootstrap intervals take CPU: compute them off the event loop.
-        result = await asyncio.to_thread(analyse, rows, events, experiment)
+        result = await self.analyse(experiment)
         described = self.describe(experiment)
         result["status"] = described["status"]
         result["overridden_since"] = described["overridden_since"]
         return result
+
+    async def analyse(self, experiment: str, since: float | None = None) -> dict[str, Any]:
+        """The analysis of `experiment`'s rows (at or after `since`), from the database's
+        aggregates, in the analyst process (`analyst`): never in this serving process,
+        whose memory and GIL stay the requests'. An earlier result carries `stale` (its
+        age), when a fresh one took over the analyst's timeout. A log in
+        memory cannot be read by another process: its analysis runs on the log's thread.
+
+        Raises:
+            AnalysisUnavailable: no result within the timeout and none before (503).
+        """
+        events = await self.control.read(state_store.read_events, experiment)
+        if self.analyst is not None:
+            return await self.analyst.analyse(experiment, since, events)
+        log = self._require_log()
+        args = (experiment, since, events)
+        result = await log.run(_analyse_store, *args, timeout_s=_ANALYSIS_TIMEOUT_S)
+        return dict(result)
 
     async def summaries(self) -> list[dict[str, Any]]:
         """Every experiment with live per-arm figures from the log (every process's)."""
@@ -315,10 +338,10 @@ class ExperimentService:
             if state.sample_reached(await log.run(_arm_counts, exp_id)):
                 await self.manager.auto(exp_id, "end", "stop rule: sample size per arm reached")
 
-    async def _log_rows(self, experiment: str, since: float) -> Any:
+    async def _log_rows(self, experiment: str, since: float) -> int:
         log = self._require_log()
         await log.flush(CALL_TIMEOUT_S)  # this process's rows; others flush on their own
-        return await log.run(_records, experiment, since, timeout_s=_ANALYSIS_TIMEOUT_S)
+        return await log.run(_count_since, experiment, since, timeout_s=_ANALYSIS_TIMEOUT_S)
 
     async def _housekeep(self) -> None:
         """Time rules, stop rules, retention (purged at most every `_PURGE_EVERY_S`)."""
@@ -361,8 +384,14 @@ def _arm_counts(store: LogStore, experiment: str) -> dict[str, int]:
     return store.arm_counts(experiment)
 
 
-def _records(store: LogStore, experiment: str, since: float | None = None) -> Any:
-    return store.records(experiment, since)
+def _count_since(store: LogStore, experiment: str, since: float) -> int:
+    return store.count_since(experiment, since)
+
+
+def _analyse_store(
+    store: LogStore, experiment: str, since: float | None, events: Sequence[Event]
+) -> Any:
+    return analyse_store(store, experiment, since, events)
 
 
 def _add_feedback(

@@ -21,6 +21,7 @@ from gateway.control.database import (
     open_postgres,
     open_sqlite,
 )
+from gateway.experiments.log.aggregates import Aggregator, ExperimentAggregates
 from gateway.experiments.log.labels import check_model_labels
 from gateway.experiments.log.records import COLUMNS, Event, FeedbackResult, Row
 from gateway.experiments.log.writer import insert_rows
@@ -45,6 +46,7 @@ _SCHEMA = (
 # One row of `records()`: the prediction columns, then the fed-back label (or None).
 RECORD_COLUMNS = (*COLUMNS, "label")
 _CHUNK = 500
+PURGE_CHUNK = 10_000  # rows deleted per transaction by the retention purge
 
 
 class LogStore(Protocol):
@@ -55,10 +57,18 @@ class LogStore(Protocol):
         self, items: Sequence[tuple[str, int]], ts: float, classes: Mapping[str, int] | None = None
     ) -> list[FeedbackResult]: ...
     def records(self, experiment: str | None, since: float | None = None) -> list[Row]: ...
+    def aggregates(
+        self,
+        experiment: str,
+        arms: Sequence[str] | None,
+        segment_starts: Sequence[float] = (),
+        since: float | None = None,
+    ) -> ExperimentAggregates: ...
     def events(self, experiment: str | None = None) -> list[Event]: ...
+    def count_since(self, experiment: str, since: float) -> int: ...
     def arm_counts(self, experiment: str) -> dict[str, int]: ...
     def summary(self) -> dict[str, dict[str, dict[str, Any]]]: ...
-    def purge(self, before_ts: float) -> int: ...
+    def purge(self, before_ts: float, chunk: int = ...) -> int: ...
     def close(self) -> None: ...
 
 
@@ -119,9 +129,29 @@ class SqlLogStore:
             sql, params = sql + f" AND p.ts >= {self.placeholder}", (*params, since)
         return self._fetch(sql + " ORDER BY p.ts, p.request_id, p.kind", params)
 
+    def aggregates(
+        self,
+        experiment: str,
+        arms: Sequence[str] | None,
+        segment_starts: Sequence[float] = (),
+        since: float | None = None,
+    ) -> ExperimentAggregates:
+        """The experiment's sufficient statistics, computed by the database (rows at or
+        after `since` when given; `arms` None = the served arms; `segment_starts` the
+        split timeline's starts): see `gateway.experiments.log.aggregates`."""
+        return Aggregator(self._db, experiment, since).collect(arms, segment_starts)
+
     def events(self, experiment: str | None = None) -> list[Event]:
         """Experiments' transitions (written by the experiments' state store), oldest first."""
         return read_events(self._db, experiment)
+
+    def count_since(self, experiment: str, since: float) -> int:
+        """Rows (served and shadow) of `experiment` logged at or after `since`."""
+        sql = (
+            f"SELECT COUNT(*) FROM predictions WHERE experiment = {self.placeholder}"
+            f" AND ts >= {self.placeholder}"
+        )
+        return int(self._fetch(sql, (experiment, since))[0][0])
 
     def arm_counts(self, experiment: str) -> dict[str, int]:
         """Successful served requests per arm of `experiment` (every process's)."""
@@ -147,17 +177,34 @@ class SqlLogStore:
             )
         return result
 
-    def purge(self, before_ts: float) -> int:
-        """Retention: drop predictions older than `before_ts` and their feedback."""
-        with self._transaction() as cursor:
-            cursor.execute(f"DELETE FROM predictions WHERE ts < {self.placeholder}", (before_ts,))
-            deleted = int(cursor.rowcount or 0)
-            cursor.execute(  # labels of purged rows, and pending ones as old, never joined
-                f"DELETE FROM feedback WHERE ts < {self.placeholder}"
-                " AND request_id NOT IN (SELECT request_id FROM predictions)",
-                (before_ts,),
-            )
+    def purge(self, before_ts: float, chunk: int = PURGE_CHUNK) -> int:
+        """Retention: drop predictions older than `before_ts` and their feedback, `chunk`
+        rows a transaction, so the log's writer waits for one chunk at most, never for
+        the whole purge (SQLite has one writer at a time; a 10M-row purge in one
+        transaction would hold it for minutes)."""
+        p = self.placeholder
+        old = f"SELECT request_id, kind FROM predictions WHERE ts < {p} LIMIT {int(chunk)}"
+        deleted = self._delete_chunks(
+            f"DELETE FROM predictions WHERE (request_id, kind) IN ({old})", (before_ts,), chunk
+        )
+        orphans = (  # labels of purged rows, and pending ones as old, never joined
+            f"SELECT request_id FROM feedback WHERE ts < {p} AND request_id NOT IN"
+            f" (SELECT request_id FROM predictions) LIMIT {int(chunk)}"
+        )
+        self._delete_chunks(
+            f"DELETE FROM feedback WHERE request_id IN ({orphans})", (before_ts,), chunk
+        )
         return deleted
+
+    def _delete_chunks(self, sql: str, params: tuple[Any, ...], chunk: int) -> int:
+        total = 0
+        while True:
+            with self._transaction() as cursor:
+                cursor.execute(sql, params)
+                count = int(cursor.rowcount or 0)
+            total += count
+            if count < chunk:
+                return total
 
     def close(self) -> None:
         self._db.close()

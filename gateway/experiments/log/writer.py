@@ -16,7 +16,7 @@ records to send) and exits when stdin closes.
 
 Why a process (issue 15): a writer thread takes the GIL for the rows' Python work and
 parameter binding, and retakes it around every SQLite statement, so it competes with the
-event loop; a process does not. Measured (benchmarks.log_handoff, and the gateway at
+event loop; a process does not. Measured (benchmarks.experiments.log_handoff, and the gateway at
 c=16 side by side): the two cost the same CPU per request within the noise of a shared
 2-core machine (both ~40-55 us a request, most of it SQLite's insert and commit, the same
 in either); the process keeps the gateway's interpreter free of the writer's work.

@@ -13,17 +13,25 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.experiments.log.aggregates import ExperimentAggregates
 from gateway.experiments.log.frame import LogFrame
 from gateway.experiments.log.records import Event, Row
 from gateway.experiments.stats.decision import decide, margins_for
 from gateway.experiments.stats.figures import arm_figures, differences, history
 from gateway.experiments.stats.paired import paired_analysis
-from gateway.experiments.stats.srm import srm_check
+from gateway.experiments.stats.srm import split_timeline, srm_check, srm_from_counts
+from gateway.experiments.stats.summed import (
+    arm_figures_of,
+    differences_of,
+    history_of_aggregates,
+    paired_of,
+)
 from gateway.settings import ExperimentSpec
 
 _DEFAULTS = ExperimentSpec(id="defaults", model="any")  # for logs without a valid spec
@@ -51,9 +59,15 @@ def _validated(spec: dict[str, Any]) -> ExperimentSpec | None:
 def roles(spec: ExperimentSpec | None, frame: LogFrame) -> list[str]:
     """[control, *candidates] from the spec, else the arms the log saw (sorted: the first
     is taken as the control)."""
+    return roles_of(spec, None) or frame.arms()
+
+
+def roles_of(spec: ExperimentSpec | None, served: list[str] | None) -> list[str] | None:
+    """[control, *candidates] from the spec, else `served` (the arms the log saw, sorted);
+    the one place arm roles come from, for rows and aggregates alike."""
     if spec is not None:
         return spec.roles
-    return frame.arms()
+    return served
 
 
 def corrected_alpha(alpha: float, candidates: int) -> float:
@@ -98,9 +112,79 @@ def analyse(rows: Sequence[Row], events: Sequence[Event], experiment: str) -> di
     frame = LogFrame.from_rows(rows)
     spec = spec_from_events(events) or {}
     model = _validated(spec)
-    rules = model or _DEFAULTS  # alpha, margins, decision metrics
     arms = roles(model, frame)
-    per_arm = {arm: arm_figures(frame, arm) for arm in arms}
+    source = Figures(
+        per_arm=lambda arm: arm_figures(frame, arm),
+        differences=lambda control, candidate, alpha: differences(frame, control, candidate, alpha),
+        history=lambda control, candidate, alpha: history(frame, control, candidate, alpha),
+        paired=lambda control, candidate: paired_analysis(frame, control, candidate),
+        srm=lambda chosen: srm_check(frame, events, chosen),
+    )
+    return _result(experiment, spec, model, arms, events, source)
+
+
+def analyse_aggregates(
+    aggregates: ExperimentAggregates, events: Sequence[Event], experiment: str
+) -> dict[str, Any]:
+    """`analyse` from the database's aggregates (`log.aggregates`) instead of rows: the
+    same JSON, the same numbers (percentiles: see `log.aggregates` on the sample)."""
+    spec = spec_from_events(events) or {}
+    model = _validated(spec)
+    source = Figures(
+        per_arm=lambda arm: arm_figures_of(aggregates, arm),
+        differences=lambda control, candidate, alpha: differences_of(
+            aggregates, control, candidate, alpha
+        ),
+        history=lambda control, candidate, alpha: history_of_aggregates(
+            aggregates, control, candidate, alpha
+        ),
+        paired=lambda control, candidate: paired_of(aggregates.paired.get(candidate)),
+        srm=lambda chosen: srm_from_counts(aggregates.first_served, events, chosen),
+    )
+    return _result(experiment, spec, model, aggregates.arms, events, source)
+
+
+def analyse_store(
+    store: Any,
+    experiment: str,
+    since: float | None = None,
+    events: Sequence[Event] | None = None,
+) -> dict[str, Any]:
+    """The analysis of one experiment read from its log's database as aggregates:
+    `SqlLogStore.aggregates` for the spec's arms (rows at or after `since` when given),
+    then `analyse_aggregates`. `events`: the experiment's (the control plane's), else the
+    log database's. Memory: sized by units, never by requests."""
+    events = store.events(experiment) if events is None else events
+    model = _validated(spec_from_events(events) or {})
+    timeline = [ts for ts, _ in split_timeline(events)]
+    aggregates = store.aggregates(experiment, roles_of(model, None), timeline, since)
+    return analyse_aggregates(aggregates, events, experiment)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What the analysis reads of a log, from its rows (`analyse`) or from the database's
+    aggregates (`analyse_aggregates`): one arm's figures; a candidate's differences from
+    the control and their history at a given alpha; the paired shadow analysis; the SRM
+    check over the arms."""
+
+    per_arm: Callable[[str], dict[str, Any]]
+    differences: Callable[[str, str, float], dict[str, Any]]
+    history: Callable[[str, str, float], list[dict[str, Any]]]
+    paired: Callable[[str, str], dict[str, Any] | None]
+    srm: Callable[[list[str]], dict[str, Any]]
+
+
+def _result(
+    experiment: str,
+    spec: dict[str, Any],
+    model: ExperimentSpec | None,
+    arms: list[str],
+    events: Sequence[Event],
+    source: Figures,
+) -> dict[str, Any]:
+    rules = model or _DEFAULTS  # alpha, margins, decision metrics
+    per_arm = {arm: source.per_arm(arm) for arm in arms}
     candidates = arms[1:]
     focus = model.candidate if model is not None else (candidates[0] if candidates else None)
     alpha = corrected_alpha(rules.alpha, len(candidates))
@@ -118,9 +202,9 @@ def analyse(rows: Sequence[Row], events: Sequence[Event], experiment: str) -> di
         "arm_specs": {} if model is None else {n: a.model_dump() for n, a in model.arms.items()},
     }
     if len(arms) >= 2:
-        srm = srm_check(frame, events, arms)
+        srm = source.srm(arms)
         comparisons = {
-            c: _comparison(frame, [arms[0], c], rules, alpha, per_arm, srm["flagged"])
+            c: _comparison(source, [arms[0], c], rules, alpha, per_arm, srm["flagged"])
             for c in candidates
         }
         result.update({**comparisons[str(focus)], "srm": srm, "comparisons": comparisons})
@@ -136,7 +220,7 @@ def _named(candidate: str, decision: dict[str, Any], named: bool) -> str:
 
 
 def _comparison(
-    frame: LogFrame,
+    source: Figures,
     arms: list[str],
     rules: ExperimentSpec,
     alpha: float,
@@ -145,14 +229,14 @@ def _comparison(
 ) -> dict[str, Any]:
     """One candidate against the control, at the (corrected) `alpha`."""
     control, candidate = arms
-    diffs = differences(frame, control, candidate, alpha)
+    diffs = source.differences(control, candidate, alpha)
     limits = margins_for(rules.margins, per_arm[control]["latency_ms"]["p99"]["value"])
     decision = decide(diffs, limits, srm_flagged, alpha, rules.decision_metrics)
     return {
         "decision": decision,
         "differences": diffs,
-        "history": history(frame, control, candidate, alpha),
-        "paired": paired_analysis(frame, control, candidate),
+        "history": source.history(control, candidate, alpha),
+        "paired": source.paired(control, candidate),
     }
 
 
@@ -169,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         every = sorted({event.experiment for event in store.events()})
         ids = [args.experiment] if args.experiment else every
-        report = {i: analyse(store.records(i), store.events(i), i) for i in ids}
+        report = {i: analyse_store(store, i) for i in ids}
     finally:
         store.close()
     print(json.dumps(report if not args.experiment else report[args.experiment], indent=2))

@@ -13,7 +13,7 @@ Metrics (all "candidate - control"):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -132,7 +132,11 @@ def arm_figures(frame: LogFrame, arm: str) -> dict[str, Any]:
 
 def differences(frame: LogFrame, control: str, candidate: str, alpha: float) -> dict[str, Any]:
     """candidate - control per metric: estimate, 95% interval, confidence sequence, p-value."""
-    a, b = estimates(frame, control), estimates(frame, candidate)
+    return compare(estimates(frame, control), estimates(frame, candidate), alpha)
+
+
+def compare(a: dict[str, cl.Estimate], b: dict[str, cl.Estimate], alpha: float) -> dict[str, Any]:
+    """candidate (`b`) - control (`a`) per metric of two arms' `estimates`."""
     return {metric: _difference(cl.difference(a[metric], b[metric]), alpha) for metric in a}
 
 
@@ -168,11 +172,23 @@ def history(
         return []
     first_seen = _first_seen(frame.unit[served], frame.ts[served])
     cut_ts = np.unique(np.quantile(first_seen, np.linspace(0, 1, looks + 1)[1:], method="higher"))
+    return history_of(
+        (
+            float(ts),
+            int((first_seen <= ts).sum()),
+            compute(frame.select(frame.ts <= ts), control, candidate, alpha),
+        )
+        for ts in cut_ts
+    )
+
+
+def history_of(looks: Iterable[tuple[float, int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The history from each look's (ts, units seen, `differences`), oldest first; each
+    metric's `p_value` is the running minimum (the always-valid p-value so far)."""
     out: list[dict[str, Any]] = []
     least: dict[str, float] = {}
-    for ts in cut_ts:
-        diffs = compute(frame.select(frame.ts <= ts), control, candidate, alpha)
-        look: dict[str, Any] = {"ts": float(ts), "units": int((first_seen <= ts).sum())}
+    for ts, units, diffs in looks:
+        look: dict[str, Any] = {"ts": ts, "units": units}
         for metric, d in diffs.items():
             p = d["p_value"] if d["p_value"] is not None else math.nan
             least[metric] = float(np.fmin(least.get(metric, math.nan), p))

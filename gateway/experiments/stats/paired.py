@@ -81,7 +81,11 @@ def mcnemar_exact_p(control_only: int, candidate_only: int) -> float:
 def _mcnemar(ctrl_right: np.ndarray, cand_right: np.ndarray, known: np.ndarray) -> dict[str, Any]:
     c, d = ctrl_right[known], cand_right[known]
     table = np.array([[(c & d).sum(), (c & ~d).sum()], [(~c & d).sum(), (~c & ~d).sum()]])
-    n, control_only, candidate_only = int(known.sum()), int(table[0, 1]), int(table[1, 0])
+    return mcnemar_figures(int(known.sum()), int(table[0, 1]), int(table[1, 0]))
+
+
+def mcnemar_figures(n: int, control_only: int, candidate_only: int) -> dict[str, Any]:
+    """The paired accuracy figures of `n` labelled pairs and their discordant cells."""
     p = mcnemar_exact_p(control_only, candidate_only) if control_only + candidate_only else None
     return {
         "labelled_pairs": n,
@@ -96,10 +100,16 @@ def _latency(diff: np.ndarray, units: np.ndarray) -> dict[str, Any]:
     _, index = np.unique(units, return_inverse=True)
     size = int(index.max()) + 1
     mean = cl.ratio(cl.unit_sums(index, diff, size), cl.unit_sums(index, np.ones_like(diff), size))
+    return latency_difference(mean, float(np.median(diff)))
+
+
+def latency_difference(mean: cl.Estimate, median: float) -> dict[str, Any]:
+    """The paired latency figures: the mean difference (ms) with its cluster-adjusted 95%
+    interval, and the median difference."""
     half = cl.Z95 * mean.se
     return {
         "mean_diff": r(mean.value, 4),
         "ci95": [r(mean.value - half, 4), r(mean.value + half, 4)],
-        "median_diff": r(float(np.median(diff)), 4),
+        "median_diff": r(median, 4),
         "units": mean.units,
     }

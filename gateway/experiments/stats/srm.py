@@ -69,6 +69,27 @@ def srm_check(frame: LogFrame, events: Sequence[Event], arms: Sequence[str]) -> 
     return {**out, **_chi_square(observed, expected, arms)}
 
 
+def srm_from_counts(
+    first_served: Mapping[str, Sequence[int]], events: Sequence[Event], arms: Sequence[str]
+) -> dict[str, Any]:
+    """`srm_check` from the database's counts: per arm, the units it served first, per
+    segment of `split_timeline(events)` (one segment without a timeline). Each segment's
+    units expect its split's shares, so the expected counts are sum(units x shares)."""
+    timeline = split_timeline(events)
+    counts = np.array([list(first_served[a]) for a in arms], dtype=float).reshape(len(arms), -1)
+    observed = counts.sum(axis=1)
+    out: dict[str, Any] = {
+        "units": dict(zip(arms, observed.astype(int).tolist(), strict=True)),
+        "threshold": THRESHOLD,
+    }
+    if not timeline or observed.sum() < 2:
+        return {**out, "expected": None, "expected_shares": None, "p_value": None, "flagged": False}
+    shares = np.array([[split.get(arm, 0.0) for arm in arms] for _, split in timeline])
+    shares = shares / shares.sum(axis=1, keepdims=True)
+    expected = counts.sum(axis=0) @ shares
+    return {**out, **_chi_square(observed, expected, arms)}
+
+
 def _chi_square(observed: np.ndarray, expected: np.ndarray, arms: Sequence[str]) -> dict[str, Any]:
     from scipy.stats import chisquare  # ~0.8 s: on the first analysis, not at start-up
 

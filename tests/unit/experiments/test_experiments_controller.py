@@ -7,7 +7,6 @@ its figures, and only the lease holder acts (another takes over once it stops re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +61,11 @@ class Process:
         await self.manager.define()
         await self.manager.tick(0.0)
 
-    async def _rows(self, experiment: str, since: float) -> Sequence[Row]:
+    async def _rows(self, experiment: str, since: float) -> int:
         self.since.append(since)
-        return [r for r in self._log if r[2] >= since]
+        return len([r for r in self._log if r[2] >= since])
 
-    def _analyse(self, rows: Sequence[Row], events: Sequence[Event], exp: str) -> dict[str, Any]:
+    async def _analyse(self, exp: str, since: float) -> dict[str, Any]:
         self.looks += 1
         return self.verdicts[-1]
 

@@ -1,7 +1,7 @@
 """What does the prediction log cost a saturated event loop? Off, written by the storage
 thread, written by the writer process: side by side, interleaved, in one run.
 
-    python -m benchmarks.log_handoff [--requests 6000] [--work-us 300] [--rounds 7]
+    python -m benchmarks.experiments.log_handoff [--requests 6000] [--work-us 300] [--rounds 7]
 
 One event loop does `--work-us` of pure-Python work per request (a stand-in for the
 gateway's own) and submits one prediction-log record per request to a SQLite file in WAL

@@ -1,7 +1,8 @@
 """Does the prediction log cost the reply anything? Latency with logging off, on
 (SQLite file), and on with a slow store (every batch write sleeps), in one run.
 
-    python -m benchmarks.prediction_log [--requests 3000] [--concurrency 16] [--rounds 3]
+    python -m benchmarks.experiments.prediction_log [--requests 3000] [--concurrency 16]
+        [--rounds 3]
 
 The gateway runs in process (ASGI) in front of fake upstreams that answer after
 `--upstream-ms`, so the numbers isolate the gateway's own work. Configurations are

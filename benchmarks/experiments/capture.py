@@ -2,7 +2,7 @@
 capture off, on for every request (share 1.0: the worst case), and on with a writer
 that stalls (a full queue: its drops must be counted and its replies must not slow).
 
-    python -m benchmarks.capture [--requests 3000] [--concurrency 16] [--rounds 3]
+    python -m benchmarks.experiments.capture [--requests 3000] [--concurrency 16] [--rounds 3]
 
 The gateway runs in process (ASGI) in front of fake upstreams that answer after
 `--upstream-ms`, so the figures isolate the gateway's own work; the prediction log is

@@ -1,0 +1,262 @@
+"""The analyst: experiments' analyses run in a process of their own, never in the serving one.
+
+    python -m gateway.experiments.analyst '{"database_url": ..., "data_dir": ...}'
+
+Why (issue 23): an analysis that loads the log's rows into the serving process competes
+with the event loop for the GIL and grows the process with the log (measured on 1M rows:
+the gateway's throughput fell to 0.37x and its p99 rose 10x while `GET
+/admin/experiments/{id}` ran, RSS 1 GB). Here the database computes the aggregates
+(`log.aggregates`) and a child process, one per gateway process and started at its first
+analysis, runs the statistics on them (`analysis.analyse_store`); the serving process
+only sends a request and reads back the JSON. Its memory is sized by the aggregates
+(units), not by the log.
+
+Protocol (as the log's writer, `log.process`): each frame on stdin or stdout is a 4-byte
+big-endian length and a UTF-8 JSON payload. Request `{"experiment": id, "since": ts or
+null, "events": [Event.as_dict(), ...]}`; answer `{"result": {...}}` or `{"error":
+"..."}`, one at a time, in order, after one `{"ready": true}`. The child ignores SIGTERM
+and SIGINT (the gateway's drain decides) and exits when stdin closes.
+
+`Analyst` (the gateway's end) coalesces concurrent reads of one experiment into one
+analysis, keeps each experiment's latest result with its time, and answers within its
+timeout: a fresh result (as the analysis gives it: the same log, the same JSON), else the
+latest one with `stale: {"age_s", "computed_at", "reason"}`, else 503. An
+analysis past the timeout is ended (the child is killed and started again at the next
+read), so a runaway analysis never holds the database or a core. The child runs as
+background work (Linux `SCHED_IDLE`, else nice 19): on a busy host the serving processes
+get the cores first (measured: `benchmarks.experiments.analysis_load`; at nice 10 the gateway kept
+0.35x of its throughput on a loaded 2-core box, at nice 19 0.60x).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import struct
+import sys
+import time
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from gateway.core.errors import GatewayError
+from gateway.experiments.log.records import Event
+
+logger = logging.getLogger(__name__)
+HEADER = struct.Struct("!I")
+Timed = tuple[dict[str, Any], float]  # a result and when it was computed
+_START_S = 30.0  # a cold interpreter on a busy machine (numpy, pydantic)
+ANALYSIS_TIMEOUT_S = 60.0
+NICENESS = 19  # where SCHED_IDLE is missing: the lowest CPU priority (nice(2))
+
+
+class AnalysisUnavailable(GatewayError):
+    """No analysis within the timeout and none before it (503)."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class Analyst:
+    """The gateway's end of the analysis process.
+
+    Args:
+        database_url: as `experiments.database_url` (None = SQLite in `data_dir`).
+        data_dir: the SQLite log's folder.
+        timeout_s: how long a read waits for a fresh analysis.
+        clock: seconds since the epoch (results' `computed_at`).
+    """
+
+    def __init__(
+        self,
+        database_url: str | None,
+        data_dir: Path | None,
+        timeout_s: float = ANALYSIS_TIMEOUT_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        target = {"database_url": database_url, "data_dir": data_dir and str(data_dir)}
+        self._command = (sys.executable, "-m", "gateway.experiments.analyst", json.dumps(target))
+        self._proc: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()  # one analysis at a time through the pipe
+        self._running: dict[tuple[str, float | None], asyncio.Task[Timed]] = {}
+        self._latest: dict[tuple[str, float | None], tuple[dict[str, Any], float]] = {}
+        self.timeout_s, self._clock = timeout_s, clock
+        self._generation = 0  # children ended so far (see `_start`)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    async def analyse(
+        self, experiment: str, since: float | None, events: Sequence[Event]
+    ) -> dict[str, Any]:
+        """The analysis of `experiment` (rows at or after `since`; its `events`, from the
+        control plane), fresh within the timeout; else the latest with `stale` (its
+        `age_s`, `computed_at` in s since the epoch, and why).
+
+        Raises:
+            AnalysisUnavailable: neither a fresh nor an earlier result (503).
+        """
+        key = (experiment, since)
+        task = self._running.get(key)
+        if task is None:
+            task = self._running[key] = asyncio.create_task(self._fresh(key, events))
+            task.add_done_callback(lambda done: self._done(key, done))
+        try:
+            result, _ = await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
+        except TimeoutError:
+            await self._kill()
+            return self._earlier(key, f"the analysis took over {self.timeout_s:g} s")
+        except AnalysisUnavailable as exc:
+            return self._earlier(key, exc.message)
+        return result
+
+    def _done(self, key: tuple[str, float | None], task: asyncio.Task[Any]) -> None:
+        self._running.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: a waiter that timed out has answered already
+
+    def _earlier(self, key: tuple[str, float | None], why: str) -> dict[str, Any]:
+        if key not in self._latest:
+            raise AnalysisUnavailable(f"no analysis of {key[0]} yet: {why}")
+        result, at = self._latest[key]
+        age = round(max(0.0, self._clock() - at), 3)
+        logger.warning("experiments: %s; answering the analysis of %.1f s ago", why, age)
+        return {**result, "stale": {"age_s": age, "computed_at": at, "reason": why}}
+
+    async def _fresh(self, key: tuple[str, float | None], events: Sequence[Event]) -> Timed:
+        request = {
+            "experiment": key[0],
+            "since": key[1],
+            "events": [event.as_dict() for event in events],
+        }
+        async with self._lock:
+            answer = await self._ask(request)
+        if "error" in answer:
+            raise AnalysisUnavailable(f"the analysis failed: {answer['error']}")
+        at = self._clock()
+        self._latest[key] = (answer["result"], at)
+        return answer["result"], at
+
+    async def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self._proc is None or self._proc.returncode is not None:
+            await self._start()
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        payload = json.dumps(request).encode()
+        try:
+            proc.stdin.write(HEADER.pack(len(payload)) + payload)
+            await proc.stdin.drain()
+            return await _read_frame(proc.stdout)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            await self._kill()
+            raise AnalysisUnavailable("the analysis process ended") from exc
+
+    async def _start(self) -> None:
+        generation = self._generation
+        proc = await asyncio.create_subprocess_exec(
+            *self._command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        if generation != self._generation:  # a read timed out while it started: end it
+            proc.kill()
+            await proc.wait()
+            raise AnalysisUnavailable("the analysis was ended (a read timed out)")
+        self._proc = proc
+        assert self._proc.stdout is not None
+        try:
+            await asyncio.wait_for(_read_frame(self._proc.stdout), _START_S)
+        except (TimeoutError, asyncio.IncompleteReadError) as exc:
+            await self._kill()
+            raise AnalysisUnavailable("the analysis process did not start") from exc
+
+    async def _kill(self) -> None:
+        self._generation += 1  # a child still starting is ended as soon as it exists
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """End the analysis process (killed after `timeout`)."""
+        for task in list(self._running.values()):
+            task.cancel()
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def _read_frame(stream: asyncio.StreamReader) -> dict[str, Any]:
+    size = HEADER.unpack(await stream.readexactly(HEADER.size))[0]
+    answer: dict[str, Any] = json.loads(await stream.readexactly(size))
+    return answer
+
+
+def _write_frame(sink: BinaryIO, message: dict[str, Any]) -> None:
+    payload = json.dumps(message).encode()
+    sink.write(HEADER.pack(len(payload)) + payload)
+    sink.flush()
+
+
+def serve(store: Any, source: BinaryIO, sink: BinaryIO) -> None:
+    """Answer every request frame of `source` on `sink`, until EOF."""
+    from gateway.experiments.stats.analysis import analyse_store
+
+    while header := source.read(HEADER.size):
+        if len(header) < HEADER.size:
+            return
+        request = json.loads(source.read(HEADER.unpack(header)[0]))
+        answer: dict[str, Any]
+        try:
+            events = [Event(**event) for event in request["events"]]
+            result = analyse_store(store, request["experiment"], request["since"], events)
+            answer = {"result": result}
+        except Exception as exc:  # the gateway answers 503 (or the latest result)
+            logger.exception("analysis of %s failed", request.get("experiment"))
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        _write_frame(sink, answer)
+
+
+def _background() -> None:
+    """Background work: the serving processes go first. Linux's SCHED_IDLE runs this
+    process only on a core nothing else wants; elsewhere (or if refused), nice 19."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
+
+
+def main(argv: list[str]) -> int:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)  # the gateway's drain decides when we end
+    _background()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s analyst %(message)s")
+    from gateway.control.database import StoreTimeouts, open_database
+    from gateway.experiments.log.store import SqlLogStore
+
+    target = json.loads(argv[0])
+    folder = None if target["data_dir"] is None else Path(target["data_dir"])
+    timeouts = StoreTimeouts(statement_s=ANALYSIS_TIMEOUT_S)  # aggregates of a large log
+    store = SqlLogStore(open_database(target["database_url"], folder, timeouts))
+    try:
+        _write_frame(sys.stdout.buffer, {"ready": True})
+        serve(store, sys.stdin.buffer, sys.stdout.buffer)
+    finally:
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

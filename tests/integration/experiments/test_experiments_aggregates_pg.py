@@ -1,0 +1,80 @@
+"""The aggregate analysis on PostgreSQL: its SQL gives the row path's analysis, as on SQLite.
+
+`postgres_url` (tests/integration/conftest.py) is a throwaway cluster; if PostgreSQL is
+missing this fails, it never skips. Each case gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+
+from gateway.control.database import LOG_TIMEOUTS, open_postgres
+from gateway.experiments.log import aggregates
+from gateway.experiments.log.store import SqlLogStore
+from tests.unit.stats.test_experiments_aggregates import (
+    CONTROL,
+    assert_same,
+    both_paths,
+    fill,
+    purge_case,
+)
+
+_NAMES = itertools.count()
+
+
+@pytest.fixture
+def pg_store(postgres_url: str) -> Iterator[SqlLogStore]:
+    name = f"aggregates_{next(_NAMES)}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    store = SqlLogStore(open_postgres(postgres_url.rsplit("/", 1)[0] + f"/{name}", LOG_TIMEOUTS))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("seed", "units", "kwargs"),
+    [
+        (0, 300, {}),
+        (1, 40, {"keyless": 0.5}),
+        (2, 400, {"third_arm": True}),
+        (3, 200, {"roles": False}),
+    ],
+)
+def test_aggregates_on_postgres_give_the_row_paths_analysis(
+    pg_store: SqlLogStore, seed: int, units: int, kwargs: Any
+) -> None:
+    fill(pg_store, seed, units, **kwargs)
+    got, want = both_paths(pg_store)
+    assert_same(got, want)
+    assert want["arms"][CONTROL]["requests"] > 0
+
+
+def test_aggregates_since_a_time_on_postgres(pg_store: SqlLogStore) -> None:
+    fill(pg_store, 5, 300)
+    got, want = both_paths(pg_store, since=120.0)
+    assert_same(got, want)
+
+
+def test_the_latency_sample_is_the_same_units_on_postgres(pg_store: SqlLogStore) -> None:
+    fill(pg_store, 6, 2000, keyless=0.0)
+    reader = aggregates.Aggregator(pg_store._db, "exp")
+    sample = reader.latency_sample(CONTROL, rows=500)
+    assert 0 < sample.fraction < 1
+    threshold = f"{int(sample.fraction * 16**8):08x}"
+    assert all(str(unit)[:8] < threshold for unit in set(sample.unit))
+    whole = reader.latency_sample(CONTROL)
+    expected = np.array([str(u)[:8] < threshold for u in whole.unit])
+    assert np.array_equal(sample.latency_ms, whole.latency_ms[expected])
+
+
+def test_retention_purges_in_chunks_on_postgres(pg_store: SqlLogStore) -> None:
+    purge_case(pg_store)

@@ -1,0 +1,98 @@
+"""The analyst process: analyses out of the serving process, bounded by its timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.experiments.analyst import AnalysisUnavailable, Analyst
+from gateway.experiments.log.store import SqliteLogStore
+from gateway.experiments.stats.analysis import analyse, analyse_store
+from tests.unit.stats.test_experiments_aggregates import assert_same, fill
+
+# A stand-in analyst: ready, answers its first request, then never answers again.
+_ONCE = """
+import json, struct, sys
+header = struct.Struct("!I")
+def send(message):
+    payload = json.dumps(message).encode()
+    sys.stdout.buffer.write(header.pack(len(payload)) + payload)
+    sys.stdout.buffer.flush()
+send({"ready": True})
+count = 0
+while head := sys.stdin.buffer.read(4):
+    request = json.loads(sys.stdin.buffer.read(header.unpack(head)[0]))
+    count += 1
+    if count == 1:
+        send({"result": {"experiment": request["experiment"], "pid": __import__("os").getpid()}})
+"""
+_NEVER = _ONCE.replace("count == 1", "count == 0")  # ready, then never answers
+
+
+def test_the_analyst_process_gives_the_row_paths_analysis(tmp_path: Path) -> None:
+    store = SqliteLogStore(tmp_path / "predictions.sqlite3")
+    events = fill(store, 0, 200)
+    want = analyse(store.records("exp"), events, "exp")
+    direct = analyse_store(store, "exp", None, events)
+    store.close()
+
+    async def scenario() -> tuple[dict, dict, int | None]:
+        analyst = Analyst(None, tmp_path)
+        try:
+            first, second = await asyncio.gather(
+                analyst.analyse("exp", None, events), analyst.analyse("exp", None, events)
+            )
+            return first, second, analyst.pid
+        finally:
+            await analyst.aclose()
+
+    first, second, pid = asyncio.run(scenario())
+    assert pid is not None and pid != os.getpid()  # never in this (the serving) process
+    assert_same(first, want)
+    assert first == second == direct  # two reads at once: one analysis, both answered
+
+
+def test_a_slow_analysis_answers_the_latest_result_with_its_age_then_restarts(
+    tmp_path: Path,
+) -> None:
+    clock = [1000.0]
+
+    async def scenario() -> None:
+        analyst = Analyst(None, tmp_path, timeout_s=0.5, clock=lambda: clock[0])
+        analyst._command = (sys.executable, "-c", _NEVER)
+        try:
+            with pytest.raises(AnalysisUnavailable):  # nothing before, and no answer: 503
+                await analyst.analyse("exp", None, [])
+            assert analyst.pid is None  # the stuck analysis was ended
+            analyst._command, analyst.timeout_s = (sys.executable, "-c", _ONCE), 60.0
+            fresh = await analyst.analyse("exp", None, [])  # a new child answers
+            assert "stale" not in fresh and fresh["pid"] != os.getpid()
+            clock[0] += 7.5
+            await analyst._kill()
+            analyst._command, analyst.timeout_s = (sys.executable, "-c", _NEVER), 0.5
+            late = await analyst.analyse("exp", None, [])  # over the timeout: the latest
+            assert late["stale"]["age_s"] == 7.5 and late["stale"]["computed_at"] == 1000.0
+            assert late["experiment"] == "exp" and analyst.pid is None
+        finally:
+            await analyst.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_analysis_is_a_503_naming_the_failure(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        analyst = Analyst("sqlite:///" + str(tmp_path / "missing" / "x.sqlite3"), None)
+        analyst._command = (sys.executable, "-c", _ONCE.replace(
+            'send({"result"', 'send({"error": "OperationalError: no such table"}) or ({"result"'
+        ))  # fmt: skip
+        try:
+            with pytest.raises(AnalysisUnavailable, match="no such table"):
+                await analyst.analyse("exp", None, [])
+        finally:
+            await analyst.aclose()
+
+    asyncio.run(scenario())
