@@ -1,0 +1,124 @@
+"""Arms name their server (issue 29): two pytorch arms, one on TorchServe and one on the
+OIP server, each call their own upstream through their own breaker; failover from either
+goes to tensorflow at the same version; a bad server is refused naming the arm."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from gateway.catalog import Catalog
+from gateway.core.arms import Arm
+from gateway.core.errors import UpstreamUnavailable
+from gateway.core.outcome import CallOutcome
+from gateway.core.types import InferRequest
+from gateway.routing.policy_store import Route
+from gateway.routing.router import Router
+from gateway.settings import ModelPolicy
+from tests.unit.gateway.gateway_fakes import FakeUpstream, make_store, settings_for
+
+X = np.array([[0.0, 5.0, 1.0, 2.0]], dtype=np.float32)
+ARMS = {
+    "torch-ts": {"framework": "pytorch", "server": "torchserve"},
+    "torch-pt2": {"framework": "pytorch", "server": "oip"},
+}
+
+
+class Fixed:
+    def __init__(self, policy: ModelPolicy) -> None:
+        self.fixed = Route("configured", policy)
+
+    def route(self, model: str) -> Route:
+        return self.fixed
+
+
+def _router(
+    tmp_path: Path, policy: ModelPolicy, with_oip: bool = True
+) -> tuple[Router, dict[str, FakeUpstream], list[CallOutcome]]:
+    store = make_store(tmp_path)
+    fakes = {name: FakeUpstream(fw) for name, fw in
+             (("tensorflow", "tensorflow"), ("pytorch", "pytorch"), ("oip", "pytorch"))}  # fmt: skip
+    outcomes: list[CallOutcome] = []
+    servers = {("pytorch", "oip"): fakes["oip"]} if with_oip else {}
+    router = Router(
+        Catalog.from_store(store),
+        {"tensorflow": fakes["tensorflow"], "pytorch": fakes["pytorch"]},  # type: ignore[dict-item]
+        settings_for(store), Fixed(policy), outcomes.append,  # type: ignore[arg-type]
+        server_upstreams=servers,  # type: ignore[dict-item]
+    )  # fmt: skip
+    return router, fakes, outcomes
+
+
+def _pinned(arm: str) -> InferRequest:
+    return InferRequest(model="toy", inputs={"input": X}, pinned_arm=arm)
+
+
+@pytest.mark.parametrize(
+    ("framework", "server"), [("tensorflow", "oip"), ("tensorflow", "torchserve"),
+                              ("pytorch", "tfserving")],
+)  # fmt: skip
+def test_a_server_that_does_not_serve_the_framework_is_refused_naming_the_arm(
+    framework: str, server: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ModelPolicy.model_validate(
+            {"arms": {"odd-arm": {"framework": framework, "server": server}}}
+        )
+    text = str(caught.value)
+    assert "odd-arm" in text and f"server {server} does not serve {framework}" in text
+
+
+def test_an_arm_without_a_server_keeps_its_old_form() -> None:
+    arm = Arm(framework="pytorch", version=2)
+    assert arm.server is None and arm.model_dump() == {
+        "framework": "pytorch", "version": 2, "server": None,
+    }  # fmt: skip
+    assert Arm(framework="pytorch", server="oip").label() == "pytorch on oip latest"
+
+
+@pytest.mark.parametrize(("arm", "called"), [("torch-ts", "pytorch"), ("torch-pt2", "oip")])
+def test_each_pytorch_arm_calls_its_own_server(tmp_path: Path, arm: str, called: str) -> None:
+    router, fakes, outcomes = _router(tmp_path, ModelPolicy(arms=ARMS, primary="torch-ts"))
+    response = asyncio.run(router.infer(_pinned(arm)))
+    assert response.backend == "pytorch"
+    assert {name: len(f.calls) for name, f in fakes.items()} == {
+        "tensorflow": 0, "pytorch": int(called == "pytorch"), "oip": int(called == "oip"),
+    }  # fmt: skip
+    (outcome,) = outcomes
+    assert (outcome.arm, outcome.arm_name, outcome.status) == ("pytorch", arm, 200)
+
+
+def test_each_server_has_its_own_breaker(tmp_path: Path) -> None:
+    policy = ModelPolicy(mode="pinned", arms=ARMS, primary="torch-pt2", failover=False)
+    router, fakes, _ = _router(tmp_path, policy)
+    fakes["oip"].fail_with = UpstreamUnavailable("oip", "down")
+    for _ in range(router.lanes[("pytorch", "oip")].breaker._settings.failure_threshold):
+        with pytest.raises(UpstreamUnavailable):
+            asyncio.run(router.infer(InferRequest(model="toy", inputs={"input": X})))
+    assert not router.lanes[("pytorch", "oip")].breaker.accepting
+    assert router.breakers["pytorch"].accepting  # TorchServe's arm is untouched
+    asyncio.run(router.infer(_pinned("torch-ts")))
+    assert len(fakes["pytorch"].calls) == 1
+
+
+def test_failover_from_the_oip_arm_goes_to_tensorflow(tmp_path: Path) -> None:
+    router, fakes, outcomes = _router(
+        tmp_path, ModelPolicy(mode="pinned", arms=ARMS, primary="torch-pt2")
+    )
+    fakes["oip"].fail_with = UpstreamUnavailable("oip", "down")
+    response = asyncio.run(router.infer(InferRequest(model="toy", inputs={"input": X})))
+    assert response.backend == "tensorflow" and response.failover
+    assert [o.arm for o in outcomes] == ["pytorch", "tensorflow"]
+    assert fakes["pytorch"].calls == []  # not TorchServe: the other framework
+
+
+def test_an_arm_on_a_server_without_a_client_is_a_503_naming_it(tmp_path: Path) -> None:
+    router, _, _ = _router(
+        tmp_path, ModelPolicy(mode="pinned", arms=ARMS, primary="torch-pt2"), with_oip=False
+    )
+    with pytest.raises(UpstreamUnavailable, match="pytorch on oip: the gateway has no oip client"):
+        asyncio.run(router.infer(_pinned("torch-pt2")))
