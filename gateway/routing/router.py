@@ -145,6 +145,8 @@ class Router:
             request.version = decision.version
         # A version that left the store since the policy named it: the client's 404.
         arms = info.versions.get(info.resolve_version(request.version, None), ())
+        if decision.server is not None and decision.server != self.servers[decision.primary]:
+            arms = _on_server(info, decision, arms, request.version)
         routed = _Routed(request, route.layer, started)
         if request.trace is not None and request.trace.span is not None:
             _trace_decision(request.trace.span, routed, decision)
@@ -178,7 +180,10 @@ class Router:
         pinned = request.pinned is not None or request.pinned_arm is not None
         if primary not in arms:
             if pinned:
-                raise NotFound(f"{request.model} version {request.version} has no {primary} build")
+                on = "" if decision.server is None else f" on {decision.server}"
+                raise NotFound(
+                    f"{request.model} version {request.version} has no {primary} build{on}"
+                )
             primary = other(primary)
             name = decision.arm_of(primary)
             decision = decision._replace(server=None)
@@ -369,6 +374,18 @@ class Router:
             return await self.upstreams[arm].ready(model)
         except Exception:  # readiness probes must answer, whatever the backend does
             return False
+
+
+def _on_server(
+    info: ModelInfo, decision: Decision, arms: tuple[Framework, ...], version: int | None
+) -> tuple[Framework, ...]:
+    """The frameworks that may answer when the arm names its own server: its framework
+    only if that server serves the version (`ModelInfo.serves_on`), so an arm is routed
+    only where its server has the build (else as when its framework lacks it)."""
+    primary, server = decision.primary, decision.server
+    if server is None or info.serves_on(primary, server, version or info.latest):
+        return arms
+    return tuple(fw for fw in arms if fw != primary)
 
 
 def _trace_decision(span: Any, routed: _Routed, decision: Decision) -> None:

@@ -5,6 +5,7 @@ goes to tensorflow at the same version; a bad server is refused naming the arm."
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 
 from gateway.catalog import Catalog
 from gateway.core.arms import Arm
-from gateway.core.errors import UpstreamUnavailable
+from gateway.core.errors import NotFound, UpstreamUnavailable
 from gateway.core.outcome import CallOutcome
 from gateway.core.types import InferRequest
 from gateway.routing.policy_store import Route
@@ -37,15 +38,22 @@ class Fixed:
 
 
 def _router(
-    tmp_path: Path, policy: ModelPolicy, with_oip: bool = True
+    tmp_path: Path,
+    policy: ModelPolicy,
+    with_oip: bool = True,
+    pt2: frozenset[int] = frozenset({1, 2}),
 ) -> tuple[Router, dict[str, FakeUpstream], list[CallOutcome]]:
+    """The toy store (versions 1 and 2), its `.pt2` exports served for `pt2`."""
     store = make_store(tmp_path)
+    catalog = Catalog.from_store(store)
+    assert catalog.get("toy").on_servers == {("pytorch", "oip"): frozenset()}  # no .pt2 there
+    catalog.update(replace(catalog.get("toy"), on_servers={("pytorch", "oip"): pt2}), 0.0)
     fakes = {name: FakeUpstream(fw) for name, fw in
              (("tensorflow", "tensorflow"), ("pytorch", "pytorch"), ("oip", "pytorch"))}  # fmt: skip
     outcomes: list[CallOutcome] = []
     servers = {("pytorch", "oip"): fakes["oip"]} if with_oip else {}
     router = Router(
-        Catalog.from_store(store),
+        catalog,
         {"tensorflow": fakes["tensorflow"], "pytorch": fakes["pytorch"]},  # type: ignore[dict-item]
         settings_for(store), Fixed(policy), outcomes.append,  # type: ignore[arg-type]
         server_upstreams=servers,  # type: ignore[dict-item]
@@ -122,3 +130,16 @@ def test_an_arm_on_a_server_without_a_client_is_a_503_naming_it(tmp_path: Path) 
     )
     with pytest.raises(UpstreamUnavailable, match="pytorch on oip: the gateway has no oip client"):
         asyncio.run(router.infer(_pinned("torch-pt2")))
+
+
+def test_an_arm_is_routed_only_where_its_server_serves_the_version(tmp_path: Path) -> None:
+    """Version 2 (latest) has no `.pt2` on the OIP server: pinned, 404 naming the server;
+    routed, the arm is skipped as when its framework lacks the build (tensorflow)."""
+    policy = ModelPolicy(mode="pinned", arms=ARMS, primary="torch-pt2")
+    router, fakes, _ = _router(tmp_path, policy, pt2=frozenset({1}))
+    with pytest.raises(NotFound, match="toy version 2 has no pytorch build on oip"):
+        asyncio.run(router.infer(_pinned("torch-pt2")))
+    response = asyncio.run(router.infer(InferRequest(model="toy", inputs={"input": X})))
+    assert response.backend == "tensorflow" and fakes["oip"].calls == []
+    one = InferRequest(model="toy", inputs={"input": X}, version=1, pinned_arm="torch-pt2")
+    assert asyncio.run(router.infer(one)).backend == "pytorch" and len(fakes["oip"].calls) == 1
