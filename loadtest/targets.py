@@ -54,6 +54,7 @@ PT2_ARMS_POLICY = {
         "torch-ts": {"framework": "pytorch", "server": "torchserve"},
         PT2_ARM: {"framework": "pytorch", "server": "oip"},
     },
+    "weights": {"tensorflow": 0, "torch-ts": 0, PT2_ARM: 100},
 }
 """The policy held while `gateway->torch-pt2` runs: arms that name their server, so
 `X-Arm: torch-pt2` reaches the OIP server whichever server pytorch's own arm calls."""

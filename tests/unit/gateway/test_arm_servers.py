@@ -143,3 +143,29 @@ def test_an_arm_is_routed_only_where_its_server_serves_the_version(tmp_path: Pat
     assert response.backend == "tensorflow" and fakes["oip"].calls == []
     one = InferRequest(model="toy", inputs={"input": X}, version=1, pinned_arm="torch-pt2")
     assert asyncio.run(router.infer(one)).backend == "pytorch" and len(fakes["oip"].calls) == 1
+
+
+def test_the_policy_api_refuses_a_bad_server_with_a_400_naming_the_arm(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+
+    store = make_store(tmp_path / "store")
+    settings = settings_for(store, experiments={"data_dir": str(tmp_path / "data")})
+    upstreams = {"tensorflow": FakeUpstream("tensorflow"), "pytorch": FakeUpstream("pytorch")}
+    admin = {"Authorization": "Bearer admin-secret"}
+    bad = {"arms": {"tf-oip": {"framework": "tensorflow", "server": "oip"}}, "primary": "tf-oip"}
+    with TestClient(create_app(settings, upstreams)) as client:  # type: ignore[arg-type]
+        reply = client.put("/admin/models/toy/policy", headers=admin,
+                           json={"policy": {"mode": "pinned", **bad}, "reason": "t"})  # fmt: skip
+        assert reply.status_code == 400, reply.text
+        assert "tf-oip" in reply.json()["error"] and "does not serve tensorflow" in reply.text
+        good = {"mode": "pinned", "arms": ARMS, "primary": "torch-ts",
+                "weights": {"torch-ts": 50, "torch-pt2": 50}}  # fmt: skip
+        reply = client.put("/admin/models/toy/policy", headers=admin,
+                           json={"policy": good, "reason": "t"})  # fmt: skip
+        assert reply.status_code == 200, reply.text
+        body = {"instances": [[1.0, 0.0, 0.0, 0.0]]}
+        pinned = client.post("/v1/models/toy:predict", json=body, headers={"X-Arm": "torch-pt2"})
+        assert pinned.status_code in (404, 503), pinned.text  # no .pt2 in the toy store
+        assert "oip" in pinned.json()["error"]
