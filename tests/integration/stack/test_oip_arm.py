@@ -231,3 +231,6 @@ def test_torchserve_and_the_oip_server_are_two_arms_of_one_experiment(
     assert (analysis["control"], analysis["candidates"]) == ("torch-ts", ["torch-pt2"])
     assert set(analysis["comparisons"]) == {"torch-pt2"}
     assert counted == expected
+    assert {a: spec["server"] for a, spec in analysis["arm_specs"].items()} == {
+        "torch-ts": "torchserve", "torch-pt2": "oip",
+    }  # fmt: skip
