@@ -112,12 +112,16 @@ def even_weights(arms: Iterable[str]) -> dict[str, float]:
     return {name: 100.0 / len(names) for name in names} if names else {}
 
 
-def name_of(arms: Mapping[str, Arm], framework: str, version: int | None) -> str:
+def name_of(
+    arms: Mapping[str, Arm], framework: str, version: int | None, server: str | None = None
+) -> str:
     """The arm serving `framework` at `version` (an arm pinned to it, else one of that
     framework following `latest`), else the framework's name: what a failover or a
-    shadow call to that framework is logged as."""
-    pinned = [n for n, a in arms.items() if a.framework == framework and a.version == version]
-    follows = [n for n, a in arms.items() if a.framework == framework and a.version is None]
+    shadow call to that framework is logged as. With `server` (the server called), an
+    arm naming another server is not it."""
+    fits = {n: a for n, a in arms.items() if server is None or a.server in (None, server)}
+    pinned = [n for n, a in fits.items() if a.framework == framework and a.version == version]
+    follows = [n for n, a in fits.items() if a.framework == framework and a.version is None]
     return (pinned or follows or [framework])[0]
 
 

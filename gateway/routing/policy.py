@@ -58,11 +58,11 @@ class Decision(NamedTuple):
     arms: Mapping[str, Arm] | None = None
     server: ServerKind | None = None
 
-    def arm_of(self, framework: Framework) -> str:
+    def arm_of(self, framework: Framework, server: ServerKind | None = None) -> str:
         """What a call to `framework` for this request is logged as: the arm of that
         framework at the routed arm's version (else one following `latest`), else the
         framework's name (`arms.name_of`)."""
-        return name_of(self.arms or {}, framework, self.version)
+        return name_of(self.arms or {}, framework, self.version, server)
 
 
 def _pinned_arm(policy: ModelPolicy, request: InferRequest) -> str:

@@ -159,7 +159,9 @@ class Router:
             response = await self._answer(routed, decision, arms)
         shadow = decision.shadow
         if shadow is not None and shadow in arms and shadow != response.backend:
-            self._submit_shadow(shadow, decision.arm_of(shadow), routed, response)
+            self._submit_shadow(
+                shadow, decision.arm_of(shadow, self.servers[shadow]), routed, response
+            )
         return response.select(request.outputs)
 
     async def _look_again(self, request: InferRequest, re_resolve: bool) -> tuple[Framework, ...]:
@@ -185,7 +187,7 @@ class Router:
                     f"{request.model} version {request.version} has no {primary} build{on}"
                 )
             primary = other(primary)
-            name = decision.arm_of(primary)
+            name = decision.arm_of(primary, self.servers[primary])
             decision = decision._replace(server=None)
         fallback = decision.fallback
         # A client that pinned a framework or an arm asked for it: no failover.
@@ -201,7 +203,9 @@ class Router:
             if fallback is None or not _fails_over(exc):
                 raise
         spent = time.perf_counter() - tried  # the failed attempt: upstream time, not ours
-        response = await self._call("failover", fallback, decision.arm_of(fallback), routed, False)
+        response = await self._call(
+            "failover", fallback, decision.arm_of(fallback, self.servers[fallback]), routed, False
+        )
         response.failover = True
         response.timings["upstream"] = response.timings.get("upstream", 0.0) + spent
         return response

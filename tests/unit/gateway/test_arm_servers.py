@@ -169,3 +169,20 @@ def test_the_policy_api_refuses_a_bad_server_with_a_400_naming_the_arm(tmp_path:
         pinned = client.post("/v1/models/toy:predict", json=body, headers={"X-Arm": "torch-pt2"})
         assert pinned.status_code in (404, 503), pinned.text  # no .pt2 in the toy store
         assert "oip" in pinned.json()["error"]
+
+
+def test_a_failover_to_pytorch_is_logged_as_the_arm_on_its_configured_server(
+    tmp_path: Path,
+) -> None:
+    """TorchServe is pytorch's configured server: a failover from tensorflow calls it, so
+    it is logged as torch-ts, never torch-pt2 (listed first here on purpose)."""
+    arms = {"tf": {"framework": "tensorflow"}, "torch-pt2": ARMS["torch-pt2"],
+            "torch-ts": ARMS["torch-ts"]}  # fmt: skip
+    router, fakes, outcomes = _router(tmp_path, ModelPolicy(mode="pinned", arms=arms, primary="tf"))
+    fakes["tensorflow"].fail_with = UpstreamUnavailable("tensorflow", "down")
+    response = asyncio.run(router.infer(InferRequest(model="toy", inputs={"input": X})))
+    assert response.failover and len(fakes["pytorch"].calls) == 1 and fakes["oip"].calls == []
+    assert [(o.arm, o.arm_name) for o in outcomes] == [
+        ("tensorflow", "tf"),
+        ("pytorch", "torch-ts"),
+    ]
