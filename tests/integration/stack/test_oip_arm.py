@@ -234,3 +234,38 @@ def test_torchserve_and_the_oip_server_are_two_arms_of_one_experiment(
     assert {a: spec["server"] for a, spec in analysis["arm_specs"].items()} == {
         "torch-ts": "torchserve", "torch-pt2": "oip",
     }  # fmt: skip
+
+
+def test_the_load_tests_torch_pt2_target_reaches_the_oip_server_over_rest_and_grpc(
+    oip_stack: tuple[RunState, StackPaths],
+) -> None:
+    """`gateway->torch-pt2` as the sweep runs it: its policy set by PATCH (as
+    `loadtest.sweep.set_policy`), its REST headers, its gRPC user's `x-arm` metadata."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from loadtest.targets import PT2_GATEWAY, grpc_targets, rest_targets
+
+    state, _ = oip_stack
+    model = "digits-mlp"
+    [rest] = [t for t in rest_targets(state, model, None) if t.name == PT2_GATEWAY]
+    [over_grpc] = [t for t in grpc_targets(state, model) if t.name == PT2_GATEWAY]
+    body = {"policy": rest.policy, "reason": "load-test target", "set_by": "loadtest"}
+    reply = _admin(state, "PATCH", f"/admin/models/{model}/policy", json=body)
+    assert reply.status_code == 200, reply.text
+    try:
+        x = _x(model)[:1]
+        before = _oip_rows(state, model)
+        answer = httpx.post(f"{rest.host}{rest.path}", json={"instances": x.tolist()},
+                            headers=rest.headers, timeout=60)  # fmt: skip
+        assert answer.status_code == 200 and answer.headers["X-Backend"] == "pytorch", answer.text
+        with grpc.insecure_channel(over_grpc.host) as channel:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model
+            request.inputs["input"].CopyFrom(tf.make_tensor_proto(x))
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            pin = [("x-arm", over_grpc.env["DUALSERVE_PIN_ARM"])]
+            stub.Predict(request, timeout=60, metadata=pin)
+        assert _oip_rows(state, model) - before == 2  # both calls reached the OIP server
+    finally:
+        assert _admin(state, "DELETE", f"/admin/models/{model}/policy").status_code == 200
