@@ -445,7 +445,9 @@ def replay(
     ],
     arm: Annotated[
         list[str] | None,
-        typer.Option(help="an arm to replay against, FRAMEWORK[:VERSION] (repeatable)"),
+        typer.Option(
+            help="an arm to replay against, FRAMEWORK[:VERSION] or an arm's name (repeatable)"
+        ),
     ] = None,
     model: Annotated[
         str | None, typer.Option(help="the model to replay (needed when the capture has several)")
@@ -486,6 +488,9 @@ def replay(
         if pace not in ("full", "recorded"):
             raise ValueError(f"--pace must be 'full' or 'recorded', not {pace!r}")
         targets = [parse_arm(spec) for spec in arm or []]
+        named = [t.name for t in targets if t.arm is not None]
+        if direct and named:
+            raise ValueError(f"--direct: {', '.join(named)} name arms; use FRAMEWORK[:VERSION]")
         frame = read_capture(capture)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)

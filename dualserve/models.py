@@ -15,6 +15,12 @@ backends without a failed request:
 3. TorchServe unregisters it (`DELETE /models/<m>/<v>`), after moving its default version
    to the newest other one if it was the default.
 The gateway's workers stop routing the version one catalog poll after each backend drops it.
+
+Where the stack runs the bundled OIP server (`state.oip`), `dualserve models` shows what it
+serves too (row `pytorch@oip`: an arm naming `server: oip` calls it); it is not counted in
+the routed version (the framework's own servers are). `retire` leaves it alone: it serves
+the manifest's newest two `.pt2` versions, so a retired one leaves it when newer ones land
+(the retire's output says so when it still serves the version).
 """
 
 from __future__ import annotations
@@ -26,12 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from backends.torchserve.management import Management, ManagementError
-from dualserve.registrar import read_record, tf_versions, torch_versions
+from dualserve.registrar import oip_versions, read_record, tf_versions, torch_versions
 from dualserve.run_state import StackStatus
 from gateway.catalog import routed
 from trainers.manifest import load_manifest
 
 RETIRED_DIR = "retired"
+OIP_ROW = "pytorch@oip"
+"""`dualserve models`' row of the bundled OIP server (pytorch's `.pt2` exports)."""
 
 
 class RetireError(RuntimeError):
@@ -75,7 +83,9 @@ def model_views(store: Path, run_dir: Path, state: StackStatus) -> list[ModelVie
             "pytorch": sorted(torch_versions(torch, model) or ()),
         }
         entry = record.get(model, {})
-        now_routed = routed(served)
+        now_routed = routed(served)  # the frameworks' own servers, before the OIP row
+        if state.oip is not None:
+            served[OIP_ROW] = sorted(oip_versions(state.oip.rest, model) or ())
         since = {fw: entry.get(fw, {}).get("since", {}) for fw in served}
         routed_since = entry.get("routed_since") if entry.get("routed") == now_routed else None
         views.append(ModelView(model, served, now_routed, routed_since, since))
@@ -102,7 +112,13 @@ def retire(
             " get it); land a newer version in both backends first"
         )
     done = _retire_tf(store, tf_rest, model, version, tf, timeout)
-    return done + _retire_torch(torch, model, version)
+    done += _retire_torch(torch, model, version)
+    if state.oip is not None and version in (oip_versions(state.oip.rest, model) or set()):
+        done.append(
+            f"{OIP_ROW}: still serves {model} version {version} (it serves the manifest's"
+            " newest two .pt2 versions; it leaves when newer ones land)"
+        )
+    return done
 
 
 def _retire_tf(

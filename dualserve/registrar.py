@@ -72,6 +72,20 @@ def tf_versions(rest: str, model: str, timeout: float = 2.0) -> set[int] | None:
     }
 
 
+def oip_versions(rest: str, model: str, timeout: float = 2.0) -> set[int] | None:
+    """The versions of `model` an Open Inference Protocol server serves (its model
+    metadata, `GET /v2/models/{m}`: `versions`); None when it does not answer."""
+    try:
+        response = httpx.get(f"{rest}/v2/models/{model}", timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    if response.status_code in (400, 404):  # the bundled server and Triton: no such model
+        return set()
+    if response.status_code != 200:
+        return None
+    return {int(v) for v in response.json().get("versions", []) if str(v).isdigit()}
+
+
 def torch_versions(torch: Management, model: str) -> set[int] | None:
     """The versions of `model` with a READY TorchServe worker; None when it does not answer."""
     try:

@@ -52,7 +52,7 @@ from gateway.protocols.rest.openapi import document as openapi_document
 from gateway.protocols.rest.openapi import operation
 from gateway.protocols.rest.schemas import HealthResponse, ReadinessResponse
 from gateway.routing.policy_store import PolicyStore
-from gateway.routing.router import Router
+from gateway.routing.router import Backend, Router
 from gateway.routing.shadow import ShadowMirror
 from gateway.settings import GatewaySettings
 from gateway.telemetry import tracing
@@ -75,14 +75,19 @@ def build_context(
     experiments database, followed through one control plane."""
     catalog = Catalog.from_store(settings.model_store, settings.limits, settings.version_labels)
     injected = upstreams is not None  # tests' fakes: no backend to follow
+    servers: dict[Backend, Upstream] = {}
     if upstreams is None:
-        from gateway.upstreams.factory import build_upstreams
+        from gateway.upstreams.factory import build_server_upstreams, build_upstreams
 
-        upstreams = build_upstreams(settings)
+        upstreams, servers = build_upstreams(settings), build_server_upstreams(settings)
     limits = settings.admission
     upstreams = {
         arm: LimitedUpstream(upstream, limits.upstream_max_in_flight)
         for arm, upstream in upstreams.items()
+    }
+    servers = {
+        key: LimitedUpstream(upstream, limits.upstream_max_in_flight)
+        for key, upstream in servers.items()
     }
     metrics, stats, exp = GatewayMetrics(), ExperimentStats(), settings.experiments
     control = ControlPlane(
@@ -104,7 +109,9 @@ def build_context(
     capture = build_capture(settings, catalog.names, metrics)
     observers = [metrics_observer(metrics), stats.observe, experiments.observe, model_stats.observe]
     emit = fan_out([*observers, capture.observe] if capture is not None else observers)
-    router = Router(catalog, upstreams, settings, policies, emit, mirror.submit)
+    router = Router(
+        catalog, upstreams, settings, policies, emit, mirror.submit, server_upstreams=servers
+    )
     admission, drain = Admission(limits.max_in_flight, limits.retry_after_s), Drain()
     return GatewayContext(
         settings=settings, catalog=catalog, router=router,
@@ -151,6 +158,8 @@ def create_app(
                 await ctx.follower.aclose()
             for upstream in ctx.router.upstreams.values():
                 await upstream.aclose()
+            for lane in ctx.router.lanes.values():
+                await lane.upstream.aclose()
             tracing.shutdown()  # last: the spans of the calls above are exported
 
     app = GatewayApp(title="dualserve gateway", lifespan=lifespan, docs_url=None, redoc_url=None)

@@ -10,6 +10,12 @@ manifest records is served by the frameworks that export it. With a follower att
 in one assignment, whenever the manifest or what a backend serves changes: `versions` then
 holds only the versions some backend serves, each with the frameworks serving it.
 
+An arm may name a server other than its framework's configured one (issue 29: `torch-pt2`
+on the OIP server beside TorchServe): `on_servers` holds the versions such a (framework,
+server) serves: from the manifest, the versions with a `.pt2` export for (pytorch, oip);
+with a follower, what that server says it serves. A pair it does not hold serves what the
+framework serves.
+
 `latest`, one rule for both arms: a request that names no version gets the newest
 version that *both* frameworks serve, so an A/B split never compares v2 with v1. While no
 version is served by both (one backend still loading the new one, or one of them down), it
@@ -27,7 +33,7 @@ import numpy as np
 
 from gateway.core.arms import Arm
 from gateway.core.errors import BadRequest, FailedPrecondition, NotFound
-from gateway.core.types import FRAMEWORKS, Framework, InferRequest
+from gateway.core.types import FRAMEWORKS, Framework, InferRequest, ServerKind
 from gateway.edge.limits import check_tensors
 from gateway.edge.security_settings import LimitsSettings
 from trainers.manifest import Manifest, load_manifest
@@ -73,6 +79,13 @@ class ModelInfo:
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     labels: Mapping[str, int] = field(default_factory=dict)
     followed: bool = False
+    on_servers: Mapping[tuple[Framework, ServerKind], frozenset[int]] = field(default_factory=dict)
+
+    def serves_on(self, framework: Framework, server: ServerKind, version: int) -> bool:
+        """Whether `server` serves `framework`'s build of `version` (`on_servers`; a pair
+        it does not hold: whether the framework does)."""
+        known = self.on_servers.get((framework, server))
+        return framework in self.versions.get(version, ()) if known is None else version in known
 
     @cached_property
     def latest(self) -> int:
@@ -252,7 +265,13 @@ class Catalog:
                 outputs=tuple(_tensor(t.name, t.dtype, t.shape) for t in latest.signature.outputs),
                 limits=limits or LimitsSettings(),
                 labels=dict(labels.pop(name, {})),
-            )
+                on_servers={
+                    ("pytorch", "oip"): frozenset(
+                        int(v) for v, e in entry.versions.items()
+                        if (torch := e.frameworks.get("pytorch")) is not None and torch.pt2
+                    )
+                },
+            )  # fmt: skip
         if labels:
             raise ValueError(f"version_labels name models not in the model store: {sorted(labels)}")
         for info in models.values():

@@ -32,12 +32,10 @@ from gateway.core.arms import (
     legacy_arm_list,
     legacy_role,
 )
-from gateway.core.types import Framework
+from gateway.core.types import Framework, ServerKind
 from gateway.edge.security_settings import AuthSettings, LimitsSettings
 
 Transport = Literal["grpc", "rest"]
-ServerKind = Literal["tfserving", "torchserve", "oip"]
-"""The server an arm's upstream speaks to: its API, not its framework (`servers`)."""
 DecisionMetric = Literal["error_rate", "accuracy", "latency_p99_ms"]
 DECISION_METRICS: tuple[DecisionMetric, ...] = ("error_rate", "accuracy", "latency_p99_ms")
 _YAML_FILE: ContextVar[Path | None] = ContextVar("dualserve_yaml_file", default=None)

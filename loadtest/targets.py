@@ -9,6 +9,7 @@ and the routing policy the gateway must hold while it runs. Names:
 | `tf-direct`, `torch-direct` | the backend itself |
 | `pt2-direct` | the bundled OIP server with the `.pt2` export (gRPC only; asked by name) |
 | `gateway->tf`, `gateway->torch` | the gateway, pinned with `X-Backend` |
+| `gateway->torch-pt2` | the gateway, `X-Arm: torch-pt2`: pytorch on the OIP server (if it runs) |
 | `gateway-50/50` | the gateway, weighted 50/50 by sticky `X-Routing-Key` |
 | `gateway-shadow` | the gateway, TF answers, every request mirrored to PyTorch |
 | `nginx->tf`, `nginx->torch`, `nginx-50/50` | the nginx baseline (`loadtest.nginx`) |
@@ -43,6 +44,20 @@ ALL_TARGETS = (
 )
 PT2_DIRECT = "pt2-direct"
 """Not in `ALL_TARGETS` (the demo's sweep stays as it was): `--targets ...,pt2-direct`."""
+PT2_GATEWAY, PT2_ARM = "gateway->torch-pt2", "torch-pt2"
+"""Not in `ALL_TARGETS` either: the gateway's pytorch arm on the OIP server, by its name."""
+PT2_ARMS_POLICY = {
+    "mode": "pinned",
+    "primary": PT2_ARM,
+    "arms": {
+        "tensorflow": {"framework": "tensorflow"},
+        "torch-ts": {"framework": "pytorch", "server": "torchserve"},
+        PT2_ARM: {"framework": "pytorch", "server": "oip"},
+    },
+    "weights": {"tensorflow": 0, "torch-ts": 0, PT2_ARM: 100},
+}
+"""The policy held while `gateway->torch-pt2` runs: arms that name their server, so
+`X-Arm: torch-pt2` reaches the OIP server whichever server pytorch's own arm calls."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,11 @@ def rest_targets(state: RunState, model: str, nginx_url: str | None) -> list[Tar
             policy=dict(SHADOW_POLICY),
         ),
     ]
+    if state.oip is not None:
+        out.append(
+            Target(PT2_GATEWAY, "rest", "pytorch", "gateway", gw, path=predict,
+                   headers={"X-Arm": PT2_ARM}, policy=dict(PT2_ARMS_POLICY))
+        )  # fmt: skip
     if nginx_url:
         out += [
             Target("nginx->tf", "rest", "tensorflow", "nginx", nginx_url, path=f"/tf{predict}"),
@@ -121,7 +141,8 @@ def grpc_targets(state: RunState, model: str) -> list[Target]:
 
     The module is only located here, never imported: it brings in Locust, which
     monkey-patches the runner's process with gevent. Its users read the model from
-    `DUALSERVE_MODEL`, the gateway pin from `DUALSERVE_PIN`, the address from `--host`.
+    `DUALSERVE_MODEL`, the gateway pin from `DUALSERVE_PIN` (a framework, `x-backend`) or
+    `DUALSERVE_PIN_ARM` (an arm's name, `x-arm`), the address from `--host`.
     """
     gw, env = state.gateway.grpc, {"DUALSERVE_MODEL": model}
     if importlib.util.find_spec("loadtest.users.grpc_users") is None or not gw:
@@ -189,6 +210,10 @@ def grpc_targets(state: RunState, model: str) -> list[Target]:
     if state.oip is not None:  # the .pt2 export on the bundled OIP server
         oip = state.oip.grpc
         found.append(Target(PT2_DIRECT, "grpc", "pytorch", "direct", oip, "OipDirectUser", env=env))
+        found.append(
+            Target(PT2_GATEWAY, "grpc", "pytorch", "gateway", gw, via,
+                   env={**env, "DUALSERVE_PIN_ARM": PT2_ARM}, policy=dict(PT2_ARMS_POLICY))
+        )  # fmt: skip
     return found
 
 

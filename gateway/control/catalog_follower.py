@@ -174,6 +174,8 @@ class CatalogFollower:
             new to the manifest needs a restart, its policy and metrics are set at start).
         store: the model store whose `manifest.json` is re-read when it changes.
         sources: one per followed framework; a framework without one is not followed.
+        server_sources: per (framework, server) that an arm may name beside the
+            framework's configured server, what that server serves (`ModelInfo.on_servers`).
         poll_s: seconds between two looks at every model.
         limits, version_labels: as for `Catalog.from_store`.
         clock: epoch seconds, for `Catalog.since`.
@@ -188,8 +190,11 @@ class CatalogFollower:
         limits: LimitsSettings | None = None,
         version_labels: Mapping[str, Mapping[str, int]] | None = None,
         clock: Callable[[], float] = time.time,
+        server_sources: Sequence[tuple[ServerKind, ServedVersions]] = (),
     ) -> None:
         self.catalog = catalog
+        self.server_sources = list(server_sources)
+        self._served_on: dict[tuple[str, Framework, ServerKind], frozenset[int]] = {}
         self.store = Path(store)
         self.sources = list(sources)
         self.poll_s = poll_s
@@ -214,7 +219,7 @@ class CatalogFollower:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for source in self.sources:
+        for source in [*self.sources, *(s for _, s in self.server_sources)]:
             await source.aclose()
 
     async def _poll(self) -> None:
@@ -254,6 +259,10 @@ class CatalogFollower:
         for source, served in zip(self.sources, answers, strict=True):
             if served is not None:
                 self._served[(model, source.framework)] = served
+        on = await asyncio.gather(*(s.versions(model) for _, s in self.server_sources))
+        for (server, source), served in zip(self.server_sources, on, strict=True):
+            if served is not None:
+                self._served_on[(model, source.framework, server)] = served
         return self.catalog.update(self._followed(model), self.clock())
 
     def _followed(self, model: str) -> ModelInfo:
@@ -264,7 +273,11 @@ class CatalogFollower:
             serving = tuple(fw for fw in frameworks if self._serves(model, fw, version))
             if serving:
                 versions[version] = serving
-        return replace(exports, versions=versions, followed=True)
+        on_servers = dict(exports.on_servers)
+        for (name, framework, server), served in self._served_on.items():
+            if name == model:
+                on_servers[(framework, server)] = served
+        return replace(exports, versions=versions, followed=True, on_servers=on_servers)
 
     def _serves(self, model: str, framework: Framework, version: int) -> bool:
         served = self._served.get((model, framework))
@@ -313,7 +326,23 @@ def build_follower(settings: GatewaySettings, catalog: Catalog) -> CatalogFollow
         settings.catalog_poll_s,
         settings.limits,
         settings.version_labels,
+        server_sources=server_sources_for(settings),
     )
+
+
+def server_sources_for(settings: GatewaySettings) -> list[tuple[ServerKind, ServedVersions]]:
+    """What follows each server an arm may name beside pytorch's configured one (the
+    servers `factory.build_server_upstreams` builds a client for)."""
+    found: list[tuple[ServerKind, ServedVersions]] = []
+    for server in ("torchserve", "oip"):
+        if server == settings.server_of("pytorch"):
+            continue
+        if not settings.upstream_settings(server).addresses:
+            continue
+        source = served_versions_for(settings, server, "pytorch")
+        if source is not None:
+            found.append((server, source))
+    return found
 
 
 def served_versions_for(

@@ -3,8 +3,10 @@ traffic between (issue 22). KServe's `canary`, Seldon's `candidates` and SageMak
 production variants name their arms the same way; here an arm also says which
 framework serves it, so two arms may differ by framework, by version, or both.
 
-One module owns the arm model and its parsing, so a later field (`server`: which backend
-of a kind answers the arm) is added here and nowhere else.
+An arm may name its server too (issue 29): `torch-ts` (pytorch on TorchServe) and
+`torch-pt2` (pytorch's `.pt2` export on an Open Inference Protocol server) are two arms of
+one experiment. An arm that names none calls its framework's configured server
+(`GatewaySettings.servers`, else TF Serving / TorchServe).
 
 An arm that names no version follows `latest` (the newest version both frameworks serve,
 `gateway.catalog`). A config that names no arms has the two arms of before issue 22,
@@ -17,11 +19,17 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.core.types import FRAMEWORKS, Framework
+from gateway.core.types import FRAMEWORKS, Framework, ServerKind
 
 ARM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ARM_SERVERS: dict[Framework, tuple[ServerKind, ...]] = {
+    "tensorflow": ("tfserving",),
+    "pytorch": ("torchserve", "oip"),
+}
+"""The servers an arm of each framework may name: TF Serving serves tensorflow's
+SavedModel, TorchServe pytorch's TorchScript, the OIP server pytorch's `.pt2` export."""
 
 
 class Arm(BaseModel):
@@ -30,16 +38,36 @@ class Arm(BaseModel):
     Attributes:
         framework: `tensorflow` or `pytorch`.
         version: a model version (>= 1), or None: the arm follows `latest`.
+        server: the server that answers it (`ARM_SERVERS`), or None: its framework's
+            configured server (`GatewaySettings.server_of`).
+
+    Raises:
+        ValueError (a validation error, 400 from the APIs): a server that does not
+            serve the arm's framework.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     framework: Framework
     version: int | None = Field(None, ge=1, description="None = follows `latest`")
+    server: ServerKind | None = Field(
+        None, description="tfserving, torchserve or oip; None = the framework's configured one"
+    )
+
+    @model_validator(mode="after")
+    def _server_serves_framework(self) -> Arm:
+        allowed = ARM_SERVERS[self.framework]
+        if self.server is not None and self.server not in allowed:
+            raise ValueError(
+                f"server {self.server} does not serve {self.framework} arms"
+                f" (one of {', '.join(allowed)})"
+            )
+        return self
 
     def label(self) -> str:
-        """`tensorflow v2`, or `pytorch latest`."""
-        return f"{self.framework} {'latest' if self.version is None else f'v{self.version}'}"
+        """`tensorflow v2`, `pytorch latest`, or `pytorch on oip latest`."""
+        on = f" on {self.server}" if self.server is not None else ""
+        return f"{self.framework}{on} {'latest' if self.version is None else f'v{self.version}'}"
 
 
 def framework_arms(versions: Mapping[str, int] | None = None) -> dict[str, Arm]:
@@ -84,12 +112,16 @@ def even_weights(arms: Iterable[str]) -> dict[str, float]:
     return {name: 100.0 / len(names) for name in names} if names else {}
 
 
-def name_of(arms: Mapping[str, Arm], framework: str, version: int | None) -> str:
+def name_of(
+    arms: Mapping[str, Arm], framework: str, version: int | None, server: str | None = None
+) -> str:
     """The arm serving `framework` at `version` (an arm pinned to it, else one of that
     framework following `latest`), else the framework's name: what a failover or a
-    shadow call to that framework is logged as."""
-    pinned = [n for n, a in arms.items() if a.framework == framework and a.version == version]
-    follows = [n for n, a in arms.items() if a.framework == framework and a.version is None]
+    shadow call to that framework is logged as. With `server` (the server called), an
+    arm naming another server is not it."""
+    fits = {n: a for n, a in arms.items() if server is None or a.server in (None, server)}
+    pinned = [n for n, a in fits.items() if a.framework == framework and a.version == version]
+    follows = [n for n, a in fits.items() if a.framework == framework and a.version is None]
     return (pinned or follows or [framework])[0]
 
 

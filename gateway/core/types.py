@@ -10,6 +10,8 @@ import numpy as np
 
 Framework = Literal["tensorflow", "pytorch"]
 FRAMEWORKS: tuple[Framework, Framework] = ("tensorflow", "pytorch")
+ServerKind = Literal["tfserving", "torchserve", "oip"]
+"""The server an arm's upstream speaks to: its API, not its framework (`servers`)."""
 
 
 def other(framework: Framework) -> Framework:

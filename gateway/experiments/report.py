@@ -186,12 +186,14 @@ def _arm_line(arm: str, f: dict[str, Any]) -> str:
 
 
 def _arm_label(result: dict[str, Any], arm: str | None) -> str:
-    """`tf-v2 (tensorflow v2)`: the arm's name and what it serves, when the spec says."""
+    """`tf-v2 (tensorflow v2)`, `torch-pt2 (pytorch on oip latest)`: the arm's name and
+    what it serves (and where, when the arm names its server), when the spec says."""
     spec = (result.get("arm_specs") or {}).get(arm)
     if spec is None:
         return str(arm)
-    version = spec.get("version")
-    return f"{arm} ({spec['framework']} {'latest' if version is None else f'v{version}'})"
+    version, server = spec.get("version"), spec.get("server")
+    on = f" on {server}" if server else ""
+    return f"{arm} ({spec['framework']}{on} {'latest' if version is None else f'v{version}'})"
 
 
 def role_line(result: dict[str, Any]) -> str:

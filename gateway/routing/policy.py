@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from gateway.core.arms import Arm, known, name_of
 from gateway.core.errors import BadRequest, Forbidden
-from gateway.core.types import FRAMEWORKS, Framework, InferRequest, other
+from gateway.core.types import FRAMEWORKS, Framework, InferRequest, ServerKind, other
 from gateway.routing.split import arm_at, key_point, policy_bounds
 from gateway.settings import ModelPolicy
 
@@ -45,6 +45,9 @@ class Decision(NamedTuple):
         version: the arm's version, None when it follows `latest`.
         arms: the policy's arms, to name the arm of a failover or shadow call
             (`arm_of`), only when one is made.
+        server: the server the primary call goes to when the arm names one, else None
+            (the framework's configured server; failover and shadow calls always go to
+            the other framework's configured server).
     """
 
     primary: Framework
@@ -53,12 +56,13 @@ class Decision(NamedTuple):
     arm: str = ""
     version: int | None = None
     arms: Mapping[str, Arm] | None = None
+    server: ServerKind | None = None
 
-    def arm_of(self, framework: Framework) -> str:
+    def arm_of(self, framework: Framework, server: ServerKind | None = None) -> str:
         """What a call to `framework` for this request is logged as: the arm of that
         framework at the routed arm's version (else one following `latest`), else the
         framework's name (`arms.name_of`)."""
-        return name_of(self.arms or {}, framework, self.version)
+        return name_of(self.arms or {}, framework, self.version, server)
 
 
 def _pinned_arm(policy: ModelPolicy, request: InferRequest) -> str:
@@ -91,12 +95,13 @@ def decide(policy: ModelPolicy, request: InferRequest, rng: random.Random) -> De
     arm = policy.arms.get(name)
     primary: Framework = request.pinned or (arm.framework if arm else "tensorflow")
     version = arm.version if arm is not None and request.pinned is None else None
+    server = arm.server if arm is not None and request.pinned is None else None
     # An experiment may mirror a sample of its weighted traffic too (`policy.mirror`).
     unpinned = request.pinned is None and request.pinned_arm is None
     mirrored = (policy.mode == "shadow" or policy.mirror) and unpinned
     shadow = other(primary) if mirrored and rng.random() < policy.shadow_sample_rate else None
     fallback = other(primary) if policy.failover else None
-    return Decision(primary, fallback, shadow, name, version, policy.arms)
+    return Decision(primary, fallback, shadow, name, version, policy.arms, server)
 
 
 def routing_key(request: InferRequest, policy: ModelPolicy) -> str | None:

@@ -23,6 +23,7 @@ from gateway.core.errors import (
     NotFound,
     UpstreamError,
     UpstreamRejected,
+    UpstreamUnavailable,
 )
 from gateway.core.outcome import CallKind, CallOutcome, Comparison, Observer, compare
 from gateway.core.types import (
@@ -30,6 +31,7 @@ from gateway.core.types import (
     Framework,
     InferRequest,
     InferResponse,
+    ServerKind,
     TraceContext,
     other,
 )
@@ -43,6 +45,17 @@ from gateway.upstreams.base import Upstream
 
 # Hand a mirrored call to the background (model, job); False when it had to be dropped.
 Mirror = Callable[[str, Callable[[], Awaitable[None]]], bool]
+Backend = tuple[Framework, ServerKind]
+"""An upstream's key beside the framework's own: a framework on a server that is not its
+configured one (an arm that names its `server`, e.g. pytorch on `oip`)."""
+
+
+class _Lane(NamedTuple):
+    """One backend's client, breaker and per-attempt timeout."""
+
+    upstream: Upstream
+    breaker: CircuitBreaker
+    timeout_s: float
 
 
 class Policies(Protocol):
@@ -78,13 +91,29 @@ class Router:
         emit: Observer,
         mirror: Mirror | None = None,
         rng: random.Random | None = None,
+        server_upstreams: Mapping[Backend, Upstream] | None = None,
     ) -> None:
+        """`upstreams`: each framework's client to its configured server;
+        `server_upstreams`: the clients of arms that name another server (keyed by
+        (framework, server)), each with its own breaker and timeout."""
         self.catalog = catalog
         self.upstreams = upstreams
         self.policies = policies
         self.breakers = {fw: CircuitBreaker(settings.breaker, fw) for fw in FRAMEWORKS}
         self.timeouts = {
             fw: settings.upstream_settings(settings.server_of(fw)).timeout_s for fw in FRAMEWORKS
+        }
+        self.servers: dict[Framework, ServerKind] = {
+            fw: settings.server_of(fw) for fw in FRAMEWORKS
+        }
+        self.lanes: dict[Backend, _Lane] = {
+            (fw, server): _Lane(
+                upstream,
+                CircuitBreaker(settings.breaker, f"{fw}@{server}"),
+                settings.upstream_settings(server).timeout_s,
+            )
+            for (fw, server), upstream in (server_upstreams or {}).items()
+            if server != self.servers[fw]
         }
         self.min_breaker_timeout = settings.breaker.min_timeout_s
         self._emit_outcome = emit
@@ -116,6 +145,8 @@ class Router:
             request.version = decision.version
         # A version that left the store since the policy named it: the client's 404.
         arms = info.versions.get(info.resolve_version(request.version, None), ())
+        if decision.server is not None and decision.server != self.servers[decision.primary]:
+            arms = _on_server(info, decision, arms, request.version)
         routed = _Routed(request, route.layer, started)
         if request.trace is not None and request.trace.span is not None:
             _trace_decision(request.trace.span, routed, decision)
@@ -128,7 +159,9 @@ class Router:
             response = await self._answer(routed, decision, arms)
         shadow = decision.shadow
         if shadow is not None and shadow in arms and shadow != response.backend:
-            self._submit_shadow(shadow, decision.arm_of(shadow), routed, response)
+            self._submit_shadow(
+                shadow, decision.arm_of(shadow, self.servers[shadow]), routed, response
+            )
         return response.select(request.outputs)
 
     async def _look_again(self, request: InferRequest, re_resolve: bool) -> tuple[Framework, ...]:
@@ -149,9 +182,13 @@ class Router:
         pinned = request.pinned is not None or request.pinned_arm is not None
         if primary not in arms:
             if pinned:
-                raise NotFound(f"{request.model} version {request.version} has no {primary} build")
+                on = "" if decision.server is None else f" on {decision.server}"
+                raise NotFound(
+                    f"{request.model} version {request.version} has no {primary} build{on}"
+                )
             primary = other(primary)
-            name = decision.arm_of(primary)
+            name = decision.arm_of(primary, self.servers[primary])
+            decision = decision._replace(server=None)
         fallback = decision.fallback
         # A client that pinned a framework or an arm asked for it: no failover.
         if fallback not in arms or fallback == primary or pinned:
@@ -159,18 +196,28 @@ class Router:
         tried = time.perf_counter()
         try:
             can_fail_over = fallback is not None
-            return await self._call("primary", primary, name, routed, can_fail_over)
+            return await self._call(
+                "primary", primary, name, routed, can_fail_over, decision.server
+            )
         except UpstreamError as exc:
             if fallback is None or not _fails_over(exc):
                 raise
         spent = time.perf_counter() - tried  # the failed attempt: upstream time, not ours
-        response = await self._call("failover", fallback, decision.arm_of(fallback), routed, False)
+        response = await self._call(
+            "failover", fallback, decision.arm_of(fallback, self.servers[fallback]), routed, False
+        )
         response.failover = True
         response.timings["upstream"] = response.timings.get("upstream", 0.0) + spent
         return response
 
     async def _call(
-        self, kind: CallKind, arm: Framework, name: str, routed: _Routed, can_fail_over: bool
+        self,
+        kind: CallKind,
+        arm: Framework,
+        name: str,
+        routed: _Routed,
+        can_fail_over: bool,
+        server: ServerKind | None = None,
     ) -> InferResponse:
         begun = time.perf_counter()
         if routed.request.trace is not None:  # the upstream attempts' spans name it
@@ -178,22 +225,28 @@ class Router:
         # With a failover possible, the first attempt may spend half of the client's time.
         share = 0.5 if can_fail_over else 1.0
         try:
-            response = await self.call_arm(arm, routed.request, share)
+            response = await self.call_arm(arm, routed.request, share, server)
         except GatewayError as exc:
             final = not (can_fail_over and _fails_over(exc))
-            self._emit(kind, arm, name, routed, begun, final, error=exc)
+            self._emit(kind, arm, name, routed, begun, final, error=exc, server=server)
             raise
-        self._emit(kind, arm, name, routed, begun, True, response=response)
+        self._emit(kind, arm, name, routed, begun, True, response=response, server=server)
         return response
 
     async def call_arm(
-        self, arm: Framework, request: InferRequest, share: float = 1.0
+        self,
+        arm: Framework,
+        request: InferRequest,
+        share: float = 1.0,
+        server: ServerKind | None = None,
     ) -> InferResponse:
         """One upstream call through the arm's breaker (no outcome: callers emit it).
 
         Args:
             share: the part of the time left before the client's deadline this attempt
                 may spend (the rest is kept for a failover).
+            server: the arm's own server when it names one, else None (the framework's
+                configured server).
 
         Raises:
             DeadlineExceeded: no time was left, or the attempt had less than
@@ -201,15 +254,39 @@ class Router:
                 client's doing: no verdict, never a 503; issue 24).
             BreakerOpen: the arm's breaker refuses calls now.
             UpstreamError: the backend failed (counted by the arm's breaker).
+            UpstreamUnavailable: the arm names a server the gateway has no client for.
         """
-        timeout = budget(self.timeouts[arm], request.deadline, share)
-        return await self.breakers[arm].call(lambda: self._attempt(arm, request, timeout))
+        lane = self.lane(arm, server)
+        timeout = budget(lane.timeout_s, request.deadline, share)
+        return await lane.breaker.call(lambda: self._attempt(lane, arm, request, timeout))
+
+    def lane(self, arm: Framework, server: ServerKind | None = None) -> _Lane:
+        """The client, breaker and timeout of `arm` on `server` (None or the framework's
+        configured server: its own upstream).
+
+        Raises:
+            UpstreamUnavailable: no client for that server (its settings block lists no
+                replica address).
+        """
+        if server is None or server == self.servers[arm]:
+            return _Lane(self.upstreams[arm], self.breakers[arm], self.timeouts[arm])
+        lane = self.lanes.get((arm, server))
+        if lane is None:
+            raise UpstreamUnavailable(
+                f"{arm} on {server}",
+                f"the gateway has no {server} client (settings.{server} lists no replica address)",
+            )
+        return lane
+
+    def _breaker(self, arm: Framework, server: ServerKind | None) -> CircuitBreaker:
+        lane = self.lanes.get((arm, server)) if server is not None else None
+        return lane.breaker if lane is not None else self.breakers[arm]
 
     async def _attempt(
-        self, arm: Framework, request: InferRequest, timeout: float
+        self, lane: _Lane, arm: Framework, request: InferRequest, timeout: float
     ) -> InferResponse:
         try:
-            return await self.upstreams[arm].infer(request, timeout)
+            return await lane.upstream.infer(request, timeout)
         except UpstreamRejected:
             raise
         except UpstreamError as exc:  # a timeout, or a call torn down at its deadline
@@ -264,6 +341,7 @@ class Router:
         error: GatewayError | None = None,
         response: InferResponse | None = None,
         comparison: Comparison | None = None,
+        server: ServerKind | None = None,
     ) -> None:
         """The one site that builds outcomes."""
         now = time.perf_counter()
@@ -279,7 +357,7 @@ class Router:
                 status=200 if error is None else int(error.status),
                 error=None if error is None else type(error).__name__,
                 response=response,
-                breaker=int(self.breakers[arm].state),
+                breaker=int(self._breaker(arm, server).state),
                 comparison=comparison,
                 arm_name=name,
             )
@@ -300,6 +378,18 @@ class Router:
             return await self.upstreams[arm].ready(model)
         except Exception:  # readiness probes must answer, whatever the backend does
             return False
+
+
+def _on_server(
+    info: ModelInfo, decision: Decision, arms: tuple[Framework, ...], version: int | None
+) -> tuple[Framework, ...]:
+    """The frameworks that may answer when the arm names its own server: its framework
+    only if that server serves the version (`ModelInfo.serves_on`), so an arm is routed
+    only where its server has the build (else as when its framework lacks it)."""
+    primary, server = decision.primary, decision.server
+    if server is None or info.serves_on(primary, server, version or info.latest):
+        return arms
+    return tuple(fw for fw in arms if fw != primary)
 
 
 def _trace_decision(span: Any, routed: _Routed, decision: Decision) -> None:

@@ -35,6 +35,21 @@ def build_upstreams(settings: GatewaySettings) -> dict[Framework, Upstream]:
     return {fw: upstream_for(settings.server_of(fw), fw, settings) for fw in FRAMEWORKS}
 
 
+def build_server_upstreams(
+    settings: GatewaySettings,
+) -> dict[tuple[Framework, ServerKind], Upstream]:
+    """The clients of arms that name a server other than their framework's configured one
+    (`Arm.server`): pytorch on the OIP server when `oip` lists a replica address and
+    pytorch's configured server is TorchServe, or pytorch on TorchServe when it is `oip`.
+    Keyed by (framework, server); an arm naming a server with no client here gets 503."""
+    built: dict[tuple[Framework, ServerKind], Upstream] = {}
+    for server in ("torchserve", "oip"):
+        block = settings.upstream_settings(server)
+        if server != settings.server_of("pytorch") and block.addresses:
+            built[("pytorch", server)] = upstream_for(server, "pytorch", settings)
+    return built
+
+
 def upstream_for(server: ServerKind, framework: Framework, settings: GatewaySettings) -> Upstream:
     """The client of `framework`'s arm on `server`, from that server's settings block
     (`tensorflow`, `pytorch` or `oip`).

@@ -135,6 +135,9 @@ class GrpcUser(User):
         pin = os.environ.get("DUALSERVE_PIN")
         if pin:
             return (("x-backend", pin),)
+        arm = os.environ.get("DUALSERVE_PIN_ARM")  # an arm by name, e.g. torch-pt2
+        if arm:
+            return (("x-arm", arm),)
         if os.environ.get("DUALSERVE_STICKY"):
             # one routing key per simulated user, as the REST users send X-Routing-Key
             return (("x-routing-key", f"user-{os.getpid()}-{next(_user_ids)}"),)

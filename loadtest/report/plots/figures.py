@@ -24,6 +24,7 @@ TARGET_COLORS = {
     "pt2-direct": "gold",
     "gateway->tf": "tab:green",
     "gateway->torch": "tab:red",
+    "gateway->torch-pt2": "darkgoldenrod",
     "gateway-50/50": "tab:purple",
     "gateway-shadow": "tab:brown",
     "nginx->tf": "tab:cyan",

@@ -34,8 +34,10 @@ def test_arm_specs_parse_and_bad_ones_are_named() -> None:
         {"X-Backend": "pytorch"},
     )
     assert parse_arm("tensorflow").route("m")[0] == "/v1/models/m:predict"
-    with pytest.raises(ValueError, match=r"'onnx'.*framework"):
-        parse_arm("onnx")
+    with pytest.raises(ValueError, match=r"'onnx:2'.*framework"):
+        parse_arm("onnx:2")
+    with pytest.raises(ValueError, match=r"'a b'.*arm's name"):
+        parse_arm("a b")
     with pytest.raises(ValueError, match="version"):
         parse_arm("pytorch:0")
     backends = Backends("http://tf", "http://ts", "key")
@@ -48,6 +50,15 @@ def test_arm_specs_parse_and_bad_ones_are_named() -> None:
         {"Authorization": "Bearer key"},
     )
     assert parse_arm("pytorch:2").direct_route("m", Backends("a", "b"))[1] == {}
+
+
+def test_an_arm_name_is_pinned_with_x_arm_and_has_no_direct_route() -> None:
+    target = parse_arm("torch-pt2")
+    assert target == ArmTarget(None, None, "torch-pt2") and target.name == "torch-pt2"
+    assert target.route("digits-mlp") == ("/v1/models/digits-mlp:predict", {"X-Arm": "torch-pt2"})
+    assert parse_arm("onnx") == ArmTarget(None, None, "onnx")  # a name: the gateway judges it
+    with pytest.raises(ValueError, match="--direct needs FRAMEWORK"):
+        target.direct_route("m", Backends("a", "b"))
 
 
 def test_examples_flatten_batches_and_an_unanswered_request_has_none() -> None:

@@ -245,3 +245,34 @@ def test_replicas_serve_what_every_answering_replica_serves() -> None:
     source = TFServingVersions(["http://a", "http://b", "http://c"])
     source._client = _status_client(handler)
     assert asyncio.run(source.versions("toy")) == {2}
+
+
+def test_a_server_an_arm_names_is_followed_on_its_own(tmp_path: Path) -> None:
+    """Beside TorchServe (pytorch's server), the OIP server's versions decide where an arm
+    naming `oip` may go (`ModelInfo.serves_on`); the framework's picture is TorchServe's."""
+    store = make_store(tmp_path, (1, 2))
+    catalog = Catalog.from_store(store)
+    oip = Served("pytorch", {1})
+    sources = [Served("tensorflow", {1, 2}), Served("pytorch", {1, 2})]
+    follower = CatalogFollower(catalog, store, sources, poll_s=3600, server_sources=[("oip", oip)])
+    asyncio.run(follower.look_all())
+    info = catalog.get("toy")
+    assert info.versions == {1: ("tensorflow", "pytorch"), 2: ("tensorflow", "pytorch")}
+    assert [info.serves_on("pytorch", "oip", v) for v in (1, 2)] == [True, False]
+    assert info.serves_on("pytorch", "torchserve", 2)  # not followed apart: as pytorch
+    oip.now = {1, 2}
+    assert asyncio.run(follower.look_all())  # a change on the OIP server alone is a change
+    assert catalog.get("toy").serves_on("pytorch", "oip", 2)
+
+
+def test_the_follower_follows_the_servers_arms_may_name(tmp_path: Path) -> None:
+    from gateway.control.catalog_follower import OipVersions, server_sources_for
+
+    oip = {"rest": ["127.0.0.1:8"], "grpc": ["127.0.0.1:9"]}
+    assert server_sources_for(settings_for(tmp_path)) == []  # no OIP server configured
+    [(server, source)] = server_sources_for(settings_for(tmp_path, oip=oip))
+    assert server == "oip" and isinstance(source, OipVersions)
+    flipped = settings_for(tmp_path, oip=oip, servers={"pytorch": "oip"},
+                           pytorch={"management": ["127.0.0.1:7"], "rest": ["127.0.0.1:6"]})  # fmt: skip
+    [(server, source)] = server_sources_for(flipped)
+    assert server == "torchserve" and isinstance(source, TorchServeVersions)

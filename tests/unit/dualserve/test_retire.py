@@ -10,7 +10,7 @@ import pytest
 from backends.torchserve.management import VersionState
 from dualserve import models as models_module
 from dualserve.models import RetireError, retire
-from dualserve.run_state import PytorchState, StackStatus, TensorflowState
+from dualserve.run_state import OipState, PytorchState, StackStatus, TensorflowState
 
 STATE = StackStatus(
     tensorflow=TensorflowState(rest="http://tf", grpc="tf:1"),
@@ -97,3 +97,41 @@ def test_an_old_version_leaves_tf_serving_then_torchserve(
     assert [p.name for p in (store / "tensorflow" / "m").iterdir()] == ["3"]
     assert ts.calls == ["default 3", "unregister 2"]
     assert done[-1] == "pytorch: m version 2 unregistered"
+
+
+def test_the_oip_server_is_shown_and_left_alone_with_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ts = FakeTorchServe({1, 2, 3}, default=3)
+    store = _setup(tmp_path, monkeypatch, [1, 2, 3], ts)
+    asked: list[str] = []
+
+    def oip_versions(rest: str, model: str) -> set[int]:
+        asked.append(rest)
+        return {2, 3}
+
+    monkeypatch.setattr(models_module, "oip_versions", oip_versions)
+    with_oip = STATE.model_copy(update={"oip": OipState(rest="http://oip", grpc="oip:1")})
+    done = retire(store, with_oip, "m", 2, timeout=1)
+    assert done[-1].startswith("pytorch@oip: still serves m version 2")
+    assert asked == ["http://oip"]
+    without = retire(store, STATE, "m", 1, timeout=1)  # no OIP server: no OIP line
+    assert without[-1] == "pytorch: m version 1 unregistered" and asked == ["http://oip"]
+
+
+def test_models_shows_the_oip_row_outside_the_routed_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dualserve.models import model_views
+    from tests.unit.gateway.gateway_fakes import make_store
+
+    store = make_store(tmp_path / "store", (1, 2))
+    monkeypatch.setattr(models_module, "tf_versions", lambda rest, model: {1})
+    monkeypatch.setattr(models_module, "torch_versions", lambda torch, model: {1})
+    monkeypatch.setattr(models_module, "oip_versions", lambda rest, model: {1, 2})
+    with_oip = STATE.model_copy(update={"oip": OipState(rest="http://oip", grpc="oip:1")})
+    [view] = model_views(store, tmp_path / "run", with_oip)
+    assert view.served == {"tensorflow": [1], "pytorch": [1], "pytorch@oip": [1, 2]}
+    assert view.routed == 1  # the OIP server's v2 does not make 2 routed
+    [plain] = model_views(store, tmp_path / "run", STATE)
+    assert "pytorch@oip" not in plain.served

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.experiments.log.records import Event
-from gateway.experiments.report import rollout_lines, write_report
+from gateway.experiments.report import _arm_label, rollout_lines, write_report
 from tests.unit.experiments.experiment_rows import CANDIDATE, CONTROL, define, experiment_rows, row
 
 
@@ -54,3 +54,13 @@ def test_report_of_a_one_arm_log_says_why_there_is_no_decision(tmp_path: Path) -
     md_path, _ = write_report(rows, [], "exp", tmp_path)
     md = md_path.read_text()
     assert "No decision: the experiment needs two arms" in md and "fewer than two arms" in md
+
+
+def test_an_arm_that_names_its_server_is_labelled_with_it() -> None:
+    specs = {
+        "torch-pt2": {"framework": "pytorch", "version": None, "server": "oip"},
+        "tf-v2": {"framework": "tensorflow", "version": 2, "server": None},
+    }
+    result = {"arm_specs": specs}
+    assert _arm_label(result, "torch-pt2") == "torch-pt2 (pytorch on oip latest)"
+    assert _arm_label(result, "tf-v2") == "tf-v2 (tensorflow v2)"  # as before issue 29
