@@ -111,6 +111,11 @@ def _models(stack: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(done.stdout)["models"][MODEL])
 
 
+def _routable(models: dict[str, Any]) -> dict[str, list[int]]:
+    """What TF Serving and TorchServe serve (the two arms `latest` is computed from)."""
+    return {fw: models["served"][fw] for fw in ("tensorflow", "pytorch")}
+
+
 @pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
 def stack(
     request: pytest.FixtureRequest,
@@ -138,7 +143,7 @@ def test_a_new_version_lands_and_the_old_one_leaves_without_a_failed_request(
     url = f"{stack['gateway']['rest']}/v1/models/{MODEL}:predict"
     before = _models(stack)
     assert before["routed"] == 1
-    assert before["served"] == {"tensorflow": [1], "pytorch": [1]}
+    assert before["served"] == {"tensorflow": [1], "pytorch": [1], "pytorch@oip": [1]}
     with Clients(url) as clients:
         everyone = set(range(len(CLIENTS)))
         clients.wait_for("every client answered", lambda a: {x.client for x in a} == everyone, 60)
@@ -175,10 +180,12 @@ def test_a_new_version_lands_and_the_old_one_leaves_without_a_failed_request(
     assert _failures(answers) == [] and len(answers) > 100
     # latest moved on both arms, and the retired version answered nothing sent after it left
     assert landed_models["routed"] == 2 and landed_models["routed_since"] is not None
-    assert landed_models["served"] == {"tensorflow": [1, 2], "pytorch": [1, 2]}
+    assert _routable(landed_models) == {"tensorflow": [1, 2], "pytorch": [1, 2]}
     late = {(a.backend, a.version) for a in answers if a.sent > after_retire}
     assert late == {("tensorflow", "2"), ("pytorch", "2")}
     final = _models(stack)
     assert final["routed"] == 2
-    assert final["served"] == {"tensorflow": [2], "pytorch": [2]}
+    assert _routable(final) == {"tensorflow": [2], "pytorch": [2]}
+    # The bundled OIP server follows the manifest (its newest two .pt2), not `retire`.
+    assert 2 in final["served"]["pytorch@oip"]
     assert (stack["store"] / "retired" / "tensorflow" / MODEL / "1").is_dir()
