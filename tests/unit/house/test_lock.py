@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import re
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -114,8 +115,11 @@ def test_the_gateway_lock_is_exactly_the_closure_of_its_requirements() -> None:
 
 def test_the_installed_venv_has_every_locked_version() -> None:
     """scripts/setup.sh installs requirements.lock exactly; a drifted venv fails here."""
+    # The venv's own site-packages only: setuptools (imported by torch's inductor in an
+    # earlier test) appends its vendored packaging and wheel to sys.path.
+    site = [str(Path(sysconfig.get_paths()["purelib"]))]
     installed: dict[str, str] = {
-        canonicalize_name(d.metadata["Name"]): d.version for d in md.distributions()
+        canonicalize_name(d.metadata["Name"]): d.version for d in md.distributions(path=site)
     }
     drift = {n: (v, installed.get(n)) for n, v in pins(LOCK).items() if installed.get(n) != v}
     assert drift == {}, "the venv differs from requirements.lock (locked, installed): " + str(drift)
