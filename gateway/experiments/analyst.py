@@ -22,10 +22,13 @@ analysis, keeps each experiment's latest result with its time, and answers withi
 timeout: a fresh result (as the analysis gives it: the same log, the same JSON), else the
 latest one with `stale: {"age_s", "computed_at", "reason"}`, else 503. An
 analysis past the timeout is ended (the child is killed and started again at the next
-read), so a runaway analysis never holds the database or a core. The child runs as
-background work (Linux `SCHED_IDLE`, else nice 19): on a busy host the serving processes
-get the cores first (measured: `benchmarks.experiments.analysis_load`; at nice 10 the gateway kept
-0.35x of its throughput on a loaded 2-core box, at nice 19 0.60x).
+read), so a runaway analysis never holds the database or a core. The child starts at
+normal priority (its imports and its connection), then runs at nice 19: on a busy host the
+serving processes get the cores first (measured: `benchmarks.experiments.analysis_load`;
+at nice 10 the gateway kept 0.35x of its throughput on a loaded 2-core box, at nice 19
+0.60x, under Linux `SCHED_IDLE` 0.77x). Not `SCHED_IDLE`: it gets no CPU at all while any
+other process wants it, so on a host kept busy the analyses (and the rollouts that wait
+on them) never finished; a whole suite under a two-core busy loop showed it.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ HEADER = struct.Struct("!I")
 Timed = tuple[dict[str, Any], float]  # a result and when it was computed
 _START_S = 30.0  # a cold interpreter on a busy machine (numpy, pydantic)
 ANALYSIS_TIMEOUT_S = 60.0
-NICENESS = 19  # where SCHED_IDLE is missing: the lowest CPU priority (nice(2))
+NICENESS = 19  # the lowest CPU priority (nice(2))
 
 
 class AnalysisUnavailable(GatewayError):
@@ -229,11 +232,8 @@ def serve(store: Any, source: BinaryIO, sink: BinaryIO) -> None:
 
 
 def _background() -> None:
-    """Background work: the serving processes go first. Linux's SCHED_IDLE runs this
-    process only on a core nothing else wants; elsewhere (or if refused), nice 19."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        return
+    """Background work: the serving processes go first, and this one still progresses
+    (nice 19, the lowest priority that is never starved outright)."""
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
 
@@ -241,7 +241,6 @@ def _background() -> None:
 def main(argv: list[str]) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_IGN)  # the gateway's drain decides when we end
-    _background()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s analyst %(message)s")
     from gateway.control.database import StoreTimeouts, open_database
     from gateway.experiments.log.store import SqlLogStore
@@ -250,6 +249,7 @@ def main(argv: list[str]) -> int:
     folder = None if target["data_dir"] is None else Path(target["data_dir"])
     timeouts = StoreTimeouts(statement_s=ANALYSIS_TIMEOUT_S)  # aggregates of a large log
     store = SqlLogStore(open_database(target["database_url"], folder, timeouts))
+    _background()  # after the imports and the connection, which the start waits for
     try:
         _write_frame(sys.stdout.buffer, {"ready": True})
         serve(store, sys.stdin.buffer, sys.stdout.buffer)
