@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from gateway.core.errors import GatewayError
+from gateway.experiments.log.process import end_child
 from gateway.experiments.log.records import Event
 
 logger = logging.getLogger(__name__)
@@ -189,15 +190,7 @@ class Analyst:
         for task in list(self._running.values()):
             task.cancel()
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await end_child(proc, timeout)
 
 
 async def _read_frame(stream: asyncio.StreamReader) -> dict[str, Any]:

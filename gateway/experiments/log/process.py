@@ -88,16 +88,8 @@ class WriterProcess:
     async def close(self, timeout: float = 5.0) -> None:
         """End the writer: it writes what it was sent, then exits (killed after `timeout`)."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
+        if await end_child(proc, timeout):
             logger.error("the prediction log writer did not end in %.1f s: killed", timeout)
-            proc.kill()
-            await proc.wait()
 
     async def _reap(self) -> None:
         proc, self._proc = self._proc, None
@@ -105,3 +97,20 @@ class WriterProcess:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+async def end_child(proc: asyncio.subprocess.Process | None, timeout: float) -> bool:
+    """End a child that serves on its stdin (the log's writer, the analyst): close its
+    stdin, so it finishes what it was sent and exits; kill it after `timeout` seconds.
+    Returns True when it had to be killed."""
+    if proc is None or proc.returncode is not None:
+        return False
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return True
+    return False
