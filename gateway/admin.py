@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -193,11 +194,46 @@ async def create_experiment(request: Request) -> Response:
     return json_response(created, status=201)
 
 
-@router.get("/experiments/{experiment}", **operation(statuses=(503,)))
+@router.get("/experiments/{experiment}", **operation(statuses=(400, 503)))
 async def experiment_analysis(request: Request, experiment: str) -> Response:
-    """The full analysis: per-arm figures with intervals, tests, verdict, events."""
+    """The full analysis: per-arm figures with intervals, tests, verdict, events.
+
+    Fresh by default: an analysis that began after the request came (within the
+    analyst's budget, `experiments.analysis_budget`). `Cache-Control: max-age=N` (RFC 9111
+    5.2.1.1) accepts the latest analysis up to N seconds old instead, at once. The answer's
+    `Age` header gives the analysis's age in seconds (RFC 9111 5.1)."""
     ctx = _ctx(request)
-    return json_response(await ctx.experiments.analysis(experiment))
+    max_age = max_age_of(request.headers.get("cache-control"))
+    result = await ctx.experiments.analysis(experiment, max_age_s=max_age)
+    response = json_response(result)
+    at = ctx.experiments.analysed_at(experiment)
+    age = 0 if at is None else max(0, int(time.time() - at))
+    response.headers["age"] = str(age)
+    return response
+
+
+def max_age_of(cache_control: str | None) -> float | None:
+    """The `max-age` of a `Cache-Control` request header (seconds; `no-cache`: 0), else
+    None (RFC 9111 5.2.1).
+
+    Raises:
+        BadRequest: `max-age` is not a non-negative integer (400).
+    """
+    if not cache_control:
+        return None
+    max_age: float | None = None
+    for directive in cache_control.lower().split(","):
+        name, _, value = directive.strip().partition("=")
+        if name == "no-cache":
+            return 0.0
+        if name == "max-age":
+            value = value.strip().strip('"')
+            if not value.isdigit():
+                raise BadRequest(
+                    f"Cache-Control: max-age must be a non-negative integer, not {value!r}"
+                )
+            max_age = float(value)
+    return max_age
 
 
 @router.post("/experiments/{experiment}/{action}", **_TRANSITION)

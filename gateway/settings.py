@@ -555,6 +555,14 @@ class ExperimentsSettings(BaseModel):
     )
     batch_size: int = Field(500, ge=1, description="records per write")
     flush_interval_s: float = Field(0.2, gt=0, description="longest wait before a write")
+    analysis_budget: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="the share of the wall time analyses may take in the analyst process:"
+        " after one of T seconds the next starts T (1 - budget) / budget later at the"
+        " earliest (reads in between wait for it)",
+    )
 
 
 DEFAULT_SERVERS: dict[Framework, ServerKind] = {"tensorflow": "tfserving", "pytorch": "torchserve"}

@@ -13,22 +13,34 @@ only sends a request and reads back the JSON. Its memory is sized by the aggrega
 
 Protocol (as the log's writer, `log.process`): each frame on stdin or stdout is a 4-byte
 big-endian length and a UTF-8 JSON payload. Request `{"experiment": id, "since": ts or
-null, "events": [Event.as_dict(), ...]}`; answer `{"result": {...}}` or `{"error":
-"..."}`, one at a time, in order, after one `{"ready": true}`. The child ignores SIGTERM
-and SIGINT (the gateway's drain decides) and exits when stdin closes.
+null, "events": [Event.as_dict(), ...]}` (an analysis), or `{"read": name, "args": [...]}`
+for one of the log's other reads that grow with it (`READS`: live figures, successful
+requests per arm); answer `{"result": ...}` or `{"error": "..."}`, one at a time, in
+order, after one `{"ready": true}`. The child ignores SIGTERM and SIGINT (the gateway's
+drain decides) and exits when stdin closes.
 
 `Analyst` (the gateway's end) coalesces concurrent reads of one experiment into one
 analysis, keeps each experiment's latest result with its time, and answers within its
 timeout: a fresh result (as the analysis gives it: the same log, the same JSON), else the
-latest one with `stale: {"age_s", "computed_at", "reason"}`, else 503. An
+latest one with `stale: {"age_s", "computed_at", "reason"}`, else 503. A read may accept
+the latest result up to `max_age_s` old instead (HTTP's `Cache-Control: max-age`). An
 analysis past the timeout is ended (the child is killed and started again at the next
-read), so a runaway analysis never holds the database or a core. The child starts at
-normal priority (its imports and its connection), then runs at nice 19: on a busy host the
-serving processes get the cores first (measured: `benchmarks.experiments.analysis_load`;
-at nice 10 the gateway kept 0.35x of its throughput on a loaded 2-core box, at nice 19
-0.60x, under Linux `SCHED_IDLE` 0.77x). Not `SCHED_IDLE`: it gets no CPU at all while any
-other process wants it, so on a host kept busy the analyses (and the rollouts that wait
-on them) never finished; a whole suite under a two-core busy loop showed it.
+read), so a runaway analysis never holds the database or a core.
+
+The budget: analyses take at most `budget` of the wall time (default a quarter). After
+an analysis that took T seconds, the next one starts no sooner than T (1 - budget) /
+budget later; reads that come in between wait for it (all of them share it), so every
+read still gets an analysis that began after it came, and a client reading in a loop
+cannot keep a core busy: on a 1M-row log (6 s) the analyst runs at most 6 s in 24.
+Small logs pay nothing visible (a 50 ms analysis: the next may start 150 ms later).
+
+The child starts at normal priority (its imports and its connection), then runs at nice
+19: on a busy host the serving processes get the cores first (measured:
+`benchmarks.experiments.analysis_load`; at nice 10 the gateway kept 0.35x of its
+throughput on a loaded 2-core box, at nice 19 0.60x, under Linux `SCHED_IDLE` 0.77x).
+Not `SCHED_IDLE`: it gets no CPU at all while any other process wants it, so on a host
+kept busy the analyses (and the rollouts that wait on them) never finished; a whole
+suite under a two-core busy loop showed it.
 """
 
 from __future__ import annotations
@@ -56,7 +68,9 @@ HEADER = struct.Struct("!I")
 Timed = tuple[dict[str, Any], float]  # a result and when it was computed
 _START_S = 30.0  # a cold interpreter on a busy machine (numpy, pydantic)
 ANALYSIS_TIMEOUT_S = 60.0
+ANALYSIS_BUDGET = 0.25  # the analyses' share of the wall time, at most
 NICENESS = 19  # the lowest CPU priority (nice(2))
+READS = ("summary", "arm_counts")  # the log's reads that grow with it, besides analyses
 
 
 class AnalysisUnavailable(GatewayError):
@@ -73,6 +87,8 @@ class Analyst:
         data_dir: the SQLite log's folder.
         timeout_s: how long a read waits for a fresh analysis.
         clock: seconds since the epoch (results' `computed_at`).
+        budget: the analyses' share of the wall time, in (0, 1] (see the module).
+        monotonic: seconds (the budget's clock).
     """
 
     def __init__(
@@ -81,7 +97,11 @@ class Analyst:
         data_dir: Path | None,
         timeout_s: float = ANALYSIS_TIMEOUT_S,
         clock: Callable[[], float] = time.time,
+        budget: float = ANALYSIS_BUDGET,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not 0 < budget <= 1:
+            raise ValueError(f"analysis budget: {budget} is not in (0, 1]")
         target = {"database_url": database_url, "data_dir": data_dir and str(data_dir)}
         self._command = (sys.executable, "-m", "gateway.experiments.analyst", json.dumps(target))
         self._proc: asyncio.subprocess.Process | None = None
@@ -89,23 +109,40 @@ class Analyst:
         self._running: dict[tuple[str, float | None], asyncio.Task[Timed]] = {}
         self._latest: dict[tuple[str, float | None], tuple[dict[str, Any], float]] = {}
         self.timeout_s, self._clock = timeout_s, clock
+        self.budget, self._monotonic = budget, monotonic
+        self._not_before = 0.0  # (monotonic) the budget's earliest start of the next analysis
+        self._asking = False  # the child is working on a request
         self._generation = 0  # children ended so far (see `_start`)
 
     @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
+    def computed_at(self, experiment: str, since: float | None = None) -> float | None:
+        """When the latest analysis of (`experiment`, `since`) was computed (s since the
+        epoch), or None."""
+        latest = self._latest.get((experiment, since))
+        return None if latest is None else latest[1]
+
     async def analyse(
-        self, experiment: str, since: float | None, events: Sequence[Event]
+        self,
+        experiment: str,
+        since: float | None,
+        events: Sequence[Event],
+        max_age_s: float | None = None,
     ) -> dict[str, Any]:
         """The analysis of `experiment` (rows at or after `since`; its `events`, from the
         control plane), fresh within the timeout; else the latest with `stale` (its
-        `age_s`, `computed_at` in s since the epoch, and why).
+        `age_s`, `computed_at` in s since the epoch, and why). `max_age_s`: the latest
+        result is enough when at most this old (seconds; None: a fresh one).
 
         Raises:
             AnalysisUnavailable: neither a fresh nor an earlier result (503).
         """
         key = (experiment, since)
+        latest = self._latest.get(key)
+        if max_age_s is not None and latest and self._clock() - latest[1] <= max_age_s:
+            return latest[0]
         task = self._running.get(key)
         if task is None:
             task = self._running[key] = asyncio.create_task(self._fresh(key, events))
@@ -113,14 +150,18 @@ class Analyst:
         try:
             result, _ = await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
         except TimeoutError:
-            await self._kill()
-            return self._earlier(key, f"the analysis took over {self.timeout_s:g} s")
+            if self._asking:  # a runaway analysis (not the budget's wait): end it
+                if self._running.get(key) is task:  # later reads start a new one
+                    del self._running[key]
+                await self._kill()
+            return self._earlier(key, f"no analysis within {self.timeout_s:g} s")
         except AnalysisUnavailable as exc:
             return self._earlier(key, exc.message)
         return result
 
     def _done(self, key: tuple[str, float | None], task: asyncio.Task[Any]) -> None:
-        self._running.pop(key, None)
+        if self._running.get(key) is task:
+            del self._running[key]
         if not task.cancelled():
             task.exception()  # retrieved: a waiter that timed out has answered already
 
@@ -139,12 +180,49 @@ class Analyst:
             "events": [event.as_dict() for event in events],
         }
         async with self._lock:
-            answer = await self._ask(request)
+            pause = self._not_before - self._monotonic()
+            if pause > 0:  # the budget: a rate, not a synchronisation
+                await asyncio.sleep(pause)
+            answer = await self._timed(request)
         if "error" in answer:
             raise AnalysisUnavailable(f"the analysis failed: {answer['error']}")
         at = self._clock()
         self._latest[key] = (answer["result"], at)
         return answer["result"], at
+
+    async def read(self, name: str, *args: Any) -> Any:
+        """One of the log's `READS` (`name` is the `LogStore` method), in the analyst
+        process: it waits for a running analysis, not for the budget's pause, and its
+        time counts in the budget.
+
+        Raises:
+            AnalysisUnavailable: the read failed or the process ended (503).
+        """
+        if name not in READS:
+            raise ValueError(f"analyst: {name!r} is not one of {READS}")
+        async with self._lock:
+            try:
+                answer = await asyncio.wait_for(
+                    self._timed({"read": name, "args": list(args)}), self.timeout_s
+                )
+            except TimeoutError:
+                await self._kill()  # its answer would come after the next request's
+                why = f"the log's {name} took over {self.timeout_s:g} s"
+                raise AnalysisUnavailable(why) from None
+        if "error" in answer:
+            raise AnalysisUnavailable(f"the log's {name} failed: {answer['error']}")
+        return answer["result"]
+
+    async def _timed(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`_ask`, its time charged to the budget."""
+        started = self._monotonic()
+        self._asking = True
+        try:
+            return await self._ask(request)
+        finally:
+            self._asking = False
+            took = self._monotonic() - started
+            self._not_before = self._monotonic() + took * (1 - self.budget) / self.budget
 
     async def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         if self._proc is None or self._proc.returncode is not None:
@@ -215,11 +293,14 @@ def serve(store: Any, source: BinaryIO, sink: BinaryIO) -> None:
         request = json.loads(source.read(HEADER.unpack(header)[0]))
         answer: dict[str, Any]
         try:
-            events = [Event(**event) for event in request["events"]]
-            result = analyse_store(store, request["experiment"], request["since"], events)
+            if request.get("read") in READS:
+                result = getattr(store, request["read"])(*request["args"])
+            else:
+                events = [Event(**event) for event in request["events"]]
+                result = analyse_store(store, request["experiment"], request["since"], events)
             answer = {"result": result}
         except Exception as exc:  # the gateway answers 503 (or the latest result)
-            logger.exception("analysis of %s failed", request.get("experiment"))
+            logger.exception("%s failed", request.get("read") or request.get("experiment"))
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         _write_frame(sink, answer)
 

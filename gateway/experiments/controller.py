@@ -9,8 +9,9 @@ for each running experiment with a `rollout`:
    the rollout begins, the first step is applied);
 2. the rows logged since that step began (plus `settle_s`, so that requests routed by
    the previous split in processes that had not yet followed are left out) are analysed
-   out of the serving process (the analyst process, on the database's aggregates), only
-   when rows were added since the last look (a count);
+   out of the serving process (the analyst process, on the database's aggregates, within
+   its budget), only when rows or labels came since the last look (their latest ts: two
+   index lookups, whatever the log's size);
 3. `rollout.next_rollout_action` decides; an advance, completion or rollback is stored
    as a `rollout` event (the action, and the analysis figures that justified it) with
    the new split, and routed through the policy store's experiment layer
@@ -79,8 +80,9 @@ class RolloutController:
     Args:
         manager: the experiments (their snapshot, and `rollout_step` to move a split).
         control: the control plane (lease, events).
-        rows: `rows(experiment, since)`: how many prediction-log rows (every process's)
-            were logged at or after `since` (a count: the rows stay in the database).
+        rows: `rows(experiment, since)`: a value that changes when prediction-log rows
+            (every process's) at or after `since`, or labels, come; falsy without any row
+            (`ExperimentService._log_rows`: the latest row's and label's ts).
         analyse_fn: `analyse_fn(experiment, since)`: the analysis of those rows, out of
             the serving process (`ExperimentService.analyse`: the analyst process on the
             database's aggregates); a `stale` result (the analysis timed out) holds.
@@ -94,7 +96,7 @@ class RolloutController:
         self,
         manager: ExperimentManager,
         control: ControlPlane,
-        rows: Callable[[str, float], Awaitable[int]],
+        rows: Callable[[str, float], Awaitable[object]],
         *,
         analyse_fn: Analyse,
         holder: str | None = None,
@@ -106,7 +108,7 @@ class RolloutController:
         self.holder = holder or holder_id()
         self._clock, self._analyse = clock, analyse_fn
         self._lease_s, self._settle_s = lease_s, settle_s
-        self._looked: dict[str, tuple[float, int]] = {}  # experiment -> (step ts, rows)
+        self._looked: dict[str, tuple[float, object]] = {}  # experiment -> (step ts, rows)
         self.leader = False
         control.add_schema(lease.SCHEMA)
 

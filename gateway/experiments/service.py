@@ -83,7 +83,7 @@ class ExperimentService:
         if settings.log_enabled:
             url, folder = settings.database_url, data_dir(settings, config_file)
             if url is not None or folder is not None:  # a database other processes can read
-                self.analyst = Analyst(url, folder)
+                self.analyst = Analyst(url, folder, budget=settings.analysis_budget)
             self.log = PredictionLog(
                 lambda: open_store(url, folder),
                 settings.queue_size, settings.batch_size, settings.flush_interval_s,
@@ -272,18 +272,27 @@ class ExperimentService:
         except LabelOutOfRange as exc:
             raise BadRequest(str(exc)) from None
 
-    async def analysis(self, experiment: str) -> dict[str, Any]:
+    async def analysis(self, experiment: str, max_age_s: float | None = None) -> dict[str, Any]:
+        """`GET /admin/experiments/{id}`: the analysis (fresh; or the latest when at most
+        `max_age_s` seconds old), with the experiment's status."""
         self.manager.get(experiment)  # 404 for unknown ids
         log = self._require_log()
         await log.flush(CALL_TIMEOUT_S)
         await self._check_stop_rules()  # e.g. a sample size the flush just reached
-        result = await self.analyse(experiment)
+        result = await self.analyse(experiment, max_age_s=max_age_s)
         described = self.describe(experiment)
         result["status"] = described["status"]
         result["overridden_since"] = described["overridden_since"]
         return result
 
-    async def analyse(self, experiment: str, since: float | None = None) -> dict[str, Any]:
+    def analysed_at(self, experiment: str) -> float | None:
+        """When the latest analysis of the whole experiment was computed (s since the
+        epoch; None: none kept, or computed on this process's log thread just now)."""
+        return None if self.analyst is None else self.analyst.computed_at(experiment)
+
+    async def analyse(
+        self, experiment: str, since: float | None = None, max_age_s: float | None = None
+    ) -> dict[str, Any]:
         """The analysis of `experiment`'s rows (at or after `since`), from the database's
         aggregates, in the analyst process (`analyst`): never in this serving process,
         whose memory and GIL stay the requests'. An earlier result carries `stale` (its
@@ -295,7 +304,7 @@ class ExperimentService:
         """
         events = await self.control.read(state_store.read_events, experiment)
         if self.analyst is not None:
-            return await self.analyst.analyse(experiment, since, events)
+            return await self.analyst.analyse(experiment, since, events, max_age_s)
         log = self._require_log()
         args = (experiment, since, events)
         result = await log.run(_analyse_store, *args, timeout_s=_ANALYSIS_TIMEOUT_S)
@@ -303,7 +312,7 @@ class ExperimentService:
 
     async def summaries(self) -> list[dict[str, Any]]:
         """Every experiment with live per-arm figures from the log (every process's)."""
-        live = await self.log.run(_summary) if self.log is not None else {}
+        live = await self._read(_summary, "summary") if self.log is not None else {}
         return [
             {**self.describe(exp_id), "arms": live.get(exp_id, {})}
             for exp_id in sorted(self.manager.states)
@@ -330,18 +339,28 @@ class ExperimentService:
     async def _check_stop_rules(self) -> None:
         """End running experiments whose every arm served its sample size, counted in the
         log (all processes' rows); when several processes see it, one ends it."""
-        log = self._require_log()
+        self._require_log()
         self._unchecked = False
         for exp_id, state in list(self.manager.states.items()):
             if state.status != "running" or state.spec.stop.sample_size_per_arm is None:
                 continue
-            if state.sample_reached(await log.run(_arm_counts, exp_id)):
+            if state.sample_reached(await self._read(_arm_counts, "arm_counts", exp_id)):
                 await self.manager.auto(exp_id, "end", "stop rule: sample size per arm reached")
 
-    async def _log_rows(self, experiment: str, since: float) -> int:
+    async def _read(self, call: Callable[..., Any], name: str, *args: Any) -> Any:
+        """A read of the log that grows with it: in the analyst process when there is one
+        (never in this serving process), else on the log's thread (a log in memory)."""
+        if self.analyst is not None:
+            return await self.analyst.read(name, *args)
+        return await self._require_log().run(call, *args, timeout_s=_ANALYSIS_TIMEOUT_S)
+
+    async def _log_rows(self, experiment: str, since: float) -> tuple[float, float] | None:
+        """The controller's cue: (the latest row's ts, the latest label's ts) of
+        `experiment` at or after `since`, None without a row: two index lookups, whatever
+        the log's size (`LogStore.watermark`)."""
         log = self._require_log()
         await log.flush(CALL_TIMEOUT_S)  # this process's rows; others flush on their own
-        return await log.run(_count_since, experiment, since, timeout_s=_ANALYSIS_TIMEOUT_S)
+        return await log.run(_watermark, experiment, since)
 
     async def _housekeep(self) -> None:
         """Time rules, stop rules, retention (purged at most every `_PURGE_EVERY_S`)."""
@@ -384,8 +403,8 @@ def _arm_counts(store: LogStore, experiment: str) -> dict[str, int]:
     return store.arm_counts(experiment)
 
 
-def _count_since(store: LogStore, experiment: str, since: float) -> int:
-    return store.count_since(experiment, since)
+def _watermark(store: LogStore, experiment: str, since: float) -> tuple[float, float] | None:
+    return store.watermark(experiment, since)
 
 
 def _analyse_store(

@@ -42,6 +42,8 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS predictions_by_ts ON predictions (ts)",
     """CREATE TABLE IF NOT EXISTS feedback (
         request_id TEXT PRIMARY KEY, label INTEGER NOT NULL, ts DOUBLE PRECISION NOT NULL)""",
+    # the rollout controller's cue (`watermark`) and the retention's purge read it by ts
+    "CREATE INDEX IF NOT EXISTS feedback_by_ts ON feedback (ts)",
 )
 # One row of `records()`: the prediction columns, then the fed-back label (or None).
 RECORD_COLUMNS = (*COLUMNS, "label")
@@ -65,7 +67,7 @@ class LogStore(Protocol):
         since: float | None = None,
     ) -> ExperimentAggregates: ...
     def events(self, experiment: str | None = None) -> list[Event]: ...
-    def count_since(self, experiment: str, since: float) -> int: ...
+    def watermark(self, experiment: str, since: float) -> tuple[float, float] | None: ...
     def arm_counts(self, experiment: str) -> dict[str, int]: ...
     def summary(self) -> dict[str, dict[str, dict[str, Any]]]: ...
     def purge(self, before_ts: float, chunk: int = ...) -> int: ...
@@ -145,13 +147,14 @@ class SqlLogStore:
         """Experiments' transitions (written by the experiments' state store), oldest first."""
         return read_events(self._db, experiment)
 
-    def count_since(self, experiment: str, since: float) -> int:
-        """Rows (served and shadow) of `experiment` logged at or after `since`."""
-        sql = (
-            f"SELECT COUNT(*) FROM predictions WHERE experiment = {self.placeholder}"
-            f" AND ts >= {self.placeholder}"
-        )
-        return int(self._fetch(sql, (experiment, since))[0][0])
+    def watermark(self, experiment: str, since: float) -> tuple[float, float] | None:
+        """(the latest ts of `experiment`'s rows at or after `since`, the latest label's
+        ts), or None when it has no row at or after `since`: what changes when rows or
+        labels come. Two index lookups (`predictions_by_experiment`, `feedback_by_ts`),
+        whatever the log's size: the rollout controller asks every tick, in the serving
+        process."""
+        latest, labelled = self._fetch(watermark_sql(self.placeholder), (experiment, since))[0]
+        return None if latest is None else (float(latest), float(labelled or 0.0))
 
     def arm_counts(self, experiment: str) -> dict[str, int]:
         """Successful served requests per arm of `experiment` (every process's)."""
@@ -237,6 +240,14 @@ class SqlLogStore:
 
     def _transaction(self) -> Transaction:
         return self._db.transaction()
+
+
+def watermark_sql(p: str) -> str:
+    """`SqlLogStore.watermark`'s statement (parameters: experiment, since)."""
+    return (
+        f"SELECT (SELECT MAX(ts) FROM predictions WHERE experiment = {p} AND ts >= {p}),"
+        " (SELECT MAX(ts) FROM feedback)"
+    )
 
 
 def _feedback_outcome(

@@ -96,3 +96,67 @@ def test_a_failing_analysis_is_a_503_naming_the_failure(tmp_path: Path) -> None:
             await analyst.aclose()
 
     asyncio.run(scenario())
+
+
+# A stand-in analyst that answers every request with how many it has had.
+_COUNTING = _ONCE.replace("if count == 1:", "if True:").replace(
+    '"pid": __import__("os").getpid()', '"count": count'
+)
+
+
+def test_the_budget_spaces_analyses_and_reads_in_between_share_the_next(tmp_path: Path) -> None:
+    now = [100.0]  # the budget's clock (monotonic seconds), moved by hand
+
+    async def scenario() -> None:
+        analyst = Analyst(None, tmp_path, budget=0.25, monotonic=lambda: now[0])
+        analyst._command = (sys.executable, "-c", _COUNTING)
+        ask = analyst._ask
+
+        async def two_seconds(request: dict) -> dict:  # every analysis "takes" 2 s
+            answer = await ask(request)
+            now[0] += 2.0
+            return answer
+
+        analyst._ask = two_seconds  # type: ignore[method-assign]
+        try:
+            first = await analyst.analyse("exp", None, [])
+            assert first["count"] == 1
+            # 2 s at a quarter of the wall time: the next starts 2 * 0.75 / 0.25 = 6 s later
+            assert analyst._not_before == pytest.approx(102.0 + 6.0)
+            now[0] = analyst._not_before - 0.05  # 50 ms of the pause left (real seconds)
+            reads = await asyncio.gather(*(analyst.analyse("exp", None, []) for _ in range(3)))
+            assert [r["count"] for r in reads] == [2, 2, 2]  # one analysis for the three
+            cached = await analyst.analyse("exp", None, [], max_age_s=60.0)
+            assert cached["count"] == 2  # the latest, as old as the client allows
+            now[0] = analyst._not_before
+            assert (await analyst.analyse("exp", None, []))["count"] == 3  # fresh again
+        finally:
+            await analyst.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_budget_outside_0_1_is_refused(tmp_path: Path) -> None:
+    for budget in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="budget"):
+            Analyst(None, tmp_path, budget=budget)
+
+
+def test_the_logs_other_reads_run_in_the_analyst_process(tmp_path: Path) -> None:
+    store = SqliteLogStore(tmp_path / "predictions.sqlite3")
+    fill(store, 0, 120)
+    want_summary, want_counts = store.summary(), store.arm_counts("exp")
+    store.close()
+
+    async def scenario() -> tuple[object, object]:
+        analyst = Analyst(None, tmp_path)
+        try:
+            with pytest.raises(ValueError, match="records"):  # rows never cross the pipe
+                await analyst.read("records", "exp")
+            return await analyst.read("summary"), await analyst.read("arm_counts", "exp")
+        finally:
+            await analyst.aclose()
+
+    summary, counts = asyncio.run(scenario())
+    assert summary == want_summary and counts == want_counts
+    assert sum(want_counts.values()) > 0

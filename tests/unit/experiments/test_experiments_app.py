@@ -195,3 +195,18 @@ def test_shadow_sampling_logs_shadow_calls(tmp_path: Path) -> None:
     assert analysis["status"] == "ended" and analysis["events"][-1]["reason"].startswith(
         "stop rule"
     )
+
+
+def test_an_analysis_read_may_accept_the_latest_and_says_its_age(tmp_path: Path) -> None:
+    with _client(make_store(tmp_path / "store"), data_dir=str(tmp_path / "data")) as client:
+        _predict(client, 6)
+        url = "/admin/experiments/toy-ab"
+        fresh = client.get(url, headers=ADMIN)
+        assert fresh.status_code == 200 and fresh.headers["age"] == "0"
+        _predict(client, 6, prefix="s")
+        cached = client.get(url, headers={**ADMIN, "Cache-Control": "max-age=3600"})
+        assert cached.json()["arms"] == fresh.json()["arms"]  # the latest, not the new rows
+        again = client.get(url, headers={**ADMIN, "Cache-Control": "no-cache"}).json()
+        assert sum(a["requests"] for a in again["arms"].values()) == 12  # fresh: every row
+        bad = client.get(url, headers={**ADMIN, "Cache-Control": "max-age=soon"})
+        assert bad.status_code == 400 and "max-age" in bad.json()["error"]

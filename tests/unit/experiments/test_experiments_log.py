@@ -16,7 +16,7 @@ import numpy as np
 
 from gateway.experiments.log.records import PredictionRecord, Row, prediction_record
 from gateway.experiments.log.sink import PredictionLog
-from gateway.experiments.log.store import SqliteLogStore
+from gateway.experiments.log.store import SqliteLogStore, watermark_sql
 from gateway.experiments.log.top1 import to_row, top1
 
 
@@ -212,3 +212,24 @@ def test_the_fast_builder_puts_every_field_where_its_keyword_says() -> None:
     assert record == PredictionRecord(**fields)
     assert {name: getattr(record, name) for name in fields} == fields
     assert (record.top1, record.prob) == (None, None)
+
+
+def test_the_watermark_moves_with_rows_and_labels_and_reads_by_index(tmp_path: Path) -> None:
+    outcomes = [_outcome(i) for i in range(4)]  # r0 at 100 ... r3 at 103
+    outcomes[3] = dataclasses.replace(outcomes[3], experiment="other")
+    store = SqliteLogStore(tmp_path / "log.sqlite3")
+    assert store.watermark("exp", 0.0) is None  # an empty log: nothing to look at
+    store.write_batch([to_row(o) for o in outcomes[:2]])
+    assert store.watermark("exp", 101.5) is None  # no row of exp at or after 101.5
+    assert store.watermark("exp", 100.0) == (101.0, 0.0)  # the latest row; no label yet
+    store.write_batch([to_row(o) for o in outcomes[2:]])  # r2 (exp) at 102, r3 (other)
+    assert store.watermark("exp", 100.0) == (102.0, 0.0)  # another experiment's row: no
+    store.add_feedback([("r0", 1)], ts=500.0)
+    assert store.watermark("exp", 100.0) == (102.0, 500.0)  # a label on an old row: yes
+    plans = [
+        " ".join(str(part) for part in step)
+        for step in store._db.fetch(f"EXPLAIN QUERY PLAN {watermark_sql('?')}", ("exp", 1.0))
+    ]
+    assert any("predictions_by_experiment" in p for p in plans), plans  # no table scan
+    assert any("feedback_by_ts" in p for p in plans), plans
+    store.close()
