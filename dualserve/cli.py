@@ -374,22 +374,6 @@ def _log_url(run_dir: Path) -> str:
 DbOption = Annotated[str | None, typer.Option(help="sqlite:///PATH or postgresql://...")]
 
 
-def _experiment_log(experiment: str, db: str | None, run_dir: Path, console: Console) -> Any:
-    """(rows, events) of one experiment from the gateway's log; exits 1 when it has none."""
-    from gateway.experiments.log.store import open_store
-
-    url = db or _log_url(run_dir)
-    store = open_store(url, None)
-    try:
-        rows, events = store.records(experiment), store.events(experiment)
-    finally:
-        store.close()
-    if not rows and not events:
-        console.print(f"[red]error:[/] no experiment '{experiment}' in {url}", soft_wrap=True)
-        raise typer.Exit(code=1)
-    return rows, events
-
-
 @experiment_app.command("report")
 def experiment_report(
     experiment: Annotated[str, typer.Argument(help="experiment id, e.g. digits-mlp-ab")],
@@ -398,12 +382,24 @@ def experiment_report(
     out: Annotated[Path, typer.Option(help="reports folder")] = Path("reports/experiments"),
 ) -> None:
     """Write the experiment's analysis as Markdown and HTML with plots."""
-    from gateway.experiments.report import write_report
+    from gateway.experiments.log.store import open_store
+    from gateway.experiments.report import write_files
+    from gateway.experiments.stats.analysis import analyse_store
 
     console = Console()
-    rows, events = _experiment_log(experiment, db, run_dir, console)
-    md, html = write_report(rows, events, experiment, out / experiment)
-    console.print(f"{len(rows)} log records -> {md} and {html}")
+    url = db or _log_url(run_dir)
+    store = open_store(url, None)
+    try:  # aggregates and histograms from the database, never its rows (issue 23)
+        events = store.events(experiment)
+        result = analyse_store(store, experiment, None, events)
+        histograms = store.histograms(experiment, list(result["arms"]))
+    finally:
+        store.close()
+    if not histograms.rows and not events:
+        console.print(f"[red]error:[/] no experiment '{experiment}' in {url}", soft_wrap=True)
+        raise typer.Exit(code=1)
+    md, html = write_files(result, histograms, out / experiment)
+    console.print(f"{histograms.rows} log records -> {md} and {html}")
 
 
 @experiment_app.command("status")

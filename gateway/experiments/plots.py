@@ -4,6 +4,8 @@
   anytime-valid confidence sequence as a band, zero and the margin drawn in;
 - `latency`: per-arm latency distributions; `accuracy`: per-arm accuracy with its
   cluster-adjusted interval; `traffic`: requests per arm over time.
+
+`latency` and `traffic` draw counts the database binned (`log.histograms`), never rows.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.experiments.log.frame import LogFrame
+from gateway.experiments.log.histograms import Binned, ReportHistograms
 from gateway.experiments.stats.figures import LOWER_IS_BETTER
 
 _SCALE = {"accuracy": 100.0, "error_rate": 100.0}  # shown in points
@@ -28,8 +30,11 @@ def png(fig: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def plots(frame: LogFrame, result: dict[str, Any], decided: Sequence[str]) -> dict[str, str]:
-    """Four base64 PNGs keyed sequences, latency, accuracy, traffic."""
+def plots(
+    histograms: ReportHistograms, result: dict[str, Any], decided: Sequence[str]
+) -> dict[str, str]:
+    """Four base64 PNGs keyed sequences, latency, accuracy, traffic: from the analysis
+    (`result`, its `decided` metrics) and the log's histograms of `result`'s arms."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,13 +43,13 @@ def plots(frame: LogFrame, result: dict[str, Any], decided: Sequence[str]) -> di
     arms = list(result["arms"])
     out = {"sequences": _sequences(plt, result, decided)}
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    _latency_plot(ax, frame, arms)
+    _latency_plot(ax, histograms.latency, arms)
     out["latency"] = _finish(fig, ax)
     fig, ax = plt.subplots(figsize=(6, 3.2))
     _accuracy_plot(ax, result)
     out["accuracy"] = _finish(fig, ax)
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    _traffic_plot(ax, frame, arms)
+    _traffic_plot(ax, histograms.traffic, arms)
     out["traffic"] = _finish(fig, ax)
     plt.close("all")
     return out
@@ -62,12 +67,13 @@ def _sequences(plt: Any, result: dict[str, Any], decided: Sequence[str]) -> str:
     return png(fig)
 
 
-def _latency_plot(ax: Any, frame: LogFrame, arms: list[str]) -> None:
-    for arm in arms:
-        values = frame.latency_ms[frame.served(arm) & (frame.status == 200)]
-        if values.size:
-            ax.hist(values, bins=40, alpha=0.5, label=arm)
+def _latency_plot(ax: Any, latency: Binned | None, arms: list[str]) -> None:
     ax.set(xlabel="latency (ms)", ylabel="requests", title="latency per arm")
+    if latency is None:
+        return
+    for arm in arms:
+        if latency.counts[arm].any():
+            ax.stairs(latency.counts[arm], latency.edges, fill=True, alpha=0.5, label=arm)
 
 
 def _finish(fig: Any, ax: Any) -> str:
@@ -113,13 +119,9 @@ def _accuracy_plot(ax: Any, result: dict[str, Any]) -> None:
     ax.set(ylabel="online accuracy", title="accuracy, 95% cluster-adjusted Wilson intervals")
 
 
-def _traffic_plot(ax: Any, frame: LogFrame, arms: list[str]) -> None:
-    served = frame.kind == "serve"
+def _traffic_plot(ax: Any, traffic: Binned | None, arms: list[str]) -> None:
     ax.set(xlabel="seconds since first request", ylabel="requests", title="traffic over time")
-    if not served.any():
+    if traffic is None:
         return
-    start = frame.ts[served].min()
-    edges = np.linspace(start, max(frame.ts[served].max(), start + 1), 31)
     for arm in arms:
-        counts, _ = np.histogram(frame.ts[frame.served(arm)], bins=edges)
-        ax.plot((edges[:-1] - start), counts, label=arm)
+        ax.stairs(traffic.counts[arm], traffic.edges - traffic.edges[0], baseline=None, label=arm)

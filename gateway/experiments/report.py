@@ -4,6 +4,11 @@ Order of reading: the decision first, then the sample-ratio check (if it fired, 
 below may be trusted), each metric's confidence sequence over time, the arms, the paired
 shadow analysis, and the rollout's steps. Plots are PNGs embedded as base64, so the HTML
 needs no network and no side files.
+
+Memory is sized by arms, units and bins, never by the log's rows (issue 23): the analysis
+reads the database's aggregates (`analyse_store`), the latency and traffic plots the
+database's histograms (`LogStore.histograms`). The row-level `analyse` stays the tests'
+oracle.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.experiments.log.frame import LogFrame
-from gateway.experiments.log.records import Event, Row
+from gateway.experiments.log.histograms import ReportHistograms
+from gateway.experiments.log.records import Event
+from gateway.experiments.log.store import LogStore
 from gateway.experiments.plots import plots
-from gateway.experiments.stats.analysis import analyse
+from gateway.experiments.stats.analysis import analyse_store
 from gateway.experiments.stats.figures import LOWER_IS_BETTER
 
 _UNITS = {"accuracy": "points", "error_rate": "points"}
@@ -236,12 +242,27 @@ def status_markdown(result: dict[str, Any]) -> str:
 
 
 def write_report(
-    rows: Sequence[Row], events: Sequence[Event], experiment: str, out_dir: Path
+    store: LogStore, experiment: str, out_dir: Path, events: Sequence[Event] | None = None
 ) -> tuple[Path, Path]:
-    """Write `report.md` and `index.html` for one experiment; returns both paths."""
-    result = analyse(rows, events, experiment)
+    """Write `report.md` and `index.html` for one experiment of the log in `store`;
+    returns both paths. `events`: the experiment's (else read from the store).
+
+    Reads aggregates and histograms computed by the database, never the rows: memory is
+    sized by the experiment's units, arms and bins.
+    """
+    result = analyse_store(store, experiment, None, events)
+    histograms = store.histograms(experiment, list(result["arms"]))
+    return write_files(result, histograms, out_dir)
+
+
+def write_files(
+    result: dict[str, Any], histograms: ReportHistograms, out_dir: Path
+) -> tuple[Path, Path]:
+    """Write `report.md` and `index.html` from an analysis (`analyse`'s JSON) and the
+    log's histograms of its arms; returns both paths."""
+    experiment = str(result["experiment"])
     decided = list((result.get("decision") or {}).get("metrics", {}))
-    images = plots(LogFrame.from_rows(rows), result, decided)
+    images = plots(histograms, result, decided)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = markdown(result)
     md_path, html_path = out_dir / "report.md", out_dir / "index.html"

@@ -22,6 +22,7 @@ from gateway.control.database import (
     open_sqlite,
 )
 from gateway.experiments.log.aggregates import Aggregator, ExperimentAggregates
+from gateway.experiments.log.histograms import HistogramReader, ReportHistograms
 from gateway.experiments.log.labels import check_model_labels
 from gateway.experiments.log.records import COLUMNS, Event, FeedbackResult, Row
 from gateway.experiments.log.writer import insert_rows
@@ -66,6 +67,7 @@ class LogStore(Protocol):
         segment_starts: Sequence[float] = (),
         since: float | None = None,
     ) -> ExperimentAggregates: ...
+    def histograms(self, experiment: str, arms: Sequence[str]) -> ReportHistograms: ...
     def events(self, experiment: str | None = None) -> list[Event]: ...
     def watermark(self, experiment: str, since: float) -> tuple[float, float] | None: ...
     def arm_counts(self, experiment: str) -> dict[str, int]: ...
@@ -142,6 +144,11 @@ class SqlLogStore:
         after `since` when given; `arms` None = the served arms; `segment_starts` the
         split timeline's starts): see `gateway.experiments.log.aggregates`."""
         return Aggregator(self._db, experiment, since).collect(arms, segment_starts)
+
+    def histograms(self, experiment: str, arms: Sequence[str]) -> ReportHistograms:
+        """The report's traffic and latency histograms of `arms`, binned by the database
+        (one count per arm and bin): see `gateway.experiments.log.histograms`."""
+        return HistogramReader(self._db, experiment).collect(arms)
 
     def events(self, experiment: str | None = None) -> list[Event]:
         """Experiments' transitions (written by the experiments' state store), oldest first."""

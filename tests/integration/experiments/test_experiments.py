@@ -78,9 +78,7 @@ def test_online_accuracy_matches_offline_and_survives_restart(
 
     store = open_store(_log_url(stack["paths"].run_dir), None)
     try:
-        md, html = write_report(
-            store.records(EXPERIMENT), store.events(EXPERIMENT), EXPERIMENT, tmp_path
-        )
+        md, html = write_report(store, EXPERIMENT, tmp_path)
     finally:
         store.close()
     assert md.read_text().index("## Decision") < md.read_text().index("## Sample-ratio check")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dualserve.cli import app
 from gateway.control.database import open_database
 from gateway.experiments.log.records import Event
-from gateway.experiments.log.store import open_store
+from gateway.experiments.log.store import SqlLogStore, open_store
 from gateway.experiments.state_store import add_event
 from tests.unit.experiments.experiment_rows import CANDIDATE, CONTROL, define, experiment_rows
 
@@ -55,3 +56,28 @@ def test_status_json_is_the_analysis(tmp_path: Path) -> None:
 def test_unknown_experiment_exits_1_with_a_sentence(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["experiment", "status", "nope", "--db", _log(tmp_path)])
     assert result.exit_code == 1 and "no experiment 'nope'" in result.output
+
+
+def test_report_writes_both_files_without_loading_the_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _log(tmp_path)
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the report must not load the log's rows")
+
+    monkeypatch.setattr(SqlLogStore, "records", forbidden)
+    args = ["experiment", "report", "exp", "--db", url, "--out", str(tmp_path / "reports")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "reports" / "exp"
+    assert result.output.startswith("1200 log records -> ")  # 600 units, 2 requests each
+    assert "candidate_inferior" in (folder / "report.md").read_text()
+    assert (folder / "index.html").read_text().count("data:image/png;base64,") == 4
+
+
+def test_report_of_an_unknown_experiment_exits_1_with_a_sentence(tmp_path: Path) -> None:
+    args = ["experiment", "report", "nope", "--db", _log(tmp_path), "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "no experiment 'nope'" in result.output
+    assert not (tmp_path / "nope").exists()

@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from gateway.experiments.log.records import Event
+import pytest
+
+from gateway.control.database import open_sqlite
+from gateway.experiments.log.records import Event, Row
+from gateway.experiments.log.store import SqlLogStore
 from gateway.experiments.report import _arm_label, rollout_lines, write_report
+from gateway.experiments.stats.analysis import analyse
 from tests.unit.experiments.experiment_rows import CANDIDATE, CONTROL, define, experiment_rows, row
+from tests.unit.stats.test_experiments_aggregates import assert_same, fill
+
+
+def _store(rows: Sequence[Row]) -> SqlLogStore:
+    """A log in memory holding `rows` (`RECORD_COLUMNS`: the label last, fed back)."""
+    store = SqlLogStore(open_sqlite(None))
+    store.write_batch([r[:-1] for r in rows])
+    store.add_feedback([(r[0], r[-1]) for r in rows if r[1] == "serve" and r[-1] is not None], 1.0)
+    return store
+
+
+def _full_analysis(md: str) -> dict[str, Any]:
+    """The JSON of the report's `## Full analysis` section."""
+    block = md.split("## Full analysis", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    return dict(json.loads(block))
+
+
+class _RowsForbidden(SqlLogStore):
+    def records(self, experiment: str | None, since: float | None = None) -> list[Row]:
+        raise AssertionError("the report must not load the log's rows")
 
 
 def test_rollout_lines_show_the_current_step_and_each_transition_with_its_figures() -> None:
@@ -37,7 +65,7 @@ def test_report_sections_in_reading_order_with_pairs_and_rollout(tmp_path: Path)
              for u, r in enumerate(rows[::2])]  # fmt: skip
     step = {"kind": "advance", "step": 1, "share": 5.0, "split": {CONTROL: 95.0, CANDIDATE: 5.0}}
     events = [define(rollout={}), Event("exp", "rollout", "non-inferior", step, 500.0)]
-    md_path, html_path = write_report(rows, events, "exp", tmp_path)
+    md_path, html_path = write_report(_store(rows), "exp", tmp_path, events)
     md = md_path.read_text()
     order = ["## Decision", "## Sample-ratio check", "## Differences", "## Arms",
              "## Paired shadow analysis", "## Rollout"]  # fmt: skip
@@ -51,9 +79,36 @@ def test_report_sections_in_reading_order_with_pairs_and_rollout(tmp_path: Path)
 
 def test_report_of_a_one_arm_log_says_why_there_is_no_decision(tmp_path: Path) -> None:
     rows = [row(f"r{i}", CONTROL, f"u{i}", float(i), 10.0) for i in range(20)]
-    md_path, _ = write_report(rows, [], "exp", tmp_path)
+    md_path, _ = write_report(_store(rows), "exp", tmp_path, [])
     md = md_path.read_text()
     assert "No decision: the experiment needs two arms" in md and "fewer than two arms" in md
+
+
+@pytest.mark.parametrize(("seed", "units"), [(0, 300), (3, 200)])
+def test_the_reports_analysis_is_the_row_paths(tmp_path: Path, seed: int, units: int) -> None:
+    store = _RowsForbidden(open_sqlite(None))
+    events = fill(store, seed, units)
+    md_path, html_path = write_report(store, "exp", tmp_path)
+    rows = SqlLogStore.records(store, "exp")  # the oracle reads the rows; the report did not
+    assert_same(_full_analysis(md_path.read_text()), analyse(rows, events, "exp"))
+    assert html_path.read_text().count("data:image/png;base64,") == 4
+
+
+def test_a_report_of_an_experiment_without_rows(tmp_path: Path) -> None:
+    md_path, html_path = write_report(SqlLogStore(open_sqlite(None)), "exp", tmp_path, [])
+    md = md_path.read_text()
+    assert "No decision: the experiment needs two arms" in md
+    assert _full_analysis(md)["arms"] == {}
+    assert html_path.read_text().count("data:image/png;base64,") == 4
+
+
+def test_a_report_where_every_latency_is_equal(tmp_path: Path) -> None:
+    rows = [row(f"r{i}", (CONTROL, CANDIDATE)[i % 2], f"u{i}", float(i), 10.0, label=0)
+            for i in range(40)]  # fmt: skip
+    md_path, html_path = write_report(_store(rows), "exp", tmp_path, [define()])
+    result = _full_analysis(md_path.read_text())
+    assert result["arms"][CONTROL]["latency_ms"]["p50"]["value"] == 10.0
+    assert html_path.read_text().count("data:image/png;base64,") == 4
 
 
 def test_an_arm_that_names_its_server_is_labelled_with_it() -> None:
