@@ -89,14 +89,14 @@ def _batch(
         answer = int(top1[i])
         rows.append(
             (rid, "serve", ts, EXPERIMENT, "m", arm, 1, hashes[u], round(float(latency[i]), 4),
-             status, answer if ok[i] else None, None, None, 0)
+             status, answer if ok[i] else None, None, None, 0, arm)
         )  # fmt: skip
         if shadowed[i] and ok[i]:
             agreed = int(rng.random() < 0.9)
             rows.append(
                 (rid, "shadow", ts + 0.0005, EXPERIMENT, "m", other, 1, hashes[u],
                  round(float(latency[i]) * 1.1, 4), 200, answer if agreed else (answer + 1) % 10,
-                 None, agreed, 0)
+                 None, agreed, 0, other)
             )  # fmt: skip
         if labelled[i] and ok[i]:
             labels.append((rid, int(label[i])))
