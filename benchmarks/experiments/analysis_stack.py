@@ -297,14 +297,24 @@ def part_of(process: psutil.Process, root_part: str) -> str:
 class MemorySampler:
     """Every `SAMPLE_S`, the RSS of each root's process tree (walked again each time:
     analysts start at the first analysis), summed per part; keeps each part's peak sum
-    and first sum, its largest process and how many processes it had."""
+    and first sum, its largest process, how many processes it had, and the CPU seconds
+    (user + system) its processes used while sampled (a process that appeared later
+    counts from its start)."""
 
     roots: dict[int, str]  # pid -> part
     peak: dict[str, float] = field(default_factory=dict)
     largest: dict[str, float] = field(default_factory=dict)
     pids: dict[str, set[int]] = field(default_factory=dict)
     first: dict[str, float] = field(default_factory=dict)
+    _cpu: dict[int, tuple[str, float, float]] = field(default_factory=dict)  # part, first, last
     _stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def cpu_s(self) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for part, first, last in self._cpu.values():
+            used[part] = used.get(part, 0.0) + last - first
+        return used
 
     def sample(self) -> None:
         sums: dict[str, float] = {}
@@ -318,8 +328,12 @@ class MemorySampler:
                 try:
                     part = part_of(process, root_part)
                     rss = process.memory_info().rss / 2**20
+                    cpu = sum(process.cpu_times()[:2])
                 except psutil.Error:
                     continue
+                known = self._cpu.get(process.pid)
+                start = known[1] if known else (cpu if not self.first else 0.0)
+                self._cpu[process.pid] = (part, start, cpu)
                 sums[part] = sums.get(part, 0.0) + rss
                 self.largest[part] = max(self.largest.get(part, 0.0), rss)
                 self.pids.setdefault(part, set()).add(process.pid)
@@ -490,6 +504,7 @@ def run_once(setup: Setup, mode: str, run: int) -> dict[str, Any]:
     figures["rss_first"] = memory.first
     figures["rss_largest"] = memory.largest
     figures["processes"] = {part: len(pids) for part, pids in memory.pids.items()}
+    figures["cpu_s"] = memory.cpu_s
     return figures
 
 
@@ -538,13 +553,14 @@ def report(results: dict[str, list[dict[str, Any]]], rows: int, setup: Setup) ->
             f"{_median(runs, 'admin_mean_s'):.2f} |".replace("nan", "-")
         )
     parts = sorted({part for run in off + on for part in run["rss_peak"]})
-    lines += ["", "| peak RSS MiB (sum over the part's processes; largest one) | "
+    lines += ["", "| peak RSS MiB (sum over the part's processes; largest one), CPU s | "
               + " | ".join(results) + " | processes |",
               "|---|" + "---:|" * (len(results) + 1)]  # fmt: skip
     for part in parts:
         cells = [
             f"{_median(results[m], 'rss_peak', part):.0f} "
-            f"({_median(results[m], 'rss_largest', part):.0f})"
+            f"({_median(results[m], 'rss_largest', part):.0f}), "
+            f"{_median(results[m], 'cpu_s', part):.1f} s"
             for m in results
         ]
         count = max(r["processes"].get(part, 0) for r in off + on)
