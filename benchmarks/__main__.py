@@ -99,6 +99,11 @@ BENCHES = (
         ("--rows", "10000", "--seconds", "3", "--rounds", "1"),
     ),
     Bench(
+        "experiments.analysis_stack",
+        "issue 23 on the real stack: gateway req/s, p99, RSS with analyses and rollouts",
+        ("--rows", "10000", "--seconds", "3", "--rounds", "1"),
+    ),
+    Bench(
         "gateway",
         "the gateway's throughput, p50 and CPU per request as ratios to the floor proxy",
         ("--duration", "1", "--rounds", "1", "--workers", "1", "--transport", "default"),

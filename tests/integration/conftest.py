@@ -75,9 +75,22 @@ def _run(*command: str) -> None:
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """A throwaway cluster from Debian's `postgresql` package (initdb + pg_ctl, as the
-    `postgres` user when run as root) on a free loopback port in a temp dir, always
-    stopped after the module. If PostgreSQL is missing this fails; it never skips."""
+    """A throwaway cluster (`throwaway_postgres`), always stopped after the module. If
+    PostgreSQL is missing this fails; it never skips."""
+    with throwaway_postgres() as url:
+        yield url
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A cluster from Debian's `postgresql` package (initdb + pg_ctl, as the `postgres`
+    user when run as root) on a free loopback port in a temp dir, stopped and removed on
+    exit; its URL (user `postgres`, database `postgres`, trust auth). Also used by
+    `benchmarks.experiments.analysis_stack`.
+
+    Raises:
+        pytest.fail.Exception: PostgreSQL is missing, or initdb / pg_ctl failed.
+    """
     # Not under pytest's tmp dir: the `postgres` user cannot enter root's 0700 folders.
     bin_dir, root = _pg_bin(), Path(tempfile.mkdtemp(prefix="dualserve-pg-"))
     data, port = root / "data", free_port()
