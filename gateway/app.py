@@ -97,8 +97,9 @@ def build_context(
     source = str(settings.config_file) if settings.config_file else "gateway settings"
     policies = PolicyStore(configured, control, configured_by=source)
     experiments = ExperimentService(
-        exp, catalog, control, policies, settings.config_file, metrics.log_health
-    )
+        exp, catalog, control, policies, settings.config_file, metrics.log_health,
+        workers=settings.workers,
+    )  # fmt: skip
     metrics.before_render(experiments.update_health)
     mirror = ShadowMirror(
         settings.shadow_queue_size, on_dropped=[stats.dropped, shadow_drops(metrics)]

@@ -559,9 +559,10 @@ class ExperimentsSettings(BaseModel):
         0.25,
         gt=0,
         le=1,
-        description="the share of the wall time analyses may take in the analyst process:"
-        " after one of T seconds the next starts T (1 - budget) / budget later at the"
-        " earliest (reads in between wait for it)",
+        description="the share of the wall time analyses may take on this host (each"
+        " worker's analyst process gets budget / workers): after one of T seconds the"
+        " next starts T (1 - share) / share later at the earliest (reads in between wait"
+        " for it)",
     )
 
 

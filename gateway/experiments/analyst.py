@@ -13,10 +13,11 @@ only sends a request and reads back the JSON. Its memory is sized by the aggrega
 
 Protocol (as the log's writer, `log.process`): each frame on stdin or stdout is a 4-byte
 big-endian length and a UTF-8 JSON payload. Request `{"experiment": id, "since": ts or
-null, "events": [Event.as_dict(), ...]}` (an analysis), or `{"read": name, "args": [...]}`
-for one of the log's other reads that grow with it (`READS`: live figures, successful
-requests per arm); answer `{"result": ...}` or `{"error": "..."}`, one at a time, in
-order, after one `{"ready": true}`. The child ignores SIGTERM and SIGINT (the gateway's
+null, "events": [Event.as_dict(), ...], "history": bool}` (an analysis), or `{"read":
+name, "args": [...]}` for one of the log's other reads that grow with it (`READS`: live
+figures, successful requests per arm); answer `{"result": ..., "cpu_s": s}` (the child's
+CPU seconds on it) or `{"error": "..."}`, one at a time, in order, after one `{"ready":
+true}`. The child ignores SIGTERM and SIGINT (the gateway's
 drain decides) and exits when stdin closes.
 
 `Analyst` (the gateway's end) coalesces concurrent reads of one experiment into one
@@ -27,12 +28,16 @@ the latest result up to `max_age_s` old instead (HTTP's `Cache-Control: max-age`
 analysis past the timeout is ended (the child is killed and started again at the next
 read), so a runaway analysis never holds the database or a core.
 
-The budget: analyses take at most `budget` of the wall time (default a quarter). After
-an analysis that took T seconds, the next one starts no sooner than T (1 - budget) /
-budget later; reads that come in between wait for it (all of them share it), so every
-read still gets an analysis that began after it came, and a client reading in a loop
-cannot keep a core busy: on a 1M-row log (6 s) the analyst runs at most 6 s in 24.
-Small logs pay nothing visible (a 50 ms analysis: the next may start 150 ms later).
+The budget: analyses take at most `budget` of a core (default a quarter, shared by the
+host's workers). After an analysis that cost C seconds, the next one starts no sooner
+than C (1 - budget) / budget later; reads that come in between wait for it (all of them
+share it), so every read still gets an analysis that began after it came, and a client
+reading in a loop cannot keep a core busy: on a 1M-row log (6 s) the analyst runs at
+most 6 s in 24. Small logs pay nothing visible (a 50 ms analysis: the next may start 150
+ms later). C is the child's CPU time on SQLite (the database works in the child; a child
+held back by busier processes is charged what it used, not how long it waited), the
+wall time on PostgreSQL (the server does the work, out of the child's sight; the wall
+time bounds it).
 
 The child starts at normal priority (its imports and its connection), then runs at nice
 19: on a busy host the serving processes get the cores first (measured:
@@ -66,6 +71,7 @@ from gateway.experiments.log.records import Event
 logger = logging.getLogger(__name__)
 HEADER = struct.Struct("!I")
 Timed = tuple[dict[str, Any], float]  # a result and when it was computed
+Key = tuple[str, float | None, bool]  # experiment, since, with its history
 _START_S = 30.0  # a cold interpreter on a busy machine (numpy, pydantic)
 ANALYSIS_TIMEOUT_S = 60.0
 ANALYSIS_BUDGET = 0.25  # the analyses' share of the wall time, at most
@@ -104,10 +110,12 @@ class Analyst:
             raise ValueError(f"analysis budget: {budget} is not in (0, 1]")
         target = {"database_url": database_url, "data_dir": data_dir and str(data_dir)}
         self._command = (sys.executable, "-m", "gateway.experiments.analyst", json.dumps(target))
+        url = database_url or ""
+        self._charge_cpu = not url or url.startswith("sqlite")  # the work is in the child
         self._proc: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()  # one analysis at a time through the pipe
-        self._running: dict[tuple[str, float | None], asyncio.Task[Timed]] = {}
-        self._latest: dict[tuple[str, float | None], tuple[dict[str, Any], float]] = {}
+        self._running: dict[Key, asyncio.Task[Timed]] = {}
+        self._latest: dict[Key, tuple[dict[str, Any], float]] = {}
         self.timeout_s, self._clock = timeout_s, clock
         self.budget, self._monotonic = budget, monotonic
         self._not_before = 0.0  # (monotonic) the budget's earliest start of the next analysis
@@ -119,9 +127,9 @@ class Analyst:
         return None if self._proc is None else self._proc.pid
 
     def computed_at(self, experiment: str, since: float | None = None) -> float | None:
-        """When the latest analysis of (`experiment`, `since`) was computed (s since the
-        epoch), or None."""
-        latest = self._latest.get((experiment, since))
+        """When the latest full analysis (with its history) of (`experiment`, `since`) was
+        computed (s since the epoch), or None."""
+        latest = self._latest.get((experiment, since, True))
         return None if latest is None else latest[1]
 
     async def analyse(
@@ -130,16 +138,18 @@ class Analyst:
         since: float | None,
         events: Sequence[Event],
         max_age_s: float | None = None,
+        history: bool = True,
     ) -> dict[str, Any]:
         """The analysis of `experiment` (rows at or after `since`; its `events`, from the
         control plane), fresh within the timeout; else the latest with `stale` (its
         `age_s`, `computed_at` in s since the epoch, and why). `max_age_s`: the latest
-        result is enough when at most this old (seconds; None: a fresh one).
+        result is enough when at most this old (seconds; None: a fresh one). `history`
+        False: without the history's looks (`analyse_store`).
 
         Raises:
             AnalysisUnavailable: neither a fresh nor an earlier result (503).
         """
-        key = (experiment, since)
+        key = (experiment, since, history)
         latest = self._latest.get(key)
         if max_age_s is not None and latest and self._clock() - latest[1] <= max_age_s:
             return latest[0]
@@ -159,13 +169,13 @@ class Analyst:
             return self._earlier(key, exc.message)
         return result
 
-    def _done(self, key: tuple[str, float | None], task: asyncio.Task[Any]) -> None:
+    def _done(self, key: Key, task: asyncio.Task[Any]) -> None:
         if self._running.get(key) is task:
             del self._running[key]
         if not task.cancelled():
             task.exception()  # retrieved: a waiter that timed out has answered already
 
-    def _earlier(self, key: tuple[str, float | None], why: str) -> dict[str, Any]:
+    def _earlier(self, key: Key, why: str) -> dict[str, Any]:
         if key not in self._latest:
             raise AnalysisUnavailable(f"no analysis of {key[0]} yet: {why}")
         result, at = self._latest[key]
@@ -173,11 +183,12 @@ class Analyst:
         logger.warning("experiments: %s; answering the analysis of %.1f s ago", why, age)
         return {**result, "stale": {"age_s": age, "computed_at": at, "reason": why}}
 
-    async def _fresh(self, key: tuple[str, float | None], events: Sequence[Event]) -> Timed:
+    async def _fresh(self, key: Key, events: Sequence[Event]) -> Timed:
         request = {
             "experiment": key[0],
             "since": key[1],
             "events": [event.as_dict() for event in events],
+            "history": key[2],
         }
         async with self._lock:
             pause = self._not_before - self._monotonic()
@@ -214,14 +225,18 @@ class Analyst:
         return answer["result"]
 
     async def _timed(self, request: dict[str, Any]) -> dict[str, Any]:
-        """`_ask`, its time charged to the budget."""
+        """`_ask`, its cost charged to the budget (see the module)."""
         started = self._monotonic()
         self._asking = True
+        answer: dict[str, Any] = {}
         try:
-            return await self._ask(request)
+            answer = await self._ask(request)
+            return answer
         finally:
             self._asking = False
             took = self._monotonic() - started
+            if self._charge_cpu and isinstance(answer.get("cpu_s"), int | float):
+                took = min(took, float(answer["cpu_s"]))
             self._not_before = self._monotonic() + took * (1 - self.budget) / self.budget
 
     async def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -292,13 +307,15 @@ def serve(store: Any, source: BinaryIO, sink: BinaryIO) -> None:
             return
         request = json.loads(source.read(HEADER.unpack(header)[0]))
         answer: dict[str, Any]
+        cpu = time.process_time()
         try:
             if request.get("read") in READS:
                 result = getattr(store, request["read"])(*request["args"])
             else:
                 events = [Event(**event) for event in request["events"]]
-                result = analyse_store(store, request["experiment"], request["since"], events)
-            answer = {"result": result}
+                since, history = request["since"], request.get("history", True)
+                result = analyse_store(store, request["experiment"], since, events, history)
+            answer = {"result": result, "cpu_s": time.process_time() - cpu}
         except Exception as exc:  # the gateway answers 503 (or the latest result)
             logger.exception("%s failed", request.get("read") or request.get("experiment"))
             answer = {"error": f"{type(exc).__name__}: {exc}"}

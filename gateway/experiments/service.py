@@ -57,6 +57,8 @@ class ExperimentService:
         layers: the routing policy store's experiment layer (see `PolicyLayers`).
         config_file: where the SQLite log goes by default (`data/` beside it).
         log_health: where the log's health goes (`/metrics`); None = nowhere.
+        workers: the gateway's processes on this host, each with its analyst: each
+            analyst gets `analysis_budget / workers`, so the host's stays the budget.
 
     Raises:
         ValueError: duplicate experiment ids, or an arm names a missing build.
@@ -71,6 +73,8 @@ class ExperimentService:
         layers: PolicyLayers,
         config_file: Path | None = None,
         log_health: LogHealthMetrics | None = None,
+        *,
+        workers: int = 1,
     ) -> None:
         specs = settings.experiments
         specs = default_specs(catalog, layers.configured_policy) if specs is None else specs
@@ -83,7 +87,8 @@ class ExperimentService:
         if settings.log_enabled:
             url, folder = settings.database_url, data_dir(settings, config_file)
             if url is not None or folder is not None:  # a database other processes can read
-                self.analyst = Analyst(url, folder, budget=settings.analysis_budget)
+                budget = settings.analysis_budget / max(1, workers)  # the host's, shared
+                self.analyst = Analyst(url, folder, budget=budget)
             self.log = PredictionLog(
                 lambda: open_store(url, folder),
                 settings.queue_size, settings.batch_size, settings.flush_interval_s,
@@ -92,7 +97,7 @@ class ExperimentService:
         self._unchecked = False  # rows written since the stop rules were last checked
         self._catalog = catalog
         self.rollouts = RolloutController(
-            self.manager, control, self._log_rows, analyse_fn=self.analyse
+            self.manager, control, self._log_rows, analyse_fn=self._rollout_analysis
         )
         self._layers = layers
         control.add_schema(promotion.SCHEMA)
@@ -285,13 +290,21 @@ class ExperimentService:
         result["overridden_since"] = described["overridden_since"]
         return result
 
+    async def _rollout_analysis(self, experiment: str, since: float) -> dict[str, Any]:
+        """What the rollout controller reads: the step's analysis without its history."""
+        return await self.analyse(experiment, since, history=False)
+
     def analysed_at(self, experiment: str) -> float | None:
         """When the latest analysis of the whole experiment was computed (s since the
         epoch; None: none kept, or computed on this process's log thread just now)."""
         return None if self.analyst is None else self.analyst.computed_at(experiment)
 
     async def analyse(
-        self, experiment: str, since: float | None = None, max_age_s: float | None = None
+        self,
+        experiment: str,
+        since: float | None = None,
+        max_age_s: float | None = None,
+        history: bool = True,
     ) -> dict[str, Any]:
         """The analysis of `experiment`'s rows (at or after `since`), from the database's
         aggregates, in the analyst process (`analyst`): never in this serving process,
@@ -304,9 +317,9 @@ class ExperimentService:
         """
         events = await self.control.read(state_store.read_events, experiment)
         if self.analyst is not None:
-            return await self.analyst.analyse(experiment, since, events, max_age_s)
+            return await self.analyst.analyse(experiment, since, events, max_age_s, history)
         log = self._require_log()
-        args = (experiment, since, events)
+        args = (experiment, since, events, history)
         result = await log.run(_analyse_store, *args, timeout_s=_ANALYSIS_TIMEOUT_S)
         return dict(result)
 
@@ -408,9 +421,9 @@ def _watermark(store: LogStore, experiment: str, since: float) -> tuple[float, f
 
 
 def _analyse_store(
-    store: LogStore, experiment: str, since: float | None, events: Sequence[Event]
+    store: LogStore, experiment: str, since: float | None, events: Sequence[Event], history: bool
 ) -> Any:
-    return analyse_store(store, experiment, since, events)
+    return analyse_store(store, experiment, since, events, history)
 
 
 def _add_feedback(

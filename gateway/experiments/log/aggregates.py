@@ -155,10 +155,11 @@ class Aggregator:
     def collect(
         self, arms: Sequence[str] | None, segment_starts: Sequence[float] = (), looks: int = LOOKS
     ) -> ExperimentAggregates:
-        """Every aggregate; `arms` None = the served arms (sorted)."""
+        """Every aggregate; `arms` None = the served arms (sorted); `looks` 0: no history
+        (no cuts: the per-unit first-seen pass is skipped, the sums are of every row)."""
         served = self.served_arms()
         chosen = list(arms) if arms is not None else served
-        cuts, units_at = self.cuts(looks)
+        cuts, units_at = self.cuts(looks) if looks > 0 else (np.array([]), [])
         paired = {arm: self.paired(chosen[0], arm) for arm in chosen[1:]}
         sums = self.looks(chosen, [*cuts.tolist()])
         ok = {arm: int(sums[arm][-1].errors.sy - sums[arm][-1].errors.sx) for arm in chosen}

@@ -21,7 +21,7 @@ from gateway.control.database import (
     open_postgres,
     open_sqlite,
 )
-from gateway.experiments.log.aggregates import Aggregator, ExperimentAggregates
+from gateway.experiments.log.aggregates import LOOKS, Aggregator, ExperimentAggregates
 from gateway.experiments.log.histograms import HistogramReader, ReportHistograms
 from gateway.experiments.log.labels import check_model_labels
 from gateway.experiments.log.records import COLUMNS, Event, FeedbackResult, Row
@@ -66,6 +66,7 @@ class LogStore(Protocol):
         arms: Sequence[str] | None,
         segment_starts: Sequence[float] = (),
         since: float | None = None,
+        looks: int = ...,
     ) -> ExperimentAggregates: ...
     def histograms(self, experiment: str, arms: Sequence[str]) -> ReportHistograms: ...
     def events(self, experiment: str | None = None) -> list[Event]: ...
@@ -139,11 +140,13 @@ class SqlLogStore:
         arms: Sequence[str] | None,
         segment_starts: Sequence[float] = (),
         since: float | None = None,
+        looks: int = LOOKS,
     ) -> ExperimentAggregates:
         """The experiment's sufficient statistics, computed by the database (rows at or
         after `since` when given; `arms` None = the served arms; `segment_starts` the
-        split timeline's starts): see `gateway.experiments.log.aggregates`."""
-        return Aggregator(self._db, experiment, since).collect(arms, segment_starts)
+        split timeline's starts; `looks`: the history's, 0 for none): see
+        `gateway.experiments.log.aggregates`."""
+        return Aggregator(self._db, experiment, since).collect(arms, segment_starts, looks)
 
     def histograms(self, experiment: str, arms: Sequence[str]) -> ReportHistograms:
         """The report's traffic and latency histograms of `arms`, binned by the database

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.experiments.log.aggregates import ExperimentAggregates
+from gateway.experiments.log.aggregates import LOOKS, ExperimentAggregates
 from gateway.experiments.log.frame import LogFrame
 from gateway.experiments.log.records import Event, Row
 from gateway.experiments.stats.decision import decide, margins_for
@@ -149,15 +149,19 @@ def analyse_store(
     experiment: str,
     since: float | None = None,
     events: Sequence[Event] | None = None,
+    history: bool = True,
 ) -> dict[str, Any]:
     """The analysis of one experiment read from its log's database as aggregates:
     `SqlLogStore.aggregates` for the spec's arms (rows at or after `since` when given),
     then `analyse_aggregates`. `events`: the experiment's (the control plane's), else the
-    log database's. Memory: sized by units, never by requests."""
+    log database's. `history` False: no `history` looks (empty lists; what the rollout
+    controller reads is the same, at less cost). Memory: sized by units, never by
+    requests."""
     events = store.events(experiment) if events is None else events
     model = _validated(spec_from_events(events) or {})
     timeline = [ts for ts, _ in split_timeline(events)]
-    aggregates = store.aggregates(experiment, roles_of(model, None), timeline, since)
+    looks = LOOKS if history else 0
+    aggregates = store.aggregates(experiment, roles_of(model, None), timeline, since, looks)
     return analyse_aggregates(aggregates, events, experiment)
 
 

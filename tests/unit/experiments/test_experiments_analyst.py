@@ -160,3 +160,27 @@ def test_the_logs_other_reads_run_in_the_analyst_process(tmp_path: Path) -> None
     summary, counts = asyncio.run(scenario())
     assert summary == want_summary and counts == want_counts
     assert sum(want_counts.values()) > 0
+
+
+def test_on_sqlite_the_budget_charges_the_childs_cpu_not_its_wait(tmp_path: Path) -> None:
+    now = [50.0]
+    reporting = _COUNTING.replace('"count": count}', '"count": count}, "cpu_s": 0.5')
+
+    async def scenario() -> None:
+        analyst = Analyst(None, tmp_path, budget=0.5, monotonic=lambda: now[0])
+        analyst._command = (sys.executable, "-c", reporting)
+        ask = analyst._ask
+
+        async def held_back(request: dict) -> dict:  # 4 s of wall time, 0.5 s of CPU
+            answer = await ask(request)
+            now[0] += 4.0
+            return answer
+
+        analyst._ask = held_back  # type: ignore[method-assign]
+        try:
+            await analyst.analyse("exp", None, [])
+            assert analyst._not_before == pytest.approx(54.0 + 0.5)  # 0.5 s * 0.5 / 0.5
+        finally:
+            await analyst.aclose()
+
+    asyncio.run(scenario())

@@ -153,6 +153,25 @@ def test_aggregates_of_the_rows_since_a_time_give_the_row_paths_analysis() -> No
     assert got["srm"]["units"] == want["srm"]["units"]
 
 
+def _without_history(result: Any) -> Any:
+    if isinstance(result, dict):
+        return {k: _without_history(v) for k, v in result.items() if k != "history"}
+    if isinstance(result, list):
+        return [_without_history(v) for v in result]
+    return result
+
+
+@pytest.mark.parametrize(("seed", "since"), [(0, None), (2, 120.0)])
+def test_without_history_the_rollout_reads_the_same_figures(seed: int, since: Any) -> None:
+    store = SqlLogStore(open_sqlite(None))
+    fill(store, seed, 300, third_arm=seed == 2)
+    full = analyse_store(store, "exp", since)
+    light = analyse_store(store, "exp", since, history=False)
+    assert full["history"] and light["history"] == []  # the looks are what it leaves out
+    assert _without_history(light) == _without_history(full)
+    assert light["decision"] == full["decision"] and light["srm"] == full["srm"]
+
+
 def test_the_seeded_log_exercises_every_figure() -> None:
     store = SqlLogStore(open_sqlite(None))
     fill(store, 0, 300)
