@@ -39,13 +39,14 @@ held back by busier processes is charged what it used, not how long it waited), 
 wall time on PostgreSQL (the server does the work, out of the child's sight; the wall
 time bounds it).
 
-The child starts at normal priority (its imports and its connection), then runs at nice
-19: on a busy host the serving processes get the cores first (measured:
-`benchmarks.experiments.analysis_load`; at nice 10 the gateway kept 0.35x of its
-throughput on a loaded 2-core box, at nice 19 0.60x, under Linux `SCHED_IDLE` 0.77x).
-Not `SCHED_IDLE`: it gets no CPU at all while any other process wants it, so on a host
-kept busy the analyses (and the rollouts that wait on them) never finished; a whole
-suite under a two-core busy loop showed it.
+The child starts at normal priority (its imports and its connection), then runs as
+background work, Linux `SCHED_IDLE`: any serving process that wakes preempts it at once
+(at nice 19 alone, 2 workers on the real stack, 1M-row log: the gateway's p99 rose
+1.34-1.45x and its throughput fell to 0.84-0.89x, `benchmarks.experiments.analysis_stack`;
+on this Linux 6.18 a waking task does not always preempt a running nice-19 one at once).
+`SCHED_IDLE` alone starves while every core is busy (a whole suite under a two-core busy
+loop never finished its analyses), so an analysis that runs past 4x the last one's cost
+(and 2 s) moves to nice 19, never starved, until it is answered (`_escalate`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ _START_S = 30.0  # a cold interpreter on a busy machine (numpy, pydantic)
 ANALYSIS_TIMEOUT_S = 60.0
 ANALYSIS_BUDGET = 0.25  # the analyses' share of the wall time, at most
 NICENESS = 19  # the lowest CPU priority (nice(2))
+_ESCALATE_MIN_S = 2.0  # an analysis longer than this (wall) and than ...
+_ESCALATE_FACTOR = 4.0  # ... this many times the last one's cost leaves SCHED_IDLE
 READS = ("summary", "arm_counts")  # the log's reads that grow with it, besides analyses
 
 
@@ -120,6 +123,8 @@ class Analyst:
         self.budget, self._monotonic = budget, monotonic
         self._not_before = 0.0  # (monotonic) the budget's earliest start of the next analysis
         self._asking = False  # the child is working on a request
+        self._escalated = False  # the child runs at the lowest normal priority, not idle
+        self._last_cost = 0.0  # the last request's cost (seconds, as charged)
         self._generation = 0  # children ended so far (see `_start`)
 
     @property
@@ -229,15 +234,31 @@ class Analyst:
         started = self._monotonic()
         self._asking = True
         answer: dict[str, Any] = {}
+        escalate = asyncio.get_running_loop().call_later(
+            max(_ESCALATE_MIN_S, _ESCALATE_FACTOR * self._last_cost), self._escalate
+        )
         try:
             answer = await self._ask(request)
             return answer
         finally:
+            escalate.cancel()
+            if self._escalated and self._proc is not None:
+                idle_priority(self._proc.pid)  # back to background work for the next one
+            self._escalated = False
             self._asking = False
             took = self._monotonic() - started
             if self._charge_cpu and isinstance(answer.get("cpu_s"), int | float):
                 took = min(took, float(answer["cpu_s"]))
+            self._last_cost = took
             self._not_before = self._monotonic() + took * (1 - self.budget) / self.budget
+
+    def _escalate(self) -> None:
+        """The child, at `SCHED_IDLE`, got no CPU for a while (every core busy): it moves
+        to the lowest normal priority until this request is answered."""
+        if self._proc is not None and self._proc.returncode is None:
+            lowest_normal_priority(self._proc.pid)
+            self._escalated = True
+            logger.info("analyst: no idle CPU; the analysis goes on at nice %d", NICENESS)
 
     async def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         if self._proc is None or self._proc.returncode is not None:
@@ -322,11 +343,24 @@ def serve(store: Any, source: BinaryIO, sink: BinaryIO) -> None:
         _write_frame(sink, answer)
 
 
-def _background() -> None:
-    """Background work: the serving processes go first, and this one still progresses
-    (nice 19, the lowest priority that is never starved outright)."""
+def idle_priority(pid: int = 0) -> None:
+    """Background work (`pid` 0: this process): Linux `SCHED_IDLE`, which any serving
+    process preempts at once when it wakes; where it is missing, nice 19."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+        return
     with contextlib.suppress(OSError):
-        os.nice(NICENESS)
+        os.setpriority(os.PRIO_PROCESS, pid, NICENESS)
+
+
+def lowest_normal_priority(pid: int) -> None:
+    """`SCHED_OTHER` at nice 19: the lowest priority that is never starved outright
+    (an unprivileged process may move itself or its child back from `SCHED_IDLE` to it:
+    sched(7), "since Linux 2.6.39")."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, NICENESS)
 
 
 def main(argv: list[str]) -> int:
@@ -340,7 +374,7 @@ def main(argv: list[str]) -> int:
     folder = None if target["data_dir"] is None else Path(target["data_dir"])
     timeouts = StoreTimeouts(statement_s=ANALYSIS_TIMEOUT_S)  # aggregates of a large log
     store = SqlLogStore(open_database(target["database_url"], folder, timeouts))
-    _background()  # after the imports and the connection, which the start waits for
+    idle_priority()  # after the imports and the connection, which the start waits for
     try:
         _write_frame(sys.stdout.buffer, {"ready": True})
         serve(store, sys.stdin.buffer, sys.stdout.buffer)

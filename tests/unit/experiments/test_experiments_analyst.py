@@ -184,3 +184,40 @@ def test_on_sqlite_the_budget_charges_the_childs_cpu_not_its_wait(tmp_path: Path
             await analyst.aclose()
 
     asyncio.run(scenario())
+
+
+_SLOW = _COUNTING.replace("    if True:", "    __import__('time').sleep(0.6)\n    if True:")
+
+
+def test_the_child_is_background_work_and_leaves_it_when_starved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.experiments import analyst as module
+
+    monkeypatch.setattr(module, "_ESCALATE_MIN_S", 0.1)  # "starved": 0.1 s without answer
+    seen: list[tuple[int, int]] = []
+
+    async def scenario() -> None:
+        analyst = Analyst(None, tmp_path)
+        analyst._command = (sys.executable, "-c", _SLOW)
+        try:
+            await analyst._start()
+            pid = analyst.pid
+            assert pid is not None
+            module.idle_priority(pid)  # as the real child does after its start
+            seen.append((os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)))
+            reading = asyncio.create_task(analyst.analyse("exp", None, []))
+            for _ in range(200):  # bounded poll: the escalation comes after 0.1 s
+                if analyst._escalated:
+                    break
+                await asyncio.sleep(0.01)
+            seen.append((os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)))
+            assert (await reading)["count"] == 1
+            seen.append((os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)))
+        finally:
+            await analyst.aclose()
+
+    asyncio.run(scenario())
+    assert seen[0][0] == os.SCHED_IDLE  # background work
+    assert seen[1] == (os.SCHED_OTHER, 19)  # starved: the lowest normal priority
+    assert seen[2][0] == os.SCHED_IDLE  # answered: background work again
