@@ -67,6 +67,8 @@ class StoreTimeouts:
             (a client that gave up mid-transaction) and rolls it back.
         keepalive_idle_s: TCP keepalive probes start after this much silence (libpq
             `keepalives_idle`; 3 probes `keepalive_interval_s` apart end the connection).
+        settings: further server settings of the session, (name, value) pairs sent as
+            `-c name=value` at every connection (a reconnection keeps them).
     """
 
     connect_s: int = 2
@@ -74,6 +76,7 @@ class StoreTimeouts:
     idle_in_transaction_s: float = 5.0
     keepalive_idle_s: int = 10
     keepalive_interval_s: int = 5
+    settings: tuple[tuple[str, str], ...] = ()
 
 
 CONTROL_TIMEOUTS = StoreTimeouts()
@@ -303,7 +306,7 @@ def postgres_parameters(url: str, timeouts: StoreTimeouts) -> dict[str, Any]:
     options = (
         f"-c statement_timeout={int(timeouts.statement_s * 1000)}"
         f" -c idle_in_transaction_session_timeout={int(timeouts.idle_in_transaction_s * 1000)}"
-    )
+    ) + "".join(f" -c {name}={value}" for name, value in timeouts.settings)
     return {
         "connect_timeout": max(2, int(timeouts.connect_s)),
         "keepalives": 1,

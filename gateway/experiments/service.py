@@ -88,7 +88,8 @@ class ExperimentService:
             url, folder = settings.database_url, data_dir(settings, config_file)
             if url is not None or folder is not None:  # a database other processes can read
                 budget = settings.analysis_budget / max(1, workers)  # the host's, shared
-                self.analyst = Analyst(url, folder, budget=budget)
+                parallel = settings.analysis_parallel_workers
+                self.analyst = Analyst(url, folder, budget=budget, parallel_workers=parallel)
             self.log = PredictionLog(
                 lambda: open_store(url, folder),
                 settings.queue_size, settings.batch_size, settings.flush_interval_s,

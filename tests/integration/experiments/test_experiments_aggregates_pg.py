@@ -78,3 +78,23 @@ def test_the_latency_sample_is_the_same_units_on_postgres(pg_store: SqlLogStore)
 
 def test_retention_purges_in_chunks_on_postgres(pg_store: SqlLogStore) -> None:
     purge_case(pg_store)
+
+
+def test_the_analysts_session_runs_without_jit_and_with_its_parallel_workers(
+    postgres_url: str,
+) -> None:
+    from gateway.experiments.analyst import analysis_session
+
+    db = open_postgres(postgres_url, analysis_session(2))
+    try:
+        shown = {
+            name: db.fetch(f"SHOW {name}")[0][0]
+            for name in ("jit", "max_parallel_workers_per_gather", "statement_timeout")
+        }
+    finally:
+        db.close()
+    assert shown == {
+        "jit": "off",
+        "max_parallel_workers_per_gather": "2",
+        "statement_timeout": "1min",
+    }

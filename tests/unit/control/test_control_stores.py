@@ -15,6 +15,7 @@ import pytest
 from gateway.control.database import (
     CONTROL_TIMEOUTS,
     Database,
+    StoreTimeouts,
     StoreUnavailable,
     open_sqlite,
     postgres_parameters,
@@ -149,6 +150,14 @@ def test_postgres_connections_carry_connect_statement_idle_and_keepalive_bounds(
     assert options.startswith("-c search_path=log")  # the URL's own options are kept
     assert "-c statement_timeout=1500" in options
     assert "-c idle_in_transaction_session_timeout=5000" in options
+    assert "jit" not in options  # no further setting unless asked
+
+
+def test_a_sessions_further_settings_are_sent_at_every_connection() -> None:
+    timeouts = StoreTimeouts(statement_s=60.0, settings=(("jit", "off"), ("work_mem", "8MB")))
+    options = postgres_parameters("postgresql://u@h/x", timeouts)["options"]
+    assert options.endswith("-c jit=off -c work_mem=8MB")
+    assert "-c statement_timeout=60000" in options
 
 
 def test_the_control_plane_answers_503_within_its_bound_while_its_database_hangs(
