@@ -417,6 +417,7 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:  # noqa: C901 - one sce
                 body = await r.read()
                 if r.status != 200:
                     counts["admin_errors"] += 1
+                    print(f"  admin read: {r.status} {body[:200]!r}", file=sys.stderr)
                     continue
             admin_s.append(time.perf_counter() - started)
             counts["analyses"] += 1
@@ -496,6 +497,9 @@ def run_once(setup: Setup, mode: str, run: int) -> dict[str, Any]:
             )
         if done.returncode != 0:
             raise RuntimeError(f"the load failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        for line in done.stderr.splitlines():
+            if line.startswith("  admin read:"):
+                print(line, flush=True)  # why an admin read was not a 200
         figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         if mode in ROLLOUT_MODES:
             figures["rollout"] = _rollout_steps(gateway)

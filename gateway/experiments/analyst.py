@@ -34,10 +34,11 @@ than C (1 - budget) / budget later; reads that come in between wait for it (all 
 share it), so every read still gets an analysis that began after it came, and a client
 reading in a loop cannot keep a core busy: on a 1M-row log (6 s) the analyst runs at
 most 6 s in 24. Small logs pay nothing visible (a 50 ms analysis: the next may start 150
-ms later). C is the child's CPU time on SQLite (the database works in the child; a child
-held back by busier processes is charged what it used, not how long it waited), the
-wall time on PostgreSQL (the server does the work, out of the child's sight; the wall
-time bounds it).
+ms later). The pause is at most half the read timeout (30 s), so a read never waits out
+its timeout behind a pause alone. C is the child's CPU time on SQLite (the database
+works in the child; a child held back by busier processes is charged what it used, not
+how long it waited), the wall time on PostgreSQL (the server does the work, out of the
+child's sight; the wall time bounds it).
 
 The child starts at normal priority (its imports and its connection), then runs as
 background work, Linux `SCHED_IDLE`: any serving process that wakes preempts it at once
@@ -80,6 +81,10 @@ NICENESS = 19  # the lowest CPU priority (nice(2))
 # SQLite's sorter threads in the analyst (`PRAGMA threads`): 10M rows 53.5 -> 39.0 s, the
 # same peak RSS (150 MiB), measured on 2 cores; the threads are background work as well.
 SQLITE_THREADS = 2
+# The budget's pause is at most this share of a read's timeout, so that a read that comes
+# during a pause still gets an analysis (analyses longer than a few seconds then take a
+# little more than the budget: C / (C + 30 s)).
+_MAX_PAUSE = 0.5
 _ESCALATE_MIN_S = 2.0  # an analysis longer than this (wall) and than ...
 _ESCALATE_FACTOR = 4.0  # ... this many times the last one's cost leaves SCHED_IDLE
 READS = ("summary", "arm_counts")  # the log's reads that grow with it, besides analyses
@@ -259,7 +264,8 @@ class Analyst:
             if self._charge_cpu and isinstance(answer.get("cpu_s"), int | float):
                 took = min(took, float(answer["cpu_s"]))
             self._last_cost = took
-            self._not_before = self._monotonic() + took * (1 - self.budget) / self.budget
+            pause = min(took * (1 - self.budget) / self.budget, self.timeout_s * _MAX_PAUSE)
+            self._not_before = self._monotonic() + pause
 
     def _escalate(self) -> None:
         """The child, at `SCHED_IDLE`, got no CPU for a while (every core busy): it moves

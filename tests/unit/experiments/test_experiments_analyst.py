@@ -221,3 +221,26 @@ def test_the_child_is_background_work_and_leaves_it_when_starved(
     assert seen[0][0] == os.SCHED_IDLE  # background work
     assert seen[1] == (os.SCHED_OTHER, 19)  # starved: the lowest normal priority
     assert seen[2][0] == os.SCHED_IDLE  # answered: background work again
+
+
+def test_the_budgets_pause_never_outlasts_half_a_reads_timeout(tmp_path: Path) -> None:
+    now = [0.0]
+
+    async def scenario() -> None:
+        analyst = Analyst(None, tmp_path, timeout_s=10.0, budget=0.1, monotonic=lambda: now[0])
+        analyst._command = (sys.executable, "-c", _COUNTING)
+        ask = analyst._ask
+
+        async def long_one(request: dict) -> dict:  # 2 s: at 0.1 the pause would be 18 s
+            answer = await ask(request)
+            now[0] += 2.0
+            return answer
+
+        analyst._ask = long_one  # type: ignore[method-assign]
+        try:
+            await analyst.analyse("exp", None, [])
+            assert analyst._not_before == pytest.approx(2.0 + 5.0)  # half of the 10 s timeout
+        finally:
+            await analyst.aclose()
+
+    asyncio.run(scenario())
