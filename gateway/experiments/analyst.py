@@ -47,7 +47,8 @@ background work, Linux `SCHED_IDLE`: any serving process that wakes preempts it 
 on this Linux 6.18 a waking task does not always preempt a running nice-19 one at once).
 `SCHED_IDLE` alone starves while every core is busy (a whole suite under a two-core busy
 loop never finished its analyses), so an analysis that runs past 4x the last one's cost
-(and 2 s) moves to nice 19, never starved, until it is answered (`_escalate`).
+(and 2 s) moves to nice 19, never starved, then 10, then 0 (where allowed) until it is
+answered (`_escalate`).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ SQLITE_THREADS = 2
 _MAX_PAUSE = 0.5
 _ESCALATE_MIN_S = 2.0  # an analysis longer than this (wall) and than ...
 _ESCALATE_FACTOR = 4.0  # ... this many times the last one's cost leaves SCHED_IDLE
+_ESCALATION = (NICENESS, 10, 0)  # nice, each step twice as long after the one before
 READS = ("summary", "arm_counts")  # the log's reads that grow with it, besides analyses
 
 
@@ -137,7 +139,8 @@ class Analyst:
         self.budget, self._monotonic = budget, monotonic
         self._not_before = 0.0  # (monotonic) the budget's earliest start of the next analysis
         self._asking = False  # the child is working on a request
-        self._escalated = False  # the child runs at the lowest normal priority, not idle
+        self._escalated = False  # the child runs at a normal priority, not idle
+        self._escalation: asyncio.TimerHandle | None = None  # the next step up
         self._last_cost = 0.0  # the last request's cost (seconds, as charged)
         self._generation = 0  # children ended so far (see `_start`)
 
@@ -248,17 +251,10 @@ class Analyst:
         started = self._monotonic()
         self._asking = True
         answer: dict[str, Any] = {}
-        escalate = asyncio.get_running_loop().call_later(
-            max(_ESCALATE_MIN_S, _ESCALATE_FACTOR * self._last_cost), self._escalate
-        )
         try:
             answer = await self._ask(request)
             return answer
         finally:
-            escalate.cancel()
-            if self._escalated and self._proc is not None:
-                idle_priority(self._proc.pid)  # back to background work for the next one
-            self._escalated = False
             self._asking = False
             took = self._monotonic() - started
             if self._charge_cpu and isinstance(answer.get("cpu_s"), int | float):
@@ -267,13 +263,21 @@ class Analyst:
             pause = min(took * (1 - self.budget) / self.budget, self.timeout_s * _MAX_PAUSE)
             self._not_before = self._monotonic() + pause
 
-    def _escalate(self) -> None:
+    def _escalate(self, level: int = 0, after_s: float = _ESCALATE_MIN_S) -> None:
         """The child, at `SCHED_IDLE`, got no CPU for a while (every core busy): it moves
-        to the lowest normal priority until this request is answered."""
-        if self._proc is not None and self._proc.returncode is None:
-            lowest_normal_priority(self._proc.pid)
-            self._escalated = True
-            logger.info("analyst: no idle CPU; the analysis goes on at nice %d", NICENESS)
+        to normal scheduling at nice 19, then (twice as long later, where the process
+        may raise a priority: root, or `RLIMIT_NICE`) 10, then 0, until this request is
+        answered: an analysis always ends, and the later the busier the host."""
+        if self._proc is None or self._proc.returncode is not None:
+            return
+        nice = _ESCALATION[level]
+        lowest_normal_priority(self._proc.pid, nice)
+        self._escalated = True
+        logger.info("analyst: no idle CPU; the analysis goes on at nice %d", nice)
+        if level + 1 < len(_ESCALATION):
+            self._escalation = asyncio.get_running_loop().call_later(
+                2 * after_s, self._escalate, level + 1, 2 * after_s
+            )
 
     async def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         if self._proc is None or self._proc.returncode is not None:
@@ -281,6 +285,9 @@ class Analyst:
         proc = self._proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
         payload = json.dumps(request).encode()
+        # Armed once the child is ready (it starts at normal priority, then goes idle).
+        first = max(_ESCALATE_MIN_S, _ESCALATE_FACTOR * self._last_cost)
+        self._escalation = asyncio.get_running_loop().call_later(first, self._escalate, 0, first)
         try:
             proc.stdin.write(HEADER.pack(len(payload)) + payload)
             await proc.stdin.drain()
@@ -288,6 +295,12 @@ class Analyst:
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             await self._kill()
             raise AnalysisUnavailable("the analysis process ended") from exc
+        finally:
+            if self._escalation is not None:
+                self._escalation.cancel()
+            if self._escalated and proc.returncode is None:
+                idle_priority(proc.pid)  # back to background work for the next one
+            self._escalated = False
 
     async def _start(self) -> None:
         generation = self._generation
@@ -368,14 +381,14 @@ def idle_priority(pid: int = 0) -> None:
         os.setpriority(os.PRIO_PROCESS, pid, NICENESS)
 
 
-def lowest_normal_priority(pid: int) -> None:
-    """`SCHED_OTHER` at nice 19: the lowest priority that is never starved outright
-    (an unprivileged process may move itself or its child back from `SCHED_IDLE` to it:
-    sched(7), "since Linux 2.6.39")."""
+def lowest_normal_priority(pid: int, nice: int = NICENESS) -> None:
+    """`SCHED_OTHER` at `nice` (19: the lowest priority that is never starved outright;
+    an unprivileged process may move its child back from `SCHED_IDLE` to it, sched(7)
+    "since Linux 2.6.39"; a lower nice needs root or `RLIMIT_NICE`, else it stays)."""
     with contextlib.suppress(OSError, AttributeError):
         os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
     with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, pid, NICENESS)
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
 
 
 def analysis_session(parallel_workers: int) -> Any:

@@ -186,7 +186,7 @@ def test_on_sqlite_the_budget_charges_the_childs_cpu_not_its_wait(tmp_path: Path
     asyncio.run(scenario())
 
 
-_SLOW = _COUNTING.replace("    if True:", "    __import__('time').sleep(0.6)\n    if True:")
+_SLOW = _COUNTING.replace("    if True:", "    __import__('time').sleep(1.0)\n    if True:")
 
 
 def test_the_child_is_background_work_and_leaves_it_when_starved(
@@ -212,15 +212,23 @@ def test_the_child_is_background_work_and_leaves_it_when_starved(
                     break
                 await asyncio.sleep(0.01)
             seen.append((os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)))
+            for _ in range(200):  # and 2 x 0.1 s later, the next step (a bounded poll)
+                if os.getpriority(os.PRIO_PROCESS, pid) < 19:
+                    break
+                await asyncio.sleep(0.01)
+            higher = (os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid))
             assert (await reading)["count"] == 1
             seen.append((os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)))
+            seen.append(higher)
         finally:
             await analyst.aclose()
 
     asyncio.run(scenario())
     assert seen[0][0] == os.SCHED_IDLE  # background work
-    assert seen[1] == (os.SCHED_OTHER, 19)  # starved: the lowest normal priority
+    assert seen[1] == (os.SCHED_OTHER, 19)  # starved: the lowest normal priority first
     assert seen[2][0] == os.SCHED_IDLE  # answered: background work again
+    if os.geteuid() == 0:  # a process may raise its child's priority: it went on to 10
+        assert seen[3][1] in (10, 0)
 
 
 def test_the_budgets_pause_never_outlasts_half_a_reads_timeout(tmp_path: Path) -> None:
