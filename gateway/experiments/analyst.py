@@ -93,9 +93,13 @@ READS = ("summary", "arm_counts")  # the log's reads that grow with it, besides 
 
 
 class AnalysisUnavailable(GatewayError):
-    """No analysis within the timeout and none before it (503)."""
+    """No analysis within the timeout and none before it: 503 with `Retry-After` (RFC
+    9110 10.2.3, whole seconds)."""
 
     status = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, message: str, retry_after_s: float = 5.0) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, round(retry_after_s)))})
 
 
 class Analyst:

@@ -24,7 +24,7 @@ from gateway.core.errors import BadRequest, GatewayError, NotFound
 from gateway.core.outcome import CallOutcome
 from gateway.experiments import promote as promotion
 from gateway.experiments import state_store
-from gateway.experiments.analyst import Analyst
+from gateway.experiments.analyst import AnalysisUnavailable, Analyst
 from gateway.experiments.controller import RolloutController
 from gateway.experiments.log.labels import LabelOutOfRange, check_label_range, class_counts
 from gateway.experiments.log.process import WriterProcess
@@ -283,6 +283,7 @@ class ExperimentService:
         `max_age_s` seconds old), with the experiment's status."""
         self.manager.get(experiment)  # 404 for unknown ids
         log = self._require_log()
+        await log.run(_ping)  # a database down or hung: 503 naming it, within the bound
         await log.flush(CALL_TIMEOUT_S)
         await self._check_stop_rules()  # e.g. a sample size the flush just reached
         result = await self.analyse(experiment, max_age_s=max_age_s)
@@ -363,8 +364,11 @@ class ExperimentService:
 
     async def _read(self, call: Callable[..., Any], name: str, *args: Any) -> Any:
         """A read of the log that grows with it: in the analyst process when there is one
-        (never in this serving process), else on the log's thread (a log in memory)."""
+        (never in this serving process), else on the log's thread (a log in memory). A
+        round trip on the log's thread first, within its call bound: a database that is
+        down or hung is a 503 naming it at once, not after the analyst's timeout."""
         if self.analyst is not None:
+            await self._require_log().run(_ping)
             return await self.analyst.read(name, *args)
         return await self._require_log().run(call, *args, timeout_s=_ANALYSIS_TIMEOUT_S)
 
@@ -405,7 +409,7 @@ async def _repeat(call: Callable[[], Awaitable[object]], period_s: float) -> Non
     while True:
         try:
             await call()
-        except StoreUnavailable as exc:  # the database is down or hung: no traceback
+        except (StoreUnavailable, AnalysisUnavailable) as exc:  # down or hung: no traceback
             logger.warning("experiments: %s skipped: %s", name, exc.message)
         except Exception:
             logger.exception("experiments: %s failed", name)
@@ -415,6 +419,10 @@ async def _repeat(call: Callable[[], Awaitable[object]], period_s: float) -> Non
 # Store calls, run on the log's storage thread.
 def _arm_counts(store: LogStore, experiment: str) -> dict[str, int]:
     return store.arm_counts(experiment)
+
+
+def _ping(store: LogStore) -> None:
+    store.ping()
 
 
 def _watermark(store: LogStore, experiment: str, since: float) -> tuple[float, float] | None:

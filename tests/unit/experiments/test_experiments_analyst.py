@@ -90,8 +90,9 @@ def test_a_failing_analysis_is_a_503_naming_the_failure(tmp_path: Path) -> None:
             'send({"result"', 'send({"error": "OperationalError: no such table"}) or ({"result"'
         ))  # fmt: skip
         try:
-            with pytest.raises(AnalysisUnavailable, match="no such table"):
+            with pytest.raises(AnalysisUnavailable, match="no such table") as caught:
                 await analyst.analyse("exp", None, [])
+            assert caught.value.status == 503 and caught.value.headers["Retry-After"] == "5"
         finally:
             await analyst.aclose()
 
