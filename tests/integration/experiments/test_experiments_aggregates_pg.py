@@ -6,15 +6,12 @@ missing this fails, it never skips. Each case gets a database of its own.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import psycopg
 import pytest
 
-from gateway.control.database import LOG_TIMEOUTS, open_postgres
+from gateway.control.database import open_postgres
 from gateway.experiments.log import aggregates
 from gateway.experiments.log.store import SqlLogStore
 from tests.unit.stats.test_experiments_aggregates import (
@@ -24,20 +21,6 @@ from tests.unit.stats.test_experiments_aggregates import (
     fill,
     purge_case,
 )
-
-_NAMES = itertools.count()
-
-
-@pytest.fixture
-def pg_store(postgres_url: str) -> Iterator[SqlLogStore]:
-    name = f"aggregates_{next(_NAMES)}"
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    store = SqlLogStore(open_postgres(postgres_url.rsplit("/", 1)[0] + f"/{name}", LOG_TIMEOUTS))
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @pytest.mark.parametrize(
@@ -98,3 +81,4 @@ def test_the_analysts_session_runs_without_jit_and_with_its_parallel_workers(
         "max_parallel_workers_per_gather": "2",
         "statement_timeout": "1min",
     }
+

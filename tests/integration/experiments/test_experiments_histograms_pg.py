@@ -8,14 +8,10 @@ either guess.)
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
-from gateway.control.database import LOG_TIMEOUTS, open_postgres
 from gateway.experiments.log.store import SqlLogStore
 from tests.unit.stats.test_experiments_aggregates import fill
 from tests.unit.stats.test_experiments_histograms import (
@@ -26,20 +22,6 @@ from tests.unit.stats.test_experiments_histograms import (
     edge_values,
     equal_latencies,
 )
-
-_NAMES = itertools.count()
-
-
-@pytest.fixture
-def pg_store(postgres_url: str) -> Iterator[SqlLogStore]:
-    name = f"histograms_{next(_NAMES)}"
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    store = SqlLogStore(open_postgres(postgres_url.rsplit("/", 1)[0] + f"/{name}", LOG_TIMEOUTS))
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @pytest.mark.parametrize(("seed", "units", "kwargs"), [(0, 300, {}), (2, 600, {"third_arm": True})])
