@@ -1,7 +1,7 @@
 """What an experiment's analysis costs at production volume: time and peak memory.
 
     python -m benchmarks.experiments.analysis_scale [--rows 10000,100000,1000000]
-        [--paths rows,aggregates]
+        [--paths rows,aggregates,looks]
         [--db sqlite|postgresql://...] [--keep DIR]
 
 Seeds a synthetic prediction log (SQLite file by default, or a PostgreSQL URL) with the
@@ -10,7 +10,9 @@ two arms 50/50 sticky by routing key, 10 requests a unit, 2% errors, 20% of answ
 labelled, 5% mirrored. Then, each in a fresh process (so its peak RSS is its own):
 
 - `rows`: the row-level path (`store.records` -> `analyse`), the one before issue 23;
-- `aggregates`: the database's per-unit aggregates (`log.aggregates`) -> `analyse_aggregates`.
+- `aggregates`: the database's per-unit aggregates (`log.aggregates`) -> `analyse_aggregates`;
+- `looks`: the rollout controller's incremental looks (`log.increments`): the first one
+  (the whole log), then the next after 1,000 new rows arrived (only those are read).
 
 Prints, per size and path: seconds (read + analyse) and the process's peak RSS (MiB).
 """
@@ -114,6 +116,8 @@ def measure(url: str, path: str) -> dict[str, Any]:
         from gateway.experiments.stats.analysis import analyse
 
         result = analyse(store.records(EXPERIMENT), store.events(EXPERIMENT), EXPERIMENT)
+    elif path == "looks":
+        return _looks(url)
     else:
         from gateway.experiments.stats.analysis import analyse_store
 
@@ -125,9 +129,42 @@ def measure(url: str, path: str) -> dict[str, Any]:
     return {"seconds": round(seconds, 2), "peak_mib": round(peak, 1), "decision": decision}
 
 
+def _looks(url: str, arriving: int = 1_000) -> dict[str, Any]:
+    """The rollout controller's looks (`history=False`, incremental): the first reads the
+    whole log; then `arriving` new rows (a second at 1,000 req/s) and their labels come,
+    and the next look reads only them. Seconds of both, and the process's peak RSS."""
+    from gateway.experiments.log.store import SqlLogStore
+    from gateway.experiments.stats.analysis import analyse_store
+
+    store = SqlLogStore(_open(url), look_lag_s=0.0)  # written synchronously: no lag
+    started = time.perf_counter()
+    first = analyse_store(store, EXPERIMENT, history=False)
+    first_s = time.perf_counter() - started
+    rng = np.random.default_rng(1)
+    hashes: list[str | None] = [key_hash(f"new{u}") for u in range(arriving // 10)]
+    start = 10**9 + time.time_ns() // 1000 % 10**9  # new request ids on a kept log too
+    arm_of = rng.random(len(hashes)) < 0.5
+    batch, labels = _batch(rng, start, arriving, len(hashes), arm_of, hashes)
+    store.write_batch(batch)
+    store.add_feedback(labels, 2e9)
+    started = time.perf_counter()
+    then = analyse_store(store, EXPERIMENT, history=False)
+    next_s = time.perf_counter() - started
+    store.close()
+    requests = [sum(a["requests"] for a in r["arms"].values()) for r in (first, then)]
+    assert requests[1] > requests[0], requests  # the next look read the new rows
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    decision = (then.get("decision") or {}).get("outcome")
+    return {
+        "seconds": f"{first_s:.2f} first, {next_s:.3f} next",
+        "peak_mib": round(peak, 1),
+        "decision": decision,
+    }
+
+
 def main(
     rows: Annotated[str, typer.Option(help="comma-separated log sizes")] = "10000,100000",
-    paths: Annotated[str, typer.Option(help="rows, aggregates")] = "rows,aggregates",
+    paths: Annotated[str, typer.Option(help="rows, aggregates, looks")] = "rows,aggregates",
     db: Annotated[str, typer.Option(help="sqlite, or a postgresql:// URL")] = "sqlite",
     keep: Annotated[Path | None, typer.Option(help="folder for the SQLite logs")] = None,
 ) -> None:

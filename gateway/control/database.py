@@ -112,6 +112,13 @@ class Database:
         self.placeholder = placeholder
         self.integrity_error = integrity_error
         self.postgres = placeholder == "%s"
+        # The database's clock, seconds since the epoch (a log row's `logged_at`):
+        # PostgreSQL's transaction start, SQLite's statement time (julianday, ms).
+        self.now_sql = (
+            "CAST(EXTRACT(EPOCH FROM now()) AS DOUBLE PRECISION)"
+            if self.postgres
+            else "((julianday('now') - 2440587.5) * 86400.0)"
+        )
         self.name = name
         self.deadline: float | None = None  # `clock()` time after which nothing commits
 
@@ -157,13 +164,17 @@ class Database:
             return [tuple(row) for row in cursor.fetchall()]
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Any]:
-        """`with db.transaction() as cursor:` commits on success, rolls back on error.
+    def transaction(self, within_s: float | None = None) -> Iterator[Any]:
+        """`with db.transaction() as cursor:` commits on success, rolls back on error;
+        `within_s`: rolled back instead when the commit would come more than this many
+        seconds after the transaction began (what a log write's `logged_at` relies on).
 
         Raises:
             StoreUnavailable: the connection failed or was lost (it is reopened at the
-                next use), a statement timed out, or `deadline` passed before the commit.
+                next use), a statement timed out, or `deadline` (or `within_s`) passed
+                before the commit.
         """
+        bound = None if within_s is None else self._clock() + within_s
         conn = self.conn
         try:
             cursor = conn.cursor()
@@ -171,7 +182,7 @@ class Database:
             raise self._unavailable(exc) from exc
         try:
             yield cursor
-            self._check_deadline()
+            self._check_deadline(bound)
             conn.commit()
         except StoreUnavailable:
             self._rollback(conn)
@@ -205,8 +216,9 @@ class Database:
         self._backoff_s = _BACKOFF_S[0]
         return conn
 
-    def _check_deadline(self) -> None:
-        if self.deadline is not None and self._clock() > self.deadline:
+    def _check_deadline(self, bound: float | None = None) -> None:
+        late = [t for t in (self.deadline, bound) if t is not None and self._clock() > t]
+        if late:
             raise StoreUnavailable(f"{self.name} answered too late; the change was rolled back")
 
     def _rollback(self, conn: Any) -> None:
@@ -273,9 +285,9 @@ class _SqliteDatabase(Database):
     """SQLite's busy errors are 503s; its one connection is never discarded."""
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self, within_s: float | None = None) -> Iterator[Any]:
         try:
-            with super().transaction() as cursor:
+            with super().transaction(within_s) as cursor:
                 yield cursor
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):

@@ -9,9 +9,11 @@ for each running experiment with a `rollout`:
    the rollout begins, the first step is applied);
 2. the rows logged since that step began (plus `settle_s`, so that requests routed by
    the previous split in processes that had not yet followed are left out) are analysed
-   out of the serving process (the analyst process, on the database's aggregates, within
-   its budget), only when rows or labels came since the last look (their latest ts: two
-   index lookups, whatever the log's size);
+   out of the serving process (the analyst process, within its budget), only when rows
+   or labels came since the last look (their latest ts and arrival: index lookups,
+   whatever the log's size), or the last look's `upto` was before the latest arrival.
+   Each look reads only what arrived since the step's previous one
+   (`gateway.experiments.log.increments`);
 3. `rollout.next_rollout_action` decides; an advance, completion or rollback is stored
    as a `rollout` event (the action, and the analysis figures that justified it) with
    the new split, and routed through the policy store's experiment layer
@@ -72,6 +74,14 @@ def evidence(analysis: dict[str, Any]) -> dict[str, Any]:
         "decision": {k: decision.get(k) for k in ("outcome", "metric", "sentence")},
         "differences": {m: {k: d.get(k) for k in keep} for m, d in diffs.items() if d},
     }
+
+
+def _read_all(analysis: dict[str, Any], rows: object) -> bool:
+    """Whether a look read every row the cue saw: its `upto` (an incremental look reads
+    the rows logged up to the database's now less `LOOK_LAG_S`) at or after the cue's
+    latest arrival (`Watermark.logged`); a look without either read them all."""
+    upto, logged = analysis.get("upto"), getattr(rows, "logged", None)
+    return upto is None or logged is None or float(upto) >= float(logged)
 
 
 class RolloutController:
@@ -151,7 +161,8 @@ class RolloutController:
         analysis = await self._analyse(spec.id, since)
         if analysis.get("stale"):
             return None  # an earlier look's figures: wait for a fresh one
-        self._looked[spec.id] = (step_event.ts, rows)
+        if _read_all(analysis, rows):  # else rows arrived after its `upto`: look again
+            self._looked[spec.id] = (step_event.ts, rows)
         action = next_rollout_action(spec, analysis, step)
         if action.kind == "hold":
             return None

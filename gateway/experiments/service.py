@@ -30,7 +30,7 @@ from gateway.experiments.log.labels import LabelOutOfRange, check_label_range, c
 from gateway.experiments.log.process import WriterProcess
 from gateway.experiments.log.records import Event, FeedbackResult, prediction_record
 from gateway.experiments.log.sink import CALL_TIMEOUT_S, PredictionLog
-from gateway.experiments.log.store import LogStore, open_store
+from gateway.experiments.log.store import LogStore, Watermark, open_store
 from gateway.experiments.manager import Conflict, ExperimentManager, PolicyLayers
 from gateway.experiments.specs import check_specs, data_dir, default_specs
 from gateway.experiments.stats.analysis import analyse_store
@@ -372,9 +372,9 @@ class ExperimentService:
             return await self.analyst.read(name, *args)
         return await self._require_log().run(call, *args, timeout_s=_ANALYSIS_TIMEOUT_S)
 
-    async def _log_rows(self, experiment: str, since: float) -> tuple[float, float] | None:
-        """The controller's cue: (the latest row's ts, the latest label's ts) of
-        `experiment` at or after `since`, None without a row: two index lookups, whatever
+    async def _log_rows(self, experiment: str, since: float) -> Watermark | None:
+        """The controller's cue: the latest row's and label's ts and arrival of
+        `experiment` at or after `since`, None without a row: index lookups, whatever
         the log's size (`LogStore.watermark`)."""
         log = self._require_log()
         await log.flush(CALL_TIMEOUT_S)  # this process's rows; others flush on their own
@@ -425,7 +425,7 @@ def _ping(store: LogStore) -> None:
     store.ping()
 
 
-def _watermark(store: LogStore, experiment: str, since: float) -> tuple[float, float] | None:
+def _watermark(store: LogStore, experiment: str, since: float) -> Watermark | None:
     return store.watermark(experiment, since)
 
 

@@ -47,8 +47,8 @@ from gateway.control.database import Database
 SAMPLE_ROWS = 50_000  # successful requests per arm read for its percentiles, about
 LOOKS = 10  # the history's looks
 UNIT = "COALESCE(p.key_hash, 'request:' || p.request_id)"
-_SAMPLE_KEY = "substr(COALESCE(p.key_hash, p.request_id), 1, 8)"
-_HEX_SPAN = 16**8
+SAMPLE_KEY = "substr(COALESCE(p.key_hash, p.request_id), 1, 8)"
+HEX_SPAN = 16**8
 _FETCH = 10_000  # rows per fetchmany when streaming
 
 
@@ -121,7 +121,8 @@ class ExperimentAggregates:
             segment starts given by the caller; units before the first count in it).
         latency: per arm, its `LatencySample`.
         paired: per candidate (arms[1:]), the mirrored pairs of arms[0] (the control) and it
-            (None: no pair).
+            (None: no pair, or not read).
+        upto: the database time of the rows read up to (an incremental look), or None.
     """
 
     arms: list[str]
@@ -133,6 +134,7 @@ class ExperimentAggregates:
     first_served: dict[str, list[int]]
     latency: dict[str, LatencySample]
     paired: dict[str, PairedSums | None]
+    upto: float | None = None  # an incremental look's: rows logged up to (`log.increments`)
 
 
 class Aggregator:
@@ -299,8 +301,8 @@ class Aggregator:
             total = int(self._db.fetch(count, params)[0][0])
         fraction = 1.0 if total <= rows else rows / total
         if fraction < 1.0:
-            base += f" AND {_SAMPLE_KEY} < {self._p}"
-            params = (*params, f"{int(fraction * _HEX_SPAN):08x}")
+            base += f" AND {SAMPLE_KEY} < {self._p}"
+            params = (*params, f"{int(fraction * HEX_SPAN):08x}")
         sql = (
             f"SELECT {UNIT}, p.ts, p.latency_ms FROM predictions p WHERE {base}"
             " ORDER BY p.ts, p.request_id"

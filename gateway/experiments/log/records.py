@@ -30,6 +30,13 @@ COLUMNS = (
     "latency_ms", "status", "top1", "prob", "agreed", "failover", "framework",
 )  # fmt: skip
 Row = tuple[Any, ...]  # one row of SQL parameters, in `COLUMNS` order
+# Arrival (issue 23): every log write (a batch of rows, a feedback call) stamps its rows'
+# `logged_at` with the database's clock (`Database.now_sql`) and commits within
+# COMMIT_BOUND_S of it or rolls back (the batch is sent again, with a new stamp). So a
+# reader at database time T sees every row stamped at or before T - LOOK_LAG_S: what the
+# rollout controller's incremental looks (`log.increments`) read up to.
+COMMIT_BOUND_S = 2.0
+LOOK_LAG_S = 2 * COMMIT_BOUND_S
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from gateway.control.database import (
     LOG_TIMEOUTS,
@@ -23,8 +23,16 @@ from gateway.control.database import (
 )
 from gateway.experiments.log.aggregates import LOOKS, Aggregator, ExperimentAggregates
 from gateway.experiments.log.histograms import HistogramReader, ReportHistograms
+from gateway.experiments.log.increments import IncrementalLooks
 from gateway.experiments.log.labels import check_model_labels
-from gateway.experiments.log.records import COLUMNS, Event, FeedbackResult, Row
+from gateway.experiments.log.records import (
+    COLUMNS,
+    COMMIT_BOUND_S,
+    LOOK_LAG_S,
+    Event,
+    FeedbackResult,
+    Row,
+)
 from gateway.experiments.log.writer import insert_rows
 from gateway.experiments.state_store import SCHEMA as STATE_SCHEMA
 from gateway.experiments.state_store import read_events
@@ -45,6 +53,12 @@ _SCHEMA = (
         request_id TEXT PRIMARY KEY, label INTEGER NOT NULL, ts DOUBLE PRECISION NOT NULL)""",
     # the rollout controller's cue (`watermark`) and the retention's purge read it by ts
     "CREATE INDEX IF NOT EXISTS feedback_by_ts ON feedback (ts)",
+    # issue 23: when each row arrived (the database's clock; older rows: NULL), what the
+    # rollout controller's incremental looks read by (`records.COMMIT_BOUND_S`)
+    add_column("predictions", "logged_at", "DOUBLE PRECISION"),
+    add_column("feedback", "logged_at", "DOUBLE PRECISION"),
+    "CREATE INDEX IF NOT EXISTS predictions_by_arrival ON predictions (experiment, logged_at)",
+    "CREATE INDEX IF NOT EXISTS feedback_by_arrival ON feedback (logged_at)",
 )
 # One row of `records()`: the prediction columns, then the fed-back label (or None).
 RECORD_COLUMNS = (*COLUMNS, "label")
@@ -68,9 +82,16 @@ class LogStore(Protocol):
         since: float | None = None,
         looks: int = ...,
     ) -> ExperimentAggregates: ...
+    def step_aggregates(
+        self,
+        experiment: str,
+        arms: Sequence[str] | None,
+        segment_starts: Sequence[float] = (),
+        since: float | None = None,
+    ) -> ExperimentAggregates: ...
     def histograms(self, experiment: str, arms: Sequence[str]) -> ReportHistograms: ...
     def events(self, experiment: str | None = None) -> list[Event]: ...
-    def watermark(self, experiment: str, since: float) -> tuple[float, float] | None: ...
+    def watermark(self, experiment: str, since: float) -> Watermark | None: ...
     def ping(self) -> None: ...
     def arm_counts(self, experiment: str) -> dict[str, int]: ...
     def summary(self) -> dict[str, dict[str, dict[str, Any]]]: ...
@@ -79,11 +100,20 @@ class LogStore(Protocol):
 
 
 class SqlLogStore:
-    """The shared implementation over one `Database` (SQLite or PostgreSQL)."""
+    """The shared implementation over one `Database` (SQLite or PostgreSQL).
 
-    def __init__(self, db: Database) -> None:
+    Args:
+        db: the log's database.
+        look_lag_s: how far behind the database's clock the rollout controller's looks
+            read (`records.LOOK_LAG_S`, what the writers' commit bound needs; 0 in tests
+            that write synchronously).
+    """
+
+    def __init__(self, db: Database, look_lag_s: float = LOOK_LAG_S) -> None:
         self._db = db
         self.placeholder = db.placeholder
+        self._looks: IncrementalLooks | None = None  # the controller's looks, once asked
+        self._look_lag_s = look_lag_s
         db.create_schema((*_SCHEMA, *STATE_SCHEMA))  # readers of a fresh database find both
 
     def _marks(self, count: int) -> str:
@@ -115,8 +145,11 @@ class SqlLogStore:
             if outcome in ("recorded", "pending"):
                 fresh[request_id] = label
             results.append(FeedbackResult(request_id, outcome))
-        sql = f"INSERT INTO feedback VALUES ({self._marks(3)}) ON CONFLICT DO NOTHING"
-        with self._transaction() as cursor:
+        sql = (
+            f"INSERT INTO feedback (request_id, label, ts, logged_at)"
+            f" VALUES ({self._marks(3)}, {self._db.now_sql}) ON CONFLICT DO NOTHING"
+        )
+        with self._db.transaction(within_s=COMMIT_BOUND_S) as cursor:
             cursor.executemany(sql, [(rid, label, ts) for rid, label in fresh.items()])
         return results
 
@@ -149,6 +182,21 @@ class SqlLogStore:
         `gateway.experiments.log.aggregates`."""
         return Aggregator(self._db, experiment, since).collect(arms, segment_starts, looks)
 
+    def step_aggregates(
+        self,
+        experiment: str,
+        arms: Sequence[str] | None,
+        segment_starts: Sequence[float] = (),
+        since: float | None = None,
+    ) -> ExperimentAggregates:
+        """The rollout controller's look at a step (rows at or after `since`): the same
+        sums as `aggregates(..., looks=0)` without the paired shadow analysis, reading only
+        the rows and labels that arrived since this store's previous look at that step
+        (`gateway.experiments.log.increments`; this store object keeps its state)."""
+        if self._looks is None:
+            self._looks = IncrementalLooks(self._db, lag_s=self._look_lag_s)
+        return self._looks.collect(experiment, arms, segment_starts, since)
+
     def histograms(self, experiment: str, arms: Sequence[str]) -> ReportHistograms:
         """The report's traffic and latency histograms of `arms`, binned by the database
         (one count per arm and bin): see `gateway.experiments.log.histograms`."""
@@ -158,14 +206,17 @@ class SqlLogStore:
         """Experiments' transitions (written by the experiments' state store), oldest first."""
         return read_events(self._db, experiment)
 
-    def watermark(self, experiment: str, since: float) -> tuple[float, float] | None:
-        """(the latest ts of `experiment`'s rows at or after `since`, the latest label's
-        ts), or None when it has no row at or after `since`: what changes when rows or
-        labels come. Two index lookups (`predictions_by_experiment`, `feedback_by_ts`),
-        whatever the log's size: the rollout controller asks every tick, in the serving
-        process."""
-        latest, labelled = self._fetch(watermark_sql(self.placeholder), (experiment, since))[0]
-        return None if latest is None else (float(latest), float(labelled or 0.0))
+    def watermark(self, experiment: str, since: float) -> Watermark | None:
+        """What changes when rows or labels come (`Watermark`), or None when `experiment`
+        has no row at or after `since`. Four index lookups (`predictions_by_experiment`,
+        `feedback_by_ts`, and both `_by_arrival`), whatever the log's size: the rollout
+        controller asks every tick, in the serving process."""
+        params = (experiment, since, experiment)
+        latest, labelled, *logged = self._fetch(watermark_sql(self.placeholder), params)[0]
+        if latest is None:
+            return None
+        arrived = max((float(t) for t in logged if t is not None), default=0.0)
+        return Watermark(float(latest), float(labelled or 0.0), arrived)
 
     def ping(self) -> None:
         """One round trip to the database (`SELECT 1`): whether it answers at all.
@@ -261,11 +312,28 @@ class SqlLogStore:
         return self._db.transaction()
 
 
+class Watermark(NamedTuple):
+    """The log's latest row of an experiment at or after a time, and latest label.
+
+    Attributes:
+        latest: the latest row's ts; labelled: the latest label's ts (0: none), seconds.
+        logged: the latest `logged_at` of the experiment's rows and of any label (the
+            database's clock; 0: none): an incremental look whose `upto` is below it
+            has rows still to read.
+    """
+
+    latest: float
+    labelled: float
+    logged: float
+
+
 def watermark_sql(p: str) -> str:
-    """`SqlLogStore.watermark`'s statement (parameters: experiment, since)."""
+    """`SqlLogStore.watermark`'s statement (parameters: experiment, since, experiment)."""
     return (
         f"SELECT (SELECT MAX(ts) FROM predictions WHERE experiment = {p} AND ts >= {p}),"
-        " (SELECT MAX(ts) FROM feedback)"
+        " (SELECT MAX(ts) FROM feedback),"
+        f" (SELECT MAX(logged_at) FROM predictions WHERE experiment = {p}),"
+        " (SELECT MAX(logged_at) FROM feedback)"
     )
 
 

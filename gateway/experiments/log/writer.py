@@ -36,7 +36,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.control.database import LOG_TIMEOUTS, Database, StoreUnavailable, open_database
-from gateway.experiments.log.records import COLUMNS, PredictionRecord, Row, decode_batch, row_of
+from gateway.experiments.log.records import (
+    COLUMNS,
+    COMMIT_BOUND_S,
+    PredictionRecord,
+    Row,
+    decode_batch,
+    row_of,
+)
 
 logger = logging.getLogger(__name__)
 HEADER = struct.Struct("!I")
@@ -47,23 +54,28 @@ _ROWS_PER_INSERT = 64  # 64 x 14 parameters, far below every engine's limit
 def insert_rows(db: Database, rows: Sequence[Row]) -> None:
     """Insert `rows` in one transaction; a request id and kind already logged is skipped.
 
+    Each row's `logged_at` is the database's clock at the insert, and the transaction
+    commits within `COMMIT_BOUND_S` of its start or rolls back (`StoreUnavailable`: the
+    batch is sent again): the contract the incremental looks read by (`records`).
+
     Multi-row INSERTs, not executemany: the sqlite3 module drops and retakes the GIL
     around every statement step, and each retake stalls the gateway's event loop
     (measured: a row-at-a-time writer thread cost the loop 11-24% of its time; 64 rows
     per statement, ~0%).
     """
-    with db.transaction() as cursor:
+    with db.transaction(within_s=COMMIT_BOUND_S) as cursor:
         for start in range(0, len(rows), _ROWS_PER_INSERT):
             chunk = rows[start : start + _ROWS_PER_INSERT]
-            sql = _insert_sql(db.placeholder, len(chunk))
+            sql = _insert_sql(db.placeholder, db.now_sql, len(chunk))
             cursor.execute(sql, [value for row in chunk for value in row])
 
 
 @functools.cache
-def _insert_sql(placeholder: str, rows: int) -> str:
-    one = f"({', '.join([placeholder] * len(COLUMNS))})"
+def _insert_sql(placeholder: str, now_sql: str, rows: int) -> str:
+    one = f"({', '.join([placeholder] * len(COLUMNS))}, {now_sql})"
     return (
-        f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES {', '.join([one] * rows)}"
+        f"INSERT INTO predictions ({', '.join(COLUMNS)}, logged_at)"
+        f" VALUES {', '.join([one] * rows)}"
         " ON CONFLICT (request_id, kind) DO NOTHING"
     )
 

@@ -141,7 +141,10 @@ def analyse_aggregates(
         paired=lambda control, candidate: paired_of(aggregates.paired.get(candidate)),
         srm=lambda chosen: srm_from_counts(aggregates.first_served, events, chosen),
     )
-    return _result(experiment, spec, model, aggregates.arms, events, source)
+    result = _result(experiment, spec, model, aggregates.arms, events, source)
+    if aggregates.upto is not None:
+        result["upto"] = aggregates.upto  # an incremental look: the rows logged up to it
+    return result
 
 
 def analyse_store(
@@ -155,13 +158,18 @@ def analyse_store(
     `SqlLogStore.aggregates` for the spec's arms (rows at or after `since` when given),
     then `analyse_aggregates`. `events`: the experiment's (the control plane's), else the
     log database's. `history` False: no `history` looks (empty lists; what the rollout
-    controller reads is the same, at less cost). Memory: sized by units, never by
-    requests."""
+    controller reads is the same, at less cost): the rollout controller's look, read
+    incrementally (`SqlLogStore.step_aggregates`: what arrived since the store's last look
+    at the same step, up to the database's now less `LOOK_LAG_S`; `upto` in the result;
+    `paired` None). Memory: sized by units, never by requests."""
     events = store.events(experiment) if events is None else events
     model = _validated(spec_from_events(events) or {})
     timeline = [ts for ts, _ in split_timeline(events)]
-    looks = LOOKS if history else 0
-    aggregates = store.aggregates(experiment, roles_of(model, None), timeline, since, looks)
+    arms = roles_of(model, None)
+    if history:
+        aggregates = store.aggregates(experiment, arms, timeline, since, LOOKS)
+    else:
+        aggregates = store.step_aggregates(experiment, arms, timeline, since)
     return analyse_aggregates(aggregates, events, experiment)
 
 

@@ -21,6 +21,10 @@ from tests.unit.stats.test_experiments_aggregates import (
     fill,
     purge_case,
 )
+from tests.unit.stats.test_experiments_increments import (
+    arrive_in_pieces,
+    rows_after_upto_wait_for_the_next_look,
+)
 
 
 @pytest.mark.parametrize(
@@ -82,3 +86,16 @@ def test_the_analysts_session_runs_without_jit_and_with_its_parallel_workers(
         "statement_timeout": "1min",
     }
 
+
+@pytest.mark.parametrize(("seed", "units", "pieces"), [(0, 300, 5), (2, 300, 4)])
+def test_incremental_looks_on_postgres_equal_the_whole_steps_aggregates(
+    pg_store: SqlLogStore, seed: int, units: int, pieces: int
+) -> None:
+    """The rollout controller's looks, read by arrival, on PostgreSQL's clock and SQL."""
+    arrive_in_pieces(pg_store, seed, units, pieces, third_arm=seed == 2)
+
+
+def test_rows_stamped_after_a_looks_upto_wait_for_the_next_look_on_postgres(
+    pg_store: SqlLogStore,
+) -> None:
+    rows_after_upto_wait_for_the_next_look(pg_store)

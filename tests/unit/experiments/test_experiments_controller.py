@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.control.database import open_sqlite
 from gateway.control.plane import ControlPlane
@@ -201,3 +201,33 @@ def test_a_paused_rollout_is_left_alone_and_restarts_at_its_first_step(tmp_path:
     assert step == 1 and again["kind"] == "advance" and again["step"] == 0
     assert actions == ["define", "start", "rollout", "rollout", "pause", "start", "rollout"]
     assert weights == {"tensorflow": 90, "pytorch": 10}
+
+
+def test_a_look_that_read_up_to_before_the_latest_arrival_is_taken_again(tmp_path: Path) -> None:
+    """An incremental look reads the rows logged up to its `upto` (the database's now less
+    the writers' lag): while the cue's latest arrival is later, the next tick looks again
+    though no row came since; once a look reads up to it, the ticks stop looking."""
+
+    class Cue(NamedTuple):
+        latest: float
+        labelled: float
+        logged: float
+
+    async def scenario(procs: list[Process], clock: list[float], log: list[Row]) -> Any:
+        (p,) = procs
+        cue = Cue(105.0, 0.0, 200.0)
+
+        async def rows(experiment: str, since: float) -> Cue:
+            return cue
+
+        p.controller._rows = rows
+        await p.controller.tick()  # the rollout begins (no look)
+        looks = []
+        for upto in (150.0, 190.0, 200.0, 200.0):
+            p.verdicts.append({**verdict("inconclusive"), "upto": upto})
+            await p.controller.tick()
+            looks.append(p.looks)
+        return looks
+
+    looks = run(tmp_path / "db.sqlite3", scenario)
+    assert looks == [1, 2, 3, 3]  # upto 150 and 190 < 200: again; 200 read it all: no more

@@ -221,15 +221,24 @@ def test_the_watermark_moves_with_rows_and_labels_and_reads_by_index(tmp_path: P
     assert store.watermark("exp", 0.0) is None  # an empty log: nothing to look at
     store.write_batch([to_row(o) for o in outcomes[:2]])
     assert store.watermark("exp", 101.5) is None  # no row of exp at or after 101.5
-    assert store.watermark("exp", 100.0) == (101.0, 0.0)  # the latest row; no label yet
+    first = store.watermark("exp", 100.0)
+    assert first is not None and first[:2] == (101.0, 0.0)  # the latest row; no label yet
     store.write_batch([to_row(o) for o in outcomes[2:]])  # r2 (exp) at 102, r3 (other)
-    assert store.watermark("exp", 100.0) == (102.0, 0.0)  # another experiment's row: no
+    second = store.watermark("exp", 100.0)
+    assert second is not None and second[:2] == (102.0, 0.0)  # another experiment's: no
     store.add_feedback([("r0", 1)], ts=500.0)
-    assert store.watermark("exp", 100.0) == (102.0, 500.0)  # a label on an old row: yes
+    third = store.watermark("exp", 100.0)
+    assert third is not None and third[:2] == (102.0, 500.0)  # a label on an old row: yes
+    # arrival: the database's clock at each write, never going back
+    assert 0 < first.logged <= second.logged <= third.logged
+    assert abs(third.logged - time.time()) < 3600  # seconds since the epoch, not days
+    params = ("exp", 1.0, "exp")
     plans = [
         " ".join(str(part) for part in step)
-        for step in store._db.fetch(f"EXPLAIN QUERY PLAN {watermark_sql('?')}", ("exp", 1.0))
+        for step in store._db.fetch(f"EXPLAIN QUERY PLAN {watermark_sql('?')}", params)
     ]
     assert any("predictions_by_experiment" in p for p in plans), plans  # no table scan
     assert any("feedback_by_ts" in p for p in plans), plans
+    assert any("predictions_by_arrival" in p for p in plans), plans
+    assert any("feedback_by_arrival" in p for p in plans), plans
     store.close()

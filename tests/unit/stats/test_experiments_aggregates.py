@@ -161,15 +161,38 @@ def _without_history(result: Any) -> Any:
     return result
 
 
+def _without_paired(result: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in result.items() if k not in ("paired", "upto")}
+    out["comparisons"] = {
+        c: {k: v for k, v in comparison.items() if k != "paired"}
+        for c, comparison in result.get("comparisons", {}).items()
+    }
+    return out
+
+
 @pytest.mark.parametrize(("seed", "since"), [(0, None), (2, 120.0)])
 def test_without_history_the_rollout_reads_the_same_figures(seed: int, since: Any) -> None:
-    store = SqlLogStore(open_sqlite(None))
+    """The controller's look (incremental, `log.increments`) reads every figure of the
+    whole analysis but the history and the paired shadow analysis (which it never reads),
+    up to the database's now (here without the lag the writers' commits need)."""
+    store = SqlLogStore(open_sqlite(None), look_lag_s=0.0)
     fill(store, seed, 300, third_arm=seed == 2)
     full = analyse_store(store, "exp", since)
     light = analyse_store(store, "exp", since, history=False)
     assert full["history"] and light["history"] == []  # the looks are what it leaves out
-    assert _without_history(light) == _without_history(full)
+    assert full["paired"] is not None and light["paired"] is None
+    assert _without_paired(_without_history(light)) == _without_paired(_without_history(full))
     assert light["decision"] == full["decision"] and light["srm"] == full["srm"]
+    assert light["upto"] > 0 and "upto" not in full  # the database time it read up to
+
+
+def test_the_rollout_look_reads_nothing_logged_within_the_lag() -> None:
+    """With the writers' lag (`LOOK_LAG_S`), rows logged just now wait for a later look."""
+    store = SqlLogStore(open_sqlite(None))
+    fill(store, 0, 300)
+    light = analyse_store(store, "exp", None, history=False)
+    assert light["arms"][CONTROL]["requests"] == 0  # logged less than the lag ago
+    assert analyse_store(store, "exp")["arms"][CONTROL]["requests"] > 0
 
 
 def test_the_seeded_log_exercises_every_figure() -> None:
