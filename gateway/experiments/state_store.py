@@ -49,15 +49,31 @@ def load(db: Database) -> dict[str, StoredExperiment]:
 def define(db: Database, cursor: Any, spec: ExperimentSpec, event: Event) -> bool:
     """Insert a configured experiment unless some process already did (then False, and no
     second `define` event). A database written before experiments had their own table
-    holds only events: the state is replayed from them, and no `define` is added."""
+    holds only events: the state is replayed from them, and no `define` is added.
+
+    Workers define together at start. `ON CONFLICT DO NOTHING` with no target: when two
+    insert a running experiment at once, PostgreSQL may meet the other's row first in
+    `one_running_experiment_per_model`, not the primary key, and a conflict target of
+    `id` alone made that an error that failed the worker's start.
+
+    Raises:
+        db.integrity_error: nothing inserted and no experiment with this id: another
+            experiment runs on the model.
+    """
     prior = _prior_events(db, cursor, spec.id)
     spec, status = _replay(spec, prior)
     cursor.execute(
         f"INSERT INTO experiments (id, model, spec, status, updated_at) VALUES ({db.marks(5)})"
-        " ON CONFLICT (id) DO NOTHING",
+        " ON CONFLICT DO NOTHING",
         (spec.id, spec.model, spec.model_dump_json(), status, event.ts),
     )
     inserted = cursor.rowcount == 1
+    if not inserted:  # read committed: this statement sees the other's committed row
+        cursor.execute(f"SELECT 1 FROM experiments WHERE id = {db.placeholder}", (spec.id,))
+        if cursor.fetchone() is None:
+            raise db.integrity_error(
+                f"experiment {spec.id}: another experiment is running on model {spec.model}"
+            )
     if inserted and not prior:
         add_event(db, cursor, event)
     return inserted
