@@ -112,6 +112,10 @@ class Database:
         self.placeholder = placeholder
         self.integrity_error = integrity_error
         self.postgres = placeholder == "%s"
+        # Text compared byte by byte (UTF-8: by code point, as Python and numpy compare):
+        # PostgreSQL's collation may be a language's (en_US orders 'B-1' after 'a-2');
+        # SQLite's BINARY already is. Where request ids and sample keys are ordered.
+        self.byte_order = ' COLLATE "C"' if self.postgres else ""
         # The database's clock, seconds since the epoch (a log row's `logged_at`):
         # PostgreSQL's transaction start, SQLite's statement time (julianday, ms).
         self.now_sql = (

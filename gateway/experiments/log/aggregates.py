@@ -22,7 +22,9 @@ of arms, any names):
 
 Percentiles, the one figure sums cannot give: a sample of whole units chosen in SQL by
 their hashed key (`substr(unit hash, 1, 8) < threshold`, hex strings compare as their
-numbers), sized so that about `SAMPLE_ROWS` successful requests per arm come back. Why
+numbers; PostgreSQL compares them `COLLATE "C"`, byte by byte, as SQLite does, whatever
+the database's collation: so do request ids where rows are ordered, `Database.byte_order`),
+sized so that about `SAMPLE_ROWS` successful requests per arm come back. Why
 this and not per-arm histograms kept by the writer: the interval around a percentile is a
 cluster bootstrap over units (`clustered.quantiles`), which needs each request's unit, and
 a histogram forgets it; the hashed sample keeps whole units (so the bootstrap stays
@@ -277,7 +279,7 @@ class Aggregator:
         sql = f"""
             SELECT arm, {segment} AS segment, COUNT(*) FROM (
                 SELECT p.arm AS arm, p.ts AS ts, ROW_NUMBER() OVER (
-                    PARTITION BY {UNIT} ORDER BY p.ts, p.request_id) AS rn
+                    PARTITION BY {UNIT} ORDER BY p.ts, p.request_id{self._db.byte_order}) AS rn
                 FROM predictions p
                 WHERE {self._where} AND p.kind = 'serve' AND p.arm IN ({self._db.marks(len(arms))})
             ) firsts WHERE rn = 1 GROUP BY 1, 2"""
@@ -301,11 +303,11 @@ class Aggregator:
             total = int(self._db.fetch(count, params)[0][0])
         fraction = 1.0 if total <= rows else rows / total
         if fraction < 1.0:
-            base += f" AND {SAMPLE_KEY} < {self._p}"
+            base += f" AND {SAMPLE_KEY}{self._db.byte_order} < {self._p}"
             params = (*params, f"{int(fraction * HEX_SPAN):08x}")
         sql = (
             f"SELECT {UNIT}, p.ts, p.latency_ms FROM predictions p WHERE {base}"
-            " ORDER BY p.ts, p.request_id"
+            f" ORDER BY p.ts, p.request_id{self._db.byte_order}"
         )
         units, ts, latency = [], [], []
         for unit, when, value in self._stream(sql, params):

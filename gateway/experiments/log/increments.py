@@ -24,6 +24,14 @@ segment, and latency sample. The one exception is the paired shadow analysis, wh
 None: the controller does not read it (`rollout.next_rollout_action`). Tests compare both
 paths on seeded logs that arrive in pieces, on SQLite and PostgreSQL.
 
+What the contract cannot see, a whole read every `RECONCILE_S` (10 minutes) corrects:
+a COMMIT that itself waited past the lag (a synchronous standby away: the bound is
+checked before it), a gateway of an older version writing rows without `logged_at`
+during a rolling upgrade, rows the retention purged from a step older than
+`retention_days`, the database's clock stepped back. Between two whole reads such rows are
+missed (or, purged, still counted); the cost of the correction is one whole read of the
+step per 10 minutes.
+
 State per (experiment, since, arms), the last `STATES` kept:
 
 - per arm and unit: served requests, errors, labelled and correct answers;
@@ -43,8 +51,9 @@ never the serving process.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +73,8 @@ from gateway.experiments.log.aggregates import (
 )
 from gateway.experiments.log.records import LOOK_LAG_S
 
-STATES = 4  # steps kept (one per running rollout, and the one before)
+STATES = 16  # steps kept: one per running rollout (more rollouts at once re-read theirs)
+RECONCILE_S = 600.0  # a step's state is read whole again this often (see the docstring)
 _FETCH = 10_000
 
 
@@ -194,6 +204,7 @@ class _Step:
     """What the looks of one (experiment, since, arms) have read so far."""
 
     upto: float | None = None  # the last look's upto (database clock); None: no look yet
+    whole_at: float = 0.0  # when it was read whole (the looks' clock, seconds)
     served: set[str] = field(default_factory=set)
     sums: dict[str, _Sums] = field(default_factory=dict)
     firsts: _Firsts = field(default_factory=_Firsts)
@@ -211,10 +222,14 @@ class IncrementalLooks:
     """
 
     def __init__(
-        self, db: Database, sample_rows: int = SAMPLE_ROWS, lag_s: float = LOOK_LAG_S
+        self,
+        db: Database,
+        sample_rows: int = SAMPLE_ROWS,
+        lag_s: float = LOOK_LAG_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db, self._p, self._sample_rows = db, db.placeholder, sample_rows
-        self._lag_s = lag_s
+        self._lag_s, self._clock = lag_s, clock
         self._steps: OrderedDict[tuple[Any, ...], _Step] = OrderedDict()
         self.rows_read = 0  # rows (groups of a unit's rows, labels, sample rows) fetched
 
@@ -228,8 +243,10 @@ class IncrementalLooks:
     ) -> ExperimentAggregates:
         """The step's aggregates over the rows logged up to `upto` (the database's clock,
         seconds; None: its now less `lag_s`), reading only what arrived since the
-        previous look of the same (experiment, since, arms). `arms` None (the served
-        arms, which may change): the whole step again (`Aggregator`), without history.
+        previous look of the same (experiment, since, arms); the whole step when it has
+        none, or its state is `RECONCILE_S` old. An `upto` at or before the previous
+        look's answers that look's state (and its `upto`). `arms` None (the served arms,
+        which may change): the whole step again (`Aggregator`), without history.
 
         Raises:
             StoreUnavailable: the database is down; the step's state is kept as it was.
@@ -238,7 +255,9 @@ class IncrementalLooks:
             return Aggregator(self._db, experiment, since).collect(arms, segment_starts, 0)
         chosen = list(arms)
         key = (experiment, since, tuple(chosen))
-        step = self._steps.get(key) or _Step()
+        step = self._steps.get(key)
+        if step is None or self._clock() - step.whole_at > RECONCILE_S:
+            step = _Step(whole_at=self._clock())  # read the whole step (again)
         if upto is None:
             upto = float(self._db.fetch(f"SELECT {self._db.now_sql}")[0][0]) - self._lag_s
         if step.upto is None or upto > step.upto:
@@ -256,6 +275,7 @@ class IncrementalLooks:
         (a failed read keeps the last state whole)."""
         step = _Step(
             upto,
+            old.whole_at,
             set(old.served),
             {arm: _copy_sums(s) for arm, s in old.sums.items()},
             _copy_firsts(old.firsts),
@@ -320,7 +340,8 @@ class IncrementalLooks:
         sql = f"""
             SELECT unit, ts, request_id, arm FROM (
                 SELECT {UNIT} AS unit, p.ts AS ts, p.request_id AS request_id, p.arm AS arm,
-                    ROW_NUMBER() OVER (PARTITION BY {UNIT} ORDER BY p.ts, p.request_id) AS rn
+                    ROW_NUMBER() OVER (PARTITION BY {UNIT}
+                        ORDER BY p.ts, p.request_id{self._db.byte_order}) AS rn
                 FROM predictions p WHERE {where} AND p.kind = 'serve'
                     AND p.arm IN ({self._db.marks(len(arms))})
             ) firsts WHERE rn = 1"""
@@ -359,7 +380,8 @@ class IncrementalLooks:
             )
             args: tuple[Any, ...] = (*params, arm)
             if threshold is not None:
-                sql, args = sql + f" AND {SAMPLE_KEY} < {self._p}", (*args, threshold)
+                where_key = f" AND {SAMPLE_KEY}{self._db.byte_order} < {self._p}"
+                sql, args = sql + where_key, (*args, threshold)
             sample = step.samples.setdefault(arm, _Sample())
             sample.merge([row for b in self._stream(sql, args) for row in b], threshold)
 

@@ -166,7 +166,8 @@ class SqlLogStore:
             sql, params = sql + f" AND p.experiment = {self.placeholder}", (experiment,)
         if since is not None:
             sql, params = sql + f" AND p.ts >= {self.placeholder}", (*params, since)
-        return self._fetch(sql + " ORDER BY p.ts, p.request_id, p.kind", params)
+        order = f" ORDER BY p.ts, p.request_id{self._db.byte_order}, p.kind"
+        return self._fetch(sql + order, params)
 
     def aggregates(
         self,

@@ -31,6 +31,7 @@ import logging
 import signal
 import struct
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -39,6 +40,7 @@ from gateway.control.database import LOG_TIMEOUTS, Database, StoreUnavailable, o
 from gateway.experiments.log.records import (
     COLUMNS,
     COMMIT_BOUND_S,
+    LOOK_LAG_S,
     PredictionRecord,
     Row,
     decode_batch,
@@ -63,11 +65,18 @@ def insert_rows(db: Database, rows: Sequence[Row]) -> None:
     (measured: a row-at-a-time writer thread cost the loop 11-24% of its time; 64 rows
     per statement, ~0%).
     """
+    began = time.monotonic()
     with db.transaction(within_s=COMMIT_BOUND_S) as cursor:
         for start in range(0, len(rows), _ROWS_PER_INSERT):
             chunk = rows[start : start + _ROWS_PER_INSERT]
             sql = _insert_sql(db.placeholder, db.now_sql, len(chunk))
             cursor.execute(sql, [value for row in chunk for value in row])
+    if (took := time.monotonic() - began) > LOOK_LAG_S:  # the COMMIT itself waited
+        logger.warning(
+            "prediction log: %d rows committed %.1f s after their logged_at (over %.0f s):"
+            " the rollout controller reads them at its next whole read of the step",
+            len(rows), took, LOOK_LAG_S,
+        )  # fmt: skip
 
 
 @functools.cache

@@ -6,13 +6,18 @@ missing this fails, it never skips. Each case gets a database of its own.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 
-from gateway.control.database import open_postgres
+from gateway.control.database import LOG_TIMEOUTS, open_postgres
 from gateway.experiments.log import aggregates
+from gateway.experiments.log.aggregates import Aggregator
+from gateway.experiments.log.increments import IncrementalLooks
 from gateway.experiments.log.store import SqlLogStore
 from tests.unit.stats.test_experiments_aggregates import (
     CONTROL,
@@ -23,6 +28,8 @@ from tests.unit.stats.test_experiments_aggregates import (
 )
 from tests.unit.stats.test_experiments_increments import (
     arrive_in_pieces,
+    db_now,
+    later_than,
     rows_after_upto_wait_for_the_next_look,
 )
 
@@ -99,3 +106,59 @@ def test_rows_stamped_after_a_looks_upto_wait_for_the_next_look_on_postgres(
     pg_store: SqlLogStore,
 ) -> None:
     rows_after_upto_wait_for_the_next_look(pg_store)
+
+
+_ICU = itertools.count()
+
+
+@pytest.fixture
+def icu_store(postgres_url: str) -> Iterator[SqlLogStore]:
+    """A log on a database whose collation is a language's (ICU en-US), not byte order."""
+    name = f"icu_log_{next(_ICU)}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(
+            f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+        )
+    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    store = SqlLogStore(open_postgres(url, LOG_TIMEOUTS), look_lag_s=0.0)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _row(request_id: str, ts: float, arm: str = "a", key: str | None = None) -> tuple[Any, ...]:
+    return (request_id, "serve", ts, "exp", "m", arm, 1, key, 5.0, 200, 1, None, None, 0, "tf")
+
+
+def test_the_sample_and_its_threshold_compare_bytes_whatever_the_collation(
+    icu_store: SqlLogStore,
+) -> None:
+    """Client request ids with capitals (`X-Request-Id`): 'Zz-1' is below the threshold
+    'c0000000' byte by byte, above it in en-US. Both paths compare bytes (found by a
+    helper's fuzzing: the incremental look kept it, the SQL dropped it)."""
+    looks = IncrementalLooks(icu_store._db, sample_rows=3)
+    icu_store.write_batch([_row("Zz-1", 1.0), _row("00-2", 2.0), _row("01-3", 3.0)])
+    first = looks.collect("exp", ["a"], (), None, upto=db_now(icu_store))
+    later_than(icu_store, first.upto or 0.0)
+    icu_store.write_batch([_row("02-4", 4.0)])
+    got = looks.collect("exp", ["a"], (), None, upto=db_now(icu_store)).latency["a"]
+    want = Aggregator(icu_store._db, "exp").latency_sample("a", rows=3)
+    assert got.fraction == want.fraction == 0.75
+    assert list(got.unit) == list(want.unit)
+    assert list(want.unit) == ["request:Zz-1", "request:00-2", "request:01-3", "request:02-4"]
+
+
+def test_the_first_served_tie_compares_request_ids_bytewise_whatever_the_collation(
+    icu_store: SqlLogStore,
+) -> None:
+    """One unit, two rows at one ts read by two looks: 'B-1' (arm a) sorts first by byte,
+    'a-2' (arm b) in en-US; arm a served the unit first on both paths."""
+    looks = IncrementalLooks(icu_store._db)
+    icu_store.write_batch([_row("B-1", 5.0, "a", "unit1")])
+    first = looks.collect("exp", ["a", "b"], (), None, upto=db_now(icu_store))
+    later_than(icu_store, first.upto or 0.0)
+    icu_store.write_batch([_row("a-2", 5.0, "b", "unit1")])
+    got = looks.collect("exp", ["a", "b"], (), None, upto=db_now(icu_store)).first_served
+    want = Aggregator(icu_store._db, "exp").first_served(["a", "b"], ())
+    assert got == want == {"a": [1], "b": [0]}

@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 
 from gateway.control.database import open_sqlite
+from gateway.experiments.log import increments
 from gateway.experiments.log.aggregates import Aggregator, ExperimentAggregates
 from gateway.experiments.log.increments import IncrementalLooks
+from gateway.experiments.log.records import COLUMNS
 from gateway.experiments.log.store import SqlLogStore
 from tests.unit.stats.test_experiments_aggregates import (
     CANDIDATE,
@@ -167,3 +169,38 @@ def test_a_later_look_reads_by_arrival_never_scanning_the_log(tmp_path: Any) -> 
             assert line.removesuffix(" LEFT-JOIN") in allowed, (line, sql)
         assert any("_by_arrival" in line for line in tables), plan
     store.close()
+
+
+def test_what_arrives_outside_the_contract_is_corrected_by_the_next_whole_read() -> None:
+    """Rows written without `logged_at` after a look (a gateway of an older version in a
+    rolling upgrade; a COMMIT that waited past the lag reads the same: stamped before a
+    window already read) and rows the retention purged: missed, or still counted, until
+    the step's state is `RECONCILE_S` old; then the look reads the step whole again and
+    equals the whole step's aggregates."""
+    store = SqlLogStore(open_sqlite(None))
+    rows, _, _ = seeded_log(8, 100)
+    fill(store, 8, 0)
+    arms = [CONTROL, CANDIDATE]
+    clock = [1000.0]
+    looks = IncrementalLooks(store._db, clock=lambda: clock[0])
+    store.write_batch(rows[: len(rows) // 2])
+    first = looks.collect("exp", arms, SEGMENTS, None, upto=db_now(store))
+    late = rows[len(rows) // 2 :]
+    with store._db.transaction() as cursor:  # an older writer: no logged_at
+        cursor.executemany(
+            f"INSERT INTO predictions ({', '.join(COLUMNS)})"
+            f" VALUES ({store._db.marks(len(COLUMNS))}) ON CONFLICT DO NOTHING",
+            late,
+        )
+    store.purge(30.0)  # and the retention takes the step's oldest rows
+
+    def served(aggregates: ExperimentAggregates) -> float:
+        return sum(aggregates.looks[arm][0].errors.sy for arm in arms)
+
+    whole = Aggregator(store._db, "exp").collect(arms, SEGMENTS, 0)
+    clock[0] += increments.RECONCILE_S  # not yet past it
+    missed = looks.collect("exp", arms, SEGMENTS, None, upto=later_than(store, first.upto or 0))
+    assert served(missed) == served(first) != served(whole)  # the late rows: unseen
+    clock[0] += 1.0
+    again = looks.collect("exp", arms, SEGMENTS, None, upto=later_than(store, missed.upto or 0))
+    assert_same_aggregates(again, whole)  # read whole: the late rows in, the purged out
