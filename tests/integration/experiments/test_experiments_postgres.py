@@ -157,3 +157,54 @@ def test_one_of_racing_processes_takes_the_lease_and_another_takes_it_once_expir
     assert later[first.index(True)] is True  # renewed at 104 until 109; at 103 nobody else took it
     assert sum(later) == 1 and taken
     assert holder == (f"p{(first.index(True) + 1) % 3}", 115.0)
+
+
+_ANALYST_CHILD = """
+import sys
+from gateway.control.database import open_postgres
+from gateway.experiments.analyst import (
+    BackendPriority, analysis_session, idle_priority, lowest_normal_priority,
+)
+db = open_postgres(sys.argv[1], analysis_session(0))
+idle_priority()  # as the analyst's main
+backend = BackendPriority(db, period_s=3600.0)  # the thread's wait: never within the test
+backend.start()
+print(backend.pid, flush=True)
+sys.stdin.readline()
+lowest_normal_priority(0, 10)  # the gateway's escalation, one step
+backend.follow()  # what the analyst does before each request
+print("escalated", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_the_analysts_postgres_backend_follows_the_analysts_priority(postgres_url: str) -> None:
+    """The analyst's backend on this host runs as the analyst does: `SCHED_IDLE`, then
+    nice 10 once escalated; another session's backend is left at normal priority."""
+    import os
+    import subprocess
+    import sys
+
+    import psycopg
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", _ANALYST_CHILD, postgres_url],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        pid = int(child.stdout.readline())
+        with psycopg.connect(postgres_url) as other:
+            bystander = other.info.backend_pid
+            assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+            assert os.sched_getscheduler(bystander) == os.SCHED_OTHER
+            assert os.getpriority(os.PRIO_PROCESS, bystander) == 0
+            child.stdin.write("\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "escalated"
+            assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+            assert os.getpriority(os.PRIO_PROCESS, pid) == 10
+            assert os.sched_getscheduler(bystander) == os.SCHED_OTHER
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
