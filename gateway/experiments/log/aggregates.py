@@ -301,10 +301,10 @@ class Aggregator:
         if total is None:
             count = f"SELECT COUNT(*) FROM predictions p WHERE {base}"
             total = int(self._db.fetch(count, params)[0][0])
-        fraction = 1.0 if total <= rows else rows / total
-        if fraction < 1.0:
+        fraction = sample_fraction(total, rows)
+        if (threshold := sample_threshold(fraction)) is not None:
             base += f" AND {SAMPLE_KEY}{self._db.byte_order} < {self._p}"
-            params = (*params, f"{int(fraction * HEX_SPAN):08x}")
+            params = (*params, threshold)
         sql = (
             f"SELECT {UNIT}, p.ts, p.latency_ms FROM predictions p WHERE {base}"
             f" ORDER BY p.ts, p.request_id{self._db.byte_order}"
@@ -378,11 +378,29 @@ class Aggregator:
         return PairedSums(total, c[0], c[1], c[2], c[3], latency, median)
 
     def _stream(self, sql: str, params: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
-        """The rows of `sql`, fetched `_FETCH` at a time (never all in memory at once)."""
-        with self._db.transaction() as cursor:
-            cursor.execute(sql, params)
-            while batch := cursor.fetchmany(_FETCH):
-                yield from batch
+        for batch in stream_batches(self._db, sql, params):
+            yield from batch
+
+
+def stream_batches(
+    db: Database, sql: str, params: tuple[Any, ...]
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of `sql` in batches of `_FETCH` (never all in memory at once)."""
+    with db.transaction() as cursor:
+        cursor.execute(sql, params)
+        while batch := cursor.fetchmany(_FETCH):
+            yield batch
+
+
+def sample_fraction(successful: int, rows: int = SAMPLE_ROWS) -> float:
+    """The share of the hash space an arm's latency sample reads: about `rows` of its
+    `successful` requests (1.0: every unit)."""
+    return 1.0 if successful <= rows else rows / successful
+
+
+def sample_threshold(fraction: float) -> str | None:
+    """The sample key's bound for `fraction` (8 hex digits), None when every unit is read."""
+    return None if fraction >= 1.0 else f"{int(fraction * HEX_SPAN):08x}"
 
 
 def _number(value: Any) -> float:

@@ -61,7 +61,6 @@ import numpy as np
 
 from gateway.control.database import Database
 from gateway.experiments.log.aggregates import (
-    HEX_SPAN,
     SAMPLE_KEY,
     SAMPLE_ROWS,
     UNIT,
@@ -70,12 +69,14 @@ from gateway.experiments.log.aggregates import (
     ExperimentAggregates,
     LatencySample,
     RatioSums,
+    sample_fraction,
+    sample_threshold,
+    stream_batches,
 )
 from gateway.experiments.log.records import LOOK_LAG_S
 
 STATES = 16  # steps kept: one per running rollout (more rollouts at once re-read theirs)
 RECONCILE_S = 600.0  # a step's state is read whole again this often (see the docstring)
-_FETCH = 10_000
 
 
 def unit_digest(unit: str) -> int:
@@ -107,6 +108,10 @@ class _Sums:
         new = ~found
         self.keys = np.insert(self.keys, pos[new], keys[new])
         self.values = np.insert(self.values, pos[new], summed[new], axis=0)
+
+    def successful(self) -> int:
+        """The arm's successful requests (served less errors)."""
+        return int((self.values[:, 0] - self.values[:, 1]).sum())
 
     def look(self) -> ArmLook:
         """The arm's ratio sums: errors over requests, correct over labelled, per unit."""
@@ -369,10 +374,8 @@ class IncrementalLooks:
     def _read_samples(self, step: _Step, window: _Window, arms: list[str]) -> None:
         where, params = window.rows("p")
         for arm in arms:
-            sums = step.sums.get(arm)
-            successful = 0 if sums is None else int((sums.values[:, 0] - sums.values[:, 1]).sum())
-            fraction = 1.0 if successful <= self._sample_rows else self._sample_rows / successful
-            threshold = None if fraction >= 1.0 else f"{int(fraction * HEX_SPAN):08x}"
+            fraction = sample_fraction(step.sums.get(arm, _Sums()).successful(), self._sample_rows)
+            threshold = sample_threshold(fraction)
             sql = (
                 f"SELECT {UNIT}, p.ts, p.latency_ms, p.request_id, {SAMPLE_KEY}"
                 f" FROM predictions p WHERE {where} AND p.kind = 'serve' AND p.status = 200"
@@ -393,9 +396,7 @@ class IncrementalLooks:
         latency = {}
         for arm in arms:
             sample = step.samples.get(arm, _Sample())
-            sums = step.sums.get(arm, empty)
-            successful = int((sums.values[:, 0] - sums.values[:, 1]).sum())
-            fraction = 1.0 if successful <= self._sample_rows else self._sample_rows / successful
+            fraction = sample_fraction(step.sums.get(arm, empty).successful(), self._sample_rows)
             latency[arm] = LatencySample(sample.unit, sample.ts, sample.latency, fraction)
         return ExperimentAggregates(
             arms=arms,
@@ -411,12 +412,9 @@ class IncrementalLooks:
         )
 
     def _stream(self, sql: str, params: tuple[Any, ...]) -> Iterator[list[tuple[Any, ...]]]:
-        """The rows of `sql` in batches of `_FETCH` (never all in memory at once)."""
-        with self._db.transaction() as cursor:
-            cursor.execute(sql, params)
-            while batch := cursor.fetchmany(_FETCH):
-                self.rows_read += len(batch)
-                yield batch
+        for batch in stream_batches(self._db, sql, params):
+            self.rows_read += len(batch)
+            yield batch
 
 
 @dataclass(frozen=True)
